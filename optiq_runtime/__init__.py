@@ -1,0 +1,5 @@
+"""Everything that touches weights: checkpoints, calibration, quantization, loading, MTP, generation."""
+
+from optiq_runtime.errors import BadInputError, OptiqError
+
+__all__ = ["BadInputError", "OptiqError"]

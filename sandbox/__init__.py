@@ -1,0 +1,1 @@
+"""Running untrusted Python: RestrictedPython policy inside confined worker processes."""
