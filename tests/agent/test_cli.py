@@ -1,0 +1,58 @@
+"""The optiq command line: help, version, one-line errors with exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from agent.cli import COMMANDS, _with_default_command, build_parser, main
+
+
+def optiq(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_every_subcommand():
+    result = optiq("--help")
+    assert result.returncode == 0
+    for name in COMMANDS:
+        assert f"    {name} " in result.stdout
+
+
+def test_version_prints_the_package_version():
+    result = optiq("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("optiq ")
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["quantize"], ["bench", "nothing"], ["run", "hi", "--max-steps", "x"]])
+def test_bad_arguments_give_one_line_and_status_2(argv):
+    result = optiq(*argv)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "error:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_command_means_chat():
+    assert _with_default_command([]) == ["chat"]
+    assert _with_default_command(["--base", "x"]) == ["chat", "--base", "x"]
+    assert _with_default_command(["run", "hi"]) == ["run", "hi"]
+    assert build_parser().parse_args(["chat", "--base", "x"]).base == "x"
+
+
+def test_every_command_module_has_the_dispatch_shape():
+    import importlib
+
+    for name in COMMANDS:
+        module = importlib.import_module(f"agent.cli.{name}")
+        assert module.HELP and callable(module.add_arguments) and callable(module.run)
+
+
+def test_version_exits_cleanly_in_process():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0

@@ -1,0 +1,38 @@
+"""OpenBLAS preloading: when it applies, and that a re-executed process really has it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from optiq_runtime import fastcpu
+
+
+def test_preload_env_adds_the_library_once():
+    library = fastcpu.find_openblas()
+    if library is None or not sys.platform.startswith("linux"):
+        pytest.skip("no OpenBLAS installed here")
+    env = fastcpu.preload_env({"PATH": "/usr/bin"})
+    assert env is not None and env["LD_PRELOAD"].startswith(str(library))
+    assert fastcpu.preload_env(env) is None  # already preloaded: no second re-exec
+
+
+def test_disable_variable_turns_it_off():
+    assert fastcpu.preload_env({fastcpu.DISABLE_VAR: "1"}) is None
+
+
+def test_reexec_gives_the_new_process_openblas(tmp_path):
+    if fastcpu.find_openblas() is None:
+        pytest.skip("no OpenBLAS installed here")
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import os, sys\n"
+        "from optiq_runtime.fastcpu import reexec_with_openblas\n"
+        "reexec_with_openblas(sys.argv)\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print('openblas' in maps)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OPTIQ_OPENBLAS_PRELOADED")}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
