@@ -46,6 +46,8 @@ def compile_snippet(code: str) -> tuple[Any, Any]:
 def _restricted(compiler: Any, tree: ast.AST) -> Any:
     try:
         result = compiler(tree, FILENAME)
+    except SyntaxError as error:  # what only the compiler catches, like 'return' outside a function
+        raise Refused("syntax", f"SyntaxError: {error.msg} (line {error.lineno})") from None
     except (RecursionError, MemoryError) as error:
         raise Refused("syntax", f"SyntaxError: code is nested too deeply ({type(error).__name__})") from None
     if result.errors:

@@ -66,7 +66,12 @@ def _child(code: str, timeout_s: float, policy: Policy, proxies: dict[str, Modul
     try:
         os.close(read_end)
         out = confine(policy, timeout_s, write_end)
-        payload = json.dumps(run_snippet(code, policy, proxies)).encode()
+        try:
+            outcome = run_snippet(code, policy, proxies)
+        except Exception as error:  # a bug of ours, reported rather than mistaken for the code's
+            outcome = {"ok": False, "error": f"sandbox internal error: {type(error).__name__}: {error}",
+                       "error_kind": "runtime"}
+        payload = json.dumps(outcome).encode()
         view = memoryview(payload)
         while view:
             view = view[os.write(out, view):]
