@@ -16,7 +16,7 @@ TIMEOUT = 1.0
 
 @pytest.fixture(scope="module")
 def sandbox():
-    with Sandbox(Policy(output_chars=1000)) as box:
+    with Sandbox(Policy(output_chars=1000, memory_bytes=256 << 20)) as box:
         yield box
 
 
