@@ -1,0 +1,386 @@
+"""The agent loop: the model calls tools, the calls are validated and run, the results go back, until it answers.
+
+Public API (the TUI, ``optiq run``, ``optiq eval`` and the server use only this)::
+
+    agent = Agent(engine, registry, workspace, approve=approve_none, max_steps=8)
+    for event in agent.send("What is 37 * 91? Use Python."):   # a generator; run it in a worker thread
+        ...                                                    # render / print / record each event
+    agent.interrupt()   # thread-safe: the generation stops, the partial answer stays, stop reason "interrupted"
+    agent.reset()       # forget the conversation (and session-wide approvals)
+    agent.messages      # the conversation as chat-template messages (role/content/tool_calls/tool)
+    agent.registry      # the tools on offer
+    agent.close()       # stop the sandbox worker, close the trace
+
+``send`` yields the events of ``agent.events`` in this order for each step: ``text`` /
+``reasoning`` / ``tool_call_start`` / ``tool_call`` / ``error`` (malformed call) as the model
+streams, then ``stats``; then per call ``tool_validated`` or ``tool_rejected``, for side-effecting
+tools ``approval_request`` and ``approval``, then ``tool_result``; ``notice`` when old tool output is
+trimmed. The last event is always ``done`` (answer, stop reason, steps, tokens, seconds). The turn
+starts with a ``user`` event so that traces hold the whole conversation.
+
+``approve`` is called with an ``ApprovalRequest`` before a side-effecting tool runs and may block;
+it returns ``ApprovalDecision.ALLOW_ONCE``, ``ALLOW_SESSION`` (that tool, until ``reset``) or
+``DENY``. Invalid calls, denied calls and tool failures go back to the model as tool results; a
+call that failed before and is made again unchanged ends the turn ("repeated_failure").
+
+Prompts are extended turn by turn (``chat.Transcript``), so the engine reuses its prompt cache.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from agent.approval import Approver, ApprovalDecision, ApprovalRequest, approve_none, preview
+from agent.chat import ChatRenderer, Transcript
+from agent.context import TOOL_OUTPUT_CHARS, cap_output, trim_old_results
+from agent.events import (
+    ApprovalEvent,
+    ApprovalRequestEvent,
+    DoneEvent,
+    ErrorEvent,
+    NoticeEvent,
+    ReasoningEvent,
+    StatsEvent,
+    TextEvent,
+    ToolCall,
+    ToolCallEvent,
+    ToolRejectedEvent,
+    ToolResultEvent,
+    ToolValidatedEvent,
+    UserEvent,
+    call_id,
+)
+from agent.session import SessionWriter
+from agent.toolcalls import StreamParser
+from tools.registry import Registry
+from tools.tool import Tool, ToolContext, ToolError
+from tools.validate import validate_call
+
+CHARS_PER_TOKEN = 3  # a cautious guess, only used to size how much old output to trim
+
+
+@dataclass
+class Sampling:
+    """Decoding settings; the defaults are greedy and seeded, so runs repeat exactly."""
+
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    """One model output, as the parser read it."""
+
+    text: str = ""
+    reasoning: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    errors: list[ErrorEvent] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    truncated: bool = False
+
+    def take(self, event: Any) -> None:
+        if isinstance(event, TextEvent):
+            self.text += event.text
+        elif isinstance(event, ReasoningEvent):
+            self.reasoning += event.text
+        elif isinstance(event, ToolCallEvent):
+            self.calls.append(event.call)
+        elif isinstance(event, ErrorEvent):
+            self.errors.append(event)
+
+
+@dataclass
+class _Turn:
+    """What one ``send`` has done so far."""
+
+    start: float
+    steps: int = 0
+    tokens: int = 0
+    failed: set[str] = field(default_factory=set)
+    repeated: str = ""
+
+
+class Agent:
+    """A conversation with tool calls over one engine, registry and workspace."""
+
+    def __init__(
+        self,
+        engine: Any,
+        registry: Registry,
+        workspace: Path,
+        approve: Approver = approve_none,
+        *,
+        max_steps: int = 8,
+        enable_thinking: bool = False,
+        sampling: Sampling | None = None,
+        system: str | None = None,
+        sandbox: Any = None,
+        context_tokens: int = 8192,
+        tool_output_chars: int = TOOL_OUTPUT_CHARS,
+        trace: SessionWriter | None = None,
+    ):
+        self.engine = engine
+        self.registry = registry
+        self.workspace = Path(workspace)
+        self.approve = approve
+        self.max_steps = max_steps
+        self.enable_thinking = enable_thinking
+        self.sampling = sampling or Sampling()
+        self.system = system
+        self.context_tokens = context_tokens
+        self.tool_output_chars = tool_output_chars
+        self.trace = trace
+        self._sandbox = sandbox
+        self._own_sandbox = sandbox is None
+        self._interrupt = threading.Event()
+        self.reset()
+
+    # -- public surface
+
+    def send(self, text: str) -> Iterator[Any]:
+        """Run one user request to its end, yielding every event; the last one is ``done``."""
+        self._interrupt.clear()
+        for event in self._turn(text):
+            if self.trace is not None:
+                self.trace.write(event)
+            yield event
+
+    def interrupt(self) -> None:
+        """Stop the running turn at the next token or tool boundary (safe from any thread)."""
+        self._interrupt.set()
+
+    def reset(self) -> None:
+        """Forget the conversation and session-wide approvals; the next prompt is rendered afresh."""
+        self.messages: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
+        self._allowed: set[str] = set()
+        self._renderer = ChatRenderer(self.engine.tokenizer, self.registry.openai(), self.enable_thinking)
+        self._transcript = Transcript(self._renderer)
+        self._in_reasoning = self._renderer.ending_thinking()
+
+    def close(self) -> None:
+        if self._own_sandbox and self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+        if self.trace is not None:
+            self.trace.close()
+
+    def __enter__(self) -> "Agent":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the loop
+
+    def _turn(self, text: str) -> Iterator[Any]:
+        turn = _Turn(start=time.monotonic())
+        yield UserEvent(text=text)
+        new = [self._add({"role": "user", "content": text})]
+        generation = Generation()
+        while turn.steps < self.max_steps:
+            turn.steps += 1
+            prompt = yield from self._prompt(new)
+            generation = yield from self._generate(prompt, turn)
+            self._add(_assistant_message(generation))
+            if self._interrupt.is_set():
+                yield from self._close_calls(generation.calls, "interrupted by the user")
+                yield self._done(turn, generation, "interrupted", "interrupted by the user")
+                return
+            if not generation.calls and (generation.truncated or not generation.errors):
+                if generation.truncated:
+                    yield self._done(turn, generation, "length", f"the answer reached the {self.sampling.max_tokens}-token limit")
+                else:
+                    yield self._done(turn, generation, "answered")
+                return
+            new = yield from self._act(generation, turn)
+            if turn.repeated:
+                yield self._done(turn, generation, "repeated_failure", turn.repeated)
+                return
+            if self._interrupt.is_set():
+                yield self._done(turn, generation, "interrupted", "interrupted by the user")
+                return
+        yield self._done(turn, generation, "max_steps", f"stopped after {self.max_steps} steps without an answer")
+
+    def _prompt(self, new: list[dict[str, Any]]) -> Iterator[Any]:
+        """The next prompt's tokens; old tool output is trimmed first when the context would overflow."""
+        prompt = self._transcript.prompt(self.messages, new)
+        overflow = len(prompt) + self.sampling.max_tokens - self.context_tokens
+        if overflow > 0:
+            trimmed = trim_old_results(self.messages, overflow * CHARS_PER_TOKEN)
+            if trimmed:
+                self._transcript.reset()
+                prompt = self._transcript.prompt(self.messages, new)
+                yield NoticeEvent(message=f"trimmed {trimmed} old tool result(s) to fit the context ({len(prompt)} prompt tokens)")
+        return prompt
+
+    def _generate(self, prompt: list[int], turn: _Turn) -> Iterator[Any]:
+        """Stream one model output through the parser, yielding its events, then ``stats``."""
+        parser = StreamParser(self._renderer.tools, in_reasoning=self._in_reasoning)
+        generation = Generation()
+        started = time.monotonic()
+        s = self.sampling
+        steps = self.engine.stream(
+            prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+            seed=s.seed, should_stop=self._interrupt.is_set,
+        )
+        for step in steps:
+            generation.token_ids += list(step.tokens)
+            for event in parser.feed(step.text):
+                generation.take(event)
+                yield event
+        for event in parser.close():
+            generation.take(event)
+            yield event
+        generation.truncated = len(generation.token_ids) >= s.max_tokens
+        self._transcript.generated(generation.token_ids)
+        turn.tokens += len(generation.token_ids)
+        yield self._stats(turn.steps, prompt, generation, time.monotonic() - started)
+        return generation
+
+    def _stats(self, step: int, prompt: list[int], generation: Generation, seconds: float) -> StatsEvent:
+        stats = self.engine.last_stats
+        return StatsEvent(
+            step=step,
+            prompt_tokens=len(prompt),
+            reused_prompt_tokens=stats.reused_prompt_tokens,
+            tokens=len(generation.token_ids),
+            prefill_tok_s=stats.prefill_tok_s,
+            decode_tok_s=stats.decode_tok_s,
+            acceptance=stats.acceptance,
+            seconds=seconds,
+        )
+
+    # -- acting on an output
+
+    def _act(self, generation: Generation, turn: _Turn) -> Iterator[Any]:
+        """Answer every call of ``generation`` with a tool message; returns the new messages."""
+        new: list[dict[str, Any]] = []
+        for index, error in enumerate(generation.errors):
+            bad = ToolCall(name="", arguments={}, raw=error.raw, id=call_id(1000 + index, error.raw))
+            if f"raw:{error.raw}" in turn.failed:
+                new.append((yield from self._repeat(bad, turn)))
+                return new
+            new.append((yield from self._finish(bad, error.message, ok=False, turn=turn, key=f"raw:{error.raw}")))
+        for call in generation.calls:
+            if self._interrupt.is_set():
+                new += (yield from self._close_calls([call], "interrupted by the user"))
+                continue
+            new.append((yield from self._call(call, turn)))
+            if turn.repeated:
+                return new
+        return new
+
+    def _call(self, call: ToolCall, turn: _Turn) -> Iterator[Any]:
+        validation = validate_call(call, self.registry)
+        key = _call_key(call.name, validation.arguments if validation.ok else call.arguments)
+        if key in turn.failed:
+            return (yield from self._repeat(call, turn))
+        if not validation.ok:
+            yield ToolRejectedEvent(call=call, reason="invalid", errors=validation.errors)
+            return (yield from self._finish(call, "\n".join(validation.errors), ok=False, turn=turn, key=key))
+        call = call.model_copy(update={"arguments": validation.arguments})
+        yield ToolValidatedEvent(call=call)
+        tool = self.registry.get(call.name)
+        if tool.side_effects and not (yield from self._approved(call, tool)):
+            message = f"the user denied this {tool.name} call; it did not run. Do not retry it; answer without it."
+            yield ToolRejectedEvent(call=call, reason="denied", errors=[message])
+            return (yield from self._finish(call, message, ok=False, turn=turn, key=key))
+        started = time.monotonic()
+        content, ok = self._execute(tool, call)
+        return (yield from self._finish(call, content, ok=ok, turn=turn, key=key, seconds=time.monotonic() - started))
+
+    def _repeat(self, call: ToolCall, turn: _Turn) -> Iterator[Any]:
+        turn.repeated = f"the model repeated a call that had already failed: {_show_call(call)}"
+        yield ToolRejectedEvent(call=call, reason="repeated", errors=[turn.repeated])
+        return (yield from self._finish(call, turn.repeated + "; stopping", ok=False, turn=turn, key=""))
+
+    def _approved(self, call: ToolCall, tool: Tool) -> Iterator[Any]:
+        if tool.name in self._allowed:
+            return True
+        request = ApprovalRequest(call=call, preview=preview(call.name, call.arguments))
+        yield ApprovalRequestEvent(call=call, preview=request.preview)
+        decision = ApprovalDecision(self.approve(request))
+        yield ApprovalEvent(call_id=call.id, decision=decision.value)
+        if decision is ApprovalDecision.ALLOW_SESSION:
+            self._allowed.add(tool.name)
+        return decision is not ApprovalDecision.DENY
+
+    def _execute(self, tool: Tool, call: ToolCall) -> tuple[str, bool]:
+        """Run the handler; its failures become the result text the model reads."""
+        if tool.handler is None:
+            return f"error: the tool {tool.name} has no handler", False
+        context = ToolContext(workspace=self.workspace, sandbox=self._sandbox_for(tool))
+        try:
+            return str(tool.handler(call.arguments, context)), True
+        except ToolError as error:
+            return f"error: {error}", False
+        except Exception as error:  # a tool's own bug (custom tools are user code) must not end the session
+            return f"error: {tool.name} failed unexpectedly: {type(error).__name__}: {error}", False
+
+    def _sandbox_for(self, tool: Tool) -> Any:
+        if not tool.sandboxed:
+            return self._sandbox
+        if self._sandbox is None:
+            from sandbox import Sandbox
+
+            self._sandbox = Sandbox()
+        return self._sandbox
+
+    def _finish(self, call: ToolCall, content: str, *, ok: bool, turn: _Turn, key: str, seconds: float = 0.0) -> Iterator[Any]:
+        """Cap the result, report it, add the tool message; remember the call when it failed."""
+        content = cap_output(content, self.tool_output_chars)
+        if not ok and key:
+            turn.failed.add(key)
+        yield ToolResultEvent(call_id=call.id, name=call.name, content=content, ok=ok, seconds=seconds)
+        return self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
+
+    def _close_calls(self, calls: list[ToolCall], reason: str) -> Iterator[Any]:
+        """Answer calls that will not run, so every call in the history has a result."""
+        new = []
+        for call in calls:
+            yield ToolResultEvent(call_id=call.id, name=call.name, content=reason, ok=False)
+            new.append(self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": reason}))
+        return new
+
+    def _add(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.messages.append(message)
+        return message
+
+    def _done(self, turn: _Turn, generation: Generation, reason: str, message: str = "") -> DoneEvent:
+        return DoneEvent(
+            answer=generation.text, stop_reason=reason, message=message, steps=turn.steps,
+            tokens=turn.tokens, seconds=time.monotonic() - turn.start,
+        )
+
+
+def _assistant_message(generation: Generation) -> dict[str, Any]:
+    """The model's output as a chat message; tool-call arguments stay objects, as chat templates expect."""
+    message: dict[str, Any] = {"role": "assistant", "content": generation.text}
+    if generation.reasoning:
+        message["reasoning_content"] = generation.reasoning
+    if generation.calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in generation.calls
+        ]
+    return message
+
+
+def _call_key(name: str, arguments: dict[str, Any]) -> str:
+    return name + json.dumps(arguments, sort_keys=True, default=str)
+
+
+def _show_call(call: ToolCall) -> str:
+    if not call.name:
+        text = f"a malformed call {call.raw.strip()!r}"
+    else:
+        text = f"{call.name}({json.dumps(call.arguments, ensure_ascii=False, default=str)})"
+    return text if len(text) <= 200 else text[:197] + "..."
