@@ -1,0 +1,62 @@
+"""Latency of a sandboxed ``print(1 + 1)``: warm (fork server up) and cold (new Sandbox).
+
+Run: python bench/sandbox_latency.py [--warm N] [--cold N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from sandbox import Sandbox
+
+CODE = "print(1 + 1)"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def warm(runs: int) -> list[float]:
+    with Sandbox() as box:
+        box.run(CODE)  # start-up is the cold case's, not this one's
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            result = box.run(CODE)
+            times.append(time.perf_counter() - start)
+            assert result.ok and result.stdout == "2\n", result
+    return times
+
+
+def cold(runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        with Sandbox() as box:
+            result = box.run(CODE)
+        times.append(time.perf_counter() - start)
+        assert result.ok, result
+    return times
+
+
+def report(name: str, times: list[float]) -> tuple[float, float]:
+    median, p95 = statistics.median(times) * 1000, percentile(times, 0.95) * 1000
+    print(f"{name:5s} n={len(times):4d}  median {median:7.1f} ms  p95 {p95:7.1f} ms")
+    return median, p95
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--cold", type=int, default=10)
+    args = parser.parse_args()
+    warm_median, _ = report("warm", warm(args.warm))
+    cold_median, _ = report("cold", cold(args.cold))
+    print(f"cold / warm median: {cold_median / warm_median:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
