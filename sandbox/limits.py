@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import sys
 
 from sandbox.policy import Policy
 
@@ -26,14 +27,20 @@ def confine(policy: Policy, timeout_s: float, keep_fd: int) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    os.closerange(4, max(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1024))
+    # An unlimited soft limit (macOS) would make closerange walk billions of numbers.
+    os.closerange(4, min(max(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1024), 1 << 16))
     if os.geteuid() == 0:  # root ignores RLIMIT_NPROC and could read every file
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
     cpu = cpu_seconds(policy, timeout_s)
     _limit(resource.RLIMIT_CPU, cpu, cpu + 1)
-    _limit(resource.RLIMIT_AS, policy.memory_bytes)
+    try:
+        _limit(resource.RLIMIT_AS, policy.memory_bytes)
+    except (ValueError, OSError):
+        if sys.platform != "darwin":
+            raise
+        # macOS refuses RLIMIT_AS below the current mapping size; the timeout bounds memory there.
     _limit(resource.RLIMIT_FSIZE, 0)
     _limit(resource.RLIMIT_NOFILE, policy.open_files)
     _limit(resource.RLIMIT_NPROC, 0)
