@@ -116,8 +116,7 @@ class StreamParser:
         self._schemas = _schemas(tools)
         self._mode = "reasoning" if in_reasoning else "text"
         self._buf = ""
-        self._call = ""
-        self._scanned = 0
+        self._call = _CallBuffer()
         self._count = 0
         self._answer = ""
         self._text, self._reasoning = _Trimmed(), _Trimmed()
@@ -133,7 +132,7 @@ class StreamParser:
         events: list[Event] = []
         rest, self._buf = self._buf, ""
         if self._mode == "call":
-            raw = CALL_OPEN + self._call + rest
+            raw = CALL_OPEN + self._call.text() + rest
             events.append(ErrorEvent(message=_TRUNCATED, raw=raw))
         elif self._mode == "reasoning":
             self._emit_reasoning(rest, events)
@@ -141,7 +140,7 @@ class StreamParser:
             self._emit_text(rest, events)
         if self.fmt == "pythonic":
             self._emit_pythonic(events)
-        self._mode, self._call = "text", ""
+        self._mode = "text"
         return _merge(events)
 
     # One step consumes the buffer up to the next tag (or holds back a partial tag) and says
@@ -184,50 +183,30 @@ class StreamParser:
             events.append(ReasoningEvent(text=visible))
 
     def _enter(self, tag: str) -> None:
-        """Switch mode at a tag; stray closing tags are markup too and are dropped."""
+        """Switch mode at a tag; a stray closing tag in text is markup too, and is dropped."""
+        if self._mode == "text" and tag in (THINK_CLOSE, CALL_CLOSE):
+            return
         self._text.boundary()
         self._reasoning.boundary()
         if tag == THINK_OPEN:
             self._mode = "reasoning"
         elif tag == CALL_OPEN:
-            self._mode, self._call, self._scanned = "call", "", 0
+            self._mode, self._call = "call", _CallBuffer()
         else:
             self._mode = "text"
 
     def _step_call(self, events: list[Event]) -> bool:
-        searched = max(0, len(self._call) - len(CALL_CLOSE) + 1)
-        self._call += self._buf
-        self._buf = ""
-        end = self._call.find(CALL_CLOSE, searched)
-        body = self._call if end < 0 else self._call[:end]
-        self._announce(body, events)
-        if end < 0:
+        chunk, self._buf = self._buf, ""
+        end = self._call.add(chunk)
+        for name in self._call.new_names():
+            events.append(ToolCallStartEvent(name=name))
+        if end is None:
             return False
-        self._buf = self._call[end + len(CALL_CLOSE) :]
-        self._mode, self._call = "text", ""
+        body, self._buf = self._call.split(end)
+        self._mode = "text"
         for item in _parse_block(body, self.fmt):
             events.append(self._event(item))
         return True
-
-    def _announce(self, body: str, events: list[Event]) -> None:
-        """Report each call's name as soon as it is complete in the text.
-
-        XML names are scanned from where the last scan could not rule out a match, so a long
-        streamed call is not rescanned on every chunk; a JSON call has one name, found once.
-        """
-        stripped = body.lstrip()
-        if stripped.startswith("<function="):
-            last_end = self._scanned
-            for match in _XML_NAME.finditer(body, self._scanned):
-                events.append(ToolCallStartEvent(name=match.group(1)))
-                last_end = match.end()
-            tail = body.rfind("<", last_end)
-            self._scanned = tail if tail >= 0 else len(body)
-        elif stripped.startswith(("{", "[")) and self._scanned == 0:
-            match = _JSON_NAME.search(body)
-            if match:
-                events.append(ToolCallStartEvent(name=_unescape(match.group(1))))
-                self._scanned = len(body) or 1
 
     def _event(self, item: "_Item") -> Event:
         if item.error is not None:
@@ -253,6 +232,81 @@ class StreamParser:
         visible = self._text.push(text)
         if visible:
             events.append(TextEvent(text=visible))
+
+
+class _CallBuffer:
+    """The text of an open ``<tool_call>`` block, kept so that a long call streams in linear time.
+
+    Names are reported as soon as they are complete: each XML ``<function=NAME>``, or the first
+    ``"name"`` of a JSON call within its first ``_JSON_NAME_WINDOW`` characters.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.length = 0
+        self.tail = ""  # the last characters, where a split closing tag may start
+        self.kind = ""  # "xml", "json" or "other" once the first characters tell
+        self.window = ""  # XML text not yet ruled out as the start of a name
+        self.head = ""  # the start of the block, for telling the kind and finding a JSON name
+        self.named = False
+
+    def add(self, chunk: str) -> int | None:
+        """Append ``chunk``; the offset of ``</tool_call>`` in the block once it has arrived."""
+        joined = self.tail + chunk
+        found = joined.find(CALL_CLOSE)
+        start = self.length - len(self.tail)
+        end = None if found < 0 else start + found
+        body_part = chunk if end is None else chunk[: max(0, end - self.length)]
+        self.parts.append(chunk)
+        self.length += len(chunk)
+        self.tail = joined[-(len(CALL_CLOSE) - 1) :]
+        if len(self.head) < _JSON_NAME_WINDOW:
+            self.head = (self.head + body_part)[:_JSON_NAME_WINDOW]
+        self.window += body_part
+        return end
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def split(self, end: int) -> tuple[str, str]:
+        """The block's body before ``</tool_call>`` and the text after it."""
+        text = self.text()
+        return text[:end], text[end + len(CALL_CLOSE) :]
+
+    def new_names(self) -> list[str]:
+        if not self.kind:
+            self.kind = _kind(self.head)
+        if self.kind == "xml":
+            return self._xml_names()
+        if self.kind == "json" and not self.named:
+            match = _JSON_NAME.search(self.head)
+            self.named = match is not None
+            return [_unescape(match.group(1))] if match else []
+        return []
+
+    def _xml_names(self) -> list[str]:
+        names, last_end = [], 0
+        for match in _XML_NAME.finditer(self.window):
+            names.append(match.group(1))
+            last_end = match.end()
+        tail = self.window.rfind("<", last_end)
+        self.window = self.window[tail:] if tail >= 0 else ""
+        return names
+
+
+_JSON_NAME_WINDOW = 4096
+
+
+def _kind(head: str) -> str:
+    """What a block holds, judged from its start; empty while it is too short to tell."""
+    stripped = head.lstrip()
+    if stripped.startswith("<function="):
+        return "xml"
+    if stripped.startswith(("{", "[")):
+        return "json"
+    if not stripped or "<function=".startswith(stripped):
+        return ""
+    return "other"
 
 
 _TRUNCATED = "the tool call was cut off: the output ended before </tool_call>; send the whole call again"
