@@ -28,7 +28,7 @@ BAD_INPUT = [
     ("infinite_loop", "while True:\n    pass", "timeout", "timed out"),
     ("c_level_loop", "x = 10 ** 10 ** 8", "timeout", "timed out"),
     ("memory_bomb", "x = 'a' * 10 ** 10", "memory", "memory limit"),
-    ("growing_list", "x = []\nwhile True:\n    x.append(' ' * 10 ** 8)", "memory", "memory limit"),
+    ("growing_list", "x = []\nwhile True:\n    x.append(bytearray(10 ** 8))", "memory", "memory limit"),
     ("deep_recursion", "def f(n):\n    return f(n + 1)\nf(0)", "runtime", "RecursionError"),
     ("fork", "import os\nos.fork()", "policy", "'os'"),
     ("enormous_output", "while True:\n    print('x' * 100)", "output_limit", "limit"),
