@@ -1,0 +1,204 @@
+"""The generation engine: streams tokens from a loaded model, with MTP speculative decoding on or off.
+
+One generation at a time per engine. The engine keeps the caches of the last sequence it
+processed (and a snapshot at the end of the last prompt), so a prompt that extends either
+is prefilled from there on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from optiq_runtime.errors import BadInputError
+from optiq_runtime.hybrid_cache import HybridCache, Snapshot
+from optiq_runtime.mtp import MTPHead, load_mtp_head
+from optiq_runtime.sampling import KeyStream, SamplingParams
+from optiq_runtime.speculative import Backbone, Decoder
+from optiq_runtime.stats import GenerationStats, SpeedGuard
+
+log = logging.getLogger("optiq")
+
+# Plain steps timed at the start of an MTP run when the engine has no plain step time yet.
+PROBE_STEPS = 4
+MAX_DEPTH = 8
+
+
+@dataclass
+class Step:
+    """Tokens emitted by one decoding step and the text they complete."""
+
+    tokens: list[int]
+    text: str
+
+
+class Engine:
+    """Streams generations from one model; ``mtp_enabled`` can change between runs."""
+
+    def __init__(self, model, tokenizer, model_path: Path, head: MTPHead | None, *, mtp: bool = True, mtp_depth: int = 2):
+        if not 1 <= mtp_depth <= MAX_DEPTH:
+            raise BadInputError(f"--mtp-depth must be between 1 and {MAX_DEPTH}; got {mtp_depth}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_path = Path(model_path)
+        self.backbone = Backbone(model)
+        self.head = head
+        self.mtp_depth = mtp_depth
+        self.mtp_enabled = mtp and head is not None
+        self.auto_fallback = True
+        self.last_stats = GenerationStats()
+        self._lock = threading.Lock()
+        self._state: HybridCache | None = None
+        self._prompt_snapshot: Snapshot | None = None
+        self._plain_step_s: float | None = None
+
+    @classmethod
+    def load(cls, path=None, *, mtp: bool = True, mtp_depth: int = 2) -> "Engine":
+        """Load a model folder (default: the embedded base) and its MTP head when it has one."""
+        from optiq_runtime.load import load_model
+
+        loaded = load_model(path)
+        backbone = Backbone(loaded.model)
+        head = load_mtp_head(loaded.path, backbone.args)
+        if head is None and mtp:
+            log.warning("optiq: %s has no MTP head; decoding without MTP", loaded.path)
+        return cls(loaded.model, loaded.tokenizer, loaded.path, head, mtp=mtp, mtp_depth=mtp_depth)
+
+    @property
+    def mtp_available(self) -> bool:
+        return self.head is not None
+
+    def reset(self) -> None:
+        """Forget the cached sequence."""
+        with self._lock:
+            self._state, self._prompt_snapshot = None, None
+
+    def stream(
+        self,
+        prompt_tokens: list[int],
+        *,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop: Callable[[list[int]], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[Step]:
+        """Generate after ``prompt_tokens``; stops at EOS, ``max_tokens``, ``stop(tokens)`` or ``should_stop()``."""
+        if not prompt_tokens:
+            raise BadInputError("the prompt is empty; expected at least one token")
+        if max_tokens < 1:
+            raise BadInputError(f"max_tokens must be at least 1; got {max_tokens}")
+        params = SamplingParams(temperature, top_p, top_k)
+        with self._lock:
+            yield from self._generate(list(prompt_tokens), max_tokens, params, KeyStream(seed), stop, should_stop)
+
+    def generate(self, prompt_tokens: list[int], **kwargs) -> list[int]:
+        """All tokens of one generation (see ``stream``)."""
+        return [t for step in self.stream(prompt_tokens, **kwargs) for t in step.tokens]
+
+    # internals ----------------------------------------------------------------------
+    def _generate(self, prompt, max_tokens, params, keys, stop, should_stop) -> Iterator[Step]:
+        stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
+        started = time.perf_counter()
+        state, stats.reused_prompt_tokens = self._cache_for(prompt)
+        decoder = Decoder(self.backbone, self.head, state, params, keys)
+        try:
+            suffix = prompt[stats.reused_prompt_tokens:]
+            first = decoder.prefill(suffix) if suffix else decoder.next_from_tail()
+            self._prompt_snapshot = state.snapshot()
+            decode_start = time.perf_counter()
+            stats.prefill_s = decode_start - started
+            for step in self._decode(decoder, first, max_tokens, stop, should_stop, stats):
+                stats.decode_s = time.perf_counter() - decode_start
+                yield step
+        except GeneratorExit:
+            raise  # closed between steps: the caches are consistent
+        except BaseException:
+            self._state, self._prompt_snapshot = None, None  # stopped inside a forward pass
+            raise
+        finally:
+            decoder.cancel_ahead()
+        stats.decode_s = time.perf_counter() - decode_start
+
+    def _cache_for(self, prompt: list[int]) -> tuple[HybridCache, int]:
+        """A cache holding the longest reusable prefix of ``prompt``, and that prefix's length."""
+        state, snap = self._state, self._prompt_snapshot
+        if state is not None:
+            if len(state) <= len(prompt) and prompt[:len(state)] == state.tokens:
+                return state, len(state)
+            if snap is not None and len(snap.tokens) <= len(prompt) and tuple(prompt[:len(snap.tokens)]) == snap.tokens:
+                state.restore(snap)
+                return state, len(state)
+        self._state, self._prompt_snapshot = self.backbone.new_cache(self.head is not None), None
+        return self._state, 0
+
+    def _decode(self, decoder: Decoder, first: int, max_tokens, stop, should_stop, stats) -> Iterator[Step]:
+        use_mtp = self.mtp_enabled and self.head is not None
+        stats.mtp_used, stats.depth = use_mtp, self.mtp_depth if use_mtp else 0
+        probe = PROBE_STEPS if use_mtp and self.auto_fallback and self._plain_step_s is None else 0
+        guard = None
+        detok = self.tokenizer.detokenizer
+        eos = set(self.tokenizer.eos_token_ids)
+        generated: list[int] = []
+        tokens, commit = [first], None
+        while True:
+            emitted, finish = _clip(tokens, generated, max_tokens, stop, eos)
+            if commit is not None:
+                commit(len(emitted) + (finish == "eos"))
+            for token in emitted:
+                detok.add_token(token)
+            generated += emitted
+            stats.tokens = len(generated)
+            stats.decode_tokens = max(0, stats.tokens - 1)
+            if not finish and should_stop is not None and should_stop():
+                finish = "interrupted"
+            if finish:
+                detok.finalize()
+                stats.finish_reason = finish
+            text = detok.last_segment
+            if emitted or text:
+                yield Step(emitted, text)
+            if finish:
+                break
+            last = tokens[len(emitted) - 1]
+            round_start = time.perf_counter()
+            if use_mtp and probe == 0:
+                if guard is None:
+                    guard = SpeedGuard(self._plain_step_s) if self.auto_fallback else None
+                proposal = decoder.mtp_round(last, self.mtp_depth)
+                tokens, commit = proposal.tokens, proposal.commit
+                stats.record_round(proposal.accepted, proposal.drafted)
+            else:
+                tokens, commit = [decoder.plain_step(last)], None
+                probe = max(0, probe - 1)
+            stats.steps += 1
+            spent = time.perf_counter() - round_start
+            if commit is None:
+                old = self._plain_step_s
+                self._plain_step_s = spent if old is None else 0.8 * old + 0.2 * spent
+            elif guard is not None:
+                guard.record(spent, len(tokens))
+                reason = guard.verdict(stats.acceptance)
+                if reason:
+                    stats.fallback_reason, use_mtp = reason, False
+                    log.info("optiq: %s", reason)
+
+
+def _clip(tokens: list[int], generated: list[int], max_tokens: int, stop, eos: set[int]) -> tuple[list[int], str]:
+    """The prefix of ``tokens`` to emit, and why generation ends after it ('' when it goes on)."""
+    emitted: list[int] = []
+    for token in tokens:
+        if token in eos:
+            return emitted, "eos"
+        emitted.append(token)
+        if len(generated) + len(emitted) >= max_tokens:
+            return emitted, "length"
+        if stop is not None and stop(generated + emitted):
+            return emitted, "stop"
+    return emitted, ""
