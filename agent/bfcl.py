@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.toolcalls import _FENCE, THINK_CLOSE, parse_pythonic
+from agent.toolcalls import CODE_FENCE, THINK_CLOSE, parse_pythonic
 
 _TYPES: dict[str, type] = {
     "string": str, "integer": int, "float": float, "boolean": bool,
@@ -46,7 +46,7 @@ def decode_pythonic(text: str) -> list[dict]:
     """
     if THINK_CLOSE in text:
         text = text.rsplit(THINK_CLOSE, 1)[1]
-    fence = _FENCE.search(text)
+    fence = CODE_FENCE.search(text)
     code = fence.group(1) if fence else text
     code = code.strip("`\n ")
     if not code.startswith("["):

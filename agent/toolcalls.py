@@ -38,7 +38,7 @@ _TEXT_TAGS = (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE)
 _PYTHONIC_TAGS = (THINK_OPEN, THINK_CLOSE)
 _XML_NAME = re.compile(r"<function=([^>\n<]+)>")
 _JSON_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_FENCE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.DOTALL)
+CODE_FENCE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.DOTALL)
 _LOOKS_LIKE_CALL = re.compile(r"\[?\s*[A-Za-z_][A-Za-z0-9_.]*\s*\(")
 
 
@@ -208,7 +208,7 @@ class StreamParser:
             events.append(self._event(item))
         return True
 
-    def _event(self, item: "_Item") -> Event:
+    def _event(self, item: "ReadCall") -> Event:
         if item.error is not None:
             return ErrorEvent(message=item.error, raw=item.raw)
         arguments = item.arguments
@@ -223,7 +223,7 @@ class StreamParser:
         for item, outside in _pythonic_answer(answer):
             if outside:
                 self._emit_text_now(outside, events)
-            elif isinstance(item, _Item):
+            elif isinstance(item, ReadCall):
                 if item.error is None:
                     events.append(ToolCallStartEvent(name=item.name))
                 events.append(self._event(item))
@@ -362,8 +362,8 @@ def _unescape(text: str) -> str:
 
 
 @dataclass
-class _Item:
-    """One call read from a block, or why it could not be read."""
+class ReadCall:
+    """One call as read from the text, or why it could not be read (``error``)."""
 
     name: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)
@@ -372,7 +372,7 @@ class _Item:
     strings: bool = False  # values are XML text, to be coerced by schema
 
 
-def _parse_block(body: str, fmt: str) -> list[_Item]:
+def _parse_block(body: str, fmt: str) -> list[ReadCall]:
     raw_block = CALL_OPEN + body + CALL_CLOSE
     stripped = body.strip()
     is_xml = stripped.startswith("<function=")
@@ -386,11 +386,11 @@ def _parse_block(body: str, fmt: str) -> list[_Item]:
         "hermes": 'a JSON object {"name": ..., "arguments": {...}}',
     }.get(fmt, '<function=NAME> with <parameter=KEY> blocks, or a JSON object {"name": ..., "arguments": {...}}')
     if not stripped:
-        return [_Item(raw=raw_block, error="the tool call is empty; " + f"write {expected} inside <tool_call>")]
-    return [_Item(raw=raw_block, error=f"could not read the tool call: expected {expected} inside <tool_call>")]
+        return [ReadCall(raw=raw_block, error="the tool call is empty; " + f"write {expected} inside <tool_call>")]
+    return [ReadCall(raw=raw_block, error=f"could not read the tool call: expected {expected} inside <tool_call>")]
 
 
-def _parse_xml(body: str) -> list[_Item]:
+def _parse_xml(body: str) -> list[ReadCall]:
     items, pos = [], 0
     while True:
         while pos < len(body) and body[pos].isspace():
@@ -400,7 +400,7 @@ def _parse_xml(body: str) -> list[_Item]:
         if not body.startswith("<function=", pos):
             nxt = body.find("<function=", pos)
             end = len(body) if nxt < 0 else nxt
-            items.append(_Item(raw=body[pos:end], error=f"unexpected text {_clip(body[pos:end])!r} in the tool call; "
+            items.append(ReadCall(raw=body[pos:end], error=f"unexpected text {_clip(body[pos:end])!r} in the tool call; "
                                                        "each call is <function=NAME>...</function>"))
             pos = end
             continue
@@ -408,21 +408,21 @@ def _parse_xml(body: str) -> list[_Item]:
         items.append(item)
 
 
-def _parse_function(body: str, pos: int) -> tuple[_Item, int]:
+def _parse_function(body: str, pos: int) -> tuple[ReadCall, int]:
     gt = body.find(">", pos)
     name = body[pos + len("<function=") : gt] if gt >= 0 else ""
     if gt < 0 or not name.strip() or "\n" in name:
-        return _Item(raw=body[pos:], error="could not read the function name; write <function=NAME> on its own line"), len(body)
+        return ReadCall(raw=body[pos:], error="could not read the function name; write <function=NAME> on its own line"), len(body)
     name = name.strip()
     end = body.find("</function>", gt)
     if end < 0:
-        return _Item(raw=body[pos:], error=f"the call to {name} has no closing </function>"), len(body)
+        return ReadCall(raw=body[pos:], error=f"the call to {name} has no closing </function>"), len(body)
     after = end + len("</function>")
     raw = body[pos:after]
     arguments, error = _parse_parameters(body[gt + 1 : end], name)
     if error:
-        return _Item(name=name, raw=raw, error=error), after
-    return _Item(name=name, arguments=arguments, raw=raw, strings=True), after
+        return ReadCall(name=name, raw=raw, error=error), after
+    return ReadCall(name=name, arguments=arguments, raw=raw, strings=True), after
 
 
 def _parse_parameters(inner: str, name: str) -> tuple[dict[str, str], str | None]:
@@ -457,34 +457,34 @@ def _strip_one_newline(value: str) -> str:
     return value
 
 
-def _parse_hermes(text: str, raw: str) -> list[_Item]:
+def _parse_hermes(text: str, raw: str) -> list[ReadCall]:
     try:
         decoded = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        return [_Item(raw=raw, error=f"the tool call is not valid JSON ({exc}); "
+        return [ReadCall(raw=raw, error=f"the tool call is not valid JSON ({exc}); "
                                     'write {"name": ..., "arguments": {...}} inside <tool_call>')]
     objects = decoded if isinstance(decoded, list) else [decoded]
-    return [_hermes_item(obj, raw) for obj in objects] or [_Item(raw=raw, error="the tool call list is empty")]
+    return [_hermes_item(obj, raw) for obj in objects] or [ReadCall(raw=raw, error="the tool call list is empty")]
 
 
-def _hermes_item(obj: Any, raw: str) -> _Item:
+def _hermes_item(obj: Any, raw: str) -> ReadCall:
     shape = 'write {"name": ..., "arguments": {...}}'
     if not isinstance(obj, dict):
-        return _Item(raw=raw, error=f"a tool call must be a JSON object; {shape}")
+        return ReadCall(raw=raw, error=f"a tool call must be a JSON object; {shape}")
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip():
-        return _Item(raw=raw, error=f'the tool call has no "name" string; {shape}')
+        return ReadCall(raw=raw, error=f'the tool call has no "name" string; {shape}')
     arguments = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except (ValueError, RecursionError) as exc:
-            return _Item(name=name, raw=raw, error=f"{name}: the arguments string is not valid JSON ({exc})")
+            return ReadCall(name=name, raw=raw, error=f"{name}: the arguments string is not valid JSON ({exc})")
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
-        return _Item(name=name, raw=raw, error=f'{name}: "arguments" must be an object of name: value pairs')
-    return _Item(name=name, arguments=arguments, raw=raw)
+        return ReadCall(name=name, raw=raw, error=f'{name}: "arguments" must be an object of name: value pairs')
+    return ReadCall(name=name, arguments=arguments, raw=raw)
 
 
 def _clip(text: str, limit: int = 60) -> str:
@@ -494,9 +494,9 @@ def _clip(text: str, limit: int = 60) -> str:
 # ---- pythonic (BFCL prompting mode) ----------------------------------------------------------
 
 
-def _pythonic_answer(answer: str) -> list[tuple[_Item | None, str]]:
+def _pythonic_answer(answer: str) -> list[tuple[ReadCall | None, str]]:
     """The answer's calls in order, with any text outside a code fence as ``(None, text)``."""
-    fence = _FENCE.search(answer)
+    fence = CODE_FENCE.search(answer)
     if fence:
         before, code, after = answer[: fence.start()], fence.group(1), answer[fence.end() :]
     else:
@@ -507,7 +507,7 @@ def _pythonic_answer(answer: str) -> list[tuple[_Item | None, str]]:
     return [(None, before), *items, (None, after)]
 
 
-def parse_pythonic(code: str, bfcl: bool = False) -> list[_Item]:
+def parse_pythonic(code: str, bfcl: bool = False) -> list[ReadCall]:
     """Calls written as ``[f(a=1), pkg.g(b="x")]`` (brackets optional), read with ``ast``, never run.
 
     bfcl: read values the way BFCL's decoder does (bare names and argument-less calls become
@@ -518,7 +518,7 @@ def parse_pythonic(code: str, bfcl: bool = False) -> list[_Item]:
     try:
         tree = ast.parse(code, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        return [_Item(raw=code, error=f"could not read the calls as Python ({_reason(exc)}); "
+        return [ReadCall(raw=code, error=f"could not read the calls as Python ({_reason(exc)}); "
                                       'write [func(arg=value, ...), ...]')]
     nodes = tree.body.elts if isinstance(tree.body, (ast.List, ast.Tuple)) else [tree.body]
     return [_pythonic_call(node, code, bfcl) for node in nodes]
@@ -530,28 +530,28 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _pythonic_call(node: ast.expr, code: str, bfcl: bool) -> _Item:
+def _pythonic_call(node: ast.expr, code: str, bfcl: bool) -> ReadCall:
     raw = ast.get_source_segment(code, node) or ""
     if not isinstance(node, ast.Call):
-        return _Item(raw=raw, error=f"{_clip(raw)!r} is not a function call; write func(arg=value, ...)")
+        return ReadCall(raw=raw, error=f"{_clip(raw)!r} is not a function call; write func(arg=value, ...)")
     name = _dotted_name(node.func)
     if name is None:
-        return _Item(raw=raw, error=f"could not read the function name in {_clip(raw)!r}; write name(arg=value)")
+        return ReadCall(raw=raw, error=f"could not read the function name in {_clip(raw)!r}; write name(arg=value)")
     if node.args:
-        return _Item(name=name, raw=raw, error=f"{name}: positional arguments are not allowed; "
+        return ReadCall(name=name, raw=raw, error=f"{name}: positional arguments are not allowed; "
                                                "name each one, as in func(arg=value)")
     arguments: dict[str, Any] = {}
     for keyword in node.keywords:
         if keyword.arg is None:
-            return _Item(name=name, raw=raw, error=f"{name}: **kwargs is not allowed; name each argument")
+            return ReadCall(name=name, raw=raw, error=f"{name}: **kwargs is not allowed; name each argument")
         if keyword.arg in arguments:
-            return _Item(name=name, raw=raw, error=f"{name}: argument {keyword.arg!r} is given twice")
+            return ReadCall(name=name, raw=raw, error=f"{name}: argument {keyword.arg!r} is given twice")
         try:
             arguments[keyword.arg] = _literal(keyword.value, code, bfcl)
         except (_NotLiteral, RecursionError) as exc:
             why = str(exc) if isinstance(exc, _NotLiteral) else "it is nested too deeply"
-            return _Item(name=name, raw=raw, error=f"{name}: could not read argument {keyword.arg!r}: {why}")
-    return _Item(name=name, arguments=arguments, raw=raw)
+            return ReadCall(name=name, raw=raw, error=f"{name}: could not read argument {keyword.arg!r}: {why}")
+    return ReadCall(name=name, arguments=arguments, raw=raw)
 
 
 def _dotted_name(node: ast.expr) -> str | None:
