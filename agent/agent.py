@@ -239,7 +239,7 @@ class Agent:
         for event in parser.close():
             generation.take(event)
             yield event
-        generation.truncated = len(generation.token_ids) >= s.max_tokens
+        generation.truncated = self.engine.last_stats.finish_reason == "length"
         self._transcript.generated(generation.token_ids)
         turn.tokens += len(generation.token_ids)
         yield self._stats(turn.steps, prompt, generation, time.monotonic() - started)
@@ -254,7 +254,7 @@ class Agent:
             tokens=len(generation.token_ids),
             prefill_tok_s=stats.prefill_tok_s,
             decode_tok_s=stats.decode_tok_s,
-            acceptance=stats.acceptance,
+            acceptance=stats.acceptance if stats.mtp_used else None,
             seconds=seconds,
         )
 

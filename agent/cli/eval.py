@@ -1,18 +1,86 @@
 """`optiq eval`: score one or more models on an evaluation suite and print a comparison table."""
 
-from agent.cli._stub import not_built
-
 HELP = "Score one or more models on an evaluation suite and print a comparison table."
+RESULTS_ROOT = "optiq-eval"
 
 
 def add_arguments(parser):
     parser.add_argument("suite", nargs="?", help="JSONL suite file or folder (default: the shipped suite)")
-    parser.add_argument("--model", action="append", help="model folder; repeat to compare")
-    parser.add_argument("--out", help="results folder")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--model", action="append", help="model folder; repeat to compare (default: the OptiQ build of the embedded base)")
+    parser.add_argument("--out", help=f"results folder (default: {RESULTS_ROOT}/<time>; with --resume, the latest there)")
+    parser.add_argument("--limit", type=int, help="only the first N entries of the suite")
+    parser.add_argument("--resume", action="store_true", help="skip the tasks the results folder already holds")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
 
 
 def run(args) -> int:
-    return not_built("eval")
+    import json
+    import sys
+
+    from agent.evaluate import ResultsFile, evaluate
+    from agent.report import format_table, summarize
+    from agent.suite import load_suite
+    from optiq_runtime.errors import BadInputError
+    from optiq_runtime.progress import stderr_callback
+
+    if args.limit is not None and args.limit < 1:
+        raise BadInputError(f"--limit must be at least 1; got {args.limit}")
+    entries = load_suite(args.suite or _shipped_suite())[: args.limit]
+    specs = _model_specs(args.model)
+    out = _out_folder(args.out, args.resume)
+    results = ResultsFile(out / "results.jsonl")
+    if not args.resume and results.path.exists() and results.path.stat().st_size:
+        raise BadInputError(f"{out} already holds results; pass --resume to continue them, or another --out")
+    sys.stderr.write(f"optiq eval: {len(entries)} entries x {len(specs)} model(s); results in {out}\n")
+    evaluate(entries, specs, results, progress=stderr_callback())
+    ids = {e.id for e in entries}
+    records = [r for r in results.read() if r["id"] in ids]
+    summary = summarize(records, [spec.label for spec in specs])
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary) if args.json else format_table(summary))
+    return 0
+
+
+def _shipped_suite():
+    from pathlib import Path
+
+    import optiq_runtime
+    from optiq_runtime.errors import BadInputError
+
+    path = Path(optiq_runtime.__file__).parent / "data" / "eval_suite.jsonl"
+    if not path.is_file():
+        raise BadInputError(f"the shipped suite {path} is missing from this install; give a SUITE file")
+    return path
+
+
+def _model_specs(models):
+    """A label and a loader per --model; labels are folder names, made unique when two clash."""
+    from pathlib import Path
+
+    from agent.evaluate import ModelSpec
+    from agent.headless import load_engine
+
+    if not models:
+        return [ModelSpec("optiq (default)", lambda: load_engine(None))]
+    names = [Path(m).name or m for m in models]
+    labels = [name if names.count(name) == 1 else m for name, m in zip(names, models)]
+    return [ModelSpec(label, lambda m=m: load_engine(m)) for label, m in zip(labels, models)]
+
+
+def _out_folder(out, resume):
+    import time
+    from pathlib import Path
+
+    from optiq_runtime.errors import BadInputError
+
+    if out:
+        folder = Path(out).expanduser()
+    elif resume:
+        runs = sorted(p for p in Path(RESULTS_ROOT).glob("*") if p.is_dir())
+        if not runs:
+            raise BadInputError(f"--resume: no earlier run in {RESULTS_ROOT}/; give --out")
+        folder = runs[-1]
+    else:
+        folder = Path(RESULTS_ROOT) / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

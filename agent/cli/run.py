@@ -1,20 +1,36 @@
 """`optiq run`: run the agent headless on one prompt and print the answer."""
 
-from agent.cli._stub import not_built
-
 HELP = "Run the agent headless on one prompt and print the answer."
 
 
 def add_arguments(parser):
     parser.add_argument("prompt", help="the request")
     parser.add_argument("--model", help="a built model folder")
-    parser.add_argument("--base", help="base checkpoint")
-    parser.add_argument("--no-mtp", action="store_true")
-    parser.add_argument("--max-steps", type=int, default=8)
-    parser.add_argument("--approve", choices=["all", "none"], default="none")
-    parser.add_argument("--workspace", help="folder the file tools may touch")
-    parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    parser.add_argument("--base", help="base checkpoint to build the default model from (default: the embedded tiny-agent)")
+    parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head")
+    parser.add_argument("--max-steps", type=int, default=8, help="model turns before giving up (default 8)")
+    parser.add_argument("--approve", choices=["all", "none"], default="none", help="answer to write/edit approvals (default none)")
+    parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
+    parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout, the last being 'done'")
+    parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
 
 
 def run(args) -> int:
-    return not_built("run")
+    from pathlib import Path
+
+    from agent.agent import Agent
+    from agent.approval import POLICIES
+    from agent.headless import agent_registry, load_engine, open_trace, run_headless
+    from optiq_runtime.errors import BadInputError
+    from optiq_runtime.progress import stderr_callback
+
+    if args.max_steps < 1:
+        raise BadInputError(f"--max-steps must be at least 1; got {args.max_steps}")
+    workspace = Path(args.workspace or ".").expanduser().resolve()
+    if not workspace.is_dir():
+        raise BadInputError(f"--workspace {workspace} is not a folder")
+    registry = agent_registry(args.tools)
+    engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
+    agent = Agent(engine, registry, workspace, POLICIES[args.approve], max_steps=args.max_steps, trace=open_trace())
+    with agent:
+        return run_headless(agent, args.prompt, json_lines=args.json)

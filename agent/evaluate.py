@@ -1,0 +1,230 @@
+"""Scripted evaluation: run a suite on one or more models, append a result per task, summarise.
+
+BFCL entries get one greedy generation with the entry's functions as tools; the calls are parsed
+(never run) and scored by the BFCL AST checker (irrelevance entries pass when no call is made).
+Agent tasks run the full agent loop in a fresh temporary workspace with writes approved there,
+then their checks are applied. Results are appended to ``results.jsonl`` as they complete, so an
+interrupted run keeps them and ``resume`` skips the finished ones.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from agent.agent import Agent, Sampling
+from agent.approval import approve_all
+from agent.bfcl import ast_check
+from agent.chat import ChatRenderer
+from agent.suite import AgentTask, BadEntry, BfclEntry, Entry
+from agent.toolcalls import parse_tool_calls
+from optiq_runtime.progress import Progress, ProgressCallback
+from tools.bfcl import to_openai_tool
+from tools.validate import validate_call
+
+BFCL_MAX_TOKENS = 256
+AGENT_MAX_STEPS = 6
+
+
+@dataclass
+class TaskResult:
+    """One task on one model: the verdict, what went wrong, the costs, and the trace."""
+
+    model: str
+    id: str
+    category: str
+    kind: str
+    passed: bool
+    error: str | None = None
+    detail: str = ""
+    calls: int = 0
+    invalid_calls: int = 0
+    steps: int = 0
+    tokens: int = 0
+    decode_s: float = 0.0
+    seconds: float = 0.0
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_entry(engine: Any, entry: Entry, model: str, sampling: Sampling | None = None) -> TaskResult:
+    """Score one entry; a bad entry becomes a failed result carrying its error."""
+    started = time.monotonic()
+    if isinstance(entry, BadEntry):
+        return TaskResult(model, entry.id, entry.category, "bad", False, error=entry.error)
+    try:
+        if isinstance(entry, BfclEntry):
+            result = run_bfcl(engine, entry, model, sampling or Sampling(max_tokens=BFCL_MAX_TOKENS))
+        else:
+            result = run_agent_task(engine, entry, model, sampling or Sampling())
+    except ValueError as error:  # e.g. a function doc with a type BFCL does not define
+        return TaskResult(model, entry.id, entry.category, entry.kind, False, error=str(error))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def run_bfcl(engine: Any, entry: BfclEntry, model: str, sampling: Sampling) -> TaskResult:
+    """One generation over the entry's functions, parsed and checked; nothing is executed."""
+    tools = [to_openai_tool(doc) for doc in entry.functions]
+    renderer = ChatRenderer(engine.tokenizer, tools)
+    prompt = renderer.full(entry.messages)
+    text, tokens = _generate(engine, prompt, sampling)
+    parsed = parse_tool_calls(text, tools, in_reasoning=renderer.ending_thinking())
+    invalid = len(parsed.errors) + sum(not validate_call(call, tools).ok for call in parsed.calls)
+    calls = [{call.name: call.arguments} for call in parsed.calls]
+    if "irrelevance" in entry.category:
+        made = len(parsed.calls) + len(parsed.errors)
+        verdict = {"valid": made == 0, "error": "" if made == 0 else f"made {made} call(s) where none was relevant"}
+    elif parsed.errors and not parsed.calls:
+        verdict = {"valid": False, "error": "; ".join(e.message for e in parsed.errors)}
+    else:
+        verdict = ast_check(entry.functions, calls, entry.ground_truth, _checker_category(entry.category))
+    stats = engine.last_stats
+    return TaskResult(
+        model, entry.id, entry.category, "bfcl", bool(verdict["valid"]), detail=verdict.get("error") or "",
+        calls=len(parsed.calls) + len(parsed.errors), invalid_calls=invalid, steps=1, tokens=len(tokens),
+        decode_s=_decode_seconds(len(tokens), stats.decode_tok_s),
+        trace=[{"type": "output", "text": text, "calls": calls}],
+    )
+
+
+def _checker_category(category: str) -> str:
+    """The AST checker's name for a category (it reads ``parallel`` and ``multiple`` from it)."""
+    return "simple_python" if category in ("simple", "live_simple") else category
+
+
+def _generate(engine: Any, prompt: list[int], sampling: Sampling) -> tuple[str, list[int]]:
+    text, tokens = [], []
+    for step in engine.stream(
+        prompt, max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+        top_k=sampling.top_k, seed=sampling.seed,
+    ):
+        text.append(step.text)
+        tokens += list(step.tokens)
+    return "".join(text), tokens
+
+
+def _decode_seconds(tokens: int, tok_s: float) -> float:
+    return tokens / tok_s if tok_s else 0.0
+
+
+def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling) -> TaskResult:
+    """The full loop in a fresh workspace seeded with the task's files; writes are approved there."""
+    from tools.builtin import builtin_tools
+    from tools.registry import Registry
+
+    with tempfile.TemporaryDirectory(prefix="optiq-eval-") as folder:
+        workspace = Path(folder)
+        for relative, content in task.files.items():
+            (workspace / relative).parent.mkdir(parents=True, exist_ok=True)
+            (workspace / relative).write_text(content, encoding="utf-8")
+        steps = task.max_steps or AGENT_MAX_STEPS
+        with Agent(engine, Registry(builtin_tools()), workspace, approve_all, max_steps=steps, sampling=sampling) as agent:
+            events = list(agent.send(task.prompt))
+        failures = check_task(task, events, workspace)
+    return _agent_result(model, task, events, failures)
+
+
+def _agent_result(model: str, task: AgentTask, events: list, failures: list[str]) -> TaskResult:
+    done = events[-1]
+    stats = [e for e in events if e.type == "stats"]
+    return TaskResult(
+        model, task.id, task.category, "agent", not failures, detail="; ".join(failures),
+        calls=sum(e.type in ("tool_call", "error") for e in events),
+        invalid_calls=sum(e.type == "error" or (e.type == "tool_rejected" and e.reason == "invalid") for e in events),
+        steps=done.steps, tokens=done.tokens,
+        decode_s=sum(_decode_seconds(s.tokens, s.decode_tok_s) for s in stats),
+        trace=[e.model_dump() for e in events],
+    )
+
+
+def check_task(task: AgentTask, events: list, workspace: Path) -> list[str]:
+    """The checks an agent task failed, each as a sentence; empty when it passed."""
+    checks, failures = task.checks, []
+    answer = events[-1].answer.lower()
+    wanted = checks.get("answer_contains", [])
+    for text in [wanted] if isinstance(wanted, str) else wanted:
+        if text.lower() not in answer:
+            failures.append(f"the answer does not contain {text!r}")
+    called = {e.call.name for e in events if e.type == "tool_validated"}
+    for name in checks.get("calls_include", []):
+        if name not in called:
+            failures.append(f"{name} was not called")
+    if checks.get("no_calls") and any(e.type in ("tool_call", "error") for e in events):
+        failures.append("a tool was called where none should be")
+    for relative, expected in (checks.get("files_equal") or {}).items():
+        file = workspace / relative
+        actual = file.read_text(encoding="utf-8") if file.is_file() else None
+        if actual is None or _one_trailing_newline(actual) != _one_trailing_newline(expected):
+            failures.append(f"{relative} does not hold the expected content")
+    return failures
+
+
+def _one_trailing_newline(text: str) -> str:
+    return text[:-1] if text.endswith("\n") else text
+
+
+# -- a whole run
+
+
+class ResultsFile:
+    """``results.jsonl``: one line per task and model, appended and flushed as each completes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def finished(self) -> set[tuple[str, str]]:
+        """(model, id) pairs already written; a torn last line (interrupted write) is ignored."""
+        return {(r["model"], r["id"]) for r in self.read()}
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    def append(self, result: TaskResult) -> None:
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(asdict(result), default=str) + "\n")
+
+
+@dataclass
+class ModelSpec:
+    """A model to evaluate: a short ``label`` for the table and a loader that gives its engine."""
+
+    label: str
+    load: Callable[[], Any]
+
+
+def evaluate(
+    entries: list[Entry],
+    models: Iterable[ModelSpec],
+    results: ResultsFile,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """Run every entry on every model, skipping pairs ``results`` already holds."""
+    finished = results.finished()
+    for spec in models:
+        todo = [e for e in entries if (spec.label, e.id) not in finished]
+        if not todo:
+            continue
+        bar = Progress(spec.label, len(entries), progress, done=len(entries) - len(todo))
+        try:
+            engine = spec.load()
+        except Exception as error:  # any loader failure is reported per entry; the other models still run
+            message = f"the model failed to load: {type(error).__name__}: {error}"
+            for entry in todo:
+                results.append(TaskResult(spec.label, entry.id, entry.category, entry.kind, False, error=message))
+                bar.advance()
+            continue
+        for entry in todo:
+            results.append(run_entry(engine, entry, spec.label))
+            bar.advance()
