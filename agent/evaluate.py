@@ -209,8 +209,12 @@ def evaluate(
     models: Iterable[ModelSpec],
     results: ResultsFile,
     progress: ProgressCallback | None = None,
+    sampling: Sampling | None = None,
 ) -> None:
-    """Run every entry on every model, skipping pairs ``results`` already holds."""
+    """Run every entry on every model, skipping pairs ``results`` already holds.
+
+    sampling: overrides the defaults (greedy, seeded; 256 tokens for BFCL, 512 per agent step).
+    """
     finished = results.finished()
     for spec in models:
         todo = [e for e in entries if (spec.label, e.id) not in finished]
@@ -226,5 +230,5 @@ def evaluate(
                 bar.advance()
             continue
         for entry in todo:
-            results.append(run_entry(engine, entry, spec.label))
+            results.append(run_entry(engine, entry, spec.label, sampling))
             bar.advance()
