@@ -1,0 +1,136 @@
+"""What the server does, apart from HTTP: its settings, the model it serves, request checks and limits."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agent.serve.completion import Completion, Sampling
+from agent.serve.errors import bad_request, not_found
+from agent.serve.prompt import Plan, PromptBuilder
+from agent.serve.queue import GenerationQueue
+from agent.serve.schema import ChatRequest, parse_request
+from optiq_runtime.errors import BadInputError
+
+DEFAULT_CONTEXT = 4096
+
+
+@dataclass
+class ServeConfig:
+    """Server settings; the defaults are the safe ones (loopback, capped sizes, short queue)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str | None = None
+    model_id: str | None = None  # default: the model folder's name
+    max_request_bytes: int = 4 * 1024 * 1024
+    max_tokens: int = 4096  # the most any one answer may generate
+    queue_size: int = 8  # requests that may wait while one generates
+    temperature: float = 1.0  # OpenAI's defaults when a request names none
+    top_p: float = 1.0
+
+    def check(self) -> None:
+        """Refuse settings that would expose the model unprotected or make no sense."""
+        if not is_loopback(self.host) and not self.api_key:
+            raise BadInputError(
+                f"--host {self.host} is reachable from other machines; pass --api-key KEY to require "
+                "'Authorization: Bearer KEY', or keep the default --host 127.0.0.1"
+            )
+        if not 0 <= self.port <= 65535:
+            raise BadInputError(f"--port must be between 0 and 65535; got {self.port}")
+        if self.max_tokens < 1 or self.queue_size < 0 or self.max_request_bytes < 1024:
+            raise BadInputError("--max-tokens must be >= 1, --queue-size >= 0 and the request limit >= 1 KiB")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def context_length(engine: Any) -> int:
+    """The model's context in tokens: its config's ``max_position_embeddings``, else the tokenizer's limit."""
+    args = getattr(getattr(engine, "backbone", None), "args", None)
+    length = getattr(args, "max_position_embeddings", None)
+    if not length:
+        length = getattr(engine.tokenizer, "model_max_length", None)
+    return int(length) if length and length < 10**8 else DEFAULT_CONTEXT
+
+
+class Service:
+    """One engine behind a queue; turns checked requests into ``Completion``s."""
+
+    def __init__(self, engine: Any, config: ServeConfig):
+        config.check()
+        self.engine = engine
+        self.config = config
+        self.model_id = config.model_id or engine.model_path.name
+        self.context_length = context_length(engine)
+        self.queue = GenerationQueue(config.queue_size)
+        self.prompts = PromptBuilder(engine.tokenizer)
+        self.created = int(time.time())
+
+    def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [self.model_card()]}
+
+    def model_card(self) -> dict[str, Any]:
+        return {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "optiq"}
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": self.model_id,
+            "mtp": bool(self.engine.mtp_enabled),
+            "context_length": self.context_length,
+            "waiting": self.queue.waiting,
+        }
+
+    def parse(self, body: bytes) -> ChatRequest:
+        """A checked request (400/404/422 as ``APIError``); checks that need no prompt come first, before queueing."""
+        request = parse_request(body)
+        if request.model not in (None, self.model_id):
+            raise not_found(
+                f"the model {request.model!r} does not exist here; this server serves {self.model_id!r} (see GET /v1/models)",
+                code="model_not_found", param="model",
+            )
+        wanted = request.requested_max_tokens
+        if wanted is not None and wanted > self.context_length:
+            param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+            raise bad_request(
+                f"{param} is {wanted}, beyond the model's context of {self.context_length} tokens",
+                param, "context_length_exceeded",
+            )
+        return request
+
+    def completion(self, request: ChatRequest) -> Completion:
+        """Build the prompt and the sampling settings (call while holding the queue's slot)."""
+        plan = self.prompts.build(request)
+        return Completion(self.engine, plan, self.sampling(request, plan))
+
+    def sampling(self, request: ChatRequest, plan: Plan) -> Sampling:
+        room = self.context_length - len(plan.tokens)
+        if room < 1:
+            raise bad_request(
+                f"the conversation is {len(plan.tokens)} tokens, which fills the model's context of "
+                f"{self.context_length}; shorten the messages or the tools",
+                "messages", "context_length_exceeded",
+            )
+        wanted = request.requested_max_tokens or self.config.max_tokens
+        return Sampling(
+            max_tokens=min(wanted, self.config.max_tokens, room),
+            temperature=self.config.temperature if request.temperature is None else request.temperature,
+            top_p=self.config.top_p if request.top_p is None else request.top_p,
+            top_k=request.top_k or 0,
+            seed=request.seed,
+            stops=request.stops,
+        )
+
+    def remember(self, completion: Completion) -> None:
+        """Keep a cleanly ended exchange so that the conversation's next turn extends it."""
+        reply = completion.reply_message() if completion.outcome.clean else None
+        self.prompts.remember(completion.plan, reply, completion.outcome.generated)
