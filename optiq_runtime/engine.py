@@ -18,7 +18,7 @@ from optiq_runtime.errors import BadInputError
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
 from optiq_runtime.sampling import KeyStream, SamplingParams
-from optiq_runtime.speculative import Backbone, Decoder
+from optiq_runtime.speculative import Backbone, Decoder, Drafter
 from optiq_runtime.stats import GenerationStats, SpeedGuard
 
 log = logging.getLogger("optiq")
@@ -47,6 +47,7 @@ class Engine:
         self.model_path = Path(model_path)
         self.backbone = Backbone(model)
         self.head = head
+        self.drafter = Drafter(head, self.backbone) if head is not None else None
         self.mtp_depth = mtp_depth
         self.mtp_enabled = mtp and head is not None
         self.auto_fallback = True
@@ -107,7 +108,7 @@ class Engine:
         stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
         started = time.perf_counter()
         state, stats.reused_prompt_tokens = self._cache_for(prompt)
-        decoder = Decoder(self.backbone, self.head, state, params, keys)
+        decoder = Decoder(self.backbone, self.drafter, state, params, keys)
         try:
             suffix = prompt[stats.reused_prompt_tokens:]
             first = decoder.prefill(suffix) if suffix else decoder.next_from_tail()
@@ -118,6 +119,7 @@ class Engine:
                 stats.decode_s = time.perf_counter() - decode_start
                 yield step
         except GeneratorExit:
+            stats.finish_reason = stats.finish_reason or "closed"
             raise  # closed between steps: the caches are consistent
         except BaseException:
             self._state, self._prompt_snapshot = None, None  # stopped inside a forward pass

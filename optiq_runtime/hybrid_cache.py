@@ -69,12 +69,12 @@ class HybridCache:
         tail, self.tail = self.tail, None
         return tail
 
-    def rollback(self, before, layer_inputs: dict[int, mx.array], fed: int, keep: int) -> None:
+    def rollback(self, before, layer_inputs: dict[int, mx.array], fed: int, keep: int, replay) -> None:
         """Keep the first ``keep`` of the ``fed`` tokens of the last forward pass.
 
         ``before`` is ``linear_state()`` from before that pass and ``layer_inputs`` each DeltaNet
-        layer's input during it: the layers' recurrences are re-run over the kept tokens only,
-        while attention caches are trimmed.
+        layer's input during it: ``replay(index, inputs, cache)`` re-runs a layer's recurrence over
+        the kept tokens only, from the state before the pass, while attention caches are trimmed.
         """
         if keep == fed:
             return
@@ -82,8 +82,7 @@ class HybridCache:
         self._set_linear(before)
         if keep:
             for i in self.linear_ids:
-                layer = self.layers[i]
-                layer.linear_attn(layer.input_layernorm(layer_inputs[i][:, :keep]), None, self.main[i])
+                replay(i, layer_inputs[i][:, :keep], self.main[i])
         del self.tokens[len(self.tokens) - (fed - keep):]
 
     def _trim_kv(self, count: int) -> None:

@@ -44,11 +44,15 @@ class MTPHead(nn.Module):
         self.norm = nn.RMSNorm(hidden, eps=eps)
 
     def __call__(self, embeddings: mx.array, hidden: mx.array, cache) -> mx.array:
+        x = self.project(embeddings, hidden)
+        return self.layers[0](x, mask=create_attention_mask(x, cache), cache=cache)
+
+    def project(self, embeddings: mx.array, hidden: mx.array) -> mx.array:
+        """The decoder layer's input: ``fc`` over the normed embedding and hidden state, embedding first."""
         x = mx.concatenate(
             [self.pre_fc_norm_embedding(embeddings), self.pre_fc_norm_hidden(hidden)], axis=-1
         )
-        x = self.fc(x)
-        return self.layers[0](x, mask=create_attention_mask(x, cache), cache=cache)
+        return self.fc(x)
 
 
 def mtp_sources(folder: Path) -> list[Path]:

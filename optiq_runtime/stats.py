@@ -69,7 +69,7 @@ class SpeedGuard:
     """
 
     plain_step_s: float
-    min_rounds: int = 8
+    min_rounds: int = 4
     rounds: int = 0
     seconds: float = 0.0
     tokens: int = 0

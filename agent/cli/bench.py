@@ -1,18 +1,180 @@
 """`optiq bench`: benchmarks: decode speed with and without MTP."""
 
-from agent.cli._stub import not_built
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 HELP = "Benchmarks: decode speed with and without MTP."
+
+DEFAULT_PROMPTS = (
+    "Write a Python function that returns the n-th Fibonacci number, with a docstring and a short example.",
+    "Explain in a few paragraphs how a hash map handles collisions.",
+    "List ten ideas for naming a small command-line tool that searches files, one per line.",
+    "Describe step by step how to make a cup of tea.",
+)
 
 
 def add_arguments(parser):
     parser.add_argument("what", choices=["decode"])
-    parser.add_argument("--model")
-    parser.add_argument("--mtp-depth", type=int, default=2)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--prompts")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--model", help="a model folder (default: the built default model, else the embedded base)")
+    parser.add_argument("--mtp-depth", type=int, default=2, help="tokens drafted per verification (default 2)")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens generated per run (default 128)")
+    parser.add_argument("--prompts", help="a text file with one prompt per line (default: four built-in prompts)")
+    parser.add_argument("--repeat", type=int, default=2, help="plain/MTP pairs per prompt (default 2)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args) -> int:
-    return not_built("bench")
+    import json
+
+    from optiq_runtime.errors import BadInputError
+
+    if args.tokens < 1 or args.repeat < 1:
+        raise BadInputError(f"--tokens and --repeat must be at least 1; got {args.tokens} and {args.repeat}")
+    engine = _load_engine(args.model, args.mtp_depth)
+    if not engine.mtp_available:
+        raise BadInputError(f"{engine.model_path} has no MTP head; there is nothing to compare")
+    result = measure_decode(engine, read_prompts(args.prompts), args.tokens, args.repeat)
+    print(json.dumps(result.to_json()) if args.json else result.report())
+    return 0
+
+
+def read_prompts(path: str | None) -> list[str]:
+    """The prompts of ``path`` (one per non-empty line), or the built-in ones."""
+    from pathlib import Path
+
+    from optiq_runtime.errors import BadInputError
+
+    if path is None:
+        return list(DEFAULT_PROMPTS)
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise BadInputError(f"--prompts {path} is not a file")
+    prompts = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise BadInputError(f"--prompts {path} has no prompts (expected one per line)")
+    return prompts
+
+
+def _load_engine(model: str | None, depth: int):
+    from optiq_runtime.engine import Engine
+
+    if model is None:
+        try:
+            from optiq_runtime.firstrun import ensure_model
+        except ImportError:
+            ensure_model = None
+        if ensure_model is not None:
+            model = str(ensure_model(None))
+    return Engine.load(model, mtp=True, mtp_depth=depth)
+
+
+def measure_decode(engine, prompts: list[str], tokens: int, repeat: int) -> "DecodeResult":
+    """Plain and MTP decoding of the same prompts, alternating (and swapping which goes first) so both see the same load."""
+    encoded = [_prompt_tokens(engine.tokenizer, prompt) for prompt in prompts]
+    result = DecodeResult(depth=engine.mtp_depth, tokens=tokens, prompts=len(prompts))
+    for mtp in (False, True):  # warm-up: the first passes of each shape compile their graphs
+        _generate(engine, encoded[0], min(tokens, 32), mtp)
+    for round_ in range(repeat):
+        for index, prompt in enumerate(encoded):
+            order = (False, True) if (round_ + index) % 2 == 0 else (True, False)
+            outputs = {}
+            for mtp in order:
+                outputs[mtp] = _generate(engine, prompt, tokens, mtp)
+                result.add(engine.last_stats)
+            result.identical = result.identical and outputs[False] == outputs[True]
+    return result
+
+
+def _generate(engine, prompt: list[int], tokens: int, mtp: bool) -> list[int]:
+    engine.mtp_enabled = mtp
+    engine.reset()  # each run prefills on its own: no run reuses the other's cache
+    return engine.generate(prompt, max_tokens=tokens)
+
+
+@dataclass
+class DecodeResult:
+    """Decode totals of each mode over one benchmark run."""
+
+    depth: int
+    tokens: int
+    prompts: int
+    plain_tokens: int = 0
+    plain_s: float = 0.0
+    mtp_tokens: int = 0
+    mtp_s: float = 0.0
+    mtp_steps: int = 0
+    drafted: list[int] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)
+    identical: bool = True
+
+    def add(self, stats) -> None:
+        if not stats.mtp_used:
+            self.plain_tokens += stats.decode_tokens
+            self.plain_s += stats.decode_s
+            return
+        self.mtp_tokens += stats.decode_tokens
+        self.mtp_s += stats.decode_s
+        self.mtp_steps += stats.steps
+        self.drafted = _sum(self.drafted, stats.drafted)
+        self.accepted = _sum(self.accepted, stats.accepted)
+        if stats.fallback_reason:
+            self.fallbacks.append(stats.fallback_reason)
+
+    @property
+    def plain_tok_s(self) -> float:
+        return self.plain_tokens / self.plain_s if self.plain_s else 0.0
+
+    @property
+    def mtp_tok_s(self) -> float:
+        return self.mtp_tokens / self.mtp_s if self.mtp_s else 0.0
+
+    @property
+    def speedup(self) -> float:
+        return self.mtp_tok_s / self.plain_tok_s if self.plain_tok_s else 0.0
+
+    @property
+    def acceptance(self) -> list[float]:
+        return [a / d if d else 0.0 for a, d in zip(self.accepted, self.drafted)]
+
+    @property
+    def tokens_per_step(self) -> float:
+        return self.mtp_tokens / self.mtp_steps if self.mtp_steps else 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "plain_tok_s": round(self.plain_tok_s, 2),
+            "mtp_tok_s": round(self.mtp_tok_s, 2),
+            "speedup": round(self.speedup, 3),
+            "acceptance": [round(a, 3) for a in self.acceptance],
+            "identical": self.identical,
+            "depth": self.depth,
+            "tokens_per_step": round(self.tokens_per_step, 3),
+            "tokens": self.tokens,
+            "prompts": self.prompts,
+            "fallbacks": len(self.fallbacks),
+        }
+
+    def report(self) -> str:
+        acceptance = "  ".join(f"{i + 1}: {a:.0%}" for i, a in enumerate(self.acceptance)) or "-"
+        lines = [
+            f"plain  {self.plain_tok_s:8.1f} tok/s",
+            f"MTP    {self.mtp_tok_s:8.1f} tok/s  (depth {self.depth}, {self.tokens_per_step:.2f} tokens per verification)",
+            f"speedup {self.speedup:.2f}x",
+            f"acceptance per draft position  {acceptance}",
+            f"greedy outputs identical: {'yes' if self.identical else 'NO'}",
+        ]
+        if self.fallbacks:
+            lines.append(f"MTP fell back to plain decoding in {len(self.fallbacks)} run(s): {self.fallbacks[0]}")
+        return "\n".join(lines)
+
+
+def _sum(totals: list[int], counts: list[int]) -> list[int]:
+    width = max(len(totals), len(counts))
+    return [(totals[i] if i < len(totals) else 0) + (counts[i] if i < len(counts) else 0) for i in range(width)]
+
+
+def _prompt_tokens(tokenizer, prompt: str) -> list[int]:
+    messages = [{"role": "user", "content": prompt}]
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))

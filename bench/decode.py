@@ -1,0 +1,11 @@
+"""Plain vs MTP decode speed in one run: ``python bench/decode.py [--model DIR] [--mtp-depth N] ...``.
+
+The same as ``optiq bench decode``; see ``agent/cli/bench.py``.
+"""
+
+import sys
+
+from agent.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", "decode", *sys.argv[1:]]))
