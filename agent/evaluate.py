@@ -192,8 +192,14 @@ class ResultsFile:
         return records
 
     def append(self, result: TaskResult) -> None:
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(asdict(result), default=str) + "\n")
+        line = json.dumps(asdict(result), default=str) + "\n"
+        with self.path.open("a+b") as file:
+            file.seek(0, 2)
+            if file.tell():
+                file.seek(-1, 2)
+                if file.read(1) != b"\n":  # a write cut short by an interruption: start a fresh line
+                    line = "\n" + line
+            file.write(line.encode("utf-8"))
 
 
 @dataclass

@@ -9,6 +9,7 @@ def add_arguments(parser):
     parser.add_argument("--base", help="base checkpoint to build the default model from (default: the embedded tiny-agent)")
     parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head")
     parser.add_argument("--max-steps", type=int, default=8, help="model turns before giving up (default 8)")
+    parser.add_argument("--max-tokens", type=int, default=512, help="tokens per model turn (default 512)")
     parser.add_argument("--approve", choices=["all", "none"], default="none", help="answer to write/edit approvals (default none)")
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout, the last being 'done'")
@@ -18,7 +19,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from pathlib import Path
 
-    from agent.agent import Agent
+    from agent.agent import Agent, Sampling
     from agent.approval import POLICIES
     from agent.headless import agent_registry, load_engine, open_trace, run_headless
     from optiq_runtime.errors import BadInputError
@@ -26,11 +27,14 @@ def run(args) -> int:
 
     if args.max_steps < 1:
         raise BadInputError(f"--max-steps must be at least 1; got {args.max_steps}")
+    if args.max_tokens < 1:
+        raise BadInputError(f"--max-tokens must be at least 1; got {args.max_tokens}")
     workspace = Path(args.workspace or ".").expanduser().resolve()
     if not workspace.is_dir():
         raise BadInputError(f"--workspace {workspace} is not a folder")
     registry = agent_registry(args.tools)
     engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
-    agent = Agent(engine, registry, workspace, POLICIES[args.approve], max_steps=args.max_steps, trace=open_trace())
+    sampling = Sampling(max_tokens=args.max_tokens)
+    agent = Agent(engine, registry, workspace, POLICIES[args.approve], max_steps=args.max_steps, sampling=sampling, trace=open_trace())
     with agent:
         return run_headless(agent, args.prompt, json_lines=args.json)

@@ -165,7 +165,10 @@ def test_long_tool_output_is_capped_and_says_so(tokenizer, tmp_path):
 def test_old_tool_output_is_trimmed_when_the_context_fills(tokenizer, tmp_path):
     (tmp_path / "big.txt").write_text("word " * 1500)
     outputs = [call("read_file", path="big.txt"), call("list_dir", path="."), call("run_python", code="print(2)"), "done"]
-    agent, events = run(tokenizer, tmp_path, outputs, approve_all, extends=False, context_tokens=3200, sampling=Sampling(max_tokens=64))
+    sampling = Sampling(max_tokens=64)
+    roomy, _ = run(tokenizer, tmp_path, outputs, approve_all, sampling=sampling)
+    second_prompt = len(roomy.engine.prompts[1])  # holds the big result; the third prompt would not fit
+    agent, events = run(tokenizer, tmp_path, outputs, approve_all, extends=False, context_tokens=second_prompt + 64 + 20, sampling=sampling)
     notices = [e for e in events if e.type == "notice"]
     assert notices and "trimmed 1 old tool result" in notices[0].message
     assert "output trimmed to save context" in agent.messages[2]["content"]
