@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -37,6 +38,7 @@ class Checkpoint:
     config: dict
     weight_files: tuple[Path, ...]
     tensor_names: frozenset[str]
+    parameters: int = 0
 
     @property
     def has_mtp(self) -> bool:
@@ -172,11 +174,32 @@ def inspect_checkpoint(path: str | os.PathLike) -> Checkpoint:
     check_architecture(config)
     files = _weight_files(path)
     names: set[str] = set()
+    parameters = 0
     for file in files:
-        names.update(read_safetensors_header(file))
-    return Checkpoint(path, config, tuple(files), frozenset(names))
+        header = read_safetensors_header(file)
+        names.update(header)
+        parameters += sum(math.prod(entry["shape"]) for entry in header.values())
+    return Checkpoint(path, config, tuple(files), frozenset(names), parameters)
 
 
 def open_base(base: str | os.PathLike | None) -> Checkpoint:
     """Resolve and check a base checkpoint in one step."""
     return inspect_checkpoint(resolve_base(base))
+
+
+def checkpoint_digest(checkpoint: Checkpoint, full_below: int = 256 * 1024 * 1024) -> str:
+    """A short digest of the config and weights: full content for small checkpoints, else headers, sizes, mtimes."""
+    import hashlib
+
+    digest = hashlib.sha256((checkpoint.path / "config.json").read_bytes())
+    full = sum(f.stat().st_size for f in checkpoint.weight_files) < full_below
+    for file in checkpoint.weight_files:
+        stat = file.stat()
+        with open(file, "rb") as handle:
+            if full:
+                digest.update(handle.read())
+                continue
+            (header_len,) = struct.unpack("<Q", handle.read(8))
+            digest.update(handle.read(header_len))
+        digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,368 @@
+"""The quantize pipeline: base -> calibration -> sensitivity probes -> knapsack -> mlx-lm folder, written atomically.
+
+The folder is assembled in a hidden ``.<name>.partial`` sibling (which also keeps the probes of an
+interrupted run, to resume) and renamed into place only when complete, ``config.json`` last.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_map_with_path
+
+from optiq_runtime.allocate import Allocation, allocate
+from optiq_runtime.calibration import CALIBRATION_FILE, calibration_tokens, read_samples
+from optiq_runtime.checkpoint import Checkpoint, checkpoint_digest, open_base
+from optiq_runtime.errors import BadInputError, OptiqError
+from optiq_runtime.load import load_network, load_tokenizer, upcast_floats
+from optiq_runtime.progress import ProgressCallback
+from optiq_runtime.sensitivity import Sensitivity, Target, find_targets, fresh, probe, batch_rows
+
+SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
+    "generation_config.json",
+)
+Log = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class BuildOptions:
+    """What ``optiq quantize`` takes; ``max_tokens`` caps the calibration tokens (None: the whole mix)."""
+
+    out: Path
+    base: str | os.PathLike | None = None
+    method: str = "optiq"
+    bits: int = 4
+    high_bits: int = 8
+    group_size: int = 64
+    budget: float = 1.05
+    calibration: str | os.PathLike | None = None
+    reference: str = "auto"
+    force: bool = False
+    seq_len: int = 256
+    max_tokens: int | None = None
+
+
+@dataclass
+class BuildResult:
+    """The finished folder and what its metadata says."""
+
+    path: Path
+    metadata: dict = field(default_factory=dict)
+
+
+def check_options(options: BuildOptions) -> None:
+    """Reject unusable flags before any work (exit status 2)."""
+    if options.method not in ("optiq", "uniform"):
+        raise BadInputError(f"--method must be optiq or uniform, not {options.method!r}")
+    if options.bits not in SUPPORTED_BITS or options.high_bits not in SUPPORTED_BITS:
+        raise BadInputError(f"--bits and --high-bits must be one of {SUPPORTED_BITS}")
+    if options.method == "optiq" and options.high_bits <= options.bits:
+        raise BadInputError(f"--high-bits ({options.high_bits}) must exceed --bits ({options.bits})")
+    if options.group_size not in (32, 64, 128):
+        raise BadInputError(f"--group-size must be 32, 64 or 128, not {options.group_size}")
+    if options.budget < 1.0:
+        raise BadInputError(f"--budget {options.budget} is below uniform {options.bits}-bit (1.0); nothing fits in it")
+    if options.reference not in ("auto", "bf16", "uniform"):
+        raise BadInputError(f"--reference must be auto, bf16 or uniform, not {options.reference!r}")
+    out = Path(options.out)
+    if out.exists() and not options.force:
+        raise BadInputError(f"output {str(out)!r} already exists; pass --force to replace it")
+
+
+def _available_memory() -> int:
+    if mx.metal.is_available():
+        return int(mx.metal.device_info().get("max_recommended_working_set_size", 0))
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def choose_reference(requested: str, checkpoint: Checkpoint, log: Log) -> str:
+    """bf16 (computed in float32) when it fits in memory, else the uniform low-bit model, said out loud."""
+    if requested != "auto":
+        return requested
+    needed = 4 * checkpoint.parameters * 1.5
+    available = _available_memory()
+    if needed <= 0.7 * available:
+        return "bf16"
+    log(f"reference: uniform (the float32 reference needs ~{needed / 2**30:.1f} GiB, "
+        f"{available / 2**30:.1f} GiB available)")
+    return "uniform"
+
+
+def _as_bf16(model: nn.Module) -> nn.Module:
+    """Cast float parameters to bf16 (mlx-lm's cast rule), so quantization scales are bf16 on disk."""
+    keep = getattr(model, "cast_predicate", lambda path: True)
+
+    def cast(path, value):
+        if mx.issubdtype(value.dtype, mx.floating) and value.dtype != mx.bfloat16 and keep(path):
+            return value.astype(mx.bfloat16)
+        return value
+
+    model.update(tree_map_with_path(cast, model.parameters()))
+    return model
+
+
+def _quantize(model: nn.Module, widths: dict[str, dict]) -> None:
+    """Quantize exactly the modules named in ``widths`` with their own group size and bits."""
+    nn.quantize(model, class_predicate=lambda path, module: widths.get(path, False))
+
+
+def _widths(targets: list[Target], high: frozenset[str], options: BuildOptions) -> dict[str, dict]:
+    widths = {}
+    for target in targets:
+        bits = options.high_bits if target.path in high else options.bits
+        widths[target.path] = target.fixed or {"group_size": options.group_size, "bits": bits}
+    return widths
+
+
+def quantized_nbytes(model: nn.Module) -> int:
+    """Bytes of the packed weights, scales and biases of every quantized module."""
+    total = 0
+    for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            total += module.weight.nbytes + module.scales.nbytes + module.biases.nbytes
+    return total
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _working_models(checkpoint: Checkpoint, reference: str, options: BuildOptions) -> tuple[nn.Module, nn.Module]:
+    """(model probed, model whose bf16 weights are quantized): one float32 model, or a uniform one plus lazy bf16."""
+    if reference == "bf16":
+        model, _ = load_network(checkpoint.path, upcast=True)
+        return model, model
+    source, _ = load_network(checkpoint.path, upcast=False, lazy=True)
+    working, _ = load_network(checkpoint.path, upcast=False, lazy=True)
+    _as_bf16(working)
+    targets = find_targets(working, options.group_size)
+    _quantize(working, _widths(targets, frozenset(), options))
+    upcast_floats(working)
+    mx.eval(working.parameters())
+    return working, source
+
+
+def _saved_probes(files: list[Path], fingerprint: str) -> Sensitivity | None:
+    """Probes of the same base, data and settings from an earlier run (finished first)."""
+    found = [s for s in (Sensitivity.load(f) for f in files) if s and s.fingerprint == fingerprint]
+    return max(found, key=lambda s: s.batches_done, default=None)
+
+
+def measure_sensitivity(
+    checkpoint: Checkpoint, options: BuildOptions, state_file: Path, log: Log, progress: ProgressCallback | None
+) -> tuple[Sensitivity, dict]:
+    """Probe every layer (or resume / reuse saved probes); returns the probes and calibration facts."""
+    reference = choose_reference(options.reference, checkpoint, log)
+    model, source = _working_models(checkpoint, reference, options)
+    tokenizer = load_tokenizer(checkpoint.path, checkpoint.config)
+    tokens = calibration_tokens(tokenizer, options.calibration, options.seq_len, options.max_tokens)
+    calibration = {
+        "file": str(options.calibration or CALIBRATION_FILE.name),
+        "tokens": tokens.tokens, "digest": tokens.digest, "domains": tokens.domains,
+    }
+    fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, reference,
+                               options.bits, options.high_bits, options.group_size, options.seq_len)
+    earlier = [Path(options.out) / "optiq" / "sensitivity.json", state_file]
+    state = _saved_probes(earlier, fingerprint)
+    if state is None:
+        text = getattr(model, "language_model", model)
+        args = text.args if hasattr(text, "args") else None
+        vocab = getattr(args, "vocab_size", 0) or int(model(tokens.rows[:1, :1]).shape[-1])
+        hidden = getattr(args, "hidden_size", 1024)
+        per_batch = batch_rows(tokens.rows, vocab, hidden, len(model.layers))
+        batches = -(-tokens.rows.shape[0] // per_batch)
+        state = fresh(find_targets(source, options.group_size), fingerprint, reference,
+                      options.bits, options.high_bits, options.group_size, batches)
+    elif state.complete:
+        log(f"sensitivity: reusing {state.batches_done} probed batches")
+    else:
+        log(f"sensitivity: resuming at batch {state.batches_done + 1} of {state.batches}")
+    if not state.complete:
+        probe(model, source, tokens.rows, state, state_file, progress)
+    state.save(state_file)
+    return state, calibration
+
+
+def _mtp_layers(checkpoint: Checkpoint) -> int:
+    text = checkpoint.config.get("text_config", checkpoint.config)
+    indices = {name.split(".")[2] for name in checkpoint.tensor_names if name.startswith("mtp.layers.")}
+    return int(text.get("mtp_num_hidden_layers") or len(indices))
+
+
+def write_mtp(checkpoint: Checkpoint, folder: Path, bits: int, group_size: int) -> dict:
+    """``mtp.safetensors``: the base's mtp.* tensors under HF names, decoder projections quantized, the rest bf16."""
+    tensors: dict[str, mx.array] = {}
+    for file in checkpoint.weight_files:
+        tensors.update({k: v for k, v in mx.load(str(file)).items() if k.startswith("mtp.")})
+    out: dict[str, mx.array] = {}
+    for name, value in sorted(tensors.items()):
+        value = value.astype(mx.bfloat16) if mx.issubdtype(value.dtype, mx.floating) else value
+        is_projection = name.startswith("mtp.layers.") and name.endswith(".weight") and value.ndim == 2
+        if is_projection and value.shape[-1] % group_size == 0:
+            stem = name[: -len(".weight")]
+            out[name], out[f"{stem}.scales"], out[f"{stem}.biases"] = mx.quantize(value, group_size=group_size, bits=bits)
+        else:
+            out[name] = value
+    mx.save_safetensors(str(folder / "mtp.safetensors"), out, metadata={"format": "mlx"})
+    return {"file": "mtp.safetensors", "num_hidden_layers": _mtp_layers(checkpoint),
+            "quantization": {"group_size": group_size, "bits": bits}}
+
+
+def _copy_tokenizer(source: Path, folder: Path) -> None:
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, folder / name)
+
+
+def _config(checkpoint: Checkpoint, widths: dict[str, dict], options: BuildOptions) -> dict:
+    config = json.loads((checkpoint.path / "config.json").read_text())
+    quantization = {"group_size": options.group_size, "bits": options.bits, "mode": "affine", **widths}
+    config["quantization"] = quantization
+    config["quantization_config"] = quantization
+    return config
+
+
+def _write_folder(checkpoint: Checkpoint, folder: Path, widths: dict[str, dict], options: BuildOptions,
+                  metadata: dict) -> int:
+    """Quantize the base's bf16 weights and write every file, config.json last; returns quantized bytes."""
+    from mlx_lm.utils import save_config, save_model
+
+    model, _ = load_network(checkpoint.path, upcast=False, lazy=True)
+    _as_bf16(model)
+    _quantize(model, widths)
+    written = quantized_nbytes(model)
+    save_model(folder, model, donate_model=True)
+    _copy_tokenizer(checkpoint.path, folder)
+    config = _config(checkpoint, widths, options)
+    if checkpoint.has_mtp:
+        config["mtp"] = write_mtp(checkpoint, folder, options.bits, options.group_size)
+    metadata["mtp"] = checkpoint.has_mtp
+    (folder / "optiq").mkdir(exist_ok=True)
+    (folder / "optiq" / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    save_config(config, folder / "config.json")
+    return written
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Rename the finished folder into place; an existing one (``--force``) is swapped out, then removed."""
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    if out.exists():
+        os.rename(out, old)
+    os.rename(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _lock(work: Path):
+    work.mkdir(parents=True, exist_ok=True)
+    handle = open(work.parent / f".{work.name}.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as error:
+        handle.close()
+        raise OptiqError(f"another build is writing {work.name[1:-8]} right now") from error
+    return handle
+
+
+def _uniform_costs(checkpoint: Checkpoint, options: BuildOptions) -> tuple[list[Target], list]:
+    from optiq_runtime.allocate import LayerCost
+
+    model, _ = load_network(checkpoint.path, upcast=False, lazy=True)
+    targets = find_targets(model, options.group_size)
+    costs = []
+    for t in targets:
+        width = t.fixed or {"bits": options.bits, "group_size": options.group_size}
+        size = t.nbytes(width["bits"], width["group_size"])
+        costs.append(LayerCost(t.path, size, size, 0.0, 0.0))
+    return targets, costs
+
+
+def _metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allocation: Allocation,
+              widths: dict[str, dict], calibration: dict | None) -> dict:
+    layers = {path: width["bits"] for path, width in widths.items()}
+    counts: dict[str, int] = {}
+    for bits in layers.values():
+        counts[str(bits)] = counts.get(str(bits), 0) + 1
+    return {
+        "method": options.method,
+        "base": str(options.base) if options.base is not None else "tiny-agent (embedded)",
+        "base_path": str(checkpoint.path),
+        "base_digest": checkpoint_digest(checkpoint),
+        "reference": reference,
+        "bits": options.bits,
+        "high_bits": options.high_bits,
+        "group_size": options.group_size,
+        "budget": options.budget,
+        "bytes": {"optiq": allocation.bytes, "uniform": allocation.uniform_bytes,
+                  "limit": allocation.limit_bytes, "ratio": allocation.ratio},
+        "counts": counts,
+        "layers": layers,
+        "allocation": {"kl_sum": allocation.kl_sum, "gain": allocation.gain,
+                       "gain_bound": allocation.gain_bound, "optimal": allocation.optimal},
+        "calibration": calibration,
+    }
+
+
+def _clear(work: Path, keep: Path) -> None:
+    """Empty the work folder of an earlier attempt's files, keeping its probes."""
+    for entry in work.iterdir():
+        if entry.is_dir() and entry.name == "optiq":
+            for inner in entry.iterdir():
+                if inner != keep:
+                    inner.unlink()
+        elif entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def build(options: BuildOptions, progress: ProgressCallback | None = None, log: Log = _stderr) -> BuildResult:
+    """Build a quantized model folder at ``options.out``; nothing appears there until it is complete."""
+    check_options(options)
+    out = Path(options.out).expanduser().absolute()
+    checkpoint = open_base(options.base)
+    if options.calibration is not None:
+        read_samples(options.calibration)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.partial"
+    lock = _lock(work)
+    try:
+        started = time.monotonic()
+        state_file = work / "optiq" / "sensitivity.json"
+        options.out = out
+        if options.method == "optiq":
+            state, calibration = measure_sensitivity(checkpoint, options, state_file, log, progress)
+            targets, reference = state.targets(), state.reference
+            allocation = allocate(state.costs(), options.budget)
+        else:
+            (targets, costs), calibration, reference = _uniform_costs(checkpoint, options), None, "none"
+            allocation = allocate(costs, 1.0)
+        _clear(work, state_file)
+        widths = _widths(targets, allocation.high, options)
+        metadata = _metadata(options, checkpoint, reference, allocation, widths, calibration)
+        metadata["build_seconds"] = round(time.monotonic() - started, 2)
+        written = _write_folder(checkpoint, work, widths, options, metadata)
+        if written != allocation.bytes:
+            raise OptiqError(f"internal error: wrote {written} quantized bytes, allocated {allocation.bytes}")
+        _publish(work, out)
+        (work.parent / f".{work.name}.lock").unlink(missing_ok=True)
+    finally:
+        lock.close()
+    return BuildResult(out, metadata)
