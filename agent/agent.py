@@ -15,8 +15,10 @@ Public API (the TUI, ``optiq run``, ``optiq eval`` and the server use only this)
 ``reasoning`` / ``tool_call_start`` / ``tool_call`` / ``error`` (malformed call) as the model
 streams, then ``stats``; then per call ``tool_validated`` or ``tool_rejected``, for side-effecting
 tools ``approval_request`` and ``approval``, then ``tool_result``; ``notice`` when old tool output is
-trimmed. The last event is always ``done`` (answer, stop reason, steps, tokens, seconds). The turn
-starts with a ``user`` event so that traces hold the whole conversation.
+trimmed; ``error`` with an empty ``raw`` when the generation itself failed. The last event is
+always ``done`` (answer, stop reason, steps, tokens, seconds); stop reasons: ``answered``,
+``max_steps``, ``length`` (the answer hit ``max_tokens``), ``repeated_failure``, ``interrupted``,
+``error``. The turn starts with a ``user`` event so that traces hold the whole conversation.
 
 ``approve`` is called with an ``ApprovalRequest`` before a side-effecting tool runs and may block;
 it returns ``ApprovalDecision.ALLOW_ONCE``, ``ALLOW_SESSION`` (that tool, until ``reset``) or
@@ -57,6 +59,7 @@ from agent.events import (
 )
 from agent.session import SessionWriter
 from agent.toolcalls import StreamParser
+from optiq_runtime.errors import OptiqError
 from tools.registry import Registry
 from tools.tool import Tool, ToolContext, ToolError
 from tools.validate import validate_call
@@ -187,8 +190,14 @@ class Agent:
         generation = Generation()
         while turn.steps < self.max_steps:
             turn.steps += 1
-            prompt = yield from self._prompt(new)
-            generation = yield from self._generate(prompt, turn)
+            try:
+                prompt = yield from self._prompt(new)
+                generation = yield from self._generate(prompt, turn)
+            except (OptiqError, RuntimeError) as error:  # the engine failed (bad prompt, out of memory): end the turn cleanly
+                self._transcript.reset()
+                yield ErrorEvent(message=f"generation failed: {error}", raw="")
+                yield self._done(turn, Generation(), "error", f"generation failed: {error}")
+                return
             self._add(_assistant_message(generation))
             if self._interrupt.is_set():
                 yield from self._close_calls(generation.calls, "interrupted by the user")

@@ -81,3 +81,10 @@ def test_the_trace_holds_every_event_in_order(engine, tmp_path):
     with make_agent(engine, tmp_path, max_steps=1, trace=SessionWriter(trace)) as agent:
         events = list(agent.send("hello"))
     assert load_trace(trace) == events
+
+
+def test_a_failing_generation_ends_the_turn_with_an_error(engine, tmp_path):
+    with make_agent(engine, tmp_path, sampling=Sampling(max_tokens=0)) as agent:
+        events = list(agent.send("hello"))
+    assert [e.type for e in events] == ["user", "error", "done"]
+    assert events[-1].stop_reason == "error" and "max_tokens must be at least 1" in events[-1].message
