@@ -19,11 +19,11 @@ from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
 from optiq_runtime.sampling import KeyStream, SamplingParams
 from optiq_runtime.speculative import Backbone, Decoder, Drafter
-from optiq_runtime.stats import GenerationStats, SpeedGuard
+from optiq_runtime.stats import GenerationStats, SpeedGuard, StepTimes
 
 log = logging.getLogger("optiq")
 
-# Plain steps timed at the start of an MTP run when the engine has no plain step time yet.
+# Plain steps run first in an MTP run while the engine has too few plain step times (the first is not timed).
 PROBE_STEPS = 4
 MAX_DEPTH = 8
 
@@ -55,7 +55,7 @@ class Engine:
         self._lock = threading.Lock()
         self._state: HybridCache | None = None
         self._prompt_snapshot: Snapshot | None = None
-        self._plain_step_s: float | None = None
+        self._plain_times = StepTimes()  # plain decode steps, for the speed guard
 
     @classmethod
     def load(cls, path=None, *, mtp: bool = True, mtp_depth: int = 2) -> "Engine":
@@ -141,25 +141,20 @@ class Engine:
         return self._state, 0
 
     def _decode(self, decoder: Decoder, first: int, max_tokens, stop, should_stop, stats) -> Iterator[Step]:
-        use_mtp = self.mtp_enabled and self.head is not None
-        stats.mtp_used, stats.depth = use_mtp, self.mtp_depth if use_mtp else 0
-        probe = PROBE_STEPS if use_mtp and self.auto_fallback and self._plain_step_s is None else 0
-        guard = None
+        mode = _Mode(self, stats)
         detok = self.tokenizer.detokenizer
         eos = set(self.tokenizer.eos_token_ids)
         generated: list[int] = []
-        tokens, commit = [first], None
+        tokens, commit, interrupted = [first], None, False
         while True:
             emitted, finish = _clip(tokens, generated, max_tokens, stop, eos)
+            finish = finish or ("interrupted" if interrupted else "")
             if commit is not None:
                 commit(len(emitted) + (finish == "eos"))
             for token in emitted:
                 detok.add_token(token)
             generated += emitted
-            stats.tokens = len(generated)
-            stats.decode_tokens = max(0, stats.tokens - 1)
-            if not finish and should_stop is not None and should_stop():
-                finish = "interrupted"
+            stats.tokens, stats.decode_tokens = len(generated), max(0, len(generated) - 1)
             if finish:
                 detok.finalize()
                 stats.finish_reason = finish
@@ -167,29 +162,51 @@ class Engine:
             if emitted or text:
                 yield Step(emitted, text)
             if finish:
-                break
-            last = tokens[len(emitted) - 1]
-            round_start = time.perf_counter()
-            if use_mtp and probe == 0:
-                if guard is None:
-                    guard = SpeedGuard(self._plain_step_s) if self.auto_fallback else None
-                proposal = decoder.mtp_round(last, self.mtp_depth)
-                tokens, commit = proposal.tokens, proposal.commit
-                stats.record_round(proposal.accepted, proposal.drafted)
-            else:
-                tokens, commit = [decoder.plain_step(last)], None
-                probe = max(0, probe - 1)
-            stats.steps += 1
-            spent = time.perf_counter() - round_start
-            if commit is None:
-                old = self._plain_step_s
-                self._plain_step_s = spent if old is None else 0.8 * old + 0.2 * spent
-            elif guard is not None:
-                guard.record(spent, len(tokens))
-                reason = guard.verdict(stats.acceptance)
-                if reason:
-                    stats.fallback_reason, use_mtp = reason, False
-                    log.info("optiq: %s", reason)
+                return
+            if should_stop is not None and should_stop():
+                tokens, commit, interrupted = [], None, True
+                continue
+            tokens, commit = mode.advance(decoder, emitted[-1])
+
+
+class _Mode:
+    """Plain steps or MTP rounds for one run: probes the plain step time when unknown, falls back when MTP loses."""
+
+    def __init__(self, engine: Engine, stats: GenerationStats):
+        self.engine, self.stats = engine, stats
+        self.mtp = engine.mtp_enabled and engine.head is not None
+        stats.mtp_used, stats.depth = self.mtp, engine.mtp_depth if self.mtp else 0
+        known = len(engine._plain_times) >= PROBE_STEPS - 1
+        self.probe = PROBE_STEPS if self.mtp and engine.auto_fallback and not known else 0
+        self.guard: SpeedGuard | None = None
+        self.plain_steps = 0
+
+    def advance(self, decoder: Decoder, last: int):
+        """The next tokens after ``last`` and how to commit a prefix of them (None: nothing to undo)."""
+        started = time.perf_counter()
+        self.stats.steps += 1
+        if not self.mtp or self.probe:
+            token = decoder.plain_step(last)
+            self.probe = max(0, self.probe - 1)
+            self.plain_steps += 1
+            if self.plain_steps > 1:  # the first also starts the pipeline
+                self.engine._plain_times.add(time.perf_counter() - started)
+            return [token], None
+        proposal = decoder.mtp_round(last, self.engine.mtp_depth)
+        self.stats.record_round(proposal.accepted, proposal.drafted)
+        self._check(time.perf_counter() - started, len(proposal.tokens))
+        return proposal.tokens, proposal.commit
+
+    def _check(self, spent: float, tokens: int) -> None:
+        if not self.engine.auto_fallback:
+            return
+        if self.guard is None:
+            self.guard = SpeedGuard(self.engine._plain_times.median)
+        self.guard.record(spent, tokens)
+        reason = self.guard.verdict(self.stats.acceptance)
+        if reason:
+            self.stats.fallback_reason, self.mtp = reason, False
+            log.info("optiq: %s", reason)
 
 
 def _clip(tokens: list[int], generated: list[int], max_tokens: int, stop, eos: set[int]) -> tuple[list[int], str]:

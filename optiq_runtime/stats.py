@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 
@@ -60,35 +62,54 @@ class GenerationStats:
         return data
 
 
+class StepTimes:
+    """Recent step durations; their median shrugs off the odd slow step (a graph compiling, a busy CPU)."""
+
+    def __init__(self, keep: int = 64):
+        self._times: deque[float] = deque(maxlen=keep)
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def add(self, seconds: float) -> None:
+        self._times.append(seconds)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self._times)
+
+
 @dataclass
 class SpeedGuard:
-    """Compares MTP rounds of a run with the plain step time; says when MTP became a loss.
+    """Compares a run's MTP rounds with the plain step time; says when MTP became a loss.
 
-    The first round is left out (first-call allocations). ``min_rounds`` rounds are timed
-    before any verdict, so a few unlucky drafts do not turn MTP off.
+    Speed is tokens per round over the median round time, so a round that compiled a graph
+    does not count. ``min_rounds`` rounds come before any verdict.
     """
 
     plain_step_s: float
     min_rounds: int = 4
-    rounds: int = 0
-    seconds: float = 0.0
     tokens: int = 0
+    count: int = 0
+    rounds: StepTimes = field(default_factory=StepTimes)
 
     def record(self, seconds: float, tokens: int) -> None:
-        self.rounds += 1
-        if self.rounds > 1:
-            self.seconds += seconds
-            self.tokens += tokens
+        self.rounds.add(seconds)
+        self.tokens += tokens
+        self.count += 1
 
     @property
     def speedup(self) -> float:
-        return self.tokens * self.plain_step_s / self.seconds if self.seconds > 0 else 1.0
+        if not len(self.rounds):
+            return 1.0
+        return self.tokens / self.count * self.plain_step_s / self.rounds.median
 
     def verdict(self, acceptance: float) -> str | None:
         """A reason to fall back to plain decoding, or None to keep MTP."""
-        if self.rounds <= self.min_rounds or self.speedup >= 1.0:
+        if len(self.rounds) < self.min_rounds or self.speedup >= 1.0:
             return None
+        mtp_tok_s = self.speedup / self.plain_step_s
         return (
             f"MTP off for this run: acceptance {acceptance:.0%} made it {self.speedup:.2f}x "
-            f"plain speed ({self.tokens / self.seconds:.1f} vs {1 / self.plain_step_s:.1f} tok/s)"
+            f"plain speed ({mtp_tok_s:.1f} vs {1 / self.plain_step_s:.1f} tok/s)"
         )
