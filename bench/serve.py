@@ -1,0 +1,210 @@
+"""`optiq serve` throughput with MTP on and off, measured in one run over the same batch of chat requests.
+
+Run: python bench/serve.py [--model DIR] [--requests 8] [--max-tokens 64] [--clients 2] [--rounds 2]
+A real server on a loopback port answers a fixed batch (plain questions, tool offers, a forced call)
+sent by ``--clients`` threads over keep-alive connections; the two modes alternate which goes first.
+Requests/s and completion tokens/s are wall-clock numbers for the whole batch, queueing included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from agent.serve import ServeConfig, Server
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+QUESTIONS = (
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "Explain how a hash map handles collisions.",
+    "What is the weather in Paris?",
+    "List five names for a command-line tool that searches files.",
+    "Read the file notes.txt and summarise it.",
+    "Describe step by step how to make a cup of tea.",
+)
+
+
+def batch(size: int, max_tokens: int) -> list[dict]:
+    """``size`` chat requests, the same every run: every third offers a tool, every fourth forces it."""
+    requests = []
+    for index in range(size):
+        request = {
+            "messages": [{"role": "user", "content": QUESTIONS[index % len(QUESTIONS)]}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
+        if index % 3 == 2:
+            request["tools"] = [WEATHER]
+        if index % 4 == 3:
+            request["tools"] = [WEATHER]
+            request["tool_choice"] = "required"
+        requests.append(request)
+    return requests
+
+
+@dataclass
+class Pass:
+    """One mode's run over the batch."""
+
+    mtp: bool
+    seconds: float = 0.0
+    requests: int = 0
+    tokens: int = 0
+    acceptance: list[float] = field(default_factory=list)
+    fallbacks: int = 0
+    failures: int = 0
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def send_all(port: int, requests: list[dict], clients: int, result: Pass) -> None:
+    """Send ``requests`` from ``clients`` threads, each on one keep-alive connection."""
+    lock = threading.Lock()
+    todo = list(enumerate(requests))
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        try:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    _, request = todo.pop(0)
+                answer = post(connection, request)
+                with lock:
+                    record(result, answer)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.perf_counter() - started
+
+
+def post(connection: http.client.HTTPConnection, request: dict) -> dict:
+    connection.request("POST", "/v1/chat/completions", json.dumps(request), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return json.loads(response.read())
+
+
+def record(result: Pass, answer: dict) -> None:
+    if "error" in answer:
+        result.failures += 1
+        print(f"request failed: {answer['error']['message']}", file=sys.stderr)
+        return
+    result.requests += 1
+    result.tokens += answer["usage"]["completion_tokens"]
+    report = answer["optiq"]
+    if report["mtp_acceptance"] is not None:
+        result.acceptance.append(report["mtp_acceptance"])
+    result.fallbacks += report["mtp_fallback"] is not None
+
+
+def run_pass(server: Server, requests: list[dict], clients: int, mtp: bool) -> Pass:
+    engine = server.service.engine
+    engine.mtp_enabled = mtp
+    engine.reset()  # neither mode starts from the other's cache
+    result = Pass(mtp)
+    send_all(server.port, requests, clients, result)
+    return result
+
+
+def load_engine(model: str | None, depth: int):
+    from optiq_runtime.engine import Engine
+
+    if model is None:
+        try:
+            from optiq_runtime.firstrun import ensure_model
+        except ImportError:  # not built in this checkout yet: serve the embedded base
+            ensure_model = None
+        if ensure_model is not None:
+            model = str(ensure_model(None))
+    return Engine.load(model, mtp=True, mtp_depth=depth)
+
+
+def summary(passes: list[Pass]) -> dict:
+    def total(mtp: bool) -> dict:
+        mine = [p for p in passes if p.mtp == mtp]
+        seconds = sum(p.seconds for p in mine)
+        requests, tokens = sum(p.requests for p in mine), sum(p.tokens for p in mine)
+        acceptance = [a for p in mine for a in p.acceptance]
+        return {
+            "requests_per_s": round(requests / seconds, 3) if seconds else 0.0,
+            "tokens_per_s": round(tokens / seconds, 2) if seconds else 0.0,
+            "requests": requests,
+            "tokens": tokens,
+            "failures": sum(p.failures for p in mine),
+            "mean_acceptance": round(sum(acceptance) / len(acceptance), 3) if acceptance else None,
+            "fallbacks": sum(p.fallbacks for p in mine),
+        }
+
+    on, off = total(True), total(False)
+    speedup = on["tokens_per_s"] / off["tokens_per_s"] if off["tokens_per_s"] else 0.0
+    return {"mtp_on": on, "mtp_off": off, "tokens_per_s_ratio": round(speedup, 3)}
+
+
+def report(result: dict, args) -> str:
+    lines = [f"{args.requests} chat requests x {args.rounds} round(s), max_tokens {args.max_tokens}, {args.clients} client(s)"]
+    for name, key in (("MTP on ", "mtp_on"), ("MTP off", "mtp_off")):
+        row = result[key]
+        extra = f"  acceptance {row['mean_acceptance']:.0%}" if row["mean_acceptance"] is not None else ""
+        extra += f"  fell back in {row['fallbacks']} answer(s)" if row["fallbacks"] else ""
+        extra += f"  {row['failures']} FAILED" if row["failures"] else ""
+        lines.append(f"{name}  {row['requests_per_s']:7.2f} req/s  {row['tokens_per_s']:8.1f} tok/s{extra}")
+    lines.append(f"MTP on / off tokens/s: {result['tokens_per_s_ratio']:.2f}x")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a model folder (default: the built default model, else the embedded base)")
+    parser.add_argument("--mtp-depth", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=8, help="requests in the batch (default 8)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="max_tokens of each request (default 64)")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent client threads (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="on/off pairs, alternating which goes first (default 2)")
+    parser.add_argument("--no-fallback", action="store_true", help="keep MTP on even where it is slower than plain decoding")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    engine = load_engine(args.model, args.mtp_depth)
+    if not engine.mtp_available:
+        print(f"{engine.model_path} has no MTP head; there is nothing to compare", file=sys.stderr)
+        return 1
+    engine.auto_fallback = not args.no_fallback
+    requests = batch(args.requests, args.max_tokens)
+    passes = []
+    with Server(engine, ServeConfig(port=0, queue_size=max(8, args.clients))) as server:
+        for mtp in (False, True):  # warm-up: first passes of each shape compile their graphs
+            run_pass(server, requests[:2], 1, mtp)
+        for round_ in range(args.rounds):
+            for mtp in ((True, False) if round_ % 2 == 0 else (False, True)):
+                passes.append(run_pass(server, requests, args.clients, mtp))
+    result = summary(passes)
+    print(json.dumps(result) if args.json else report(result, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
