@@ -74,14 +74,27 @@ def uses_norm_offsets(folder: Path) -> bool:
     return False
 
 
-def read_mtp_weights(folder: Path) -> dict[str, mx.array]:
-    """The head's tensors, without the ``mtp.`` prefix, norms absolute."""
+def read_mtp_weights(folder: Path, *, exact_norms: bool = False) -> dict[str, mx.array]:
+    """The head's tensors, without the ``mtp.`` prefix, norms absolute.
+
+    Offsets are added in float32; ``exact_norms`` keeps that result in float32 instead of
+    rounding it back to the stored dtype (a bf16 1 + offset loses three digits).
+    """
     weights: dict[str, mx.array] = {}
     for file in mtp_sources(folder):
         weights.update({k[len(PREFIX):]: v for k, v in mx.load(str(file)).items() if k.startswith(PREFIX)})
     if weights and uses_norm_offsets(folder):
-        weights = {k: v + 1.0 if k.endswith("norm.weight") else v for k, v in weights.items()}
+        for name, value in weights.items():
+            if _is_norm(name):
+                shifted = value.astype(mx.float32) + 1.0
+                weights[name] = shifted if exact_norms else shifted.astype(value.dtype)
     return weights
+
+
+def _is_norm(name: str) -> bool:
+    """An RMSNorm weight: ``norm``, ``pre_fc_norm_embedding``, ``input_layernorm``, ``q_norm``..."""
+    module, leaf = name.rsplit(".", 2)[-2:]
+    return leaf == "weight" and "norm" in module
 
 
 def load_mtp_head(folder: str | Path, args: TextModelArgs, *, upcast: bool | None = None) -> MTPHead | None:
@@ -91,14 +104,15 @@ def load_mtp_head(folder: str | Path, args: TextModelArgs, *, upcast: bool | Non
     for the backbone.
     """
     folder = Path(folder)
-    weights = read_mtp_weights(folder)
+    upcast = cpu_backend() if upcast is None else upcast
+    weights = read_mtp_weights(folder, exact_norms=upcast)
     if not weights:
         return None
     head = MTPHead(args)
     _quantize_like(head, weights)
     _check_tensors(head, weights, folder)
     head.load_weights(list(weights.items()))
-    if cpu_backend() if upcast is None else upcast:
+    if upcast:
         upcast_floats(head)
     mx.eval(head.parameters())
     head.eval()
