@@ -314,8 +314,10 @@ class ScriptedEngine:
         self.last_stats = GenerationStats()
         self.started = threading.Event()
         self.stopped_early = threading.Event()
+        self.prompts: list[list[int]] = []
 
     def stream(self, prompt, *, max_tokens, should_stop=None, **sampling):
+        self.prompts.append(list(prompt))
         ids = self.tokenizer.encode(self.outputs.pop(0), add_special_tokens=False)
         self.last_stats = GenerationStats(prompt_tokens=len(prompt), finish_reason="eos")
         self.started.set()
@@ -398,14 +400,7 @@ def test_tool_choice_none_and_stop_strings_end_the_output():
 
 def test_forced_call_is_prefilled_into_the_prompt():
     engine = ScriptedEngine(["<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"])
-    prompts = []
-    original = engine.stream
-
-    def recording(prompt, **kwargs):
-        prompts.append(list(prompt))
-        return original(prompt, **kwargs)
-
-    engine.stream = recording
+    prompts = engine.prompts
     server, client = scripted_client(engine)
     try:
         answer = client.chat.completions.create(model=MODEL, messages=QUESTION, tools=[WEATHER], tool_choice=NAMED)
@@ -437,5 +432,39 @@ def test_full_queue_answers_429_and_disconnect_stops_generation():
             except openai.RateLimitError:
                 time.sleep(0.05)  # the stopped generation may still be releasing the slot
         assert answer is not None and answer.choices[0].message.content == "ok"
+    finally:
+        server.close()
+
+
+def test_thinking_is_reasoning_content_and_max_tokens_is_capped():
+    outputs = ["Paris is in France.</think>\n\nIt is sunny.", "word " * 60]
+    server, client = scripted_client(ScriptedEngine(outputs), max_tokens=40)
+    try:
+        thinking = {"chat_template_kwargs": {"enable_thinking": True}}
+        message = client.chat.completions.create(model=MODEL, messages=QUESTION, extra_body=thinking).choices[0].message
+        assert message.content == "It is sunny."
+        assert message.model_extra["reasoning_content"] == "Paris is in France."
+        capped = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=100)
+        assert capped.usage.completion_tokens == 40 and capped.choices[0].finish_reason == "length"
+    finally:
+        server.close()
+
+
+def test_next_turn_extends_the_tokens_seen():
+    output = "Sure." + call_text("get_weather", city="Paris", days="2")
+    engine = ScriptedEngine([output, "It is sunny.", "Bye."])
+    prompts = engine.prompts
+    server, client = scripted_client(engine)
+    try:
+        first = client.chat.completions.create(model=MODEL, messages=QUESTION, tools=[WEATHER]).choices[0].message
+        history = QUESTION + [echo(first), {"role": "tool", "tool_call_id": first.tool_calls[0].id, "content": "sunny"}]
+        second = client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER]).choices[0].message
+        seen = prompts[0] + engine.tokenizer.encode(output, add_special_tokens=False)
+        assert prompts[1][: len(seen)] == seen  # the model's own tokens, not a re-rendering of them
+        changed = history + [{"role": "assistant", "content": "something else"}, {"role": "user", "content": "ok"}]
+        assert second.content == "It is sunny."
+        client.chat.completions.create(model=MODEL, messages=changed, tools=[WEATHER])
+        # Not an extension of what was seen (a different assistant turn): rendered whole again.
+        assert prompts[2][: len(seen)] != seen and "something else" in engine.tokenizer.decode(prompts[2])
     finally:
         server.close()
