@@ -1,0 +1,56 @@
+"""`optiq bench decode`: plain and MTP decoding of the same prompts in one run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from checkpoints import write_random_checkpoint
+
+from agent.cli import main
+from agent.cli.bench import DecodeResult, read_prompts
+from optiq_runtime.errors import BadInputError
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp("bench"), seed=4)
+
+
+def test_json_report(folder, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Say hello.\n\nCount to five.\n")
+    assert main(["bench", "decode", "--model", str(folder), "--tokens", "12", "--repeat", "1", "--prompts", str(prompts), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"plain_tok_s", "mtp_tok_s", "speedup", "acceptance", "identical"} <= set(result)
+    assert result["identical"] is True
+    assert result["plain_tok_s"] > 0 and result["mtp_tok_s"] > 0
+    assert result["speedup"] == pytest.approx(result["mtp_tok_s"] / result["plain_tok_s"], rel=0.01)
+    assert len(result["acceptance"]) == 2 and result["prompts"] == 2
+
+
+def test_text_report(folder, capsys):
+    assert main(["bench", "decode", "--model", str(folder), "--tokens", "8", "--repeat", "1", "--mtp-depth", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "speedup" in out and "greedy outputs identical: yes" in out and "depth 3" in out
+
+
+def test_no_head_is_an_error(tmp_path):
+    plain = write_random_checkpoint(tmp_path / "plain", seed=4, mtp=False)
+    assert main(["bench", "decode", "--model", str(plain), "--tokens", "4"]) == 2
+
+
+def test_prompts_file_errors(tmp_path):
+    with pytest.raises(BadInputError):
+        read_prompts(str(tmp_path / "missing.txt"))
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(BadInputError):
+        read_prompts(str(tmp_path / "empty.txt"))
+
+
+def test_result_arithmetic():
+    result = DecodeResult(depth=2, tokens=10, prompts=1, plain_tokens=100, plain_s=1.0, mtp_tokens=150, mtp_s=1.0, mtp_steps=60,
+                          drafted=[60, 60], accepted=[45, 30])
+    assert result.speedup == pytest.approx(1.5)
+    assert result.acceptance == [0.75, 0.5]
+    assert result.tokens_per_step == pytest.approx(2.5)
