@@ -16,10 +16,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from agent.serve.errors import APIError, internal_error, not_found
+from agent.serve.errors import APIError, bad_request, internal_error, not_found
 from agent.serve.queue import ClientGone
 from agent.serve.response import ChunkMaker, MessageBuilder, completion_body, completion_id, engine_headers
 from agent.serve.service import ServeConfig, Service
+from optiq_runtime.errors import OptiqError
 
 log = logging.getLogger("optiq.serve")
 
@@ -55,6 +56,8 @@ class Handler(BaseHTTPRequestHandler):
             route(path)
         except APIError as error:
             self._fail(error)
+        except OptiqError as error:  # the engine refused the input (written for a user to act on)
+            self._fail(bad_request(str(error)))
         except ClientGone:
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, TimeoutError):

@@ -249,6 +249,9 @@ def test_bad_requests_through_the_client(client):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=10**6)
     assert caught.value.body["code"] == "context_length_exceeded" and caught.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 5000}], max_tokens=4)
+    assert caught.value.body["code"] == "context_length_exceeded" and caught.value.body["param"] == "messages"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL, messages=QUESTION, tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "nope"}})
     with pytest.raises(openai.UnprocessableEntityError):
