@@ -168,7 +168,7 @@ class Completion:
 
     def _call(self, event: ToolCallEvent) -> Call:
         validation = validate_call(event.call, self.plan.tools or [])
-        arguments = validation.arguments if validation.arguments or not event.call.arguments else event.call.arguments
+        arguments = validation.arguments or event.call.arguments  # unreadable by the schema: as the model made it
         call = Call(
             index=len(self.outcome.calls),
             id=new_call_id(),

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import select
+import subprocess
+import sys
 import threading
 import time
 
@@ -471,3 +475,33 @@ def test_next_turn_extends_the_tokens_seen():
         assert prompts[2][: len(seen)] != seen and "something else" in engine.tokenizer.decode(prompts[2])
     finally:
         server.close()
+
+
+# -- the command -----------------------------------------------------------------------
+
+
+def test_cli_refuses_an_open_host_without_a_key(capsys):
+    from agent.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "--api-key" in capsys.readouterr().err
+
+
+def test_cli_serves_until_stopped():
+    command = [sys.executable, "-m", "agent.cli", "serve", "--model", str(embedded_base_path()), "--port", "0", "--no-mtp"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        match, lines, deadline = None, [], time.monotonic() + 90
+        while match is None and time.monotonic() < deadline and process.poll() is None:
+            if select.select([process.stderr], [], [], 1)[0]:
+                lines.append(process.stderr.readline())
+                match = re.search(r"at http://127\.0\.0\.1:(\d+)/v1", lines[-1])
+        assert match and "MTP off" in lines[-1], lines
+        connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=30)
+        connection.request("GET", "/health")
+        body = json.loads(connection.getresponse().read())
+        connection.close()
+        assert body["model"] == MODEL and body["mtp"] is False
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
