@@ -52,5 +52,5 @@ def _load_engine(args):
     if path is None:
         from optiq_runtime.firstrun import ensure_model
 
-        path = ensure_model(args.base)
+        path = ensure_model(args.base)  # built on the first run, reused after
     return Engine.load(path, mtp=args.mtp, mtp_depth=args.mtp_depth)
