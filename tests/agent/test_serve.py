@@ -505,3 +505,18 @@ def test_cli_serves_until_stopped():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_disconnect_stops_a_whole_answer_too():
+    engine = ScriptedEngine(["word " * 400], step_s=0.02)
+    server = Server(engine, ServeConfig(port=0)).start()
+    try:
+        body = json.dumps({"messages": QUESTION, "max_tokens": 400}).encode()
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        assert engine.started.wait(5)
+        connection.close()  # gone before the answer is ready
+        assert engine.stopped_early.wait(5)
+        assert engine.last_stats.tokens < 400
+    finally:
+        server.close()
