@@ -1,0 +1,323 @@
+"""The chat: transcript, prompt and status bar over one agent, with slash commands and approvals.
+
+The agent runs in thread workers (loading the model, one turn at a time); every event it yields is
+posted to this screen as a message, so the UI thread only draws.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+from pathlib import Path
+from typing import Any, Callable
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Markdown, TextArea
+
+from agent.approval import ApprovalDecision, ApprovalRequest, Approver
+from agent.session import SessionWriter, export_markdown, new_session_path
+from optiq_runtime.errors import OptiqError
+from optiq_runtime.progress import ProgressCallback
+from tui.commands import Invocation, parse
+from tui.diff import proposed_diff
+from tui.messages import AgentEvent, AgentReady, BuildProgress, LoadFailed, TurnEnded
+from tui.screens.approval import ApprovalScreen
+from tui.screens.build import BuildScreen
+from tui.screens.help import HelpScreen
+from tui.widgets.command_hints import CommandHints
+from tui.widgets.prompt import PromptInput
+from tui.widgets.status_bar import StatusBar, quant_mix
+from tui.widgets.transcript import Transcript
+
+Launch = Callable[[ProgressCallback, Approver], Any]
+"""Builds (first run) or loads the model and returns a ready ``Agent`` that asks ``approve``."""
+
+
+class ChatScreen(Screen[None]):
+    """The main screen."""
+
+    CSS_PATH = "chat.tcss"
+    BINDINGS = [
+        Binding("escape", "interrupt", "Interrupt", show=False),
+        Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True),
+        Binding("f1", "help", "Help"),
+    ]
+
+    generating: reactive[bool] = reactive(False, init=False)
+
+    def __init__(self, launch: Launch) -> None:
+        super().__init__()
+        self.launch = launch
+        self.agent: Any = None
+        self.events: list[Any] = []  # this session's events, for /save
+        self._queued: str | None = None
+        self._approval: queue.Queue | None = None
+        self._build: BuildScreen | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Transcript(id="transcript")
+        yield CommandHints(id="hints")
+        yield PromptInput(id="prompt", placeholder="Ask optiq…  (/ for commands, F1 for help)")
+        yield StatusBar(id="status")
+
+    def on_mount(self) -> None:
+        self.query_one(PromptInput).focus()
+        self._load()
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.query_one(Transcript)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    # -- loading the model
+
+    @work(thread=True, group="load", exit_on_error=False)
+    def _load(self) -> None:
+        try:
+            agent = self.launch(lambda progress: self.post_message(BuildProgress(progress)), self.approve)
+        except OptiqError as error:
+            self.post_message(LoadFailed(str(error)))
+        except Exception as error:  # the app must open even when the model cannot: say why, keep running
+            self.post_message(LoadFailed(f"{type(error).__name__}: {error}"))
+        else:
+            self.post_message(AgentReady(agent))
+
+    def on_build_progress(self, message: BuildProgress) -> None:
+        if self._build is None:
+            self._build = BuildScreen()
+            self.app.push_screen(self._build)
+        self._build.progress = message.progress
+
+    def _close_build(self) -> None:
+        if self._build is not None and self.app.screen is self._build:
+            self.app.pop_screen()
+        self._build = None
+
+    async def on_agent_ready(self, message: AgentReady) -> None:
+        self._close_build()
+        self.agent = message.agent
+        self._show_model()
+        self.status.state = "ready"
+        if self._queued is not None:
+            text, self._queued = self._queued, None
+            self.send(text)
+
+    async def on_load_failed(self, message: LoadFailed) -> None:
+        self._close_build()
+        self.status.state = "failed"
+        await self.transcript.note(f"✗ the model could not be loaded: {message.error}", "error")
+
+    def _show_model(self) -> None:
+        engine = self.agent.engine
+        status = self.status
+        status.model = Path(engine.model_path).name
+        status.mix = quant_mix(model_metadata(engine).get("counts")) or "unquantized"
+        status.mtp = engine.mtp_enabled if getattr(engine, "mtp_available", False) else None
+        status.context_size = self.agent.context_tokens
+
+    # -- a turn
+
+    def send(self, text: str) -> None:
+        """Start a turn on ``text`` (queued while the model loads)."""
+        if self.agent is None:
+            self._queued = text
+            self.notify("The model is still loading; your request runs as soon as it is ready.")
+            return
+        if self.generating:
+            self.notify("An answer is being written; Escape interrupts it.", severity="warning")
+            return
+        self.generating = True
+        self._run_turn(text)
+
+    @work(thread=True, group="turn", exit_on_error=False)
+    def _run_turn(self, text: str) -> None:
+        try:
+            for event in self.agent.send(text):
+                self.post_message(AgentEvent(event))
+        except Exception as error:  # a model or tool failure ends the turn, never the app
+            self.post_message(TurnEnded(f"{type(error).__name__}: {error}"))
+        else:
+            self.post_message(TurnEnded())
+
+    async def on_agent_event(self, message: AgentEvent) -> None:
+        event = message.event
+        self.events.append(event)
+        await self.transcript.show(event)
+        if event.type == "stats":
+            self._show_stats(event)
+
+    def _show_stats(self, stats: Any) -> None:
+        status = self.status
+        status.tok_s = stats.decode_tok_s
+        status.context_used = stats.prompt_tokens + stats.tokens
+        status.acceptance = stats.acceptance if self.agent.engine.mtp_enabled else None
+
+    async def on_turn_ended(self, message: TurnEnded) -> None:
+        if message.error:
+            await self.transcript.note(f"✗ the turn failed: {message.error}", "error")
+        await self.transcript.end_blocks()
+        self.generating = False
+
+    def watch_generating(self, generating: bool) -> None:
+        self.status.state = "generating" if generating else "ready"
+
+    def action_interrupt(self) -> None:
+        if self.generating and self.agent is not None:
+            self.agent.interrupt()
+            self._answer_approval(ApprovalDecision.DENY)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "interrupt":
+            return self.generating  # otherwise Ctrl+C stays the prompt's copy key
+        return True
+
+    def shutdown(self) -> None:
+        """Stop the running generation and release a worker waiting for approval (the app is quitting)."""
+        if self.agent is not None:
+            self.agent.interrupt()
+        self._answer_approval(ApprovalDecision.DENY)
+
+    # -- approvals (``approve`` runs in the turn's worker thread)
+
+    def approve(self, request: ApprovalRequest) -> ApprovalDecision:
+        """Show the approval dialog and wait for the user's decision."""
+        answer: queue.Queue = queue.Queue(maxsize=1)
+        diff = proposed_diff(request.call.name, request.call.arguments, self.agent.workspace)
+        self.app.call_from_thread(self._ask, request, diff, answer)
+        return answer.get()
+
+    def _ask(self, request: ApprovalRequest, diff: str | None, answer: queue.Queue) -> None:
+        self._approval = answer
+        self.app.push_screen(ApprovalScreen(request, diff), callback=self._answer_approval)
+
+    def _answer_approval(self, decision: ApprovalDecision | None) -> None:
+        answer, self._approval = self._approval, None
+        if answer is None:
+            return
+        if isinstance(self.app.screen, ApprovalScreen):
+            self.app.pop_screen()  # interrupted or quitting while the dialog was open
+        answer.put(decision or ApprovalDecision.DENY)
+
+    # -- the prompt
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self.query_one(CommandHints).show_for(event.text_area.text)
+
+    async def on_prompt_input_submitted(self, message: PromptInput.Submitted) -> None:
+        self.query_one(CommandHints).show_for("")
+        invocation = parse(message.text)
+        if invocation is None:
+            self.send(message.text)
+        else:
+            await self.run_command(invocation)
+
+    def action_help(self) -> None:
+        if not isinstance(self.app.screen, HelpScreen):
+            self.app.push_screen(HelpScreen())
+
+    # -- slash commands
+
+    async def run_command(self, invocation: Invocation) -> None:
+        if invocation.command is None:
+            await self.transcript.note(f"unknown command /{invocation.name}; /help lists the commands", "error")
+            return
+        name = invocation.command.name
+        if name == "help":
+            self.action_help()
+        elif name == "quit":
+            await self.app.action_quit()
+        elif self.agent is None:
+            await self.transcript.note(f"/{name} needs the model, which is not loaded yet", "error")
+        else:
+            await getattr(self, f"_command_{name}")(invocation.argument)
+
+    async def _command_clear(self, argument: str) -> None:
+        if self.generating:
+            await self.transcript.note("/clear waits for the answer to finish (Escape interrupts it)", "error")
+            return
+        self.agent.reset()
+        self.events.clear()
+        await self.transcript.clear()
+        self.status.context_used = 0
+
+    async def _command_tools(self, argument: str) -> None:
+        await self._show_markdown(tools_markdown(self.agent.registry))
+
+    async def _command_model(self, argument: str) -> None:
+        await self._show_markdown(model_markdown(self.agent.engine))
+
+    async def _command_mtp(self, argument: str) -> None:
+        engine = self.agent.engine
+        if argument not in ("on", "off"):
+            state = "on" if engine.mtp_enabled else "off"
+            await self.transcript.note(f"MTP is {state}; say /mtp on or /mtp off", "error")
+        elif self.generating:
+            await self.transcript.note("/mtp waits for the answer to finish", "error")
+        elif argument == "on" and not getattr(engine, "mtp_available", False):
+            await self.transcript.note("this model has no MTP head; it decodes without MTP", "error")
+        else:
+            engine.mtp_enabled = argument == "on"
+            self.status.mtp = engine.mtp_enabled
+            self.status.acceptance = None
+            await self.transcript.note(f"MTP {argument}")
+
+    async def _command_save(self, argument: str) -> None:
+        path = save_session(self.events, Path(argument).expanduser() if argument else None)
+        await self.transcript.note(f"session saved: {path} (and {path.with_suffix('.md').name})")
+
+    async def _show_markdown(self, text: str) -> None:
+        await self.transcript.end_blocks()
+        await self.transcript.add(Markdown(text, classes="command-output"))
+
+
+def model_metadata(engine: Any) -> dict:
+    """The built model's ``optiq/metadata.json``, or {} for a model that has none."""
+    file = Path(engine.model_path) / "optiq" / "metadata.json"
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def tools_markdown(registry: Any) -> str:
+    """Every tool with its description, flags and argument schema."""
+    parts = ["## Tools"]
+    for tool in registry:
+        flags = [flag for flag, on in (("asks for approval", tool.side_effects), ("sandboxed", tool.sandboxed)) if on]
+        parts.append(f"### {tool.name}" + (f" ({', '.join(flags)})" if flags else ""))
+        parts.append(tool.description)
+        parts.append("```json\n" + json.dumps(tool.parameters, indent=2) + "\n```")
+    return "\n\n".join(parts)
+
+
+def model_markdown(engine: Any) -> str:
+    """Which model runs, where it came from and how it was quantized."""
+    meta = model_metadata(engine)
+    mtp = "on" if engine.mtp_enabled else ("off" if getattr(engine, "mtp_available", False) else "not available")
+    rows = [
+        ("model", Path(engine.model_path).name),
+        ("folder", str(engine.model_path)),
+        ("built from", meta.get("base", "not built by optiq (loaded as it is)")),
+        ("quantization", quant_mix(meta.get("counts")) or "none"),
+        ("method", str(meta.get("method", "—"))),
+        ("MTP", f"{mtp} (depth {getattr(engine, 'mtp_depth', '—')})"),
+    ]
+    table = "\n".join(f"| {key} | {value} |" for key, value in rows)
+    return f"## Model\n\n| | |\n| --- | --- |\n{table}\n"
+
+
+def save_session(events: list[Any], path: Path | None = None) -> Path:
+    """Write the session's events as a JSONL trace and a Markdown transcript beside it; returns the trace's path."""
+    path = path or new_session_path()
+    with SessionWriter(path) as writer:
+        for event in events:
+            writer.write(event)
+    path.with_suffix(".md").write_text(export_markdown(events), encoding="utf-8")
+    return path
