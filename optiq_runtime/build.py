@@ -57,7 +57,8 @@ class BuildOptions:
     reference: str = "auto"
     force: bool = False
     seq_len: int = 256
-    max_tokens: int | None = None
+    max_tokens: int | None = 8192
+    high_probe: str = "measured"
 
 
 @dataclass
@@ -178,7 +179,7 @@ def measure_sensitivity(
         "file": str(options.calibration or CALIBRATION_FILE.name),
         "tokens": tokens.tokens, "digest": tokens.digest, "domains": tokens.domains,
     }
-    fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, reference,
+    fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, reference, options.high_probe,
                                options.bits, options.high_bits, options.group_size, options.seq_len)
     earlier = [Path(options.out) / "optiq" / "sensitivity.json", state_file]
     state = _saved_probes(earlier, fingerprint)
@@ -190,7 +191,7 @@ def measure_sensitivity(
         per_batch = batch_rows(tokens.rows, vocab, hidden, len(model.layers))
         batches = -(-tokens.rows.shape[0] // per_batch)
         state = fresh(find_targets(source, options.group_size), fingerprint, reference,
-                      options.bits, options.high_bits, options.group_size, batches)
+                      options.bits, options.high_bits, options.group_size, batches, options.high_probe)
     elif state.complete:
         log(f"sensitivity: reusing {state.batches_done} probed batches")
     else:

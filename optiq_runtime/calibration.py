@@ -101,24 +101,34 @@ def _eos_id(tokenizer) -> int:
     return int(eos if eos is not None else 0)
 
 
-def pack(samples: list[Sample], tokenizer, seq_len: int, max_tokens: int | None = None) -> TokenSet:
-    """Render the samples, then pack them end to end (separated by EOS) into rows of ``seq_len``.
+def _domain_quotas(samples: list[Sample], max_tokens: int) -> dict[str, int]:
+    """Tokens each domain may take: its share of the samples, of ``max_tokens``."""
+    counts: dict[str, int] = {}
+    for sample in samples:
+        counts[sample.domain] = counts.get(sample.domain, 0) + 1
+    return {domain: max(1, max_tokens * n // len(samples)) for domain, n in counts.items()}
 
-    With ``max_tokens``, keep a stratified subset so every domain keeps its share.
+
+def pack(samples: list[Sample], tokenizer, seq_len: int, max_tokens: int | None = None) -> TokenSet:
+    """Render the samples and pack them end to end (separated by EOS) into rows of ``seq_len``.
+
+    With ``max_tokens``, every domain gets its share of the samples as its share of the tokens,
+    so long chats cannot crowd out short prose, and each sample contributes at most ``seq_len``
+    tokens (a chat its last ones, where the answer and tool calls are).
     """
-    rendered = {id(s): render(s, tokenizer) for s in samples}
-    total = sum(len(ids) + 1 for ids in rendered.values())
-    fraction = min(1.0, max_tokens / total) if max_tokens else 1.0
+    quotas = _domain_quotas(samples, max_tokens) if max_tokens else None
     stream: list[int] = []
     domains: dict[str, int] = {}
     eos = _eos_id(tokenizer)
-    for sample in stratify(samples, fraction):
-        ids = rendered[id(sample)] + [eos]
-        stream.extend(ids)
-        domains[sample.domain] = domains.get(sample.domain, 0) + len(ids)
+    for sample in stratify(samples, 1.0):
+        ids = render(sample, tokenizer) + [eos]
+        if quotas is not None:
+            ids = ids[:seq_len] if sample.text is not None else ids[-seq_len:]
+            ids = ids[: max(0, quotas[sample.domain] - domains.get(sample.domain, 0))]
+        if ids:
+            stream.extend(ids)
+            domains[sample.domain] = domains.get(sample.domain, 0) + len(ids)
     rows = len(stream) // seq_len
-    if max_tokens:
-        rows = min(rows, max(1, max_tokens // seq_len))
     if rows == 0:
         raise BadInputError(f"the data holds {len(stream)} tokens, fewer than one row of {seq_len}")
     return TokenSet(mx.array(stream[: rows * seq_len], dtype=mx.int32).reshape(rows, seq_len), domains)

@@ -1,0 +1,52 @@
+"""First run: build the OptiQ model from the embedded base (or ``--base``) into the cache once, reuse it after."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from optiq_runtime.build import BuildOptions, build
+from optiq_runtime.checkpoint import checkpoint_digest, open_base
+from optiq_runtime.embedded import EMBEDDED_NAME
+from optiq_runtime.home import models_dir
+from optiq_runtime.load import read_metadata
+from optiq_runtime.progress import ProgressCallback, stderr_callback
+
+# Fewer calibration tokens and estimated high-bit KL keep the first run short on a CPU;
+# `optiq quantize` probes more and measures both widths.
+FIRST_RUN_SETTINGS = {"seq_len": 128, "max_tokens": 1536, "high_probe": "estimated"}
+
+
+def model_name(base: str | os.PathLike | None) -> str:
+    """``tiny-agent-OptiQ-4bit`` for the embedded base, ``<last part of the base>-OptiQ-4bit`` otherwise."""
+    if base is None:
+        return f"{EMBEDDED_NAME}-OptiQ-4bit"
+    stem = Path(os.fspath(base).rstrip("/\\")).name or "base"
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', stem)}-OptiQ-4bit"
+
+
+def is_current(folder: Path, digest: str) -> bool:
+    """Whether ``folder`` is a finished build of the base with this digest."""
+    return (folder / "config.json").is_file() and read_metadata(folder).get("base_digest") == digest
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def ensure_model(
+    base: str | os.PathLike | None = None,
+    progress: ProgressCallback | None = None,
+    log=_say,
+) -> Path:
+    """The cached OptiQ build of ``base`` (default: the embedded tiny-agent), building it first if needed."""
+    checkpoint = open_base(base)
+    folder = models_dir() / model_name(base)
+    if is_current(folder, checkpoint_digest(checkpoint)):
+        return folder
+    log(f"optiq: building {folder.name} from {checkpoint.path} (first run only)")
+    options = BuildOptions(out=folder, base=base, force=folder.exists(), **FIRST_RUN_SETTINGS)
+    build(options, progress=progress if progress is not None else stderr_callback(), log=log)
+    return folder
