@@ -184,8 +184,8 @@ def builtin_tool(rng: random.Random, name: str) -> dict:
 
 
 def builtin_tools(rng: random.Random, needed: list[str]) -> list[dict]:
-    """The built-in tools: usually all six in the fixed order, sometimes a shuffled subset with ``needed``."""
-    if rng.random() < 0.6:
+    """The built-in tools: often all six in the fixed order, otherwise a shuffled subset with ``needed``."""
+    if rng.random() < 0.4:
         names = list(BUILTIN_NAMES)
     else:
         others = [n for n in BUILTIN_NAMES if n not in needed]

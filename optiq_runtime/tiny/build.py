@@ -1,0 +1,72 @@
+"""Rebuild tiny-agent end to end: ``python -m optiq_runtime.tiny.build --out DIR --minutes N``.
+
+Trains the tokenizer on the corpus, trains the model for N minutes (resuming from
+``--workdir`` if a checkpoint is there), exports the best checkpoint to ``--out`` in the Hugging
+Face Qwen3.5 layout, and writes the shipped data files when ``--data`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from optiq_runtime.tiny.arch import Shape, TinyAgent
+from optiq_runtime.tiny.export import export
+from optiq_runtime.tiny.probe import make_probe
+from optiq_runtime.tiny.tokenizer import save_tokenizer, train_tokenizer
+from optiq_runtime.tiny.train import Encoder, TrainConfig, train
+
+
+def load_trained(workdir: Path, shape: Shape, which: str = "best") -> TinyAgent:
+    """The model saved as ``best.pt`` (or ``last.pt``) in ``workdir``."""
+    path = workdir / f"{which}.pt"
+    if not path.exists():
+        path = workdir / "last.pt"
+    model = TinyAgent(shape)
+    model.load_state_dict(torch.load(path, weights_only=False)["model"])
+    return model.eval()
+
+
+def workdir_tokenizer(workdir: Path, seed: int) -> Tokenizer:
+    """The run's tokenizer: trained once, then reused so a resumed run keeps its token ids."""
+    path = workdir / "tokenizer.json"
+    if not path.exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        save_tokenizer(train_tokenizer(seed), workdir)
+    return Tokenizer.from_file(str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--minutes", type=float, default=60.0, help="training time budget")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/tiny-train/run"), help="checkpoints and logs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=None, help="also write calibration/held-out/eval files here")
+    parser.add_argument("--export-only", action="store_true", help="skip training; export the workdir's best checkpoint")
+    args = parser.parse_args(argv)
+
+    shape = Shape()
+    tokenizer = workdir_tokenizer(args.workdir, args.seed)
+    if args.data is not None:
+        from optiq_runtime.tiny.datasets import write_datasets
+
+        write_datasets(args.data)
+    if not args.export_only:
+        cfg = TrainConfig(seed=args.seed, seconds=args.minutes * 60)
+        train(args.workdir, tokenizer, shape, cfg, evaluate=make_probe(Encoder(tokenizer)),
+              log=lambda line: print(line, flush=True))
+    model = load_trained(args.workdir, shape)
+    from optiq_runtime.tiny.card import model_card
+
+    export(model, shape, tokenizer, args.out, model_card(args.workdir, scores=None))
+    print(f"wrote {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Train TinyAgent on the synthetic corpus: packed rows, loss on assistant tokens, joint MTP loss.
+
+The data of step k is drawn from ``Random(f"{seed}:{k}")``, so a resumed run sees exactly the
+batches it would have seen. The schedule runs on wall seconds of the run (kept in the checkpoint),
+because the budget is wall time: warmup, the copy curriculum, then cosine decay to the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+
+from optiq_runtime.tiny.arch import Shape, TinyAgent
+from optiq_runtime.tiny.corpus import Chat, training_chat
+from optiq_runtime.tiny.template import render
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    seconds: float = 3600.0
+    seq_len: int = 768
+    batch_rows: int = 3
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    mtp_weight: float = 0.3
+    curriculum: float = 0.15
+    checkpoint_seconds: float = 180.0
+    eval_seconds: float = 600.0
+    # One thread: on a shared, oversubscribed CPU two threads stall on each other at every op.
+    threads: int = 1
+
+
+class Encoder:
+    """Renders chats and marks the tokens the model is trained to produce."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.think_end = tokenizer.token_to_id("</think>")
+        self.im_end = tokenizer.token_to_id("<|im_end|>")
+        self.pad = tokenizer.token_to_id("<|endoftext|>")
+
+    def encode(self, chat: Chat) -> tuple[list[int], list[int]]:
+        """Token ids and a 0/1 mask: 1 on each assistant reply that follows an empty think block.
+
+        Those replies are exactly what the model produces after ``enable_thinking=False``'s
+        generation prompt; the prompt side (tools, user turns, tool results) is context only.
+        """
+        ids = self.tokenizer.encode(render(chat.messages, chat.tools)).ids
+        mask = [0] * len(ids)
+        i = 0
+        while i < len(ids):
+            if ids[i] != self.think_end:
+                i += 1
+                continue
+            i += 2  # skip "</think>" and the "\n\n" after it: both are the generation prompt
+            while i < len(ids):
+                mask[i] = 1
+                i += 1
+                if ids[i - 1] == self.im_end:
+                    break
+        return ids, mask
+
+
+def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: int):
+    """``rows`` rows of whole conversations (never split), padded; returns ids and mask tensors."""
+    ids = torch.full((rows, seq_len), encoder.pad, dtype=torch.long)
+    mask = torch.zeros((rows, seq_len), dtype=torch.long)
+    for r in range(rows):
+        used, misses = 0, 0
+        while misses < 3:
+            sample_ids, sample_mask = encoder.encode(training_chat(rng, phase))
+            if used + len(sample_ids) > seq_len:
+                misses += 1
+                continue
+            ids[r, used:used + len(sample_ids)] = torch.tensor(sample_ids)
+            mask[r, used:used + len(sample_ids)] = torch.tensor(sample_mask)
+            used += len(sample_ids)
+    return ids, mask
+
+
+def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token loss and MTP (t+2) loss, both only where the target is an assistant token."""
+    pre_norm, post_norm, rope = model(ids)
+    target = mask[:, 1:].bool()
+    logits = model.logits(post_norm[:, :-1][target])
+    main = F.cross_entropy(logits.float(), ids[:, 1:][target])
+    mtp_target = mask[:, 2:].bool()
+    mtp_hidden = model.mtp_hidden(ids, pre_norm, rope)[:, :-1]
+    mtp_logits = model.logits(mtp_hidden[mtp_target])
+    mtp = F.cross_entropy(mtp_logits.float(), ids[:, 2:][mtp_target])
+    return main, mtp
+
+
+def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
+    warm = min(1.0, (step + 1) / cfg.warmup_steps)
+    cosine = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return cfg.lr * warm * cosine
+
+
+def make_optimizer(model: TinyAgent, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def save_checkpoint(path: Path, model: TinyAgent, opt, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state}, tmp)
+    os.replace(tmp, path)
+
+
+def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, evaluate=None, log=print) -> TinyAgent:
+    """Train (or resume) in ``workdir`` until ``cfg.seconds`` of training time; returns the model.
+
+    ``evaluate(model, state)`` is called every ``cfg.eval_seconds`` and returns a dict of scores;
+    its ``score`` entry picks ``best.pt``.
+    """
+    torch.set_num_threads(cfg.threads)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model = TinyAgent(shape, seed=cfg.seed)
+    opt = make_optimizer(model, cfg)
+    state = {"step": 0, "seconds": 0.0, "tokens": 0, "best": -1.0, "config": asdict(cfg)}
+    last = workdir / "last.pt"
+    if last.exists():
+        saved = torch.load(last, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        state.update(saved["state"])
+        log(f"resumed at step {state['step']} ({state['seconds']:.0f}s, {state['tokens']} tokens)")
+    encoder = Encoder(tokenizer)
+    logfile = (workdir / "log.jsonl").open("a")
+    since_ckpt = since_eval = 0.0
+    model.train()
+    while state["seconds"] < cfg.seconds:
+        start = time.time()
+        progress = state["seconds"] / cfg.seconds
+        phase = 1 if progress < cfg.curriculum else 2
+        rng = random.Random(f"{cfg.seed}:{state['step']}")
+        ids, mask = pack(encoder, rng, phase, cfg.batch_rows, cfg.seq_len)
+        lr = learning_rate(cfg, state["step"], progress)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        main, mtp = losses(model, ids, mask)
+        loss = main + cfg.mtp_weight * mtp
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        elapsed = time.time() - start
+        state["step"] += 1
+        state["tokens"] += int((ids != encoder.pad).sum())
+        since_ckpt += elapsed
+        since_eval += elapsed
+        if state["step"] % 10 == 0:
+            record = {"step": state["step"], "seconds": round(state["seconds"], 1), "tokens": state["tokens"],
+                      "phase": phase, "lr": round(lr, 6), "loss": round(main.item(), 4), "mtp_loss": round(mtp.item(), 4),
+                      "tok_per_s": round(ids.numel() / elapsed)}
+            logfile.write(json.dumps(record) + "\n")
+            logfile.flush()
+            log(json.dumps(record))
+        if evaluate is not None and (since_eval >= cfg.eval_seconds or state["seconds"] + elapsed >= cfg.seconds):
+            since_eval = 0.0
+            model.eval()
+            scores = evaluate(model, state)
+            model.train()
+            logfile.write(json.dumps({"step": state["step"], "eval": scores}) + "\n")
+            logfile.flush()
+            log(json.dumps({"step": state["step"], "eval": scores}))
+            if scores.get("score", -1) >= state["best"]:
+                state["best"] = scores["score"]
+                save_checkpoint(workdir / "best.pt", model, opt, state)
+        state["seconds"] += time.time() - start  # the budget is wall time, evaluation included
+        if since_ckpt >= cfg.checkpoint_seconds or state["seconds"] >= cfg.seconds:
+            since_ckpt = 0.0
+            save_checkpoint(last, model, opt, state)
+    return model

@@ -1,0 +1,88 @@
+"""tiny-agent's training code: deterministic corpus, assistant-only loss mask, a few steps that learn, export."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from optiq_runtime import embedded_base_path  # noqa: E402
+from optiq_runtime.tiny import corpus  # noqa: E402
+from optiq_runtime.tiny.arch import Shape, TinyAgent  # noqa: E402
+from optiq_runtime.tiny.export import checkpoint_tensors, config_json  # noqa: E402
+from optiq_runtime.tiny.template import render  # noqa: E402
+from optiq_runtime.tiny.train import Encoder, TrainConfig, losses, make_optimizer, pack  # noqa: E402
+
+SMALL = Shape(vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=1,
+              head_dim=64, linear_num_key_heads=1, linear_num_value_heads=1, linear_key_head_dim=32)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return Encoder(tokenizers.Tokenizer.from_file(str(embedded_base_path() / "tokenizer.json")))
+
+
+def test_corpus_is_deterministic():
+    first = [corpus.training_chat(random.Random("t:1"), 2) for _ in range(3)]
+    again = [corpus.training_chat(random.Random("t:1"), 2) for _ in range(3)]
+    assert [json.dumps(c.messages) for c in first] == [json.dumps(c.messages) for c in again]
+
+
+def test_the_acceptance_prompt_is_in_the_corpus():
+    rng = random.Random(0)
+    texts = [render(c.messages, c.tools) for c in (corpus.agent_chat(rng) for _ in range(400))]
+    assert any("What is" in t and "? Use Python." in t and "<parameter=code>\nprint(" in t for t in texts)
+
+
+def test_loss_mask_covers_exactly_the_assistant_replies(encoder):
+    chat = corpus.Chat("t", [corpus.user("What is 2 * 3? Use Python."),
+                             corpus.assistant_calls(corpus.call("run_python", code="print(2 * 3)")),
+                             corpus.tool_result("6"), corpus.assistant("2 * 3 = 6.")])
+    ids, mask = encoder.encode(chat)
+    trained = encoder.tokenizer.decode([t for t, m in zip(ids, mask) if m], skip_special_tokens=False)
+    assert trained == ("<tool_call>\n<function=run_python>\n<parameter=code>\nprint(2 * 3)\n</parameter>\n"
+                       "</function>\n</tool_call><|im_end|>2 * 3 = 6.<|im_end|>")
+
+
+def test_values_tokenize_the_same_in_request_and_call(encoder):
+    tok = encoder.tokenizer
+    request = tok.encode("Read `notes/kelomi_42.txt` please").ids
+    call = tok.encode("<parameter=path>\nnotes/kelomi_42.txt\n</parameter>").ids
+    value = tok.encode("notes/kelomi_42.txt").ids
+    as_text = lambda ids: ",".join(map(str, ids))  # noqa: E731
+    assert as_text(value) in as_text(request) and as_text(value) in as_text(call)
+
+
+@pytest.mark.slow
+def test_a_few_steps_lower_the_loss(encoder):
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = TinyAgent(SMALL, seed=0)
+    opt = make_optimizer(model, TrainConfig(lr=1e-2))
+    ids, mask = pack(encoder, random.Random(0), 1, rows=1, seq_len=256)
+    first = None
+    for _ in range(8):
+        main, mtp = losses(model, ids, mask)
+        opt.zero_grad()
+        (main + 0.3 * mtp).backward()
+        opt.step()
+        first = first if first is not None else main.item()
+    torch.set_num_threads(threads)
+    assert main.item() < first - 1.0
+
+
+def test_export_uses_qwen35_names_and_offsets():
+    model = TinyAgent(SMALL, seed=0)
+    tensors = checkpoint_tensors(model)
+    assert "model.language_model.embed_tokens.weight" in tensors and "lm_head.weight" not in tensors
+    assert sum(k.startswith("mtp.") for k in tensors) == 15
+    # Qwen3.5 norms are offsets (zero at init); the gated DeltaNet norm is a plain scale (one at init).
+    assert float(tensors["model.language_model.norm.weight"].float().abs().max()) == 0.0
+    assert float(tensors["model.language_model.layers.0.linear_attn.norm.weight"].float().min()) == 1.0
+    assert config_json(SMALL)["text_config"]["layer_types"][3] == "full_attention"
