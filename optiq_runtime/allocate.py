@@ -96,13 +96,13 @@ def _dp(gains: np.ndarray, weights: np.ndarray, capacity: int) -> list[int]:
     return chosen
 
 
-def _solve(items: list[LayerCost], capacity: int) -> tuple[set[int], bool]:
+def _solve(items: list[LayerCost], capacity: int, max_cells: int) -> tuple[set[int], bool]:
     """The chosen indices, and whether the DP ran at the true byte granularity (then they are optimal)."""
     costs = [it.extra_bytes for it in items]
     unit = reduce(math.gcd, costs)
-    exact = len(items) * (capacity // unit + 1) <= MAX_CELLS
+    exact = len(items) * (capacity // unit + 1) <= max_cells
     if not exact:
-        unit = max(unit, math.ceil(capacity * len(items) / MAX_CELLS))
+        unit = max(unit, math.ceil(capacity * len(items) / max_cells))
     weights = np.array([-(-c // unit) for c in costs])  # rounded up: a DP-feasible set fits in real bytes
     chosen = set(_dp(np.array([it.gain for it in items]), weights, capacity // unit))
     room = capacity - sum(costs[i] for i in chosen)
@@ -113,15 +113,19 @@ def _solve(items: list[LayerCost], capacity: int) -> tuple[set[int], bool]:
     return chosen, exact
 
 
-def allocate(layers: list[LayerCost], budget: float) -> Allocation:
-    """The promoted set minimising summed KL with total bytes <= ``budget`` x uniform low-bit bytes."""
+def allocate(layers: list[LayerCost], budget: float, max_cells: int = MAX_CELLS) -> Allocation:
+    """The promoted set minimising summed KL with total bytes <= ``budget`` x uniform low-bit bytes.
+
+    ``max_cells`` bounds the DP table; past it byte costs are rounded up to a coarser unit
+    (still never over budget) and the LP bound says how far from optimal the answer can be.
+    """
     if budget < 1.0:
         raise BadInputError(f"--budget {budget} is below uniform quantization (1.0): nothing could be built within it")
     uniform = sum(it.bytes_low for it in layers)
     limit = math.floor(budget * uniform)
     items = [it for it in layers if it.gain > 0 and it.extra_bytes > 0]
     capacity = limit - uniform
-    chosen, exact = _solve(items, capacity) if items and capacity > 0 else (set(), True)
+    chosen, exact = _solve(items, capacity, max_cells) if items and capacity > 0 else (set(), True)
     high = frozenset(items[i].path for i in chosen)
     used = uniform + sum(items[i].extra_bytes for i in chosen)
     gain = sum(items[i].gain for i in chosen)

@@ -1,23 +1,53 @@
 """`optiq quantize`: build a mixed-precision (OptiQ) or uniform quantized model from a base checkpoint."""
 
-from agent.cli._stub import not_built
+import json
+import sys
 
 HELP = "Build a mixed-precision (OptiQ) or uniform quantized model from a base checkpoint."
 
 
 def add_arguments(parser):
-    parser.add_argument("--base", required=True)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--base", required=True, help="local folder (Hugging Face layout) or Hub id")
+    parser.add_argument("--out", required=True, help="folder to create (not overwritten without --force)")
     parser.add_argument("--method", choices=["optiq", "uniform"], default="optiq")
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--high-bits", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=64)
-    parser.add_argument("--budget", type=float, default=1.05)
-    parser.add_argument("--calibration")
+    parser.add_argument("--budget", type=float, default=1.05,
+                        help="quantized bytes at most this times uniform --bits (default 1.05)")
+    parser.add_argument("--calibration", help="JSONL calibration file (default: the shipped six-domain mix)")
     parser.add_argument("--reference", choices=["auto", "bf16", "uniform"], default="auto")
+    parser.add_argument("--tokens", type=int, default=8192, help="calibration tokens to probe with (default 8192)")
     parser.add_argument("--force", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the build's metadata as JSON")
+
+
+def _summary(metadata: dict, path) -> str:
+    size = metadata["bytes"]
+    counts = ", ".join(f"{n} at {bits}-bit" for bits, n in sorted(metadata["counts"].items()))
+    return (
+        f"wrote {path}\n"
+        f"  method {metadata['method']}, reference {metadata['reference']}: {counts}\n"
+        f"  quantized bytes {size['optiq']:,} = {size['ratio']:.4f} x uniform {size['uniform']:,} "
+        f"(limit {size['limit']:,})"
+    )
 
 
 def run(args) -> int:
-    return not_built("quantize")
+    from optiq_runtime.build import BuildOptions, build
+    from optiq_runtime.errors import BadInputError
+    from optiq_runtime.progress import stderr_callback
+
+    if args.tokens < 1:
+        raise BadInputError(f"--tokens must be positive, not {args.tokens}")
+    options = BuildOptions(
+        out=args.out, base=args.base, method=args.method, bits=args.bits, high_bits=args.high_bits,
+        group_size=args.group_size, budget=args.budget, calibration=args.calibration,
+        reference=args.reference, force=args.force, max_tokens=args.tokens,
+    )
+    result = build(options, progress=stderr_callback())
+    if args.json:
+        print(json.dumps({"path": str(result.path), **result.metadata}, indent=1))
+    else:
+        print(_summary(result.metadata, result.path), file=sys.stdout)
+    return 0
