@@ -46,11 +46,8 @@ from agent.events import (
     DoneEvent,
     ErrorEvent,
     NoticeEvent,
-    ReasoningEvent,
     StatsEvent,
-    TextEvent,
     ToolCall,
-    ToolCallEvent,
     ToolRejectedEvent,
     ToolResultEvent,
     ToolValidatedEvent,
@@ -58,7 +55,7 @@ from agent.events import (
     call_id,
 )
 from agent.session import SessionWriter
-from agent.toolcalls import StreamParser
+from agent.toolcalls import Parsed, StreamParser, collect
 from optiq_runtime.errors import OptiqError
 from tools.registry import Registry
 from tools.tool import Tool, ToolContext, ToolError
@@ -80,24 +77,11 @@ class Sampling:
 
 @dataclass
 class Generation:
-    """One model output, as the parser read it."""
+    """One model output: what the parser read from it, its tokens, and whether it hit ``max_tokens``."""
 
-    text: str = ""
-    reasoning: str = ""
-    calls: list[ToolCall] = field(default_factory=list)
-    errors: list[ErrorEvent] = field(default_factory=list)
+    parsed: Parsed = field(default_factory=Parsed)
     token_ids: list[int] = field(default_factory=list)
     truncated: bool = False
-
-    def take(self, event: Any) -> None:
-        if isinstance(event, TextEvent):
-            self.text += event.text
-        elif isinstance(event, ReasoningEvent):
-            self.reasoning += event.text
-        elif isinstance(event, ToolCallEvent):
-            self.calls.append(event.call)
-        elif isinstance(event, ErrorEvent):
-            self.errors.append(event)
 
 
 @dataclass
@@ -200,10 +184,10 @@ class Agent:
                 return
             self._add(_assistant_message(generation))
             if self._interrupt.is_set():
-                yield from self._close_calls(generation.calls, "interrupted by the user")
+                yield from self._close_calls(generation.parsed.calls, "interrupted by the user")
                 yield self._done(turn, generation, "interrupted", "interrupted by the user")
                 return
-            if not generation.calls and (generation.truncated or not generation.errors):
+            if not generation.parsed.calls and (generation.truncated or not generation.parsed.errors):
                 if generation.truncated:
                     yield self._done(turn, generation, "length", f"the answer reached the {self.sampling.max_tokens}-token limit")
                 else:
@@ -233,7 +217,7 @@ class Agent:
     def _generate(self, prompt: list[int], turn: _Turn) -> Iterator[Any]:
         """Stream one model output through the parser, yielding its events, then ``stats``."""
         parser = StreamParser(self._renderer.tools, in_reasoning=self._in_reasoning)
-        generation = Generation()
+        generation, events = Generation(), []
         started = time.monotonic()
         s = self.sampling
         steps = self.engine.stream(
@@ -243,11 +227,12 @@ class Agent:
         for step in steps:
             generation.token_ids += list(step.tokens)
             for event in parser.feed(step.text):
-                generation.take(event)
+                events.append(event)
                 yield event
         for event in parser.close():
-            generation.take(event)
+            events.append(event)
             yield event
+        generation.parsed = collect(events)
         generation.truncated = self.engine.last_stats.finish_reason == "length"
         self._transcript.generated(generation.token_ids)
         turn.tokens += len(generation.token_ids)
@@ -272,13 +257,13 @@ class Agent:
     def _act(self, generation: Generation, turn: _Turn) -> Iterator[Any]:
         """Answer every call of ``generation`` with a tool message; returns the new messages."""
         new: list[dict[str, Any]] = []
-        for index, error in enumerate(generation.errors):
+        for index, error in enumerate(generation.parsed.errors):
             bad = ToolCall(name="", arguments={}, raw=error.raw, id=call_id(1000 + index, error.raw))
             if f"raw:{error.raw}" in turn.failed:
                 new.append((yield from self._repeat(bad, turn)))
                 return new
             new.append((yield from self._finish(bad, error.message, ok=False, turn=turn, key=f"raw:{error.raw}")))
-        for call in generation.calls:
+        for call in generation.parsed.calls:
             if self._interrupt.is_set():
                 new += (yield from self._close_calls([call], "interrupted by the user"))
                 continue
@@ -365,20 +350,20 @@ class Agent:
 
     def _done(self, turn: _Turn, generation: Generation, reason: str, message: str = "") -> DoneEvent:
         return DoneEvent(
-            answer=generation.text, stop_reason=reason, message=message, steps=turn.steps,
+            answer=generation.parsed.content, stop_reason=reason, message=message, steps=turn.steps,
             tokens=turn.tokens, seconds=time.monotonic() - turn.start,
         )
 
 
 def _assistant_message(generation: Generation) -> dict[str, Any]:
     """The model's output as a chat message; tool-call arguments stay objects, as chat templates expect."""
-    message: dict[str, Any] = {"role": "assistant", "content": generation.text}
-    if generation.reasoning:
-        message["reasoning_content"] = generation.reasoning
-    if generation.calls:
+    message: dict[str, Any] = {"role": "assistant", "content": generation.parsed.content}
+    if generation.parsed.reasoning:
+        message["reasoning_content"] = generation.parsed.reasoning
+    if generation.parsed.calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in generation.calls
+            for c in generation.parsed.calls
         ]
     return message
 
