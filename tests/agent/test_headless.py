@@ -1,6 +1,5 @@
 """`optiq run`: JSON events, exit statuses, bad arguments; on the real embedded model."""
 
-import json
 import os
 import subprocess
 import sys
