@@ -17,8 +17,9 @@ class OptiqApp(App[None]):
         super().__init__()
         self.chat = ChatScreen(launch)
 
-    def get_default_screen(self) -> ChatScreen:
-        return self.chat
+    def on_mount(self) -> None:
+        # pushed rather than returned by get_default_screen: only pushed screens load their CSS_PATH
+        self.push_screen(self.chat)
 
     @property
     def agent(self):

@@ -60,10 +60,3 @@ def complete(text: str) -> list[Command]:
         return []
     prefix = text[1:].lower()
     return [c for c in COMMANDS if c.name.startswith(prefix)]
-
-
-def help_markdown() -> str:
-    """Keys and commands as a Markdown document."""
-    keys = "\n".join(f"| {key} | {what} |" for key, what in KEYS)
-    commands = "\n".join(f"| `{c.usage}` | {c.help} |" for c in COMMANDS)
-    return f"## Keys\n\n| key | does |\n| --- | --- |\n{keys}\n\n## Commands\n\n| command | does |\n| --- | --- |\n{commands}\n"

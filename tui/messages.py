@@ -33,6 +33,14 @@ class BuildProgress(Message):
         self.progress = progress
 
 
+class BuildLog(Message):
+    """A line the build says (what it builds, from what)."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+
 class AgentReady(Message):
     """The model is loaded and the agent can take requests."""
 

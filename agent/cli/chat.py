@@ -1,15 +1,52 @@
 """`optiq chat`: open the terminal agent (the default command)."""
 
-from agent.cli._stub import not_built
-
 HELP = "Open the terminal agent (the default command)."
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", help="a built model folder")
+    parser.add_argument("--model", help="a built model folder (default: the OptiQ model built from --base on first run)")
     parser.add_argument("--base", help="base checkpoint: local folder or Hugging Face id (default: the embedded tiny-agent)")
     parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head")
+    parser.add_argument("--mtp-depth", type=int, default=2, help="tokens the MTP head drafts per step (default 2)")
+    parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
+    parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
 
 
 def run(args) -> int:
-    return not_built("chat")
+    from pathlib import Path
+
+    from agent.headless import agent_registry
+    from optiq_runtime.errors import BadInputError
+    from tui import OptiqApp
+
+    if args.model and args.base:
+        raise BadInputError("give --model (a built model) or --base (build one from it), not both")
+    workspace = Path(args.workspace or ".").expanduser().resolve()
+    if not workspace.is_dir():
+        raise BadInputError(f"--workspace {workspace} is not a folder")
+    registry = agent_registry(args.tools)  # a bad --tools file fails here, before the screen opens
+    app = OptiqApp(_launcher(args, registry, workspace))
+    try:
+        app.run()
+    finally:
+        if app.agent is not None:
+            app.agent.close()
+    return 0
+
+
+def _launcher(args, registry, workspace):
+    """What the app calls in a worker thread: build the model on first run, load it, make the agent."""
+
+    def launch(progress, approve, log):
+        from agent.agent import Agent
+        from optiq_runtime.engine import Engine
+
+        model = args.model
+        if not model:
+            from optiq_runtime.firstrun import ensure_model
+
+            model = ensure_model(args.base, progress=progress, log=log)
+        engine = Engine.load(model, mtp=not args.no_mtp, mtp_depth=args.mtp_depth)
+        return Agent(engine, registry, workspace, approve=approve)
+
+    return launch

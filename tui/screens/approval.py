@@ -39,9 +39,9 @@ class ApprovalScreen(ModalScreen[ApprovalDecision]):
                 else:
                     yield Static(Syntax(self.diff, "diff", theme="ansi_dark", background_color="default"), id="approval-diff")
             with Horizontal(id="approval-buttons"):
-                yield Button("Allow once [y]", id="once", variant="primary")
-                yield Button("Allow for session [s]", id="session", variant="warning")
-                yield Button("Deny [n]", id="deny", variant="error")
+                yield Button("Allow once (y)", id="once", variant="primary")
+                yield Button("Allow for session (s)", id="session", variant="warning")
+                yield Button("Deny (n)", id="deny", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#deny", Button).focus()  # a stray Enter must not run anything

@@ -24,6 +24,7 @@ class BuildScreen(Screen[None]):
     CSS_PATH = "build.tcss"
 
     progress: reactive[ProgressEvent | None] = reactive(None, init=False)
+    log_line: reactive[str] = reactive("", init=False)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="build-panel"):
@@ -33,6 +34,7 @@ class BuildScreen(Screen[None]):
                 "This happens once; later runs open at once.",
                 id="build-explain",
             )
+            yield Static("", id="build-log")
             yield Static("starting", id="build-stage")
             yield ProgressBar(total=1, show_eta=False, id="build-bar")
             yield Static("", id="build-eta")
@@ -44,5 +46,10 @@ class BuildScreen(Screen[None]):
         self.query_one("#build-bar", ProgressBar).update(total=max(progress.total, 1), progress=progress.done)
         self.query_one("#build-eta", Static).update(f"elapsed {clock(progress.elapsed_s)}  ·  left {clock(progress.eta_s)}")
 
+    def watch_log_line(self, line: str) -> None:
+        if self.is_mounted:
+            self.query_one("#build-log", Static).update(line)
+
     def on_mount(self) -> None:
         self.watch_progress(self.progress)
+        self.watch_log_line(self.log_line)

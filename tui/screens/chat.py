@@ -24,7 +24,7 @@ from optiq_runtime.errors import OptiqError
 from optiq_runtime.progress import ProgressCallback
 from tui.commands import Invocation, parse
 from tui.diff import proposed_diff
-from tui.messages import AgentEvent, AgentReady, BuildProgress, LoadFailed, TurnEnded
+from tui.messages import AgentEvent, AgentReady, BuildLog, BuildProgress, LoadFailed, TurnEnded
 from tui.screens.approval import ApprovalScreen
 from tui.screens.build import BuildScreen
 from tui.screens.help import HelpScreen
@@ -33,8 +33,9 @@ from tui.widgets.prompt import PromptInput
 from tui.widgets.status_bar import StatusBar, quant_mix
 from tui.widgets.transcript import Transcript
 
-Launch = Callable[[ProgressCallback, Approver], Any]
-"""Builds (first run) or loads the model and returns a ready ``Agent`` that asks ``approve``."""
+Launch = Callable[[ProgressCallback, Approver, Callable[[str], None]], Any]
+"""``launch(progress, approve, log)`` builds (first run) or loads the model and returns a ready ``Agent``
+that asks ``approve``; ``progress`` and ``log`` report the build."""
 
 
 class ChatScreen(Screen[None]):
@@ -81,7 +82,11 @@ class ChatScreen(Screen[None]):
     @work(thread=True, group="load", exit_on_error=False)
     def _load(self) -> None:
         try:
-            agent = self.launch(lambda progress: self.post_message(BuildProgress(progress)), self.approve)
+            agent = self.launch(
+                lambda progress: self.post_message(BuildProgress(progress)),
+                self.approve,
+                lambda line: self.post_message(BuildLog(line)),
+            )
         except OptiqError as error:
             self.post_message(LoadFailed(str(error)))
         except Exception as error:  # the app must open even when the model cannot: say why, keep running
@@ -94,6 +99,11 @@ class ChatScreen(Screen[None]):
             self._build = BuildScreen()
             self.app.push_screen(self._build)
         self._build.progress = message.progress
+
+    async def on_build_log(self, message: BuildLog) -> None:
+        if self._build is not None:
+            self._build.log_line = message.line
+        await self.transcript.note(message.line)
 
     def _close_build(self) -> None:
         if self._build is not None and self.app.screen is self._build:

@@ -6,9 +6,25 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Markdown, Static
+from rich.table import Table
+from textual.widgets import Static
 
-from tui.commands import help_markdown
+from tui.commands import COMMANDS, KEYS
+
+
+def help_table() -> Table:
+    """Keys, then commands, in two aligned columns."""
+    table = Table(box=None, show_header=False, padding=(0, 2, 0, 0), expand=True)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    table.add_row("[u]Keys[/u]", "")
+    for key, what in KEYS:
+        table.add_row(key, what)
+    table.add_row("", "")
+    table.add_row("[u]Commands[/u]", "")
+    for command in COMMANDS:
+        table.add_row(command.usage, command.help)
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
@@ -19,7 +35,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-dialog"):
-            yield Markdown(help_markdown(), id="help-text")
+            yield Static("optiq: keys and commands", id="help-title")
+            yield Static(help_table(), id="help-text")
             yield Static("Escape closes this help", id="help-hint")
 
     def action_close(self) -> None:

@@ -30,7 +30,7 @@ class PromptInput(TextArea):
 
     def __init__(self, *, id: str | None = None, placeholder: str = "") -> None:
         super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
-                         compact=True, placeholder=placeholder)
+                         placeholder=placeholder)
         self.sent: list[str] = []
         self._browsing: int | None = None  # index into history while Up/Down browse it
         self._draft = ""

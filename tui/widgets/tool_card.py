@@ -71,8 +71,8 @@ class ToolCard(Collapsible):
         symbol, words = STATES.get(self.state, ("", self.state))
         if self.state in ("done", "failed") and self.seconds is not None:
             words = f"{words} in {self.seconds:.2f} s"
-        if self.detail and self.state in ("rejected", "approval", "running"):
-            words = f"{words} ({self.detail})" if self.state != "rejected" else self.detail
+        if self.detail:
+            words = self.detail if self.state == "rejected" else f"{words} · {self.detail}"
         return Content(f"{symbol} {self.tool_name or 'tool call'}  ·  {words}")
 
     def watch_state(self, old: str, new: str) -> None:
