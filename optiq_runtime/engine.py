@@ -18,7 +18,8 @@ from optiq_runtime.errors import BadInputError
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
 from optiq_runtime.sampling import KeyStream, SamplingParams
-from optiq_runtime.speculative import Backbone, Decoder, Drafter
+from optiq_runtime.backbone import Backbone, Drafter
+from optiq_runtime.speculative import Decoder
 from optiq_runtime.stats import GenerationStats, SpeedGuard, StepTimes
 
 log = logging.getLogger("optiq")

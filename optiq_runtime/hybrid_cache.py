@@ -34,6 +34,7 @@ class HybridCache:
     def __init__(self, layers, with_mtp: bool):
         self.layers = layers
         self.linear_ids = [i for i, layer in enumerate(layers) if layer.is_linear]
+        self.kv_ids = [i for i, layer in enumerate(layers) if not layer.is_linear]
         self.main = [ArraysCache(size=2) if layer.is_linear else KVCache() for layer in layers]
         self.mtp = KVCache() if with_mtp else None
         self.tokens: list[int] = []
@@ -86,9 +87,8 @@ class HybridCache:
         del self.tokens[len(self.tokens) - (fed - keep):]
 
     def _trim_kv(self, count: int) -> None:
-        for i, cache in enumerate(self.main):
-            if i not in self.linear_ids:
-                cache.trim(count)
+        for i in self.kv_ids:
+            self.main[i].trim(count)
 
     def _set_linear(self, state) -> None:
         for i, arrays in zip(self.linear_ids, state):

@@ -7,9 +7,9 @@ full-attention decoder layer with its own KV cache, then ``norm`` and the backbo
 shared output head. The decoder layer is mlx-lm's own Qwen3.5 ``DecoderLayer``.
 
 Weights come from a built folder's ``mtp.safetensors`` or from a Hugging Face checkpoint's
-``mtp.*`` tensors. Either way they follow the folder's convention: where the backbone's
-conv1d weights are still in Hugging Face shape ``(C, 1, K)``, RMSNorm weights are offsets
-from 1 and get 1 added, as mlx-lm does for the backbone.
+``mtp.*`` tensors. Both hold them as Hugging Face stores them (the build copies them, with
+the decoder layer's projections quantized): RMSNorm weights are offsets from 1, and get 1
+added here as mlx-lm does for the backbone.
 """
 
 from __future__ import annotations
@@ -63,31 +63,19 @@ def mtp_sources(folder: Path) -> list[Path]:
     return [f for f in sorted(folder.glob("*.safetensors")) if any(k.startswith(PREFIX) for k in read_safetensors_header(f))]
 
 
-def uses_norm_offsets(folder: Path) -> bool:
-    """Whether the folder stores RMSNorm weights as offsets (Hugging Face layout: conv1d still ``(C, 1, K)``)."""
-    for file in sorted(folder.glob("*.safetensors")):
-        if file.name == MTP_FILE:
-            continue
-        for name, entry in read_safetensors_header(file).items():
-            if name.endswith("conv1d.weight"):
-                return entry["shape"][-1] != 1
-    return False
-
-
 def read_mtp_weights(folder: Path, *, exact_norms: bool = False) -> dict[str, mx.array]:
-    """The head's tensors, without the ``mtp.`` prefix, norms absolute.
+    """The head's tensors, without the ``mtp.`` prefix, norms made absolute (1 + stored offset).
 
-    Offsets are added in float32; ``exact_norms`` keeps that result in float32 instead of
+    The offsets are added in float32; ``exact_norms`` keeps that result in float32 instead of
     rounding it back to the stored dtype (a bf16 1 + offset loses three digits).
     """
     weights: dict[str, mx.array] = {}
     for file in mtp_sources(folder):
         weights.update({k[len(PREFIX):]: v for k, v in mx.load(str(file)).items() if k.startswith(PREFIX)})
-    if weights and uses_norm_offsets(folder):
-        for name, value in weights.items():
-            if _is_norm(name):
-                shifted = value.astype(mx.float32) + 1.0
-                weights[name] = shifted if exact_norms else shifted.astype(value.dtype)
+    for name, value in weights.items():
+        if _is_norm(name):
+            shifted = value.astype(mx.float32) + 1.0
+            weights[name] = shifted if exact_norms else shifted.astype(value.dtype)
     return weights
 
 

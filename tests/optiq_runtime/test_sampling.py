@@ -52,6 +52,7 @@ def test_accepted_prefix():
     assert accepted_prefix([3], [4, 1]) == 0
 
 
+@pytest.mark.slow
 def test_rejection_sampling_keeps_the_target_distribution():
     """The first emitted token follows p whatever the draft distribution q (checked by counting)."""
     p = mx.array([[0.5, 0.3, 0.15, 0.05], [0.1, 0.2, 0.3, 0.4]])

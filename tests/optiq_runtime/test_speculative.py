@@ -7,7 +7,7 @@ import pytest
 from checkpoints import write_random_checkpoint
 
 from optiq_runtime.load import load_model
-from optiq_runtime.speculative import Backbone
+from optiq_runtime.backbone import Backbone
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,192 @@
+"""The main model and the MTP head run for generation, with each short pass as one compiled graph.
+
+On small models decoding time goes to dispatching hundreds of tiny ops, not to arithmetic.
+A decode pass (plain step, verification, draft step) is therefore one ``mx.compile``d
+function of the token ids and every cache array, composed from mlx-lm's own Qwen3.5
+modules. Attention in that graph writes into the KV cache's preallocated buffer at an
+offset given as an array, so one graph serves every position; only the buffer's capacity
+(doubled when full) and the number of tokens make new graphs. Prefill runs mlx-lm's
+modules as they are.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+from mlx_lm.models.base import create_attention_mask, create_ssm_mask
+from mlx_lm.models.cache import ArraysCache, KVCache
+
+from optiq_runtime.hybrid_cache import HybridCache
+from optiq_runtime.mtp import MTPHead
+
+# Passes of at most this many tokens run compiled (one graph per length and buffer size).
+MAX_FAST_TOKENS = 16
+MIN_CAPACITY = 256
+
+
+class Backbone:
+    """An mlx-lm Qwen3.5 model run layer by layer, exposing hidden states before the final norm."""
+
+    def __init__(self, model):
+        text = getattr(model, "language_model", model)
+        self.args = text.args
+        self.body = text.model
+        self.lm_head = None if self.args.tie_word_embeddings else text.lm_head
+        self.layers = list(self.body.layers)
+        kinds = [layer.is_linear for layer in self.layers]
+        self._fa_idx = kinds.index(False) if False in kinds else None
+        self._ssm_idx = kinds.index(True) if True in kinds else None
+        self._step = mx.compile(self._step_graph)
+        self._replays = {i: _replay_graph(layer) for i, layer in enumerate(self.layers) if layer.is_linear}
+        self.logits = mx.compile(lambda hidden: self.output(self.body.norm(hidden)))
+
+    def new_cache(self, with_mtp: bool) -> HybridCache:
+        return HybridCache(self.layers, with_mtp)
+
+    def embed(self, tokens: mx.array) -> mx.array:
+        return self.body.embed_tokens(tokens)
+
+    def output(self, normed: mx.array) -> mx.array:
+        if self.lm_head is None:
+            return self.body.embed_tokens.as_linear(normed)
+        return self.lm_head(normed)
+
+    def forward(self, tokens: mx.array, cache: HybridCache, record: dict | None = None) -> mx.array:
+        """Hidden states ``[1, S, D]`` before the final norm, through mlx-lm's modules (prefill)."""
+        h = self.embed(tokens)
+        fa_mask = create_attention_mask(h, cache.main[self._fa_idx]) if self._fa_idx is not None else None
+        ssm_mask = create_ssm_mask(h, cache.main[self._ssm_idx]) if self._ssm_idx is not None else None
+        for i, (layer, layer_cache) in enumerate(zip(self.layers, cache.main)):
+            if record is not None and layer.is_linear:
+                record[i] = h
+            h = layer(h, mask=ssm_mask if layer.is_linear else fa_mask, cache=layer_cache)
+        return h
+
+    def step(self, tokens: mx.array, cache: HybridCache, record: dict | None = None) -> tuple[mx.array, mx.array]:
+        """Hidden states and logits for a few ``tokens`` after a prefilled ``cache``, as one graph.
+
+        ``record`` gets each DeltaNet layer's input, for ``HybridCache.rollback``.
+        """
+        if tokens.shape[-1] > MAX_FAST_TOKENS or len(cache) == 0:
+            hidden = self.forward(tokens[None], cache, record)
+            return hidden, self.logits(hidden)
+        count = tokens.shape[-1]
+        linear = [tuple(cache.main[i].cache) for i in cache.linear_ids]
+        kv_caches = [cache.main[i] for i in cache.kv_ids]
+        offset = len(cache)
+        kv = [reserve(c, offset + count) for c in kv_caches]
+        hidden, logits, linear, kv, inputs = self._step(tokens[None], linear, kv, mx.array(offset))
+        for i, arrays in zip(cache.linear_ids, linear):
+            cache.main[i].cache = list(arrays)
+        for c, (keys, values) in zip(kv_caches, kv):
+            c.keys, c.values, c.offset = keys, values, offset + count
+        if record is not None:
+            record.update(zip(cache.linear_ids, inputs))
+        return hidden, logits
+
+    def _step_graph(self, tokens, linear, kv, offset):
+        h = self.embed(tokens)
+        linear_out, kv_out, inputs = [], [], []
+        linear_in, kv_in = iter(linear), iter(kv)
+        for layer in self.layers:
+            if layer.is_linear:
+                inputs.append(h)
+                h, conv, state = _linear_layer(layer, h, *next(linear_in))
+                linear_out.append((conv, state))
+            else:
+                h, keys, values = attention_layer(layer, h, *next(kv_in), offset)
+                kv_out.append((keys, values))
+        return h, self.output(self.body.norm(h)), linear_out, kv_out, inputs
+
+    def replay(self, index: int, inputs: mx.array, layer_cache) -> None:
+        """Advance DeltaNet layer ``index``'s cache over ``inputs`` (its layer inputs), skipping its outputs."""
+        layer_cache[0], layer_cache[1] = self._replays[index](inputs, *layer_cache.cache)
+
+
+def _replay_graph(layer):
+    """A Gated DeltaNet layer's cache update alone, compiled: ``(x, conv, state) -> (conv, state)``."""
+
+    def replay(x, conv, state):
+        cache = ArraysCache(size=2)
+        cache[0], cache[1] = conv, state
+        layer.linear_attn(layer.input_layernorm(x), None, cache)
+        return cache[0], cache[1]
+
+    return mx.compile(replay)
+
+
+class Drafter:
+    """The MTP head over a backbone: each draft pass is one compiled graph, like the backbone's."""
+
+    def __init__(self, head: MTPHead, backbone: Backbone):
+        self.head, self.backbone = head, backbone
+        self._pass = mx.compile(self._pass_graph)
+
+    def __call__(self, tokens: mx.array, hidden: mx.array, cache: KVCache) -> tuple[mx.array, mx.array]:
+        """The head's outputs (before its norm) and logits for ``tokens`` following the positions of ``hidden``."""
+        count = tokens.shape[-1]
+        if count > MAX_FAST_TOKENS or cache.keys is None:
+            out = self.head(self.backbone.embed(tokens[None]), hidden, cache)
+            return out, self.backbone.output(self.head.norm(out))
+        offset = cache.offset
+        keys, values = reserve(cache, offset + count)
+        out, logits, keys, values = self._pass(tokens[None], hidden, keys, values, mx.array(offset))
+        cache.keys, cache.values, cache.offset = keys, values, offset + count
+        return out, logits
+
+    def _pass_graph(self, tokens, hidden, keys, values, offset):
+        x = self.head.project(self.backbone.embed(tokens), hidden)
+        out, keys, values = attention_layer(self.head.layers[0], x, keys, values, offset)
+        return out, self.backbone.output(self.head.norm(out)), keys, values
+
+
+def _linear_layer(layer, x, conv, state):
+    """mlx-lm's Gated DeltaNet decoder layer as a pure function of its cache arrays."""
+    cache = ArraysCache(size=2)
+    cache[0], cache[1] = conv, state
+    return layer(x, mask=None, cache=cache), cache[0], cache[1]
+
+
+def attention_layer(layer, x, keys, values, offset):
+    """mlx-lm's full-attention decoder layer over a KV buffer written at ``offset`` (an array)."""
+    attended, keys, values = _attention(layer.self_attn, layer.input_layernorm(x), keys, values, offset)
+    h = x + attended
+    return h + layer.mlp(layer.post_attention_layernorm(h)), keys, values
+
+
+def _attention(attn, x, keys_buffer, values_buffer, offset):
+    """Qwen3-Next gated attention (mlx-lm's module and weights) writing into a fixed-size buffer.
+
+    The same computation as ``Qwen3NextAttention.__call__``, except that keys and values are
+    written with ``slice_update`` at an array offset and attention masks the unused tail of
+    the buffer, so the graph does not depend on the position.
+    """
+    batch, length, _ = x.shape
+    queries, gate = mx.split(attn.q_proj(x).reshape(batch, length, attn.num_attention_heads, -1), 2, axis=-1)
+    gate = gate.reshape(batch, length, -1)
+    keys = attn.k_norm(attn.k_proj(x).reshape(batch, length, attn.num_key_value_heads, -1)).transpose(0, 2, 1, 3)
+    values = attn.v_proj(x).reshape(batch, length, attn.num_key_value_heads, -1).transpose(0, 2, 1, 3)
+    queries = attn.rope(attn.q_norm(queries).transpose(0, 2, 1, 3), offset=offset)
+    keys = attn.rope(keys, offset=offset)
+    keys_buffer = mx.slice_update(keys_buffer, keys, offset[None], axes=(2,))
+    values_buffer = mx.slice_update(values_buffer, values, offset[None], axes=(2,))
+    visible = mx.arange(keys_buffer.shape[2])[None] <= (offset + mx.arange(length))[:, None]
+    out = mx.fast.scaled_dot_product_attention(queries, keys_buffer, values_buffer, scale=attn.scale, mask=visible)
+    out = out.transpose(0, 2, 1, 3).reshape(batch, length, -1)
+    return attn.o_proj(out * mx.sigmoid(gate)), keys_buffer, values_buffer
+
+
+def reserve(cache: KVCache, size: int) -> tuple[mx.array, mx.array]:
+    """The cache's key and value buffers, grown (doubling) to hold ``size`` positions."""
+    if cache.keys is not None and cache.keys.shape[2] >= size:
+        return cache.keys, cache.values
+    capacity = MIN_CAPACITY
+    while capacity < size:
+        capacity *= 2
+    cache.keys, cache.values = (_grown(buffer, cache.offset, capacity) for buffer in (cache.keys, cache.values))
+    return cache.keys, cache.values
+
+
+def _grown(buffer: mx.array, used: int, capacity: int) -> mx.array:
+    shape = list(buffer.shape)
+    shape[2] = capacity - used
+    return mx.concatenate([buffer[:, :, :used], mx.zeros(shape, buffer.dtype)], axis=2)
