@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from agent.agent import Agent
@@ -11,6 +13,12 @@ from tools.registry import Registry
 from tui import OptiqApp
 
 SIZE = (100, 30)
+
+
+@pytest.fixture
+def anyio_backend():
+    """Pilot tests are coroutines, run by anyio's pytest plugin (``pytestmark = pytest.mark.anyio``) on asyncio."""
+    return "asyncio"
 
 
 @pytest.fixture
@@ -33,3 +41,47 @@ def scripted_app(tmp_path):
     yield make
     for agent in agents:
         agent.close()
+
+
+async def wait_for(pilot, predicate, timeout: float = 15.0) -> None:
+    """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {predicate.__doc__ or predicate}")
+        await pilot.pause(0.05)
+
+
+async def ready(pilot) -> None:
+    """Wait until the app's agent is loaded."""
+    await wait_for(pilot, lambda: pilot.app.agent is not None)
+    await pilot.pause()
+
+
+async def ask(pilot, text: str) -> None:
+    """Type ``text`` into the prompt, send it, and wait for the turn to end."""
+    turns = await send(pilot, text)
+    await wait_for(pilot, lambda: done_count(pilot.app) == turns + 1 and not pilot.app.chat.generating)
+    await pilot.pause()
+
+
+async def send(pilot, text: str) -> int:
+    """Type ``text`` and press Enter; returns how many turns had ended before."""
+    await ready(pilot)
+    before = done_count(pilot.app)
+    pilot.app.chat.query_one("#prompt").insert(text)
+    await pilot.press("enter")
+    return before
+
+
+def done_count(app) -> int:
+    return sum(1 for event in app.chat.events if event.type == "done")
+
+
+def shown(widget) -> str:
+    """The plain text a ``Static`` shows (Rich renderables rendered without styles)."""
+    from rich.console import Console
+
+    console = Console(width=120, record=True, color_system=None, file=open("/dev/null", "w"))
+    console.print(widget.content)
+    return console.export_text()

@@ -58,6 +58,7 @@ class ChatScreen(Screen[None]):
         self._queued: str | None = None
         self._approval: queue.Queue | None = None
         self._build: BuildScreen | None = None
+        self._quitting = False
 
     def compose(self) -> ComposeResult:
         yield Transcript(id="transcript")
@@ -157,6 +158,8 @@ class ChatScreen(Screen[None]):
             self.post_message(TurnEnded())
 
     async def on_agent_event(self, message: AgentEvent) -> None:
+        if self._quitting:
+            return  # the rest of an interrupted turn, arriving while the app closes
         event = message.event
         self.events.append(event)
         await self.transcript.show(event)
@@ -170,6 +173,8 @@ class ChatScreen(Screen[None]):
         status.acceptance = stats.acceptance if self.agent.engine.mtp_enabled else None
 
     async def on_turn_ended(self, message: TurnEnded) -> None:
+        if self._quitting:
+            return
         if message.error:
             await self.transcript.note(f"✗ the turn failed: {message.error}", "error")
         await self.transcript.end_blocks()
@@ -190,6 +195,7 @@ class ChatScreen(Screen[None]):
 
     def shutdown(self) -> None:
         """Stop the running generation and release a worker waiting for approval (the app is quitting)."""
+        self._quitting = True
         if self.agent is not None:
             self.agent.interrupt()
         self._answer_approval(ApprovalDecision.DENY)
