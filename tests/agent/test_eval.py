@@ -142,3 +142,29 @@ def test_summary_and_table():
     table = format_table(summary).splitlines()
     assert table[0].split("|")[1].strip() == "model" and len(table) == 4
     assert "50.0% (1/2)" in table[2] and "33.3%" in table[2] and table[3].count(" - ") == 1
+
+
+def test_the_eval_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
+    import subprocess
+    import sys
+
+    suite = write_suite(tmp_path / "s.jsonl", [LINES[1], BAD_LINES[0]])
+    out = tmp_path / "out"
+
+    def optiq_eval(*extra):
+        argv = [sys.executable, "-m", "agent.cli", "eval", str(suite), "--model", str(embedded_base_path()), "--out", str(out), *extra]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=240)
+
+    first = optiq_eval()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[0].startswith("| model") and "| tiny-agent" in first.stdout
+    assert "2/2" in first.stderr  # the progress bar
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["models"]["tiny-agent"]["errors"] == 1
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+    refused = optiq_eval()
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    resumed = optiq_eval("--resume", "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout) == summary
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
