@@ -85,8 +85,9 @@ def test_greedy_mtp_matches_plain_with_partial_acceptance(loaded, depth, noise):
     assert stats.tokens_per_step > 1.0
 
 
-def test_greedy_mtp_matches_plain_on_embedded_model():
-    engine = Engine.load(embedded_base_path(), mtp_depth=2)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_greedy_mtp_matches_plain_on_embedded_model(depth):
+    engine = Engine.load(embedded_base_path(), mtp_depth=depth)
     engine.auto_fallback = False
     assert engine.mtp_available and engine.mtp_enabled
     tokens = engine.generate(PROMPT, max_tokens=40)
@@ -94,6 +95,27 @@ def test_greedy_mtp_matches_plain_on_embedded_model():
     engine.reset()
     assert engine.generate(PROMPT, max_tokens=40) == tokens
     assert not engine.last_stats.mtp_used
+
+
+@pytest.fixture(scope="module")
+def built_folder(tmp_path_factory):
+    """The embedded base built into a quantized folder (uniform 4-bit: the format of an OptiQ build, without probes)."""
+    from optiq_runtime.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("built") / "tiny-agent-4bit"
+    build(BuildOptions(out=out, method="uniform"), log=lambda line: None)
+    return out
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_greedy_mtp_matches_plain_on_built_model(built_folder, depth):
+    engine = Engine.load(built_folder, mtp_depth=depth)
+    engine.auto_fallback = False
+    assert engine.mtp_available
+    tokens = engine.generate(PROMPT, max_tokens=40)
+    engine.mtp_enabled = False
+    engine.reset()
+    assert engine.generate(PROMPT, max_tokens=40) == tokens
 
 
 def test_steps_stream_text_that_decodes_the_tokens(loaded):
