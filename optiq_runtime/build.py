@@ -59,6 +59,7 @@ class BuildOptions:
     seq_len: int = 256
     max_tokens: int | None = 8192
     high_probe: str = "measured"
+    batch_tokens: int | None = None  # tokens per probe batch (None: as many as memory allows)
 
 
 @dataclass
@@ -189,6 +190,8 @@ def measure_sensitivity(
         vocab = getattr(args, "vocab_size", 0) or int(model(tokens.rows[:1, :1]).shape[-1])
         hidden = getattr(args, "hidden_size", 1024)
         per_batch = batch_rows(tokens.rows, vocab, hidden, len(model.layers))
+        if options.batch_tokens:
+            per_batch = max(1, min(per_batch, options.batch_tokens // options.seq_len))
         batches = -(-tokens.rows.shape[0] // per_batch)
         state = fresh(find_targets(source, options.group_size), fingerprint, reference,
                       options.bits, options.high_bits, options.group_size, batches, options.high_probe)

@@ -106,7 +106,7 @@ def _domain_quotas(samples: list[Sample], max_tokens: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     for sample in samples:
         counts[sample.domain] = counts.get(sample.domain, 0) + 1
-    return {domain: max(1, max_tokens * n // len(samples)) for domain, n in counts.items()}
+    return {domain: -(-max_tokens * n // len(samples)) for domain, n in counts.items()}
 
 
 def pack(samples: list[Sample], tokenizer, seq_len: int, max_tokens: int | None = None) -> TokenSet:
@@ -129,6 +129,8 @@ def pack(samples: list[Sample], tokenizer, seq_len: int, max_tokens: int | None 
             stream.extend(ids)
             domains[sample.domain] = domains.get(sample.domain, 0) + len(ids)
     rows = len(stream) // seq_len
+    if max_tokens:
+        rows = min(rows, max(1, max_tokens // seq_len))
     if rows == 0:
         raise BadInputError(f"the data holds {len(stream)} tokens, fewer than one row of {seq_len}")
     return TokenSet(mx.array(stream[: rows * seq_len], dtype=mx.int32).reshape(rows, seq_len), domains)

@@ -258,8 +258,10 @@ class Sensitivity:
             return 0.0
         layer = self.layers[path]
         if bits == self.high_bits and self.high_probe == "estimated":
-            return layer["kl_sum"].get(str(self.bits), 0.0) * layer.get("error_ratio", 0.0) / self.tokens_done
-        return layer["kl_sum"].get(str(bits), 0.0) / self.tokens_done
+            total = layer["kl_sum"].get(str(self.bits), 0.0) * layer.get("error_ratio", 0.0)
+        else:
+            total = layer["kl_sum"].get(str(bits), 0.0)
+        return max(0.0, total / self.tokens_done)  # float32 rounding can leave a tiny negative
 
     def targets(self) -> list[Target]:
         return [Target(p, l["block"], tuple(l["shape"]), l.get("fixed")) for p, l in self.layers.items()]

@@ -1,0 +1,175 @@
+"""The quantize pipeline: folders stock mlx-lm loads, honest bytes, MTP tensors kept, atomic writes, resumable probes."""
+
+from __future__ import annotations
+
+import json
+
+import mlx.core as mx
+import mlx.nn as nn
+import pytest
+from checkpoints import write_random_checkpoint
+from mlx.utils import tree_flatten
+from mlx_lm.utils import load as mlx_load
+
+from agent.cli import main
+from optiq_runtime.build import BuildOptions, build
+from optiq_runtime.errors import BadInputError
+from optiq_runtime.load import load_model
+from optiq_runtime.sensitivity import Sensitivity
+
+TOKENS = mx.array([[5, 17, 300, 42, 7, 99, 1000, 3, 64, 2]])
+SMALL = {"seq_len": 64, "max_tokens": 256}
+
+
+def quiet(_line):
+    pass
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp("base"), seed=4)
+
+
+@pytest.fixture(scope="module")
+def optiq(base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("built") / "optiq"
+    return build(BuildOptions(out=out, base=base, budget=1.10, **SMALL), log=quiet).path
+
+
+def metadata(folder):
+    return json.loads((folder / "optiq" / "metadata.json").read_text())
+
+
+def quantized_modules(model):
+    return {p: m for p, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
+            if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))}
+
+
+def test_stock_mlx_lm_loads_it_with_our_logits(optiq):
+    stock, tokenizer = mlx_load(str(optiq))
+    ours = load_model(optiq, upcast=False)
+    assert mx.array_equal(stock(TOKENS), ours.model(TOKENS)).item()
+    # Float32 scales and activations: the same next tokens as the stock model's bf16 arithmetic.
+    fast = load_model(optiq).model(TOKENS)
+    agree = (fast.argmax(-1) == stock(TOKENS).argmax(-1)).astype(mx.float32).mean().item()
+    assert agree >= 0.8
+    assert tokenizer.encode("hello world")
+
+
+def test_widths_follow_the_allocation(optiq):
+    meta = metadata(optiq)
+    config = json.loads((optiq / "config.json").read_text())
+    modules = quantized_modules(load_model(optiq).model)
+    assert set(modules) == set(meta["layers"])
+    for path, module in modules.items():
+        assert module.bits == meta["layers"][path] == config["quantization"][path]["bits"]
+    assert meta["counts"]["8"] >= 1 and meta["counts"]["4"] >= 1
+    assert sum(meta["counts"].values()) == len(modules)
+    assert "language_model.model.embed_tokens" in modules  # the tied embedding is quantized and counted
+
+
+def test_bytes_are_what_is_on_disk_and_within_budget(optiq):
+    meta = metadata(optiq)
+    weights = mx.load(str(optiq / "model.safetensors"))
+    on_disk = sum(weights[f"{p}.{part}"].nbytes for p in meta["layers"] for part in ("weight", "scales", "biases"))
+    assert on_disk == meta["bytes"]["optiq"]
+    assert meta["bytes"]["optiq"] <= meta["bytes"]["limit"] <= 1.10 * meta["bytes"]["uniform"]
+    assert all(weights[f"{p}.scales"].dtype == mx.bfloat16 for p in meta["layers"])
+    for key in ("method", "base", "reference", "bits", "high_bits", "group_size", "budget"):
+        assert key in meta
+
+
+def test_mtp_tensors_survive(base, optiq):
+    source = mx.load(str(base / "model.safetensors"))
+    built = mx.load(str(optiq / "mtp.safetensors"))
+    mtp_source = {k: v for k, v in source.items() if k.startswith("mtp.")}
+    assert len(mtp_source) == 15
+    for name, value in mtp_source.items():
+        if name.startswith("mtp.layers.") and value.ndim == 2:
+            stem = name[: -len(".weight")]
+            assert built[name].dtype == mx.uint32 and built[f"{stem}.scales"].dtype == mx.bfloat16
+            restored = mx.dequantize(built[name], built[f"{stem}.scales"], built[f"{stem}.biases"], 64, 4)
+            assert (mx.abs(restored - value).max() < 0.2 * mx.abs(value).max()).item()
+        else:  # fc and norms: bf16, unchanged (norms keep the HF offset convention)
+            assert built[name].dtype == mx.bfloat16 and mx.array_equal(built[name], value).item()
+    config = json.loads((optiq / "config.json").read_text())
+    assert config["mtp"] == {"file": "mtp.safetensors", "num_hidden_layers": 1,
+                             "quantization": {"group_size": 64, "bits": 4}}
+
+
+def test_probes_are_saved_and_a_new_budget_reuses_them(base, optiq, tmp_path):
+    saved = Sensitivity.load(optiq / "optiq" / "sensitivity.json")
+    assert saved.complete and saved.tokens_done == 256
+    kl = [layer["kl"] for layer in saved.to_json()["layers"].values()]
+    assert all(k["4"] >= 0 and k["8"] >= 0 for k in kl)
+    assert all(k["4"] >= k["8"] - 1e-6 for k in kl)
+    assert sum(k["4"] for k in kl) > 50 * sum(k["8"] for k in kl)
+    lines = []
+    build(BuildOptions(out=optiq, base=base, budget=1.02, force=True, **SMALL), log=lines.append)
+    assert any("reusing" in line for line in lines)
+    assert metadata(optiq)["bytes"]["ratio"] <= 1.02
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_build_leaves_nothing_finished_and_resumes(base, tmp_path):
+    out = tmp_path / "model"
+    options = BuildOptions(out=out, base=base, high_probe="estimated", batch_tokens=64, **{**SMALL, "seq_len": 32})
+    calls = []
+
+    def stop_in_second_batch(event):
+        calls.append(event.done)
+        if event.stage == "sensitivity" and event.done > event.total // 2 + 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        build(options, progress=stop_in_second_batch, log=quiet)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [".model.partial"]
+    state = Sensitivity.load(tmp_path / ".model.partial" / "optiq" / "sensitivity.json")
+    assert state is not None and 0 < state.batches_done < state.batches
+
+    lines = []
+    result = build(options, log=lines.append)
+    assert any("resuming" in line for line in lines)
+    assert (out / "config.json").exists() and not (tmp_path / ".model.partial").exists()
+    assert result.metadata["calibration"]["tokens"] == 256
+
+
+def test_uniform_is_all_low_bits(base, tmp_path):
+    result = build(BuildOptions(out=tmp_path / "u", base=base, method="uniform"), log=quiet)
+    assert set(result.metadata["counts"]) == {"4"}
+    assert result.metadata["bytes"]["optiq"] == result.metadata["bytes"]["uniform"]
+
+
+def test_existing_output_needs_force(base, optiq):
+    before = (optiq / "config.json").stat().st_mtime_ns
+    with pytest.raises(BadInputError, match="--force"):
+        build(BuildOptions(out=optiq, base=base, method="uniform"), log=quiet)
+    assert (optiq / "config.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--base", "/no/such/folder"], "does not exist"),
+    (["--budget", "0.95"], "below uniform"),
+    (["--calibration", "CALIB"], "not JSONL"),
+])
+def test_cli_bad_input_exits_2_and_writes_nothing(base, tmp_path, capsys, argv, message):
+    bad = tmp_path / "calibration.jsonl"
+    bad.write_text("this is not json\n")
+    argv = [str(bad) if a == "CALIB" else a for a in argv]
+    if "--base" not in argv:
+        argv = ["--base", str(base), *argv]
+    out = tmp_path / "out"
+    assert main(["quantize", *argv, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / ".out.partial").exists()
+
+
+def test_cli_json_report(base, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["quantize", "--base", str(base), "--out", str(out), "--method", "uniform", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["path"] == str(out) and report["counts"] == {"4": report["counts"]["4"]}
