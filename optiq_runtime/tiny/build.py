@@ -8,6 +8,7 @@ Face Qwen3.5 layout, and writes the shipped data files when ``--data`` is given.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=None, help="also write calibration/held-out/eval files here")
     parser.add_argument("--export-only", action="store_true", help="skip training; export the workdir's best checkpoint")
+    parser.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint to export")
+    parser.add_argument("--no-measure", action="store_true", help="skip the quality measurement for the card")
     args = parser.parse_args(argv)
 
     shape = Shape()
@@ -60,10 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(seed=args.seed, seconds=args.minutes * 60)
         train(args.workdir, tokenizer, shape, cfg, evaluate=make_probe(Encoder(tokenizer)),
               log=lambda line: print(line, flush=True))
-    model = load_trained(args.workdir, shape)
-    from optiq_runtime.tiny.card import model_card
+    from optiq_runtime.tiny.card import NOTES, model_card
 
-    export(model, shape, tokenizer, args.out, model_card(args.workdir, scores=None))
+    export(load_trained(args.workdir, shape, args.which), shape, tokenizer, args.out)
+    scores = None
+    if not args.no_measure:
+        from optiq_runtime.tiny.quality import measure
+
+        scores = measure(args.out)
+        (args.workdir / "scores.json").write_text(json.dumps(scores, indent=2))
+    size = (args.out / "model.safetensors").stat().st_size
+    (args.out / "README.md").write_text(model_card(args.workdir, scores, NOTES, size))
     print(f"wrote {args.out}", flush=True)
     return 0
 

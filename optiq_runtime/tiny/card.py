@@ -1,9 +1,129 @@
-"""The model card (README.md) written beside the exported checkpoint."""
+"""The model card (README.md) written beside the exported checkpoint, from the run's log and scores."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from optiq_runtime.tiny.arch import Shape, TinyAgent
 
-def model_card(workdir: Path, scores: dict | None) -> str:
-    return "# tiny-agent\n\nTraining in progress; the card is written with the measured scores at export.\n"
+GOALS = {
+    "builtin_first_call": ("first call right, built-in tools", ">= 0.90"),
+    "unseen_schema_first_call": ("first call right, unseen BFCL-style schemas", ">= 0.60"),
+    "no_tool": ("no call on requests that need none", ">= 0.90"),
+    "mtp_accept": ("MTP greedy acceptance, 1 draft token", ">= 0.70"),
+}
+
+
+# What the runs taught; kept here so that a rebuilt card says it too.
+NOTES = """## What worked and what did not
+
+Filled in at the end of the run.
+"""
+
+
+def run_summary(workdir: Path) -> dict:
+    """Steps, tokens, wall seconds and the last probe scores from ``log.jsonl``."""
+    summary = {"step": 0, "tokens": 0, "seconds": 0.0, "probe": {}, "loss": None}
+    path = workdir / "log.jsonl"
+    if not path.exists():
+        return summary
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if "eval" in record:
+            summary["probe"] = record["eval"]
+        else:
+            summary.update({k: record[k] for k in ("step", "tokens", "seconds")})
+            summary["loss"], summary["mtp_loss"] = record["loss"], record["mtp_loss"]
+    return summary
+
+
+def _params(shape: Shape) -> tuple[int, int]:
+    model = TinyAgent(shape)
+    return sum(p.numel() for p in model.lm.parameters()), sum(p.numel() for p in model.mtp.parameters())
+
+
+def _scores_table(scores: dict | None) -> str:
+    if not scores:
+        return "Not measured yet.\n"
+    rows = ["| score | measured | goal (issue #5) |", "| --- | --- | --- |"]
+    for key, (what, goal) in GOALS.items():
+        rows.append(f"| {what} | {scores.get(key, 'n/a')} | {goal} |")
+    return "\n".join(rows) + "\n"
+
+
+def model_card(workdir: Path, scores: dict | None, notes: str = "", size_bytes: int | None = None) -> str:
+    shape = Shape()
+    backbone, mtp = _params(shape)
+    run = run_summary(workdir)
+    size = f"{size_bytes / 1e6:.1f} MB" if size_bytes else "about 3.4 MB"
+    return f"""# tiny-agent
+
+optiq's embedded base model: a {backbone / 1e6:.2f}M-parameter model with the Qwen3.5 architecture
+(hybrid Gated DeltaNet + gated full attention, tied embeddings, one MTP layer), trained from scratch
+on a synthetic tool-calling corpus. It exists so that optiq runs, quantizes, decodes with MTP and
+passes its own tests with no download. It is **not** a general language model: it knows the six
+built-in tools, BFCL-style function calls, a few dozen facts and little else.
+
+## Architecture and format
+
+| field | value |
+| --- | --- |
+| layers | {shape.num_hidden_layers} (Gated DeltaNet x3, full attention every 4th) |
+| hidden / intermediate | {shape.hidden_size} / {shape.intermediate_size} |
+| full attention | {shape.num_attention_heads} heads x {shape.head_dim}, {shape.num_key_value_heads} KV head, output gate, partial RoPE 0.25 |
+| Gated DeltaNet | {shape.linear_num_key_heads} key heads x {shape.linear_key_head_dim}, {shape.linear_num_value_heads} value heads x {shape.linear_value_head_dim}, conv kernel 4 |
+| vocabulary | {shape.vocab_size} (byte-level BPE) |
+| parameters | {backbone:,} backbone (tied head) + {mtp:,} MTP head |
+| file | `model.safetensors`, bf16, {size} |
+
+Every Linear input dimension (hidden, intermediate, attention heads x head_dim, DeltaNet value_dim,
+MTP fc's 2 x hidden) and the vocabulary are multiples of 64, so mlx quantizes every layer with group size 64.
+
+Hugging Face Qwen3.5 layout: `config.json` (`model_type: qwen3_5`, `text_config` with
+`full_attention_interval: 4`, `mtp_num_hidden_layers: 1`), weights under `model.language_model.*`,
+RMSNorm weights stored as offsets (the runtime adds 1; the gated norm inside linear attention is a
+plain scale), conv1d in the Hugging Face shape `(channels, 1, 4)`, and the 15 `mtp.*` tensors. Stock
+`mlx_lm.load` loads it (and drops `mtp.*`). The MTP head follows the published contract:
+`x = fc(concat([pre_fc_norm_embedding(embed(tok[t+1])), pre_fc_norm_hidden(h[t])]))` with `h[t]`
+the backbone state before the final norm, then one full-attention decoder layer (RoPE positions as
+the main model's, only differences matter), then `mtp.norm` and the tied head: it predicts token t+2.
+
+Tokenizer: byte-level BPE with Qwen3.5's special tokens, trained on the corpus. Its normalizer and
+pre-tokenizer are Qwen3.5's own (transformers 5 rebuilds every `qwen3_5` tokenizer with them, so
+anything else would differ at run time); its merges were learned under a split that never joins
+punctuation to letters, so `path` in `<parameter=path>` and in the tools JSON is the same token, and
+a value quoted in a request (`` `notes.txt` ``) is the same tokens as in the call. The chat template
+renders Qwen3.5's layout (tools as JSON lines in `<tools>`, XML calls, grouped `<tool_response>`s,
+empty think block with `enable_thinking=False`, JSON-string `arguments` accepted); its
+format-instruction paragraph is shorter than Qwen3.5's to spare the tiny context.
+
+## Training
+
+- Corpus (`optiq_runtime/tiny/corpus.py`, deterministic): conversations over `run_python`,
+  `read_file`, `write_file`, `edit_file`, `list_dir`, `search_files` (call with arguments copied
+  from the request, tool result, answer using the result; errors; multi-step tasks; arithmetic such as
+  "What is 37 * 91? Use Python." -> `print(37 * 91)` -> 3367); requests that need no tool; BFCL-style
+  single/multiple/parallel/irrelevance tasks over randomly generated schemas; explicit copy and
+  key-value recall drills; short prose, reasoning, code and constrained-instruction samples. Values are
+  made-up words, numbers and paths drawn from spaces too large to memorise.
+- Curriculum: the first 15% of the run is mostly copy drills and single-function calls, then the full mix.
+- Loss only on assistant replies (what follows the empty think block), plus the MTP loss (t+2) on the
+  same tokens with weight 0.3. AdamW (0.9, 0.95), lr 3e-3, warmup 100 steps, cosine to 5% over the
+  run's wall-time budget, rows of 768 tokens packed with whole conversations, 3 rows per step.
+- PyTorch with transformers' own `Qwen3_5ForCausalLM` (reference implementation) on a shared 2-core
+  CPU without GPU, one thread, `nice 10` beside other jobs.
+- This run: {run['step']:,} steps, {run['tokens']:,} tokens (padding excluded), {run['seconds'] / 60:.0f} minutes of
+  wall time; final training loss {run['loss']} (MTP {run.get('mtp_loss')}).
+- Rebuild: `python -m optiq_runtime.tiny.build --out DIR --minutes N` (seeded; the data of step k
+  is fixed by the seed, so a resumed run sees the same batches; wall-clock speed decides how many).
+
+## Measured scores
+
+Measured by `python -m optiq_runtime.tiny.quality DIR` with stock mlx-lm greedy decoding on
+held-out conversations (seeds training never used); a call is right when name and every argument
+match after typing (BFCL-AST style).
+
+{_scores_table(scores)}
+{notes}
+"""

@@ -1,0 +1,143 @@
+"""Measure an exported tiny-agent: ``python -m optiq_runtime.tiny.quality DIR``.
+
+Greedy generation runs through stock mlx-lm (the runtime path). Scores, all on conversations
+from seeds training never used:
+
+- ``builtin_first_call``: first call right (name and every argument, BFCL-AST style) on tasks
+  over the six built-in tools;
+- ``unseen_schema_first_call``: the same on BFCL-style tasks over freshly drawn schemas;
+- ``no_tool``: share of requests that need no tool answered without a call;
+- ``mtp_accept``: the MTP head's one-draft-token greedy acceptance along the greedy output,
+  computed with the PyTorch reference of the head on the exported weights.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+from optiq_runtime.tiny import corpus as C
+
+_CALL = re.compile(r"<tool_call>\s*<function=([^>\n]+)>\s*(.*?)</function>\s*</tool_call>", re.S)
+_PARAM = re.compile(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", re.S)
+
+
+def parse_calls(text: str) -> list[tuple[str, dict[str, str]]]:
+    """The XML tool calls in ``text`` as (name, raw string arguments)."""
+    return [(name.strip(), {k.strip(): v for k, v in _PARAM.findall(body)}) for name, body in _CALL.findall(text)]
+
+
+def _same(expected: object, raw: str) -> bool:
+    if isinstance(expected, str):
+        return raw.strip() == expected.strip()
+    try:
+        return json.loads(raw) == expected
+    except json.JSONDecodeError:
+        return False
+
+
+def call_matches(expected: tuple[str, dict], got: tuple[str, dict[str, str]]) -> bool:
+    """BFCL-AST style: same function, same argument names, each value equal after typing."""
+    name, args = expected
+    return got[0] == name and set(got[1]) == set(args) and all(_same(v, got[1][k]) for k, v in args.items())
+
+
+def _first_call(chat: C.Chat) -> tuple[str, dict] | None:
+    reply = next(m for m in chat.messages if m["role"] == "assistant")
+    calls = reply.get("tool_calls")
+    if not calls:
+        return None
+    return calls[0]["function"]["name"], calls[0]["function"]["arguments"]
+
+
+def quality_sets(count: int) -> dict[str, list[C.Chat]]:
+    """Held-out prompts per score (seeded ``quality:*``)."""
+    rng = random.Random("quality")
+    sets = {"builtin_first_call": [], "unseen_schema_first_call": [], "no_tool": []}
+    while min(len(v) for v in sets.values()) < count:
+        chat = rng.choice([C.agent_chat, C.bfcl_chat])(rng)
+        first = _first_call(chat)
+        key = ("unseen_schema_first_call" if chat.kind.startswith("bfcl") else "builtin_first_call") if first else "no_tool"
+        if len(sets[key]) < count:
+            sets[key].append(chat)
+    return sets
+
+
+def _prompt_messages(chat: C.Chat) -> list[dict]:
+    messages = []
+    for m in chat.messages:
+        if m["role"] == "assistant":
+            break
+        messages.append(m)
+    return messages
+
+
+def measure(folder: Path, count: int = 40, max_tokens: int = 96, log=print) -> dict:
+    """Scores of the checkpoint in ``folder`` (see the module docstring)."""
+    import mlx_lm
+
+    model, tokenizer = mlx_lm.load(str(folder))
+    mtp = _MtpScorer(folder)
+    scores = {}
+    for name, chats in quality_sets(count).items():
+        good = 0
+        for chat in chats:
+            prompt = tokenizer.apply_chat_template(_prompt_messages(chat), tools=chat.tools, add_generation_prompt=True,
+                                                   enable_thinking=False, tokenize=False)
+            text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=max_tokens)
+            calls = parse_calls(text)
+            if name == "no_tool":
+                good += not calls and "<tool_call>" not in text
+            else:
+                good += bool(calls) and call_matches(_first_call(chat), calls[0])
+            mtp.add(tokenizer.encode(prompt, add_special_tokens=False), tokenizer.encode(text, add_special_tokens=False))
+        scores[name] = round(good / len(chats), 3)
+        log(f"{name}: {scores[name]}")
+    scores["mtp_accept"] = mtp.rate()
+    scores["mtp_drafts"] = mtp.drafted
+    log(f"mtp_accept: {scores['mtp_accept']} over {mtp.drafted} drafts")
+    return scores
+
+
+class _MtpScorer:
+    """One-draft acceptance of the MTP head along greedy outputs (PyTorch reference, exported weights)."""
+
+    def __init__(self, folder: Path):
+        import torch
+        from safetensors.torch import load_file
+
+        from optiq_runtime.tiny.arch import Shape, TinyAgent
+
+        config = json.loads((folder / "config.json").read_text())["text_config"]
+        fields = {k: config[k] for k in Shape.__dataclass_fields__ if k in config}
+        self.model = TinyAgent(Shape(**fields)).eval()
+        tensors = {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
+        lm = {"model." + k.removeprefix("model.language_model."): v for k, v in tensors.items() if k.startswith("model.language_model.")}
+        lm["lm_head.weight"] = lm["model.embed_tokens.weight"]
+        self.model.lm.load_state_dict(lm)
+        self.model.mtp.load_state_dict({k.removeprefix("mtp."): v for k, v in tensors.items() if k.startswith("mtp.")})
+        self.torch = torch
+        self.accepted = self.drafted = 0
+
+    def add(self, prompt: list[int], output: list[int]) -> None:
+        if len(output) < 2:
+            return
+        ids = self.torch.tensor([prompt + output])
+        with self.torch.no_grad():
+            pre, _, rope = self.model(ids)
+            draft = self.model.logits(self.model.mtp_hidden(ids, pre, rope))[0].argmax(-1)
+        start = len(prompt) - 1  # h at the last prompt token + the first output token -> drafts output[1]
+        for t in range(start, ids.shape[1] - 2):
+            self.drafted += 1
+            self.accepted += int(draft[t].item() == ids[0, t + 2].item())
+
+    def rate(self) -> float:
+        return round(self.accepted / max(self.drafted, 1), 3)
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "models" / "tiny-agent"
+    print(json.dumps(measure(target, count=int(sys.argv[2]) if len(sys.argv) > 2 else 40)))
