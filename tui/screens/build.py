@@ -40,14 +40,14 @@ class BuildScreen(Screen[None]):
             yield Static("", id="build-eta")
 
     def watch_progress(self, progress: ProgressEvent | None) -> None:
-        if progress is None or not self.is_mounted:
-            return
+        if progress is None or not self.children:
+            return  # set before the screen was composed; on_mount shows it
         self.query_one("#build-stage", Static).update(f"{progress.stage}  ({progress.done}/{progress.total})")
         self.query_one("#build-bar", ProgressBar).update(total=max(progress.total, 1), progress=progress.done)
         self.query_one("#build-eta", Static).update(f"elapsed {clock(progress.elapsed_s)}  ·  left {clock(progress.eta_s)}")
 
     def watch_log_line(self, line: str) -> None:
-        if self.is_mounted:
+        if self.children:
             self.query_one("#build-log", Static).update(line)
 
     def on_mount(self) -> None:

@@ -59,6 +59,7 @@ class ChatScreen(Screen[None]):
         self._approval: queue.Queue | None = None
         self._build: BuildScreen | None = None
         self._quitting = False
+        self._build_log = ""
 
     def compose(self) -> ComposeResult:
         yield Transcript(id="transcript")
@@ -98,10 +99,12 @@ class ChatScreen(Screen[None]):
     def on_build_progress(self, message: BuildProgress) -> None:
         if self._build is None:
             self._build = BuildScreen()
+            self._build.log_line = self._build_log
             self.app.push_screen(self._build)
         self._build.progress = message.progress
 
     async def on_build_log(self, message: BuildLog) -> None:
+        self._build_log = message.line
         if self._build is not None:
             self._build.log_line = message.line
         await self.transcript.note(message.line)
