@@ -110,7 +110,7 @@ format-instruction paragraph is shorter than Qwen3.5's to spare the tiny context
 - Curriculum: the first 15% of the run is mostly copy drills and single-function calls, then the full mix.
 - Loss only on assistant replies (what follows the empty think block), plus the MTP loss (t+2) on the
   same tokens with weight 0.3. AdamW (0.9, 0.95), lr 3e-3, warmup 100 steps, cosine to 5% over the
-  run's wall-time budget, rows of 768 tokens packed with whole conversations, 3 rows per step.
+  run's wall-time budget, rows of 1024 tokens packed with whole conversations, 3 rows per step.
 - PyTorch with transformers' own `Qwen3_5ForCausalLM` (reference implementation) on a shared 2-core
   CPU without GPU, one thread, `nice 10` beside other jobs.
 - This run: {run['step']:,} steps, {run['tokens']:,} tokens (padding excluded), {run['seconds'] / 60:.0f} minutes of

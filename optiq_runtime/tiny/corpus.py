@@ -184,8 +184,10 @@ def builtin_tool(rng: random.Random, name: str) -> dict:
 
 
 def builtin_tools(rng: random.Random, needed: list[str]) -> list[dict]:
-    """The built-in tools: often all six in the fixed order, otherwise a shuffled subset with ``needed``."""
+    """The built-in tools: mostly the agent's six verbatim, else reworded, sometimes a shuffled subset."""
     if rng.random() < 0.4:
+        return [dict(t) for t in W.AGENT_TOOLS]
+    if rng.random() < 0.3:
         names = list(BUILTIN_NAMES)
     else:
         others = [n for n in BUILTIN_NAMES if n not in needed]
@@ -244,7 +246,7 @@ def task_read(rng: random.Random) -> list[dict]:
         f"Open {q}.", f"Can you read the file {q}?", f"Print {q}.",
     ])
     if rng.random() < 0.1:
-        err = rng.choice([f"Error: file not found: {path}", f"Error: no such file: {path}"])
+        err = rng.choice([f"Error: file not found: {path}", f"file '{path}' does not exist", f"Error: file '{path}' does not exist"])
         return [user(ask), assistant_calls(call("read_file", path=path)), tool_result(err),
                 assistant(f"The file `{path}` does not exist.")]
     answer = rng.choice([f"`{path}` contains:\n{text}", f"The file says:\n{text}", f"Here it is:\n{text}", text])
@@ -257,7 +259,7 @@ def task_write(rng: random.Random) -> list[dict]:
         f"Write {quote(rng, text)} to {quote(rng, path)}.", f"Create {quote(rng, path)} containing {quote(rng, text)}.",
         f"Save the text {quote(rng, text)} in the file {quote(rng, path)}.", f"Put {quote(rng, text)} into {quote(rng, path)}.",
     ])
-    result = rng.choice([f"Wrote {len(text)} characters to {path}", f"OK: wrote {path}", f"Written {len(text)} bytes to {path}."])
+    result = rng.choice([f"wrote {len(text)} characters to {path}", f"wrote {len(text)} characters to {path}", f"OK: wrote {path}"])
     answer = rng.choice([f"Done. I wrote the text to `{path}`.", f"Saved to `{path}`.", f"`{path}` now contains the text."])
     return [user(ask), assistant_calls(call("write_file", path=path, content=text)), tool_result(result), assistant(answer)]
 
@@ -274,7 +276,7 @@ def task_edit(rng: random.Random) -> list[dict]:
         f"Change {quote(rng, old)} to {quote(rng, new)} in {quote(rng, path)}.",
         f"Edit {quote(rng, path)}: replace {quote(rng, old)} by {quote(rng, new)}.",
     ])
-    result = rng.choice([f"Edited {path}: 1 replacement", f"Replaced 1 occurrence in {path}", f"OK: edited {path}"])
+    result = rng.choice([f"edited {path}: replaced 1 occurrence", f"edited {path}: replaced 1 occurrence", f"OK: edited {path}"])
     answer = rng.choice([f"Done: `{old}` is now `{new}` in `{path}`.", f"I replaced `{old}` with `{new}` in `{path}`."])
     return [user(ask), assistant_calls(call("edit_file", path=path, old=old, new=new)), tool_result(result), assistant(answer)]
 
@@ -300,7 +302,7 @@ def task_search(rng: random.Random) -> list[dict]:
         f"Find {quote(rng, pattern)} in the files in {quote(rng, path)}.",
     ])
     if rng.random() < 0.2:
-        return [user(ask), assistant_calls(call("search_files", pattern=pattern, path=path)), tool_result("No matches."),
+        return [user(ask), assistant_calls(call("search_files", pattern=pattern, path=path)), tool_result(f"no matches for '{pattern}'"),
                 assistant(f"No file under `{path}` mentions `{pattern}`.")]
     result = f"{hit_file}:{line}: {pattern} {sentence(rng)}"
     answer = f"`{pattern}` appears in `{hit_file}` at line {line}."
@@ -313,14 +315,14 @@ def task_multi_step(rng: random.Random) -> list[dict]:
         src, dst, text = file_name(rng), file_name(rng), file_text(rng)
         return [user(f"Copy {quote(rng, src)} to {quote(rng, dst)}."),
                 assistant_calls(call("read_file", path=src)), tool_result(text),
-                assistant_calls(call("write_file", path=dst, content=text)), tool_result(f"Wrote {len(text)} characters to {dst}"),
+                assistant_calls(call("write_file", path=dst, content=text)), tool_result(f"wrote {len(text)} characters to {dst}"),
                 assistant(f"Copied `{src}` to `{dst}`.")]
     if kind == 1:  # compute then save
         expr, value = _arith(rng)
         dst = file_name(rng, "txt")
         return [user(f"Compute {expr} with Python and save the result to {quote(rng, dst)}."),
                 assistant_calls(call("run_python", code=f"print({expr})")), tool_result(str(value)),
-                assistant_calls(call("write_file", path=dst, content=str(value))), tool_result(f"Wrote {len(str(value))} characters to {dst}"),
+                assistant_calls(call("write_file", path=dst, content=str(value))), tool_result(f"wrote {len(str(value))} characters to {dst}"),
                 assistant(f"{expr} = {value}. I saved it to `{dst}`.")]
     if kind == 2:  # search then read
         pattern, hit, text = word(rng), file_name(rng), file_text(rng)

@@ -28,7 +28,7 @@ from optiq_runtime.tiny.template import render
 class TrainConfig:
     seed: int = 0
     seconds: float = 3600.0
-    seq_len: int = 768
+    seq_len: int = 1024
     batch_rows: int = 3
     lr: float = 3e-3
     min_lr_ratio: float = 0.05
