@@ -31,7 +31,7 @@ class StatusBar(Static):
     state: reactive[str] = reactive("loading")
 
     def render(self) -> str:
-        return "  │  ".join(part for part in self.parts() if part)
+        return " │ ".join(part for part in self.parts() if part)
 
     def parts(self) -> list[str]:
         return [self._show_state(), self.model, self.mix, self._show_mtp(), self._show_speed(), self._show_context()]
