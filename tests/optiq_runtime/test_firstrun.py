@@ -1,0 +1,50 @@
+"""First run: the cache home, one build into it, reuse after, rebuild when the base changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from checkpoints import write_random_checkpoint
+
+from optiq_runtime import firstrun
+from optiq_runtime.firstrun import ensure_model, model_name
+from optiq_runtime.home import cache_home
+
+
+def test_cache_home_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPTIQ_HOME", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache_home() == Path.home() / ".cache" / "optiq"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_home() == tmp_path / "xdg" / "optiq"
+    monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
+    assert cache_home() == tmp_path / "home"
+
+
+def test_model_names():
+    assert model_name(None) == "tiny-agent-OptiQ-4bit"
+    assert model_name("Qwen/Qwen3.5-0.8B") == "Qwen3.5-0.8B-OptiQ-4bit"
+    assert model_name("/models/my base/") == "my-base-OptiQ-4bit"
+
+
+def test_builds_once_then_reuses(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256, "high_probe": "estimated"})
+    base = write_random_checkpoint(tmp_path / "base", seed=7)
+    events, lines = [], []
+    folder = ensure_model(base, progress=events.append, log=lines.append)
+    assert folder == tmp_path / "home" / "models" / "base-OptiQ-4bit"
+    assert (folder / "config.json").exists() and (folder / "mtp.safetensors").exists()
+    assert events and events[-1].done == events[-1].total and lines
+    built = (folder / "config.json").stat().st_mtime_ns
+
+    again = []
+    assert ensure_model(base, progress=again.append, log=again.append) == folder
+    assert again == [] and (folder / "config.json").stat().st_mtime_ns == built
+
+    write_random_checkpoint(base, seed=8)  # new weights: the cached build is stale
+    ensure_model(base, log=lines.append, progress=lambda _: None)
+    digest = json.loads((folder / "optiq" / "metadata.json").read_text())["base_digest"]
+    assert (folder / "config.json").stat().st_mtime_ns != built and digest
