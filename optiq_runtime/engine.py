@@ -14,11 +14,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from optiq_runtime.backbone import Backbone, Drafter
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
 from optiq_runtime.sampling import KeyStream, SamplingParams
-from optiq_runtime.backbone import Backbone, Drafter
 from optiq_runtime.speculative import Decoder
 from optiq_runtime.stats import GenerationStats, SpeedGuard, StepTimes
 
@@ -27,6 +31,8 @@ log = logging.getLogger("optiq")
 # Plain steps run first in an MTP run while the engine has too few plain step times (the first is not timed).
 PROBE_STEPS = 4
 MAX_DEPTH = 8
+# Quantized models whose float32 weights fit in this are dequantized on the CPU backend (see Engine.load).
+DEQUANTIZE_LIMIT = 2 << 30
 
 
 @dataclass
@@ -52,6 +58,7 @@ class Engine:
         self.mtp_depth = mtp_depth
         self.mtp_enabled = mtp and head is not None
         self.auto_fallback = True
+        self.dequantized = False  # quantized layers turned into float32 ones at load (CPU backend)
         self.last_stats = GenerationStats()
         self._lock = threading.Lock()
         self._state: HybridCache | None = None
@@ -59,16 +66,33 @@ class Engine:
         self._plain_times = StepTimes()  # plain decode steps, for the speed guard
 
     @classmethod
-    def load(cls, path=None, *, mtp: bool = True, mtp_depth: int = 2) -> "Engine":
-        """Load a model folder (default: the embedded base) and its MTP head when it has one."""
-        from optiq_runtime.load import load_model
+    def load(cls, path=None, *, mtp: bool = True, mtp_depth: int = 2, dequantize: bool | None = None) -> "Engine":
+        """Load a model folder (default: the embedded base) and its MTP head when it has one.
+
+        ``dequantize`` (default: on the CPU backend, for models whose float32 weights stay under
+        ``DEQUANTIZE_LIMIT``) turns quantized layers back into float32 ones holding the same
+        values: MLX's CPU quantized matmul costs about twice a float32 one per token and grows
+        linearly with the tokens of a pass, which would make verifying drafts as dear as decoding them.
+        """
+        from optiq_runtime.load import cpu_backend, load_model
 
         loaded = load_model(path)
-        backbone = Backbone(loaded.model)
-        head = load_mtp_head(loaded.path, backbone.args)
+        head = load_mtp_head(loaded.path, Backbone(loaded.model).args)
         if head is None and mtp:
             log.warning("optiq: %s has no MTP head; decoding without MTP", loaded.path)
-        return cls(loaded.model, loaded.tokenizer, loaded.path, head, mtp=mtp, mtp_depth=mtp_depth)
+        modules = [m for m in (loaded.model, head) if m is not None]
+        if dequantize is None:
+            dequantize = cpu_backend() and sum(float32_nbytes(m) for m in modules) <= DEQUANTIZE_LIMIT
+        dequantize = dequantize and any(_quantized(m) for m in modules)
+        if dequantize:
+            from mlx_lm.utils import dequantize_model
+
+            for module in modules:
+                dequantize_model(module)
+            mx.eval([m.parameters() for m in modules])
+        engine = cls(loaded.model, loaded.tokenizer, loaded.path, head, mtp=mtp, mtp_depth=mtp_depth)
+        engine.dequantized = dequantize
+        return engine
 
     @property
     def mtp_available(self) -> bool:
@@ -208,6 +232,19 @@ class _Mode:
         if reason:
             self.stats.fallback_reason, self.mtp = reason, False
             log.info("optiq: %s", reason)
+
+
+def _quantized(module: nn.Module) -> list[nn.Module]:
+    return [m for _, m in module.named_modules() if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))]
+
+
+def float32_nbytes(module: nn.Module) -> int:
+    """The size of ``module``'s weights once every quantized layer is float32."""
+    elements = sum(v.size for _, v in tree_flatten(module.parameters()))
+    for layer in _quantized(module):
+        extras = [a for a in (layer.scales, getattr(layer, "biases", None)) if a is not None]
+        elements += layer.weight.size * (32 // layer.bits - 1) - sum(a.size for a in extras)
+    return 4 * elements
 
 
 def _clip(tokens: list[int], generated: list[int], max_tokens: int, stop, eos: set[int]) -> tuple[list[int], str]:

@@ -118,6 +118,19 @@ def test_greedy_mtp_matches_plain_on_built_model(built_folder, depth):
     assert engine.generate(PROMPT, max_tokens=40) == tokens
 
 
+def test_cpu_backend_dequantizes_small_quantized_models(built_folder):
+    import mlx.nn as nn
+
+    engine = Engine.load(built_folder)
+    assert engine.dequantized
+    assert not any(isinstance(m, nn.QuantizedLinear) for _, m in engine.model.named_modules())
+    assert not any(isinstance(m, nn.QuantizedLinear) for _, m in engine.head.named_modules())
+    kept = Engine.load(built_folder, dequantize=False)
+    assert not kept.dequantized and any(isinstance(m, nn.QuantizedLinear) for _, m in kept.model.named_modules())
+    # The same weights, so the same greedy tokens.
+    assert engine.generate(PROMPT, max_tokens=24) == kept.generate(PROMPT, max_tokens=24)
+
+
 def test_steps_stream_text_that_decodes_the_tokens(loaded):
     engine = engine_with(loaded, agreeable_head(loaded.model, 0.0), 3)
     steps = list(engine.stream(PROMPT, max_tokens=40))
