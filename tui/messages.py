@@ -17,6 +17,10 @@ class AgentEvent(Message):
         self.event = event
 
 
+class AgentEvents(Message):
+    """Events are waiting in the chat screen's inbox (posted once per batch, not per token)."""
+
+
 class TurnEnded(Message):
     """The worker running a turn has returned; ``error`` is set when the turn raised."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from textual import events
 
 from optiq_runtime.progress import ProgressEvent
 from tests.tui.conftest import SIZE, ask, ready, shown, wait_for
@@ -126,12 +127,15 @@ async def test_typing_works_while_the_model_writes(scripted_app):
     app = scripted_app(["word " * 2000], delay=0.01)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        app.chat.query_one(PromptInput).insert("go")
+        prompt = app.chat.query_one(PromptInput)
+        prompt.insert("go")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.chat.generating)
-        await pilot.press("n", "e", "x", "t")
-        assert app.chat.query_one(PromptInput).text == "next"
-        assert app.chat.generating  # typed while the answer was still being written
+        await wait_for(pilot, lambda: len(app.chat.events) > 20)  # the answer is streaming
+        for typed, key in enumerate("next", 1):
+            # posted straight to the app: Pilot.press would wait for the streaming screen to go idle
+            app.post_message(events.Key(key, key))
+            await wait_for(pilot, lambda: len(prompt.text) == typed, timeout=1.0)
+        assert prompt.text == "next" and app.chat.generating
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.chat.generating)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from optiq_runtime.errors import OptiqError
 from optiq_runtime.progress import ProgressCallback
 from tui.commands import Invocation, parse
 from tui.diff import proposed_diff
-from tui.messages import AgentEvent, AgentReady, BuildLog, BuildProgress, LoadFailed, TurnEnded
+from tui.messages import AgentEvent, AgentEvents, AgentReady, BuildLog, BuildProgress, LoadFailed, TurnEnded
 from tui.screens.approval import ApprovalScreen
 from tui.screens.build import BuildScreen
 from tui.screens.help import HelpScreen
@@ -60,6 +61,11 @@ class ChatScreen(Screen[None]):
         self._build: BuildScreen | None = None
         self._quitting = False
         self._build_log = ""
+        # Events from the turn's worker wait here; one AgentEvents message at a time is in flight,
+        # so a fast model cannot flood the message queue faster than the screen draws.
+        self._inbox: list[Any] = []
+        self._inbox_lock = threading.Lock()
+        self._inbox_posted = False
 
     def compose(self) -> ComposeResult:
         yield Transcript(id="transcript")
@@ -154,20 +160,38 @@ class ChatScreen(Screen[None]):
     def _run_turn(self, text: str) -> None:
         try:
             for event in self.agent.send(text):
-                self.post_message(AgentEvent(event))
+                self._deliver(event)
         except Exception as error:  # a model or tool failure ends the turn, never the app
             self.post_message(TurnEnded(f"{type(error).__name__}: {error}"))
         else:
             self.post_message(TurnEnded())
 
+    def _deliver(self, event: Any) -> None:
+        """Queue an event for the screen (from the worker thread); wake the screen if it is not already woken."""
+        with self._inbox_lock:
+            self._inbox.append(event)
+            if self._inbox_posted:
+                return
+            self._inbox_posted = True
+        self.post_message(AgentEvents())
+
+    async def on_agent_events(self, message: AgentEvents) -> None:
+        with self._inbox_lock:
+            events, self._inbox, self._inbox_posted = self._inbox, [], False
+        await self.show_events(events)
+
     async def on_agent_event(self, message: AgentEvent) -> None:
+        await self.show_events([message.event])
+
+    async def show_events(self, events: list[Any]) -> None:
+        """Record agent events and draw them, consecutive text pieces as one."""
         if self._quitting:
             return  # the rest of an interrupted turn, arriving while the app closes
-        event = message.event
-        self.events.append(event)
-        await self.transcript.show(event)
-        if event.type == "stats":
-            self._show_stats(event)
+        self.events += events
+        for event in merge_text(events):
+            await self.transcript.show(event)
+            if event.type == "stats":
+                self._show_stats(event)
 
     def _show_stats(self, stats: Any) -> None:
         status = self.status
@@ -294,6 +318,18 @@ class ChatScreen(Screen[None]):
     async def _show_markdown(self, text: str) -> None:
         await self.transcript.end_blocks()
         await self.transcript.add(Markdown(text, classes="command-output"))
+
+
+def merge_text(events: list[Any]) -> list[Any]:
+    """The events with each run of text (or of reasoning) pieces joined into one event."""
+    merged: list[Any] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if event.type in ("text", "reasoning") and last is not None and last.type == event.type:
+            merged[-1] = last.model_copy(update={"text": last.text + event.text})
+        else:
+            merged.append(event)
+    return merged
 
 
 def model_metadata(engine: Any) -> dict:
