@@ -364,8 +364,7 @@ def model_markdown(engine: Any) -> str:
         ("method", str(meta.get("method", "—"))),
         ("MTP", f"{mtp} (depth {getattr(engine, 'mtp_depth', '—')})"),
     ]
-    table = "\n".join(f"| {key} | {value} |" for key, value in rows)
-    return f"## Model\n\n| | |\n| --- | --- |\n{table}\n"
+    return "## Model\n\n" + "\n".join(f"- **{key}**: {value}" for key, value in rows) + "\n"
 
 
 def save_session(events: list[Any], path: Path | None = None) -> Path:
