@@ -162,3 +162,31 @@ async def test_first_run_shows_the_build_then_opens_the_chat():
         await wait_for(pilot, lambda: app.chat.query(Note))
         assert "could not be loaded: RuntimeError: no model in this test" in transcript_text(app)
         assert app.chat.query_one(PromptInput).has_focus
+
+
+async def test_a_request_typed_while_the_model_loads_runs_when_it_is_ready(tmp_path):
+    from agent.agent import Agent
+    from tests.tui.scripted import ScriptedEngine
+    from tools.builtin import builtin_tools
+    from tools.registry import Registry
+
+    release = threading.Event()
+    agents = []
+
+    def launch(progress, approve, log):
+        release.wait(10)
+        agents.append(Agent(ScriptedEngine(["Ready now."]), Registry(builtin_tools()), tmp_path, approve=approve))
+        return agents[-1]
+
+    app = OptiqApp(launch)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            app.chat.query_one(PromptInput).insert("early")
+            await pilot.press("enter")
+            assert app.agent is None and "loading" in str(app.chat.query_one(StatusBar).render())
+            release.set()
+            await wait_for(pilot, lambda: any(e.type == "done" for e in app.chat.events))
+            assert app.chat.events[0].text == "early" and app.chat.events[-1].answer == "Ready now."
+    finally:
+        for agent in agents:
+            agent.close()
