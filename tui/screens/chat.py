@@ -6,7 +6,6 @@ posted to this screen as a message, so the UI thread only draws.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from pathlib import Path
@@ -20,10 +19,10 @@ from textual.screen import Screen
 from textual.widgets import Markdown, TextArea
 
 from agent.approval import ApprovalDecision, ApprovalRequest, Approver
-from agent.session import SessionWriter, export_markdown, new_session_path
 from optiq_runtime.errors import OptiqError
 from optiq_runtime.progress import ProgressCallback
 from tui.commands import Invocation, parse
+from tui.describe import model_markdown, model_metadata, save_session, tools_markdown
 from tui.diff import proposed_diff
 from tui.messages import AgentEvent, AgentEvents, AgentReady, BuildLog, BuildProgress, LoadFailed, TurnEnded
 from tui.screens.approval import ApprovalScreen
@@ -330,48 +329,3 @@ def merge_text(events: list[Any]) -> list[Any]:
         else:
             merged.append(event)
     return merged
-
-
-def model_metadata(engine: Any) -> dict:
-    """The built model's ``optiq/metadata.json``, or {} for a model that has none."""
-    file = Path(engine.model_path) / "optiq" / "metadata.json"
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def tools_markdown(registry: Any) -> str:
-    """Every tool with its description, flags and argument schema."""
-    parts = ["## Tools"]
-    for tool in registry:
-        flags = [flag for flag, on in (("asks for approval", tool.side_effects), ("sandboxed", tool.sandboxed)) if on]
-        parts.append(f"### {tool.name}" + (f" ({', '.join(flags)})" if flags else ""))
-        parts.append(tool.description)
-        parts.append("```json\n" + json.dumps(tool.parameters, indent=2) + "\n```")
-    return "\n\n".join(parts)
-
-
-def model_markdown(engine: Any) -> str:
-    """Which model runs, where it came from and how it was quantized."""
-    meta = model_metadata(engine)
-    mtp = "on" if engine.mtp_enabled else ("off" if getattr(engine, "mtp_available", False) else "not available")
-    rows = [
-        ("model", Path(engine.model_path).name),
-        ("folder", str(engine.model_path)),
-        ("built from", meta.get("base", "not built by optiq (loaded as it is)")),
-        ("quantization", quant_mix(meta.get("counts")) or "none"),
-        ("method", str(meta.get("method", "—"))),
-        ("MTP", f"{mtp} (depth {getattr(engine, 'mtp_depth', '—')})"),
-    ]
-    return "## Model\n\n" + "\n".join(f"- **{key}**: {value}" for key, value in rows) + "\n"
-
-
-def save_session(events: list[Any], path: Path | None = None) -> Path:
-    """Write the session's events as a JSONL trace and a Markdown transcript beside it; returns the trace's path."""
-    path = path or new_session_path()
-    with SessionWriter(path) as writer:
-        for event in events:
-            writer.write(event)
-    path.with_suffix(".md").write_text(export_markdown(events), encoding="utf-8")
-    return path
