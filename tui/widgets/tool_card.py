@@ -13,6 +13,8 @@ from textual.reactive import reactive
 from textual.widgets import Collapsible, Static
 
 RESULT_LINES = 40
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+BUSY = ("writing", "called", "running")  # states that show the spinner
 CODE_ARGUMENTS = {("run_python", "code"): "python"}
 
 # state -> (symbol, words); "done" and "failed" add the duration
@@ -61,23 +63,39 @@ class ToolCard(Collapsible):
         self.call_id = ""
         self.seconds: float | None = None
         self.detail = ""  # why it was not run, or the decision on it
+        self._frame = 0
+        self._spinner = None
         self._arguments = Static(Text("(arguments arriving)", style="dim"), classes="arguments")
         self._outcome = Static("", classes="outcome")
+        self._outcome.display = False  # until there is a result or an error to show
         super().__init__(self._arguments, self._outcome, collapsed=False, id=id)
         self.title = self._title_text()
         self.add_class("-writing")
 
     def _title_text(self) -> Content:
         symbol, words = STATES.get(self.state, ("", self.state))
+        if self.state in BUSY:
+            symbol = SPINNER[self._frame % len(SPINNER)]
         if self.state in ("done", "failed") and self.seconds is not None:
             words = f"{words} in {self.seconds:.2f} s"
         if self.detail:
             words = self.detail if self.state == "rejected" else f"{words} · {self.detail}"
         return Content(f"{symbol} {self.tool_name or 'tool call'}  ·  {words}")
 
+    def on_mount(self) -> None:
+        self._spinner = self.set_interval(0.1, self._spin, pause=self.state not in BUSY)
+
+    def _spin(self) -> None:
+        self._frame += 1
+        self._retitle()
+
     def watch_state(self, old: str, new: str) -> None:
         self.remove_class(f"-{old}")
         self.add_class(f"-{new}")
+        if self._spinner is not None and new in BUSY:
+            self._spinner.resume()
+        elif self._spinner is not None:
+            self._spinner.pause()
         self.title = self._title_text()
 
     def _retitle(self) -> None:
@@ -98,13 +116,13 @@ class ToolCard(Collapsible):
     def rejected(self, reason: str, errors: list[str]) -> None:
         self.detail = {"invalid": "invalid arguments", "denied": "denied by you", "repeated": "repeated a failed call"}.get(reason, reason)
         if reason == "invalid":
-            self._outcome.update(Text("\n".join(errors), style="red"))
+            self._show_outcome(Text("\n".join(errors), style="red"))
         self.state = "rejected"
         self._retitle()
 
     def malformed(self, message: str, raw: str) -> None:
         self._arguments.update(Text(raw.strip() or "(empty)", style="dim"))
-        self._outcome.update(Text(message, style="red"))
+        self._show_outcome(Text(message, style="red"))
         self.state = "malformed"
 
     def awaiting_approval(self) -> None:
@@ -120,6 +138,10 @@ class ToolCard(Collapsible):
         self.seconds = seconds
         if self.state == "rejected":
             return  # the refusal already says why; the result text only repeats it to the model
-        self._outcome.update(Text(clip_lines(content) or "(no output)", style="" if ok else "red"))
+        self._show_outcome(Text(clip_lines(content) or "(no output)", style="" if ok else "red"))
         self.state = "done" if ok else "failed"
         self._retitle()
+
+    def _show_outcome(self, text: Text) -> None:
+        self._outcome.update(text)
+        self._outcome.display = True
