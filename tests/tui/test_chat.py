@@ -102,11 +102,14 @@ async def test_escape_interrupts_and_the_partial_answer_stays(scripted_app):
         assert done_count(app) == 2
 
 
-async def test_ctrl_c_interrupts_while_generating(scripted_app):
+async def test_ctrl_c_interrupts_while_generating_and_the_status_shows_live_speed(scripted_app):
     app = scripted_app(["word " * 400], delay=0.01)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "write a lot")
         await wait_for(pilot, lambda: len(app.chat.query(AnswerBlock)) == 1)
+        status = app.chat.query_one(StatusBar)
+        await wait_for(pilot, lambda: "42.5 tok/s" in str(status.render()), timeout=2)
+        assert app.chat.generating and not any(e.type == "stats" for e in app.chat.events)
         await pilot.press("ctrl+c")
         await wait_for(pilot, lambda: done_count(app) == 1)
         assert app.chat.events[-1].stop_reason == "interrupted"

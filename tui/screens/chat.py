@@ -16,6 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Markdown, TextArea
 
 from agent.approval import ApprovalDecision, ApprovalRequest, Approver
@@ -32,6 +33,8 @@ from tui.widgets.command_hints import CommandHints
 from tui.widgets.prompt import PromptInput
 from tui.widgets.status_bar import StatusBar, quant_mix
 from tui.widgets.transcript import Transcript
+
+LIVE_STATS_S = 0.5  # how often the status bar reads the running generation's speed
 
 Launch = Callable[[ProgressCallback, Approver, Callable[[str], None]], Any]
 """``launch(progress, approve, log)`` builds (first run) or loads the model and returns a ready ``Agent``
@@ -60,6 +63,7 @@ class ChatScreen(Screen[None]):
         self._build: BuildScreen | None = None
         self._quitting = False
         self._build_log = ""
+        self._live: Timer | None = None
         # Events from the turn's worker wait here; one AgentEvents message at a time is in flight,
         # so a fast model cannot flood the message queue faster than the screen draws.
         self._inbox: list[Any] = []
@@ -208,6 +212,19 @@ class ChatScreen(Screen[None]):
 
     def watch_generating(self, generating: bool) -> None:
         self.status.state = "generating" if generating else "ready"
+        if generating:
+            self._live = self.set_interval(LIVE_STATS_S, self._show_live_stats)
+        elif self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _show_live_stats(self) -> None:
+        """Speed and acceptance of the generation still running, as the engine counts them."""
+        stats = self.agent.engine.last_stats
+        if stats.decode_tok_s > 0:
+            self.status.tok_s = stats.decode_tok_s
+        if getattr(stats, "mtp_used", False):
+            self.status.acceptance = stats.acceptance
 
     def action_interrupt(self) -> None:
         if self.generating and self.agent is not None:
