@@ -11,11 +11,15 @@ modules as they are.
 
 from __future__ import annotations
 
+from functools import partial
+
 import mlx.core as mx
+import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask, create_ssm_mask
 from mlx_lm.models.cache import ArraysCache, KVCache
+from mlx_lm.models.gated_delta import gated_delta_update, normalize_qk
 
-from optiq_runtime.hybrid_cache import HybridCache
+from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
 
 # Passes of at most this many tokens run compiled (one graph per length and buffer size).
@@ -35,7 +39,9 @@ class Backbone:
         kinds = [layer.is_linear for layer in self.layers]
         self._fa_idx = kinds.index(False) if False in kinds else None
         self._ssm_idx = kinds.index(True) if True in kinds else None
+        self.rollback = "positions"  # or "replay": how a verification's rejected tail is taken back
         self._step = mx.compile(self._step_graph)
+        self._step_positions = mx.compile(partial(self._step_graph, positions=True))
         self._replays = {i: _replay_graph(layer) for i, layer in enumerate(self.layers) if layer.is_linear}
         self.logits = mx.compile(lambda hidden: self.output(self.body.norm(hidden)))
 
@@ -61,37 +67,44 @@ class Backbone:
             h = layer(h, mask=ssm_mask if layer.is_linear else fa_mask, cache=layer_cache)
         return h
 
-    def step(self, tokens: mx.array, cache: HybridCache, record: dict | None = None) -> tuple[mx.array, mx.array]:
+    def step(self, tokens: mx.array, cache: HybridCache, rewind: Rewind | None = None) -> tuple[mx.array, mx.array]:
         """Hidden states and logits for a few ``tokens`` after a prefilled ``cache``, as one graph.
 
-        ``record`` gets each DeltaNet layer's input, for ``HybridCache.rollback``.
+        ``rewind`` gets what ``HybridCache.rewind`` needs to take part of the pass back: the
+        DeltaNet caches after each position (``rollback == "positions"``) or each DeltaNet
+        layer's input, to replay (``"replay"``).
         """
-        if tokens.shape[-1] > MAX_FAST_TOKENS or len(cache) == 0:
-            hidden = self.forward(tokens[None], cache, record)
-            return hidden, self.logits(hidden)
-        count = tokens.shape[-1]
+        if rewind is not None:
+            rewind.fed = tokens.shape[-1]
         linear = [tuple(cache.main[i].cache) for i in cache.linear_ids]
         kv_caches = [cache.main[i] for i in cache.kv_ids]
-        offset = len(cache)
+        if tokens.shape[-1] > MAX_FAST_TOKENS or any(c.keys is None for c in kv_caches) or any(a is None for a in sum(linear, ())):
+            hidden = self.forward(tokens[None], cache, None if rewind is None else rewind.inputs)
+            return hidden, self.logits(hidden)
+        count = tokens.shape[-1]
+        offset = kv_caches[0].offset if kv_caches else 0
         kv = [reserve(c, offset + count) for c in kv_caches]
-        hidden, logits, linear, kv, inputs = self._step(tokens[None], linear, kv, mx.array(offset))
+        positions = rewind is not None and self.rollback == "positions" and count > 1
+        graph = self._step_positions if positions else self._step
+        hidden, logits, linear, kv, recorded = graph(tokens[None], linear, kv, mx.array(offset))
         for i, arrays in zip(cache.linear_ids, linear):
-            cache.main[i].cache = list(arrays)
+            cache.main[i].cache = list(arrays[-1] if positions else arrays)
         for c, (keys, values) in zip(kv_caches, kv):
             c.keys, c.values, c.offset = keys, values, offset + count
-        if record is not None:
-            record.update(zip(cache.linear_ids, inputs))
+        if rewind is not None:
+            (rewind.positions if positions else rewind.inputs).update(zip(cache.linear_ids, linear if positions else recorded))
         return hidden, logits
 
-    def _step_graph(self, tokens, linear, kv, offset):
+    def _step_graph(self, tokens, linear, kv, offset, *, positions: bool = False):
         h = self.embed(tokens)
         linear_out, kv_out, inputs = [], [], []
         linear_in, kv_in = iter(linear), iter(kv)
         for layer in self.layers:
             if layer.is_linear:
                 inputs.append(h)
-                h, conv, state = _linear_layer(layer, h, *next(linear_in))
-                linear_out.append((conv, state))
+                run = _linear_layer_positions if positions else _linear_layer
+                h, arrays = run(layer, h, *next(linear_in))
+                linear_out.append(arrays)
             else:
                 h, keys, values = attention_layer(layer, h, *next(kv_in), offset)
                 kv_out.append((keys, values))
@@ -143,7 +156,46 @@ def _linear_layer(layer, x, conv, state):
     """mlx-lm's Gated DeltaNet decoder layer as a pure function of its cache arrays."""
     cache = ArraysCache(size=2)
     cache[0], cache[1] = conv, state
-    return layer(x, mask=None, cache=cache), cache[0], cache[1]
+    return layer(x, mask=None, cache=cache), (cache[0], cache[1])
+
+
+def _linear_layer_positions(layer, x, conv, state):
+    """The Gated DeltaNet decoder layer with its cache after every position: ``(out, [(conv, state)] * S)``.
+
+    The computation of mlx-lm's ``GatedDeltaNet.__call__`` (its modules and weights; no mask,
+    no batch padding), with the recurrence stepped one token at a time to keep each state.
+    """
+    attn = layer.linear_attn
+    inputs = layer.input_layernorm(x)
+    batch, length, _ = inputs.shape
+    qkv = attn.in_proj_qkv(inputs)
+    z = attn.in_proj_z(inputs).reshape(batch, length, attn.num_v_heads, attn.head_v_dim)
+    b, a = attn.in_proj_b(inputs), attn.in_proj_a(inputs)
+    window = mx.concatenate([conv, qkv], axis=1)
+    kept = attn.conv_kernel_size - 1
+    convs = [window[:, t + 1:t + 1 + kept] for t in range(length)]
+    mixed = nn.silu(attn.conv1d(window))
+    q, k, v = (
+        part.reshape(batch, length, heads, dim)
+        for part, heads, dim in zip(
+            mx.split(mixed, [attn.key_dim, 2 * attn.key_dim], -1),
+            (attn.num_k_heads, attn.num_k_heads, attn.num_v_heads),
+            (attn.head_k_dim, attn.head_k_dim, attn.head_v_dim),
+        )
+    )
+    q, k = normalize_qk(q, k, inv_scale=attn.head_k_dim**-0.5, eps=1e-6)
+    outs, states = [], []
+    for t in range(length):
+        step = slice(t, t + 1)
+        y, state = gated_delta_update(
+            q[:, step], k[:, step], v[:, step], a[:, step], b[:, step], attn.A_log, attn.dt_bias, state,
+            None, use_kernel=not attn.training,
+        )
+        outs.append(y)
+        states.append(state)
+    out = attn.out_proj(attn.norm(mx.concatenate(outs, axis=1), z).reshape(batch, length, -1))
+    h = x + out
+    return h + layer.mlp(layer.post_attention_layernorm(h)), list(zip(convs, states))
 
 
 def attention_layer(layer, x, keys, values, offset):

@@ -9,7 +9,7 @@ backbone hidden states it has not yet consumed (``tail``) belong to the same sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlx.core as mx
 from mlx_lm.models.cache import ArraysCache, KVCache
@@ -26,6 +26,16 @@ class Snapshot:
     linear: tuple[tuple[mx.array | None, ...], ...]
     mtp_offset: int
     tail: mx.array | None
+
+
+@dataclass
+class Rewind:
+    """What a pass over several tokens records so that part of it can be taken back."""
+
+    before: tuple  # ``linear_state()`` before the pass
+    fed: int = 0
+    positions: dict[int, list[tuple]] = field(default_factory=dict)  # DeltaNet layer -> its cache after each position
+    inputs: dict[int, mx.array] = field(default_factory=dict)  # or DeltaNet layer -> its input, to replay
 
 
 class HybridCache:
@@ -70,21 +80,24 @@ class HybridCache:
         tail, self.tail = self.tail, None
         return tail
 
-    def rollback(self, before, layer_inputs: dict[int, mx.array], fed: int, keep: int, replay) -> None:
-        """Keep the first ``keep`` of the ``fed`` tokens of the last forward pass.
+    def rewind(self, rewind: "Rewind", keep: int, replay) -> None:
+        """Keep the first ``keep`` of the ``rewind.fed`` tokens of the last pass; attention caches are trimmed.
 
-        ``before`` is ``linear_state()`` from before that pass and ``layer_inputs`` each DeltaNet
-        layer's input during it: ``replay(index, inputs, cache)`` re-runs a layer's recurrence over
-        the kept tokens only, from the state before the pass, while attention caches are trimmed.
+        DeltaNet layers take their cache after position ``keep`` from ``rewind.positions``, or,
+        when the pass recorded ``rewind.inputs`` instead, go back to ``rewind.before`` and
+        ``replay(index, inputs, cache)`` their recurrence over the kept tokens.
         """
-        if keep == fed:
+        if keep == rewind.fed:
             return
-        self._trim_kv(fed - keep)
-        self._set_linear(before)
-        if keep:
+        self._trim_kv(rewind.fed - keep)
+        del self.tokens[len(self.tokens) - (rewind.fed - keep):]
+        if rewind.positions:
             for i in self.linear_ids:
-                replay(i, layer_inputs[i][:, :keep], self.main[i])
-        del self.tokens[len(self.tokens) - (fed - keep):]
+                self.main[i].cache = list(rewind.positions[i][keep - 1])
+            return
+        self._set_linear(rewind.before)
+        for i in self.linear_ids:
+            replay(i, rewind.inputs[i][:, :keep], self.main[i])
 
     def _trim_kv(self, count: int) -> None:
         for i in self.kv_ids:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 from optiq_runtime.backbone import Backbone, Drafter
-from optiq_runtime.hybrid_cache import HybridCache
+from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.sampling import KeyStream, SamplingParams, draw, pick, probabilities
 
 PREFILL_CHUNK = 512
@@ -55,9 +55,7 @@ class Proposal:
     accepted: int
     drafted: int
     _decoder: "Decoder"
-    _fed: list[int]
-    _before: tuple
-    _record: dict
+    _rewind: Rewind
     _hidden: mx.array
     _mtp_base: int
 
@@ -129,9 +127,8 @@ class Decoder:
         self.cancel_ahead()
         drafts, draft_probs, mtp_base = self._draft(last, depth)
         fed = mx.concatenate([mx.array([last]), *drafts])
-        before = self.cache.linear_state()
-        record: dict[int, mx.array] = {}
-        hidden, logits = self.backbone.step(fed, self.cache, record)
+        rewind = Rewind(self.cache.linear_state())
+        hidden, logits = self.backbone.step(fed, self.cache, rewind)
         logits = logits[0]
         if self.params.greedy:
             targets = mx.argmax(logits, axis=-1)
@@ -149,7 +146,7 @@ class Decoder:
             accepted = flags.index(False)
             tokens = fed_ids[1:accepted + 1] + [candidates.tolist()[accepted]]
         self.cache.tokens.extend(fed_ids)
-        return Proposal(tokens, accepted, depth, self, fed_ids, before, record, hidden, mtp_base)
+        return Proposal(tokens, accepted, depth, self, rewind, hidden, mtp_base)
 
     def _draft(self, last: int, depth: int) -> tuple[list[mx.array], list[mx.array], int]:
         """Catch the MTP head up on the hidden states it has not seen, then draft ``depth`` tokens (lazy)."""
@@ -171,6 +168,6 @@ class Decoder:
     def _commit(self, proposal: Proposal, count: int) -> None:
         """Keep the caches for the first ``count`` emitted tokens (``count`` fed tokens)."""
         cache = self.cache
-        cache.rollback(proposal._before, proposal._record, len(proposal._fed), count, self.backbone.replay)
+        cache.rewind(proposal._rewind, count, self.backbone.replay)
         cache.mtp.trim(cache.mtp.offset - proposal._mtp_base)
         cache.append_tail(proposal._hidden[:, :count])

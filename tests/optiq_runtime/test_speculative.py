@@ -8,6 +8,7 @@ from checkpoints import write_random_checkpoint
 
 from optiq_runtime.load import load_model
 from optiq_runtime.backbone import Backbone
+from optiq_runtime.hybrid_cache import Rewind
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +28,18 @@ def states(cache):
     return [mx.array(a) for arrays in cache.linear_state() for a in arrays]
 
 
-@pytest.mark.parametrize("keep", [1, 2, 3])
-def test_rollback_equals_feeding_only_the_kept_tokens(backbone, keep):
+@pytest.mark.parametrize("rollback", ["positions", "replay"])
+@pytest.mark.parametrize("keep", [1, 2, 3, 4])
+def test_rewind_equals_feeding_only_the_kept_tokens(backbone, keep, rollback):
     prompt, block = [1, 17, 33, 48, 60, 71], [90, 91, 92, 93]
+    backbone.rollback = rollback
     cache = backbone.new_cache(with_mtp=False)
     feed(backbone, cache, prompt)
-    before, record = cache.linear_state(), {}
-    feed(backbone, cache, block, record)
-    cache.rollback(before, record, len(block), keep, backbone.replay)
+    rewind = Rewind(cache.linear_state())
+    hidden, _ = backbone.step(mx.array(block), cache, rewind)
+    cache.tokens.extend(block)
+    mx.eval(hidden)
+    cache.rewind(rewind, keep, backbone.replay)
 
     reference = backbone.new_cache(with_mtp=False)
     feed(backbone, reference, prompt)
@@ -47,6 +52,17 @@ def test_rollback_equals_feeding_only_the_kept_tokens(backbone, keep):
     after = feed(backbone, cache, [7])
     expected = feed(backbone, reference, [7])
     assert mx.allclose(after, expected, atol=1e-4).item()
+
+
+def test_verification_outputs_match_one_token_steps(backbone):
+    """The per-position graph computes what mlx-lm's layers compute token by token."""
+    backbone.rollback = "positions"
+    cache, reference = backbone.new_cache(with_mtp=False), backbone.new_cache(with_mtp=False)
+    for c in (cache, reference):
+        feed(backbone, c, [1, 2, 3, 4])
+    hidden, logits = backbone.step(mx.array([5, 6, 7]), cache, Rewind(cache.linear_state()))
+    singles = [backbone.step(mx.array([t]), reference)[1] for t in (5, 6, 7)]
+    assert mx.allclose(logits, mx.concatenate(singles, axis=1), atol=1e-4).item()
 
 
 def test_snapshot_restore_returns_to_the_prompt_end(backbone):
