@@ -131,6 +131,20 @@ def test_cpu_backend_dequantizes_small_quantized_models(built_folder):
     assert engine.generate(PROMPT, max_tokens=24) == kept.generate(PROMPT, max_tokens=24)
 
 
+def test_long_prompt_and_growing_kv_buffers(loaded, monkeypatch):
+    """A prompt prefilled in chunks, then decoding across KV buffer growth (256 -> 512 -> 1024 positions)."""
+    import optiq_runtime.speculative as speculative
+
+    monkeypatch.setattr(speculative, "PREFILL_CHUNK", 128)
+    prompt = (PROMPT * 20)[:500]
+    engine = engine_with(loaded, agreeable_head(loaded.model, 0.0), 3)
+    tokens = engine.generate(prompt, max_tokens=40)
+    assert tokens == plain_tokens(loaded, prompt, max_tokens=40)
+    longer = prompt + tokens + PROMPT
+    assert engine.generate(longer, max_tokens=40) == plain_tokens(loaded, longer, max_tokens=40)
+    assert engine.last_stats.reused_prompt_tokens == len(prompt) + len(tokens) - 1
+
+
 def test_steps_stream_text_that_decodes_the_tokens(loaded):
     engine = engine_with(loaded, agreeable_head(loaded.model, 0.0), 3)
     steps = list(engine.stream(PROMPT, max_tokens=40))
