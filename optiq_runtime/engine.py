@@ -138,10 +138,10 @@ class Engine:
             suffix = prompt[stats.reused_prompt_tokens:]
             first = decoder.prefill(suffix) if suffix else decoder.next_from_tail()
             self._prompt_snapshot = state.snapshot()
-            decode_start = time.perf_counter()
+            decode_start, cpu_start = time.perf_counter(), time.process_time()
             stats.prefill_s = decode_start - started
             for step in self._decode(decoder, first, max_tokens, stop, should_stop, stats):
-                stats.decode_s = time.perf_counter() - decode_start
+                stats.decode_s, stats.decode_cpu_s = time.perf_counter() - decode_start, time.process_time() - cpu_start
                 yield step
         except GeneratorExit:
             stats.finish_reason = stats.finish_reason or "closed"
@@ -151,7 +151,7 @@ class Engine:
             raise
         finally:
             decoder.cancel_ahead()
-        stats.decode_s = time.perf_counter() - decode_start
+        stats.decode_s, stats.decode_cpu_s = time.perf_counter() - decode_start, time.process_time() - cpu_start
 
     def _cache_for(self, prompt: list[int]) -> tuple[HybridCache, int]:
         """A cache holding the longest reusable prefix of ``prompt``, and that prefix's length."""

@@ -16,6 +16,7 @@ class GenerationStats:
     tokens: int = 0
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    decode_cpu_s: float = 0.0  # CPU time of this process while decoding: steadier than wall time on a shared machine
     decode_tokens: int = 0  # tokens after the first (which the prefill produces)
     depth: int = 0
     drafted: list[int] = field(default_factory=list)  # per draft position
@@ -33,6 +34,10 @@ class GenerationStats:
     @property
     def decode_tok_s(self) -> float:
         return self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def decode_cpu_tok_s(self) -> float:
+        return self.decode_tokens / self.decode_cpu_s if self.decode_cpu_s > 0 else 0.0
 
     @property
     def acceptance(self) -> float:
@@ -57,7 +62,7 @@ class GenerationStats:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for name in ("prefill_tok_s", "decode_tok_s", "acceptance", "acceptance_per_position", "tokens_per_step"):
+        for name in ("prefill_tok_s", "decode_tok_s", "decode_cpu_tok_s", "acceptance", "acceptance_per_position", "tokens_per_step"):
             data[name] = getattr(self, name)
         return data
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 HELP = "Benchmarks: decode speed with and without MTP."
@@ -78,11 +79,13 @@ def measure_decode(engine, prompts: list[str], tokens: int, repeat: int) -> "Dec
     for round_ in range(repeat):
         for index, prompt in enumerate(encoded):
             order = (False, True) if (round_ + index) % 2 == 0 else (True, False)
-            outputs = {}
+            outputs, stats = {}, {}
             for mtp in order:
                 outputs[mtp] = _generate(engine, prompt, tokens, mtp)
+                stats[mtp] = engine.last_stats
                 result.add(engine.last_stats)
             result.identical = result.identical and outputs[False] == outputs[True]
+            result.add_pair(stats[False], stats[True])
     return result
 
 
@@ -94,7 +97,11 @@ def _generate(engine, prompt: list[int], tokens: int, mtp: bool) -> list[int]:
 
 @dataclass
 class DecodeResult:
-    """Decode totals of each mode over one benchmark run."""
+    """Decode totals of each mode over one benchmark run.
+
+    ``speedup`` is the median over back-to-back plain/MTP pairs of their speed ratio: a load
+    spike from another process then spoils one pair, not the result.
+    """
 
     depth: int
     tokens: int
@@ -107,6 +114,8 @@ class DecodeResult:
     drafted: list[int] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
+    pair_speedups: list[float] = field(default_factory=list)
+    pair_cpu_speedups: list[float] = field(default_factory=list)
     identical: bool = True
 
     def add(self, stats) -> None:
@@ -122,6 +131,15 @@ class DecodeResult:
         if stats.fallback_reason:
             self.fallbacks.append(stats.fallback_reason)
 
+    def add_pair(self, plain, mtp) -> None:
+        if plain.decode_tok_s > 0 and plain.decode_cpu_tok_s > 0:
+            self.pair_speedups.append(mtp.decode_tok_s / plain.decode_tok_s)
+            self.pair_cpu_speedups.append(mtp.decode_cpu_tok_s / plain.decode_cpu_tok_s)
+
+    @property
+    def cpu_speedup(self) -> float:
+        return statistics.median(self.pair_cpu_speedups) if self.pair_cpu_speedups else 0.0
+
     @property
     def plain_tok_s(self) -> float:
         return self.plain_tokens / self.plain_s if self.plain_s else 0.0
@@ -132,7 +150,7 @@ class DecodeResult:
 
     @property
     def speedup(self) -> float:
-        return self.mtp_tok_s / self.plain_tok_s if self.plain_tok_s else 0.0
+        return statistics.median(self.pair_speedups) if self.pair_speedups else 0.0
 
     @property
     def acceptance(self) -> list[float]:
@@ -147,6 +165,8 @@ class DecodeResult:
             "plain_tok_s": round(self.plain_tok_s, 2),
             "mtp_tok_s": round(self.mtp_tok_s, 2),
             "speedup": round(self.speedup, 3),
+            "speedup_pairs": [round(r, 3) for r in self.pair_speedups],
+            "cpu_time_speedup": round(self.cpu_speedup, 3),
             "acceptance": [round(a, 3) for a in self.acceptance],
             "identical": self.identical,
             "depth": self.depth,
@@ -161,7 +181,9 @@ class DecodeResult:
         lines = [
             f"plain  {self.plain_tok_s:8.1f} tok/s",
             f"MTP    {self.mtp_tok_s:8.1f} tok/s  (depth {self.depth}, {self.tokens_per_step:.2f} tokens per verification)",
-            f"speedup {self.speedup:.2f}x",
+            f"speedup {self.speedup:.2f}x  (median of {len(self.pair_speedups)} back-to-back pairs; "
+            f"range {min(self.pair_speedups, default=0):.2f}-{max(self.pair_speedups, default=0):.2f})",
+            f"speedup in CPU time {self.cpu_speedup:.2f}x  (steadier when other processes share the CPU)",
             f"acceptance per draft position  {acceptance}",
             f"greedy outputs identical: {'yes' if self.identical else 'NO'}",
         ]
