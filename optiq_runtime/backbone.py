@@ -132,7 +132,15 @@ class Drafter:
 
     def __init__(self, head: MTPHead, backbone: Backbone):
         self.head, self.backbone = head, backbone
+        # Drafts past the first feed the head its own output in place of h_t. The head is
+        # trained on the backbone's pre-norm states only, so its pre-norm output is the
+        # analogue; True feeds the normed output instead (as vLLM's Qwen3-Next MTP does).
+        self.chain_normed = False
         self._pass = mx.compile(self._pass_graph)
+
+    def chain(self, out: mx.array) -> mx.array:
+        """The hidden state the next draft pass takes after this output."""
+        return self.head.norm(out) if self.chain_normed else out
 
     def __call__(self, tokens: mx.array, hidden: mx.array, cache: KVCache) -> tuple[mx.array, mx.array]:
         """The head's outputs (before its norm) and logits for ``tokens`` following the positions of ``hidden``."""

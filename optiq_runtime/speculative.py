@@ -162,7 +162,7 @@ class Decoder:
             drafts.append(token)
             probs.append(prob)
             if step + 1 < depth:
-                out, logits = drafter(token, out[:, -1:], cache.mtp)
+                out, logits = drafter(token, drafter.chain(out[:, -1:]), cache.mtp)
         return drafts, [p[0] for p in probs if p is not None], mtp_base
 
     def _commit(self, proposal: Proposal, count: int) -> None:
