@@ -16,6 +16,7 @@ from mlx_lm.models.cache import ArraysCache, KVCache
 
 # Hidden states kept for the MTP head while it is off; beyond this it loses older context.
 MAX_TAIL = 4096
+MAX_TAIL_CHUNKS = 256
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Snapshot:
     tokens: tuple[int, ...]
     linear: tuple[tuple[mx.array | None, ...], ...]
     mtp_offset: int
-    tail: mx.array | None
+    tail: tuple[mx.array, ...]
 
 
 @dataclass
@@ -48,7 +49,9 @@ class HybridCache:
         self.main = [ArraysCache(size=2) if layer.is_linear else KVCache() for layer in layers]
         self.mtp = KVCache() if with_mtp else None
         self.tokens: list[int] = []
-        self.tail: mx.array | None = None  # hidden states of the last positions, not yet paired for the MTP head
+        # Hidden states ``[1, n, D]`` of the last positions, not yet paired for the MTP head, in
+        # chunks as they were computed: joined only when the head takes them.
+        self.tail: list[mx.array] = []
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -57,7 +60,7 @@ class HybridCache:
         return tuple(tuple(self.main[i].cache) for i in self.linear_ids)
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(tuple(self.tokens), self.linear_state(), self.mtp_offset, self.tail)
+        return Snapshot(tuple(self.tokens), self.linear_state(), self.mtp_offset, tuple(self.tail))
 
     @property
     def mtp_offset(self) -> int:
@@ -70,15 +73,21 @@ class HybridCache:
         if self.mtp is not None:
             self.mtp.trim(self.mtp.offset - snap.mtp_offset)
         self.tokens = list(snap.tokens)
-        self.tail = snap.tail
+        self.tail = list(snap.tail)
 
     def append_tail(self, hidden: mx.array) -> None:
-        tail = hidden if self.tail is None else mx.concatenate([self.tail, hidden], axis=1)
-        self.tail = tail[:, -MAX_TAIL:] if tail.shape[1] > MAX_TAIL else tail
+        self.tail.append(hidden)
+        if len(self.tail) > MAX_TAIL_CHUNKS:
+            self.tail = [self.take_tail()[:, -MAX_TAIL:]]
 
-    def take_tail(self) -> mx.array | None:
-        tail, self.tail = self.tail, None
-        return tail
+    def take_tail(self) -> mx.array:
+        """The tail as one array (it leaves the cache)."""
+        tail, self.tail = self.tail, []
+        return tail[0] if len(tail) == 1 else mx.concatenate(tail, axis=1)
+
+    def last_hidden(self) -> mx.array:
+        """The hidden state ``[1, D]`` of the last position fed."""
+        return self.tail[-1][:, -1]
 
     def rewind(self, rewind: "Rewind", keep: int, replay) -> None:
         """Keep the first ``keep`` of the ``rewind.fed`` tokens of the last pass; attention caches are trimmed.
@@ -98,6 +107,11 @@ class HybridCache:
         self._set_linear(rewind.before)
         for i in self.linear_ids:
             replay(i, rewind.inputs[i][:, :keep], self.main[i])
+
+    def unfeed(self, count: int, linear) -> None:
+        """Take back ``count`` positions fed beyond ``tokens`` (and not in the tail), given the DeltaNet state before them."""
+        self._trim_kv(count)
+        self._set_linear(linear)
 
     def _trim_kv(self, count: int) -> None:
         for i in self.kv_ids:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mlx.core as mx
+
 from optiq_runtime.backbone import Backbone, Drafter
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.sampling import KeyStream, SamplingParams, draw, pick, probabilities
@@ -63,13 +64,23 @@ class Proposal:
         self._decoder._commit(self, count)
 
 
+@dataclass
+class _Ahead:
+    """A plain step started before its token was asked for: ``token`` is fed, ``next`` follows it."""
+
+    token: int
+    next: mx.array
+    hidden: mx.array
+    linear_before: tuple
+
+
 class Decoder:
     """Token steps for one generation over a ``HybridCache`` (plain or MTP)."""
 
     def __init__(self, backbone: Backbone, drafter: Drafter | None, cache: HybridCache, params: SamplingParams, keys: KeyStream):
         self.backbone, self.drafter, self.cache = backbone, drafter, cache
         self.params, self.keys = params, keys
-        self._ahead: tuple[int, mx.array, object] | None = None  # (token fed, its lazy next token, undo)
+        self._ahead: _Ahead | None = None
 
     def _pick(self, logits: mx.array) -> tuple[mx.array, mx.array | None]:
         return pick(logits, self.params, None if self.params.greedy else self.keys.next())
@@ -86,40 +97,36 @@ class Decoder:
 
     def next_from_tail(self) -> int:
         """The token that follows the sequence, from the last hidden state."""
-        token, _ = self._pick(self.backbone.logits(self.cache.tail[:, -1]))
+        token, _ = self._pick(self.backbone.logits(self.cache.last_hidden()))
         return token.item()
 
     # plain decoding -------------------------------------------------------------
     def plain_step(self, last: int) -> int:
         """Feed ``last`` and return the next token; the following step is started ahead (cancel with ``cancel_ahead``)."""
-        if self._ahead is not None and self._ahead[0] == last:
-            nxt = self._ahead[1]
-            self.cache.tokens.append(last)
+        if self._ahead is not None and self._ahead.token == last:
+            nxt, hidden = self._ahead.next, self._ahead.hidden
+            self._ahead = None
         else:
             self.cancel_ahead()
-            nxt = self._plain_forward(mx.array([last]))
-            self.cache.tokens.append(last)
-        undo = (self.cache.linear_state(), self.cache.tail)
-        after = self._plain_forward(nxt)
-        mx.async_eval(after)
-        token = nxt.item()
-        self._ahead = (token, after, undo)
-        return token
-
-    def _plain_forward(self, token: mx.array) -> mx.array:
-        hidden, logits = self.backbone.step(token.reshape(1), self.cache)
+            nxt, hidden = self._plain_forward(mx.array([last]))
         self.cache.append_tail(hidden)
-        return self._pick(logits[:, -1])[0]
+        self.cache.tokens.append(last)
+        before = self.cache.linear_state()
+        after, after_hidden = self._plain_forward(nxt)
+        mx.async_eval(after)
+        self._ahead = _Ahead(nxt.item(), after, after_hidden, before)
+        return self._ahead.token
+
+    def _plain_forward(self, token: mx.array) -> tuple[mx.array, mx.array]:
+        """The next token (lazy) after ``token`` and its hidden state; feeds the caches but not the tail."""
+        hidden, logits = self.backbone.step(token.reshape(1), self.cache)
+        return self._pick(logits[:, -1])[0], hidden
 
     def cancel_ahead(self) -> None:
         """Undo the step started ahead, so the caches hold exactly ``cache.tokens``."""
-        if self._ahead is None:
-            return
-        _, _, (linear, tail) = self._ahead
-        self._ahead = None
-        self.cache._set_linear(linear)
-        self.cache._trim_kv(1)
-        self.cache.tail = tail
+        if self._ahead is not None:
+            self.cache.unfeed(1, self._ahead.linear_before)
+            self._ahead = None
 
     # MTP rounds -------------------------------------------------------------------
     def mtp_round(self, last: int, depth: int) -> Proposal:
@@ -129,24 +136,24 @@ class Decoder:
         fed = mx.concatenate([mx.array([last]), *drafts])
         rewind = Rewind(self.cache.linear_state())
         hidden, logits = self.backbone.step(fed, self.cache, rewind)
-        logits = logits[0]
+        fed_ids, accepted, following = self._verdict(fed, logits[0], draft_probs)
+        self.cache.tokens.extend(fed_ids)
+        tokens = fed_ids[1:accepted + 1] + [following]
+        return Proposal(tokens, accepted, depth, self, rewind, hidden, mtp_base)
+
+    def _verdict(self, fed: mx.array, logits: mx.array, draft_probs: list[mx.array]) -> tuple[list[int], int, int]:
+        """The fed token ids, how many drafts are accepted, and the main model's token after them."""
         if self.params.greedy:
             targets = mx.argmax(logits, axis=-1)
             mx.eval(fed, targets)
             fed_ids, target_ids = fed.tolist(), targets.tolist()
             accepted = accepted_prefix(fed_ids[1:], target_ids)
-            tokens = fed_ids[1:accepted + 1] + [target_ids[accepted]]
-        else:
-            accept, candidates = rejection_sample(
-                fed[1:], mx.stack(draft_probs), probabilities(logits, self.params), self.keys
-            )
-            mx.eval(fed, accept, candidates)
-            fed_ids = fed.tolist()
-            flags = accept.tolist() + [False]
-            accepted = flags.index(False)
-            tokens = fed_ids[1:accepted + 1] + [candidates.tolist()[accepted]]
-        self.cache.tokens.extend(fed_ids)
-        return Proposal(tokens, accepted, depth, self, rewind, hidden, mtp_base)
+            return fed_ids, accepted, target_ids[accepted]
+        target_probs = probabilities(logits, self.params)
+        accept, candidates = rejection_sample(fed[1:], mx.stack(draft_probs), target_probs, self.keys)
+        mx.eval(fed, accept, candidates)
+        accepted = (accept.tolist() + [False]).index(False)
+        return fed.tolist(), accepted, candidates.tolist()[accepted]
 
     def _draft(self, last: int, depth: int) -> tuple[list[mx.array], list[mx.array], int]:
         """Catch the MTP head up on the hidden states it has not seen, then draft ``depth`` tokens (lazy)."""
