@@ -1,7 +1,8 @@
 """The chat: transcript, prompt and status bar over one agent, with slash commands and approvals.
 
-The agent runs in thread workers (loading the model, one turn at a time); every event it yields is
-posted to this screen as a message, so the UI thread only draws.
+The agent runs in thread workers (loading the model, one turn at a time). The events a turn yields
+wait in an inbox; one message at a time wakes the screen to draw all that arrived, so the UI thread
+only draws and keeps up with any decoding speed.
 """
 
 from __future__ import annotations
