@@ -18,6 +18,7 @@ import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask, create_ssm_mask
 from mlx_lm.models.cache import ArraysCache, KVCache
 from mlx_lm.models.gated_delta import gated_delta_update, normalize_qk
+from mlx_lm.models.qwen3_5 import TextModelArgs
 
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
@@ -27,12 +28,17 @@ MAX_FAST_TOKENS = 16
 MIN_CAPACITY = 256
 
 
+def text_args(model) -> TextModelArgs:
+    """The text model's arguments of an mlx-lm Qwen3.5 model (the multimodal wrapper or the text model)."""
+    return getattr(model, "language_model", model).args
+
+
 class Backbone:
     """An mlx-lm Qwen3.5 model run layer by layer, exposing hidden states before the final norm."""
 
     def __init__(self, model):
         text = getattr(model, "language_model", model)
-        self.args = text.args
+        self.args = text_args(model)
         self.body = text.model
         self.lm_head = None if self.args.tie_word_embeddings else text.lm_head
         self.layers = list(self.body.layers)

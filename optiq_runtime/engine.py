@@ -18,7 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from optiq_runtime.backbone import Backbone, Drafter
+from optiq_runtime.backbone import Backbone, Drafter, text_args
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
@@ -74,24 +74,15 @@ class Engine:
         values: MLX's CPU quantized matmul costs about twice a float32 one per token and grows
         linearly with the tokens of a pass, which would make verifying drafts as dear as decoding them.
         """
-        from optiq_runtime.load import cpu_backend, load_model
+        from optiq_runtime.load import load_model
 
         loaded = load_model(path)
-        head = load_mtp_head(loaded.path, Backbone(loaded.model).args)
+        head = load_mtp_head(loaded.path, text_args(loaded.model))
         if head is None and mtp:
             log.warning("optiq: %s has no MTP head; decoding without MTP", loaded.path)
-        modules = [m for m in (loaded.model, head) if m is not None]
-        if dequantize is None:
-            dequantize = cpu_backend() and sum(float32_nbytes(m) for m in modules) <= DEQUANTIZE_LIMIT
-        dequantize = dequantize and any(_quantized(m) for m in modules)
-        if dequantize:
-            from mlx_lm.utils import dequantize_model
-
-            for module in modules:
-                dequantize_model(module)
-            mx.eval([m.parameters() for m in modules])
+        dequantized = _dequantize([m for m in (loaded.model, head) if m is not None], dequantize)
         engine = cls(loaded.model, loaded.tokenizer, loaded.path, head, mtp=mtp, mtp_depth=mtp_depth)
-        engine.dequantized = dequantize
+        engine.dequantized = dequantized
         return engine
 
     @property
@@ -232,6 +223,22 @@ class _Mode:
         if reason:
             self.stats.fallback_reason, self.mtp = reason, False
             log.info("optiq: %s", reason)
+
+
+def _dequantize(modules: list[nn.Module], wanted: bool | None) -> bool:
+    """Dequantize ``modules`` in place when ``wanted`` (None: on the CPU backend, within DEQUANTIZE_LIMIT)."""
+    from optiq_runtime.load import cpu_backend
+
+    if wanted is None:
+        wanted = cpu_backend() and sum(float32_nbytes(m) for m in modules) <= DEQUANTIZE_LIMIT
+    if not wanted or not any(_quantized(m) for m in modules):
+        return False
+    from mlx_lm.utils import dequantize_model
+
+    for module in modules:
+        dequantize_model(module)
+    mx.eval([m.parameters() for m in modules])
+    return True
 
 
 def _quantized(module: nn.Module) -> list[nn.Module]:
