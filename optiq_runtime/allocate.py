@@ -1,8 +1,14 @@
-"""Choose which layers go to the high bit width: a 0/1 knapsack under a hard byte budget.
+"""Choose each layer's bit width: a (multiple-choice) knapsack under a hard byte budget.
 
-Each layer costs ``bytes_high - bytes_low`` to promote and gains ``kl_low - kl_high``; we
-maximise the summed gain (so minimise the summed KL) with the promoted bytes at most
-``budget * uniform_bytes - uniform_bytes``. Bytes count packed weights, scales and biases.
+Every quantizable module has a few candidate widths (by default the low and the high one),
+each with its bytes and its measured (or estimated) KL. We pick one width per module to
+minimise the summed KL with the total bytes at most ``budget * uniform_bytes``, where uniform
+puts every module at its default (low) width. Bytes count packed weights, scales and biases.
+
+The dynamic programme runs over byte units: exact when the unit is the greatest common divisor
+of the cost differences; for very large models the unit is coarsened, costs rounded up (so the
+answer still fits) and rounded down in a second pass whose optimum bounds how good any answer
+could be.
 """
 
 from __future__ import annotations
@@ -15,48 +21,42 @@ import numpy as np
 
 from optiq_runtime.errors import BadInputError
 
-# Above this many DP cells (items x capacity units) we coarsen the byte unit, rounding costs up.
+# Above this many DP cells (modules x capacity units) the byte unit is coarsened.
 MAX_CELLS = 30_000_000
 
 
 @dataclass(frozen=True)
-class LayerCost:
-    """One quantizable module: its bytes at each width and its probed KL at each width."""
+class LayerChoice:
+    """One quantizable module: bytes and mean KL at each candidate width, and its uniform width."""
 
     path: str
-    bytes_low: int
-    bytes_high: int
-    kl_low: float
-    kl_high: float
-
-    @property
-    def extra_bytes(self) -> int:
-        return self.bytes_high - self.bytes_low
-
-    @property
-    def gain(self) -> float:
-        return max(0.0, self.kl_low - self.kl_high)
+    bytes: dict[int, int]
+    kl: dict[int, float]
+    default: int
 
 
 @dataclass(frozen=True)
 class Allocation:
-    """The promoted set, its bytes against the limit, and how close to optimal it is proven to be."""
+    """The chosen widths, their bytes against the limit, and how close to optimal they are proven."""
 
-    high: frozenset[str]
+    widths: dict[str, int]
     bytes: int
     uniform_bytes: int
     limit_bytes: int
     kl_sum: float
-    gain: float
-    gain_bound: float
+    uniform_kl_sum: float
+    kl_bound: float  # no allocation within the limit has a lower summed KL
 
     @property
     def optimal(self) -> bool:
-        return self.gain >= self.gain_bound - 1e-12 * max(1.0, self.gain_bound)
+        return self.kl_sum <= self.kl_bound + 1e-12 * max(1.0, abs(self.kl_bound))
 
     @property
     def ratio(self) -> float:
         return self.bytes / self.uniform_bytes
+
+    def promoted(self, defaults: dict[str, int]) -> frozenset[str]:
+        return frozenset(p for p, bits in self.widths.items() if bits > defaults[p])
 
 
 def quantized_bytes(out_dims: int, in_dims: int, bits: int, group_size: int, scale_bytes: int = 2) -> int:
@@ -65,70 +65,74 @@ def quantized_bytes(out_dims: int, in_dims: int, bits: int, group_size: int, sca
     return out_dims * in_dims * bits // 8 + 2 * groups * scale_bytes
 
 
-def _lp_bound(items: list[LayerCost], capacity: int) -> float:
-    """The fractional-knapsack optimum: no 0/1 choice can gain more."""
-    bound, room = 0.0, capacity
-    for item in sorted(items, key=lambda it: it.gain / it.extra_bytes, reverse=True):
-        if room <= 0:
-            break
-        take = min(1.0, room / item.extra_bytes)
-        bound += take * item.gain
-        room -= item.extra_bytes
-    return bound
+def _options(layer: LayerChoice) -> list[tuple[int, int, float]]:
+    """(width, bytes above the cheapest width, KL) for each candidate."""
+    cheapest = min(layer.bytes.values())
+    return [(bits, layer.bytes[bits] - cheapest, layer.kl[bits]) for bits in sorted(layer.bytes)]
 
 
-def _dp(gains: np.ndarray, weights: np.ndarray, capacity: int) -> list[int]:
-    """Exact 0/1 knapsack over integer weights; indices of the chosen items."""
-    best = np.zeros(capacity + 1)
-    taken = np.zeros((len(gains), capacity + 1), dtype=bool)
-    for i, (gain, weight) in enumerate(zip(gains, weights)):
-        if weight > capacity:
-            continue
-        candidate = best[: capacity + 1 - weight] + gain
-        better = candidate > best[weight:]
-        best[weight:][better] = candidate[better]
-        taken[i, weight:] = better
-    chosen, room = [], capacity
-    for i in range(len(gains) - 1, -1, -1):
-        if taken[i, room]:
-            chosen.append(i)
-            room -= int(weights[i])
-    return chosen
+def _dp(options: list[list[tuple[int, int, float]]], unit: int, capacity: int, round_up: bool):
+    """Min summed KL over one option per layer with summed units <= capacity; (value, choice indices)."""
+    units = capacity // unit
+    best = np.zeros(units + 1)
+    picks = np.zeros((len(options), units + 1), dtype=np.int16)
+    for i, layer in enumerate(options):
+        new = np.full(units + 1, np.inf)
+        for j, (_, extra, kl) in enumerate(layer):
+            weight = -(-extra // unit) if round_up else extra // unit
+            if weight > units:
+                continue
+            candidate = best[: units + 1 - weight] + kl
+            better = candidate < new[weight:]
+            new[weight:][better] = candidate[better]
+            picks[i, weight:][better] = j
+        best = new
+    chosen, room = [], units
+    for i in range(len(options) - 1, -1, -1):
+        j = int(picks[i, room])
+        chosen.append(j)
+        extra = options[i][j][1]
+        room -= -(-extra // unit) if round_up else extra // unit
+    return float(best[units]), chosen[::-1]
 
 
-def _solve(items: list[LayerCost], capacity: int, max_cells: int) -> tuple[set[int], bool]:
-    """The chosen indices, and whether the DP ran at the true byte granularity (then they are optimal)."""
-    costs = [it.extra_bytes for it in items]
-    unit = reduce(math.gcd, costs)
-    exact = len(items) * (capacity // unit + 1) <= max_cells
-    if not exact:
-        unit = max(unit, math.ceil(capacity * len(items) / max_cells))
-    weights = np.array([-(-c // unit) for c in costs])  # rounded up: a DP-feasible set fits in real bytes
-    chosen = set(_dp(np.array([it.gain for it in items]), weights, capacity // unit))
-    room = capacity - sum(costs[i] for i in chosen)
-    for i in sorted(range(len(items)), key=lambda i: items[i].gain / costs[i], reverse=True):
-        if i not in chosen and costs[i] <= room:  # rounding may leave room: fill it, still within bytes
-            chosen.add(i)
-            room -= costs[i]
-    return chosen, exact
+def _fill(options, chosen: list[int], room: int) -> list[int]:
+    """Spend bytes that rounding left unused on the best KL-per-byte upgrades that still fit."""
+    while True:
+        moves = []
+        for i, layer in enumerate(options):
+            _, extra_now, kl_now = layer[chosen[i]]
+            for j, (_, extra, kl) in enumerate(layer):
+                if kl < kl_now and 0 < extra - extra_now <= room:
+                    moves.append(((kl_now - kl) / (extra - extra_now), i, j))
+        if not moves:
+            return chosen
+        _, i, j = max(moves)
+        room -= options[i][j][1] - options[i][chosen[i]][1]
+        chosen[i] = j
 
 
-def allocate(layers: list[LayerCost], budget: float, max_cells: int = MAX_CELLS) -> Allocation:
-    """The promoted set minimising summed KL with total bytes <= ``budget`` x uniform low-bit bytes.
-
-    ``max_cells`` bounds the DP table; past it byte costs are rounded up to a coarser unit
-    (still never over budget) and the LP bound says how far from optimal the answer can be.
-    """
+def allocate(layers: list[LayerChoice], budget: float, max_cells: int = MAX_CELLS) -> Allocation:
+    """One width per module minimising summed KL with total bytes <= ``budget`` x uniform bytes."""
     if budget < 1.0:
         raise BadInputError(f"--budget {budget} is below uniform quantization (1.0): nothing could be built within it")
-    uniform = sum(it.bytes_low for it in layers)
+    uniform = sum(layer.bytes[layer.default] for layer in layers)
     limit = math.floor(budget * uniform)
-    items = [it for it in layers if it.gain > 0 and it.extra_bytes > 0]
-    capacity = limit - uniform
-    chosen, exact = _solve(items, capacity, max_cells) if items and capacity > 0 else (set(), True)
-    high = frozenset(items[i].path for i in chosen)
-    used = uniform + sum(items[i].extra_bytes for i in chosen)
-    gain = sum(items[i].gain for i in chosen)
-    kl_sum = sum(it.kl_high if it.path in high else it.kl_low for it in layers)
-    bound = gain if exact else max(gain, _lp_bound(items, capacity))
-    return Allocation(high, used, uniform, limit, kl_sum, gain, bound)
+    options = [_options(layer) for layer in layers]
+    floor_bytes = sum(min(layer.bytes.values()) for layer in layers)
+    capacity = limit - floor_bytes
+    extras = [extra for layer in options for _, extra, _ in layer if extra > 0]
+    unit = reduce(math.gcd, extras) if extras else 1
+    exact = len(layers) * (capacity // unit + 1) <= max_cells
+    if not exact:
+        unit = max(unit, math.ceil(capacity * len(layers) / max_cells))
+    _, chosen = _dp(options, unit, capacity, round_up=True)
+    used = sum(options[i][j][1] for i, j in enumerate(chosen))
+    if not exact:
+        chosen = _fill(options, chosen, capacity - used)
+        used = sum(options[i][j][1] for i, j in enumerate(chosen))
+    kl_sum = sum(options[i][j][2] for i, j in enumerate(chosen))
+    bound = kl_sum if exact else min(kl_sum, _dp(options, unit, capacity, round_up=False)[0])
+    widths = {layer.path: options[i][j][0] for i, (layer, j) in enumerate(zip(layers, chosen))}
+    uniform_kl = sum(layer.kl[layer.default] for layer in layers)
+    return Allocation(widths, floor_bytes + used, uniform, limit, kl_sum, uniform_kl, bound)

@@ -21,7 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map_with_path
 
-from optiq_runtime.allocate import Allocation, allocate
+from optiq_runtime.allocate import Allocation, LayerChoice, allocate
 from optiq_runtime.calibration import CALIBRATION_FILE, calibration_tokens, read_samples
 from optiq_runtime.checkpoint import Checkpoint, checkpoint_digest, open_base
 from optiq_runtime.errors import BadInputError, OptiqError
@@ -60,6 +60,12 @@ class BuildOptions:
     max_tokens: int | None = 8192
     high_probe: str = "measured"
     batch_tokens: int | None = None  # tokens per probe batch (None: as many as memory allows)
+    widths: tuple[int, ...] | None = None  # candidate widths (None: bits and high_bits)
+    probes: Path | None = None  # a sensitivity.json to reuse when it matches this base, data and settings
+
+    @property
+    def candidates(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.widths or ()) | {self.bits, self.high_bits}))
 
 
 @dataclass
@@ -78,6 +84,8 @@ def check_options(options: BuildOptions) -> None:
         raise BadInputError(f"--bits and --high-bits must be one of {SUPPORTED_BITS}")
     if options.method == "optiq" and options.high_bits <= options.bits:
         raise BadInputError(f"--high-bits ({options.high_bits}) must exceed --bits ({options.bits})")
+    if any(bits not in SUPPORTED_BITS for bits in options.widths or ()):
+        raise BadInputError(f"--widths must be drawn from {SUPPORTED_BITS}, not {list(options.widths)}")
     if options.group_size not in (32, 64, 128):
         raise BadInputError(f"--group-size must be 32, 64 or 128, not {options.group_size}")
     if options.budget < 1.0:
@@ -126,12 +134,12 @@ def _quantize(model: nn.Module, widths: dict[str, dict]) -> None:
     nn.quantize(model, class_predicate=lambda path, module: widths.get(path, False))
 
 
-def _widths(targets: list[Target], high: frozenset[str], options: BuildOptions) -> dict[str, dict]:
-    widths = {}
-    for target in targets:
-        bits = options.high_bits if target.path in high else options.bits
-        widths[target.path] = target.fixed or {"group_size": options.group_size, "bits": bits}
-    return widths
+def _widths(targets: list[Target], chosen: dict[str, int], options: BuildOptions) -> dict[str, dict]:
+    """Per-module quantization parameters: the chosen width (default the low one), or the model's fixed one."""
+    return {
+        t.path: t.fixed or {"group_size": options.group_size, "bits": chosen.get(t.path, options.bits)}
+        for t in targets
+    }
 
 
 def quantized_nbytes(model: nn.Module) -> int:
@@ -156,7 +164,7 @@ def _working_models(checkpoint: Checkpoint, reference: str, options: BuildOption
     working, _ = load_network(checkpoint.path, upcast=False, lazy=True)
     _as_bf16(working)
     targets = find_targets(working, options.group_size)
-    _quantize(working, _widths(targets, frozenset(), options))
+    _quantize(working, _widths(targets, {}, options))
     upcast_floats(working)
     mx.eval(working.parameters())
     return working, source
@@ -183,6 +191,8 @@ def measure_sensitivity(
     fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, reference, options.high_probe,
                                options.bits, options.high_bits, options.group_size, options.seq_len)
     earlier = [Path(options.out) / "optiq" / "sensitivity.json", state_file]
+    if options.probes is not None:
+        earlier.insert(0, Path(options.probes))
     state = _saved_probes(earlier, fingerprint)
     if state is None:
         text = getattr(model, "language_model", model)
@@ -285,23 +295,21 @@ def _lock(work: Path):
     return handle
 
 
-def _uniform_costs(checkpoint: Checkpoint, options: BuildOptions) -> tuple[list[Target], list]:
-    from optiq_runtime.allocate import LayerCost
-
+def _uniform_choices(checkpoint: Checkpoint, options: BuildOptions) -> tuple[list[Target], list[LayerChoice]]:
     model, _ = load_network(checkpoint.path, upcast=False, lazy=True)
     targets = find_targets(model, options.group_size)
-    costs = []
+    choices = []
     for t in targets:
         width = t.fixed or {"bits": options.bits, "group_size": options.group_size}
         size = t.nbytes(width["bits"], width["group_size"])
-        costs.append(LayerCost(t.path, size, size, 0.0, 0.0))
-    return targets, costs
+        choices.append(LayerChoice(t.path, {width["bits"]: size}, {width["bits"]: 0.0}, width["bits"]))
+    return targets, choices
 
 
 def _metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allocation: Allocation,
               widths: dict[str, dict], calibration: dict | None) -> dict:
     layers = {path: width["bits"] for path, width in widths.items()}
-    counts: dict[str, int] = {}
+    counts = {str(bits): 0 for bits in (options.candidates if options.method == "optiq" else (options.bits,))}
     for bits in layers.values():
         counts[str(bits)] = counts.get(str(bits), 0) + 1
     return {
@@ -318,8 +326,9 @@ def _metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, all
                   "limit": allocation.limit_bytes, "ratio": allocation.ratio},
         "counts": counts,
         "layers": layers,
-        "allocation": {"kl_sum": allocation.kl_sum, "gain": allocation.gain,
-                       "gain_bound": allocation.gain_bound, "optimal": allocation.optimal},
+        "widths": list(options.candidates) if options.method == "optiq" else [options.bits],
+        "allocation": {"kl_sum": allocation.kl_sum, "uniform_kl_sum": allocation.uniform_kl_sum,
+                       "kl_bound": allocation.kl_bound, "optimal": allocation.optimal},
         "calibration": calibration,
     }
 
@@ -354,12 +363,12 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
         if options.method == "optiq":
             state, calibration = measure_sensitivity(checkpoint, options, state_file, log, progress)
             targets, reference = state.targets(), state.reference
-            allocation = allocate(state.costs(), options.budget)
+            allocation = allocate(state.choices(options.candidates), options.budget)
         else:
-            (targets, costs), calibration, reference = _uniform_costs(checkpoint, options), None, "none"
-            allocation = allocate(costs, 1.0)
+            (targets, choices), calibration, reference = _uniform_choices(checkpoint, options), None, "none"
+            allocation = allocate(choices, 1.0)
         _clear(work, state_file)
-        widths = _widths(targets, allocation.high, options)
+        widths = _widths(targets, allocation.widths, options)
         metadata = _metadata(options, checkpoint, reference, allocation, widths, calibration)
         metadata["build_seconds"] = round(time.monotonic() - started, 2)
         written = _write_folder(checkpoint, work, widths, options, metadata)

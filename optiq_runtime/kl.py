@@ -93,6 +93,25 @@ def per_token_kl(model, reference, rows: mx.array, progress: ProgressCallback | 
     return np.concatenate(values)
 
 
+def per_token_kl_many(models: dict, reference, rows: mx.array,
+                      progress: ProgressCallback | None = None) -> dict[str, np.ndarray]:
+    """Per-token KL of several models from one reference, which runs once per batch."""
+    from optiq_runtime.sensitivity import fast_forward
+
+    models = {name: fast_forward(model, rows[:1]) for name, model in models.items()}
+    reference = fast_forward(reference, rows[:1])
+    batch = rows_per_batch(rows.shape[1], _vocab(reference, rows))
+    steps = Progress("kl", rows.shape[0], progress)
+    values: dict[str, list] = {name: [] for name in models}
+    for start in range(0, rows.shape[0], batch):
+        chunk = rows[start : start + batch]
+        prepared = Reference.from_logits(reference(chunk))
+        for name, model in models.items():
+            values[name].append(np.array(prepared.kl(model(chunk))).reshape(-1))
+        steps.advance(chunk.shape[0])
+    return {name: np.concatenate(parts) for name, parts in values.items()}
+
+
 def _vocab(model, rows: mx.array) -> int:
     return int(model(rows[:1, :1]).shape[-1])
 

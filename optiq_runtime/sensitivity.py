@@ -19,11 +19,13 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from optiq_runtime.allocate import LayerCost, quantized_bytes
+from optiq_runtime.allocate import LayerChoice, quantized_bytes
 from optiq_runtime.kl import Reference, rows_per_batch
 from optiq_runtime.progress import Progress, ProgressCallback
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Widths whose KL can be estimated from a measured one by the weight-error ratio.
+ESTIMABLE_BITS = (2, 3, 4, 5, 6, 8)
 ACTIVATION_BUDGET_BYTES = 512 * 1024 * 1024
 _BLOCK = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -254,38 +256,46 @@ class Sensitivity:
         return self.batches_done >= self.batches
 
     def mean_kl(self, path: str, bits: int) -> float:
+        """Mean token KL with this layer alone at ``bits``: measured where probed, else estimated.
+
+        The estimate scales a measured KL by the ratio of squared weight errors (KL is quadratic
+        in a small perturbation). With the uniform reference the probe measured what promoting
+        to the high width removes, which stands in for the low width's KL.
+        """
         if self.tokens_done == 0:
             return 0.0
         layer = self.layers[path]
-        if bits == self.high_bits and self.high_probe == "estimated":
-            total = layer["kl_sum"].get(str(self.bits), 0.0) * layer.get("error_ratio", 0.0)
-        else:
-            total = layer["kl_sum"].get(str(bits), 0.0)
-        return max(0.0, total / self.tokens_done)  # float32 rounding can leave a tiny negative
+        sums = layer["kl_sum"]
+        if str(bits) in sums and not (self.high_probe == "estimated" and bits == self.high_bits):
+            if not (self.reference == "uniform" and bits == self.high_bits):
+                return max(0.0, sums[str(bits)] / self.tokens_done)  # float32 can leave a tiny negative
+        anchor = sums.get(str(self.high_bits if self.reference == "uniform" else self.bits), 0.0)
+        mse = layer.get("mse", {})
+        ratio = mse.get(str(bits), 0.0) / mse[str(self.bits)] if mse.get(str(self.bits)) else 0.0
+        return max(0.0, anchor * ratio / self.tokens_done)
 
     def targets(self) -> list[Target]:
         return [Target(p, l["block"], tuple(l["shape"]), l.get("fixed")) for p, l in self.layers.items()]
 
-    def costs(self) -> list[LayerCost]:
-        """What the allocator needs: bytes and mean KL at both widths for every target."""
-        costs = []
-        for path, layer in self.layers.items():
-            target = Target(path, layer["block"], tuple(layer["shape"]), layer.get("fixed"))
+    def choices(self, widths: tuple[int, ...] | None = None) -> list[LayerChoice]:
+        """What the allocator needs: bytes and mean KL at each candidate width (default: low and high)."""
+        widths = widths or (self.bits, self.high_bits)
+        choices = []
+        for target in self.targets():
             if target.fixed:
-                fixed = target.nbytes(target.fixed["bits"], target.fixed["group_size"])
-                costs.append(LayerCost(path, fixed, fixed, 0.0, 0.0))
+                fixed = target.fixed["bits"]
+                size = target.nbytes(fixed, target.fixed["group_size"])
+                choices.append(LayerChoice(target.path, {fixed: size}, {fixed: 0.0}, fixed))
                 continue
-            low, high = self.mean_kl(path, self.bits), self.mean_kl(path, self.high_bits)
-            if self.reference == "uniform":  # probes measured what promoting removes; at low bits it stays
-                low, high = high, 0.0
-            costs.append(LayerCost(path, target.nbytes(self.bits, self.group_size),
-                                   target.nbytes(self.high_bits, self.group_size), low, high))
-        return costs
+            sizes = {bits: target.nbytes(bits, self.group_size) for bits in widths}
+            kl = {bits: self.mean_kl(target.path, bits) for bits in widths}
+            choices.append(LayerChoice(target.path, sizes, kl, self.bits))
+        return choices
 
     def to_json(self) -> dict:
         data = dict(vars(self), version=FORMAT_VERSION)
         for path in self.layers:
-            data["layers"][path]["kl"] = {str(b): self.mean_kl(path, b) for b in (self.bits, self.high_bits)}
+            data["layers"][path]["kl"] = {str(b): self.mean_kl(path, b) for b in sorted({self.bits, self.high_bits})}
         return data
 
     def save(self, file: Path) -> None:
@@ -316,11 +326,12 @@ def fresh(targets: list[Target], fingerprint: str, reference: str, bits: int, hi
     return Sensitivity(fingerprint, reference, bits, high_bits, group_size, batches, 0, 0, layers, high_probe)
 
 
-def error_ratio(weight: mx.array, low: int, high: int, group_size: int) -> float:
-    """Squared weight error at ``high`` bits over that at ``low``: how KL (quadratic in it) shrinks."""
-    errors = [mx.square(qdq(weight, bits, group_size) - weight.astype(mx.float32)).sum() for bits in (high, low)]
-    high_error, low_error = (e.item() for e in errors)
-    return high_error / low_error if low_error > 0 else 0.0
+def weight_errors(weight: mx.array, group_size: int) -> dict[str, float]:
+    """Squared weight error at each estimable width (KL grows with it about linearly)."""
+    exact = weight.astype(mx.float32)
+    errors = {str(bits): mx.square(qdq(weight, bits, group_size) - exact).sum() for bits in ESTIMABLE_BITS}
+    mx.eval(list(errors.values()))
+    return {bits: error.item() for bits, error in errors.items()}
 
 
 def batch_rows(rows: mx.array, vocab_size: int, hidden_size: int, blocks: int) -> int:
@@ -348,10 +359,9 @@ class Prober:
         sources = dict(tree_flatten(source.leaf_modules(), is_leaf=nn.Module.is_module))
         self.modules = {t.path: modules[t.path] for t in self.targets}
         self.sources = {t.path: sources[t.path] for t in self.targets}
-        if state.high_probe == "estimated":
-            for t in self.targets:
-                state.layers[t.path].setdefault("error_ratio", error_ratio(
-                    self.sources[t.path].weight, state.bits, state.high_bits, state.group_size))
+        for t in self.targets:
+            if "mse" not in state.layers[t.path]:
+                state.layers[t.path]["mse"] = weight_errors(self.sources[t.path].weight, state.group_size)
         params = sum(t.shape[0] * t.shape[1] for t in self.targets)
         self._checked = False
         self._cache: dict | None = {} if params * 4 * len(self.widths) < ACTIVATION_BUDGET_BYTES else None

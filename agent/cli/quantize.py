@@ -18,13 +18,15 @@ def add_arguments(parser):
     parser.add_argument("--calibration", help="JSONL calibration file (default: the shipped six-domain mix)")
     parser.add_argument("--reference", choices=["auto", "bf16", "uniform"], default="auto")
     parser.add_argument("--tokens", type=int, default=8192, help="calibration tokens to probe with (default 8192)")
+    parser.add_argument("--widths", help="extra candidate widths besides --bits and --high-bits, e.g. 3,5,6 "
+                        "(their KL is estimated from the probes by weight-error ratios)")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the build's metadata as JSON")
 
 
 def _summary(metadata: dict, path) -> str:
     size = metadata["bytes"]
-    counts = ", ".join(f"{n} at {bits}-bit" for bits, n in sorted(metadata["counts"].items()))
+    counts = ", ".join(f"{n} at {bits}-bit" for bits, n in sorted(metadata["counts"].items(), key=lambda kv: int(kv[0])))
     return (
         f"wrote {path}\n"
         f"  method {metadata['method']}, reference {metadata['reference']}: {counts}\n"
@@ -40,10 +42,14 @@ def run(args) -> int:
 
     if args.tokens < 1:
         raise BadInputError(f"--tokens must be positive, not {args.tokens}")
+    try:
+        widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else None
+    except ValueError as error:
+        raise BadInputError(f"--widths must be comma-separated integers, not {args.widths!r}") from error
     options = BuildOptions(
         out=args.out, base=args.base, method=args.method, bits=args.bits, high_bits=args.high_bits,
         group_size=args.group_size, budget=args.budget, calibration=args.calibration,
-        reference=args.reference, force=args.force, max_tokens=args.tokens,
+        reference=args.reference, force=args.force, max_tokens=args.tokens, widths=widths,
     )
     result = build(options, progress=stderr_callback())
     if args.json:

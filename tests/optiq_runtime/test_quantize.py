@@ -173,3 +173,16 @@ def test_cli_json_report(base, tmp_path, capsys):
     assert main(["quantize", "--base", str(base), "--out", str(out), "--method", "uniform", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["path"] == str(out) and report["counts"] == {"4": report["counts"]["4"]}
+
+
+def test_extra_widths_reuse_probes_and_load_in_stock_mlx_lm(base, optiq, tmp_path):
+    out = tmp_path / "mixed"
+    lines = []
+    result = build(BuildOptions(out=out, base=base, budget=1.0, widths=(3, 5), high_probe="measured",
+                                probes=optiq / "optiq" / "sensitivity.json", **SMALL), log=lines.append)
+    assert any("reusing" in line for line in lines)
+    meta = result.metadata
+    assert set(meta["counts"]) == {"3", "4", "5", "8"} and meta["bytes"]["optiq"] <= meta["bytes"]["uniform"]
+    assert meta["allocation"]["kl_sum"] <= meta["allocation"]["uniform_kl_sum"]
+    stock, _ = mlx_load(str(out))
+    assert mx.array_equal(stock(TOKENS), load_model(out, upcast=False).model(TOKENS)).item()
