@@ -34,7 +34,11 @@ def text_args(model) -> TextModelArgs:
 
 
 class Backbone:
-    """An mlx-lm Qwen3.5 model run layer by layer, exposing hidden states before the final norm."""
+    """An mlx-lm Qwen3.5 model run layer by layer, exposing hidden states before the final norm.
+
+    The compiled graphs hold the weights they were traced with: build the Backbone after any
+    change to the model's parameters (dequantizing, loading others).
+    """
 
     def __init__(self, model):
         text = getattr(model, "language_model", model)
@@ -82,24 +86,31 @@ class Backbone:
         """
         if rewind is not None:
             rewind.fed = tokens.shape[-1]
-        linear = [tuple(cache.main[i].cache) for i in cache.linear_ids]
-        kv_caches = [cache.main[i] for i in cache.kv_ids]
-        if tokens.shape[-1] > MAX_FAST_TOKENS or any(c.keys is None for c in kv_caches) or any(a is None for a in sum(linear, ())):
+        if not self._fits_graph(tokens, cache):
             hidden = self.forward(tokens[None], cache, None if rewind is None else rewind.inputs)
             return hidden, self.logits(hidden)
         count = tokens.shape[-1]
+        kv_caches = [cache.main[i] for i in cache.kv_ids]
         offset = kv_caches[0].offset if kv_caches else 0
         kv = [reserve(c, offset + count) for c in kv_caches]
         positions = rewind is not None and self.rollback == "positions" and count > 1
         graph = self._step_positions if positions else self._step
-        hidden, logits, linear, kv, recorded = graph(tokens[None], linear, kv, mx.array(offset))
+        hidden, logits, linear, kv, inputs = graph(tokens[None], cache.linear_state(), kv, mx.array(offset))
         for i, arrays in zip(cache.linear_ids, linear):
             cache.main[i].cache = list(arrays[-1] if positions else arrays)
         for c, (keys, values) in zip(kv_caches, kv):
             c.keys, c.values, c.offset = keys, values, offset + count
         if rewind is not None:
-            (rewind.positions if positions else rewind.inputs).update(zip(cache.linear_ids, linear if positions else recorded))
+            (rewind.positions if positions else rewind.inputs).update(zip(cache.linear_ids, linear if positions else inputs))
         return hidden, logits
+
+    @staticmethod
+    def _fits_graph(tokens: mx.array, cache: HybridCache) -> bool:
+        """Whether a compiled pass applies: few tokens, after a prefill (every cache array exists)."""
+        if tokens.shape[-1] > MAX_FAST_TOKENS:
+            return False
+        ready = all(cache.main[i].keys is not None for i in cache.kv_ids)
+        return ready and all(a is not None for arrays in cache.linear_state() for a in arrays)
 
     def _step_graph(self, tokens, linear, kv, offset, *, positions: bool = False):
         h = self.embed(tokens)
