@@ -190,6 +190,7 @@ def measure_sensitivity(
     }
     fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, reference, options.high_probe,
                                options.bits, options.high_bits, options.group_size, options.seq_len)
+    log(f"calibration: {tokens.tokens} tokens from {calibration['file']}; reference: {reference}")
     earlier = [Path(options.out) / "optiq" / "sensitivity.json", state_file]
     if options.probes is not None:
         earlier.insert(0, Path(options.probes))

@@ -186,3 +186,22 @@ def test_extra_widths_reuse_probes_and_load_in_stock_mlx_lm(base, optiq, tmp_pat
     assert meta["allocation"]["kl_sum"] <= meta["allocation"]["uniform_kl_sum"]
     stock, _ = mlx_load(str(out))
     assert mx.array_equal(stock(TOKENS), load_model(out, upcast=False).model(TOKENS)).item()
+
+
+def test_uniform_reference_when_the_float32_model_does_not_fit(base, tmp_path, monkeypatch):
+    from optiq_runtime import build as build_module
+    from optiq_runtime.checkpoint import open_base
+
+    checkpoint = open_base(base)
+    lines = []
+    assert build_module.choose_reference("auto", checkpoint, lines.append) == "bf16" and not lines
+    monkeypatch.setattr(build_module, "_available_memory", lambda: checkpoint.parameters)
+    assert build_module.choose_reference("auto", checkpoint, lines.append) == "uniform"
+    assert "reference: uniform" in lines[0]
+
+    result = build(BuildOptions(out=tmp_path / "u", base=base, reference="auto", high_probe="estimated", **SMALL),
+                   log=quiet)
+    meta = result.metadata
+    assert meta["reference"] == "uniform" and meta["counts"]["8"] >= 1
+    assert meta["bytes"]["optiq"] <= meta["bytes"]["limit"]
+    assert mlx_load(str(tmp_path / "u"))[0](TOKENS).shape[-1] > 0
