@@ -634,12 +634,20 @@ def _pair(rng: random.Random, make) -> list[dict]:
 # ---------------------------------------------------------------- mixes
 
 
-def training_chat(rng: random.Random, phase: int) -> Chat:
+PHASE_MIXES = {
+    1: [(copy_chat, 5), (bfcl_chat, 3), (agent_chat, 2)],
+    # Copy drills are short, so rows pack many: this mix spends far more updates on copying
+    # than its weights suggest. (The first run's phase 2 used TOKENIZER_MIX's weights until
+    # step 850, copied nothing after 2M tokens, and was switched to this one.)
+    2: [(agent_chat, 5), (bfcl_chat, 5), (copy_chat, 4), (domain_chat, 0.5)],
+}
+# The mix the tokenizer is trained on; frozen so that a rebuild gets the shipped token ids.
+TOKENIZER_MIX = {1: PHASE_MIXES[1], 2: [(agent_chat, 10), (bfcl_chat, 6), (copy_chat, 1.5), (domain_chat, 1.5)]}
+
+
+def training_chat(rng: random.Random, phase: int, mixes: dict = PHASE_MIXES) -> Chat:
     """One training conversation; phase 1 is the copy curriculum, phase 2 the full mix."""
-    if phase == 1:
-        makers = [(copy_chat, 5), (bfcl_chat, 3), (agent_chat, 2)]
-    else:
-        makers = [(agent_chat, 10), (bfcl_chat, 6), (copy_chat, 1.5), (domain_chat, 1.5)]
+    makers = mixes[phase]
     maker = rng.choices([m for m, _ in makers], weights=[w for _, w in makers])[0]
     return maker(rng)
 
@@ -649,4 +657,5 @@ def tokenizer_texts(seed: int, count: int) -> list[str]:
     from optiq_runtime.tiny.template import render
 
     rng = random.Random(seed)
-    return [render(chat.messages, chat.tools) for chat in (training_chat(rng, 1 + i % 2) for i in range(count))]
+    chats = (training_chat(rng, 1 + i % 2, TOKENIZER_MIX) for i in range(count))
+    return [render(chat.messages, chat.tools) for chat in chats]
