@@ -24,7 +24,7 @@ from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
 from optiq_runtime.sampling import KeyStream, SamplingParams
 from optiq_runtime.speculative import Decoder
-from optiq_runtime.stats import GenerationStats, SpeedGuard, StepTimes
+from optiq_runtime.stats import GenerationStats, MtpHistory, SpeedGuard, StepTimes
 
 log = logging.getLogger("optiq")
 
@@ -64,6 +64,7 @@ class Engine:
         self._state: HybridCache | None = None
         self._prompt_snapshot: Snapshot | None = None
         self._plain_times = StepTimes()  # plain decode steps, for the speed guard
+        self._mtp_history = MtpHistory()
 
     @classmethod
     def load(cls, path=None, *, mtp: bool = True, mtp_depth: int = 2, dequantize: bool | None = None) -> "Engine":
@@ -178,6 +179,7 @@ class Engine:
             if emitted or text:
                 yield Step(emitted, text)
             if finish:
+                mode.finish()
                 return
             if should_stop is not None and should_stop():
                 tokens, commit, interrupted = [], None, True
@@ -191,6 +193,8 @@ class _Mode:
     def __init__(self, engine: Engine, stats: GenerationStats):
         self.engine, self.stats = engine, stats
         self.mtp = engine.mtp_enabled and engine.head is not None
+        if self.mtp and engine.auto_fallback and (reason := engine._mtp_history.skip_reason()):
+            self.mtp, stats.fallback_reason = False, reason
         stats.mtp_used, stats.depth = self.mtp, engine.mtp_depth if self.mtp else 0
         known = len(engine._plain_times) >= PROBE_STEPS - 1
         self.probe = PROBE_STEPS if self.mtp and engine.auto_fallback and not known else 0
@@ -212,6 +216,11 @@ class _Mode:
         self.stats.record_round(proposal.accepted, proposal.drafted)
         self._check(time.perf_counter() - started, len(proposal.tokens))
         return proposal.tokens, proposal.commit
+
+    def finish(self) -> None:
+        """Remember what MTP was worth in this run, once it ran long enough to tell."""
+        if self.guard is not None and len(self.guard.rounds) >= self.guard.min_rounds:
+            self.engine._mtp_history.record(self.guard.speedup)
 
     def _check(self, spent: float, tokens: int) -> None:
         if not self.engine.auto_fallback:

@@ -118,3 +118,34 @@ class SpeedGuard:
             f"MTP off for this run: acceptance {acceptance:.0%} made it {self.speedup:.2f}x "
             f"plain speed ({mtp_tok_s:.1f} vs {1 / self.plain_step_s:.1f} tok/s)"
         )
+
+
+@dataclass
+class MtpHistory:
+    """The speedups the guard measured in recent runs: while all of them say MTP loses, runs skip it.
+
+    Every ``retry_every`` skipped runs, one run tries MTP again (the text may have changed).
+    """
+
+    keep: int = 3
+    retry_every: int = 8
+    speedups: deque = field(default_factory=deque)
+    skipped: int = 0
+
+    def record(self, speedup: float) -> None:
+        self.speedups.append(speedup)
+        while len(self.speedups) > self.keep:
+            self.speedups.popleft()
+
+    def skip_reason(self) -> str | None:
+        """Why this run should decode plainly from the start, or None to try MTP."""
+        if len(self.speedups) < self.keep or max(self.speedups) >= 1.0:
+            return None
+        if self.skipped >= self.retry_every:
+            self.skipped = 0
+            return None
+        self.skipped += 1
+        return (
+            f"MTP off for this run: the last {self.keep} runs measured it at {max(self.speedups):.2f}x "
+            f"plain speed or less (tried again every {self.retry_every + 1} runs)"
+        )

@@ -13,6 +13,7 @@ from optiq_runtime.engine import Engine
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.load import load_model
 from optiq_runtime.mtp import MTPHead, load_mtp_head
+from optiq_runtime.stats import MtpHistory
 
 
 def _prompt() -> list[int]:
@@ -233,6 +234,33 @@ def test_unprofitable_mtp_falls_back_to_plain_and_says_so(loaded, random_folder)
     assert stats.fallback_reason and "MTP off" in stats.fallback_reason
     assert stats.steps < 64 and stats.drafted[0] < stats.steps  # plain steps after the fallback
     assert out == plain_tokens(loaded, max_tokens=64)
+
+
+def test_runs_skip_mtp_while_recent_runs_lost_with_it(loaded, random_folder):
+    engine = engine_with(loaded, load_mtp_head(random_folder, loaded.model.language_model.args), 2)
+    engine.auto_fallback = True
+    for _ in range(3):
+        engine.reset()
+        engine.generate(PROMPT, max_tokens=48)
+        assert engine.last_stats.mtp_used and "MTP off" in engine.last_stats.fallback_reason
+    engine.reset()
+    assert engine.generate(PROMPT, max_tokens=48) == plain_tokens(loaded, max_tokens=48)
+    stats = engine.last_stats
+    assert not stats.mtp_used and stats.drafted == [] and "last 3 runs" in stats.fallback_reason
+
+
+def test_mtp_history_retries_now_and_then():
+    history = MtpHistory(keep=2, retry_every=3)
+    assert history.skip_reason() is None
+    history.record(0.6)
+    history.record(1.3)
+    assert history.skip_reason() is None  # one recent run won
+    history.record(0.7)
+    assert history.skip_reason() is None  # the win is still among the last two
+    history.record(0.8)
+    reasons = [history.skip_reason() for _ in range(8)]
+    assert [r is None for r in reasons] == [False, False, False, True, False, False, False, True]
+    assert "0.80x" in reasons[0]
 
 
 def test_sampling_with_a_seed_repeats(loaded):
