@@ -99,7 +99,8 @@ def check_options(options: BuildOptions) -> None:
 
 def _available_memory() -> int:
     if mx.metal.is_available():
-        return int(mx.metal.device_info().get("max_recommended_working_set_size", 0))
+        info = getattr(mx, "device_info", None) or mx.metal.device_info
+        return int(info().get("max_recommended_working_set_size", 0))
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -352,6 +353,8 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
     check_options(options)
     out = Path(options.out).expanduser().absolute()
     checkpoint = open_base(options.base)
+    if "quantization" in checkpoint.config or "quantization_config" in checkpoint.config:
+        raise BadInputError(f"base {str(checkpoint.path)!r} is already quantized; give an unquantized (bf16) checkpoint")
     if options.calibration is not None:
         read_samples(options.calibration)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -205,3 +205,9 @@ def test_uniform_reference_when_the_float32_model_does_not_fit(base, tmp_path, m
     assert meta["reference"] == "uniform" and meta["counts"]["8"] >= 1
     assert meta["bytes"]["optiq"] <= meta["bytes"]["limit"]
     assert mlx_load(str(tmp_path / "u"))[0](TOKENS).shape[-1] > 0
+
+
+def test_a_quantized_base_is_refused(optiq, tmp_path):
+    with pytest.raises(BadInputError, match="already quantized"):
+        build(BuildOptions(out=tmp_path / "again", base=optiq), log=quiet)
+    assert not (tmp_path / "again").exists()
