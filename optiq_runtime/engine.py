@@ -90,10 +90,12 @@ class Engine:
     def mtp_available(self) -> bool:
         return self.head is not None
 
-    def reset(self) -> None:
-        """Forget the cached sequence."""
+    def reset(self, *, mtp_history: bool = False) -> None:
+        """Forget the cached sequence (and, with ``mtp_history``, what MTP was worth in past runs)."""
         with self._lock:
             self._state, self._prompt_snapshot = None, None
+            if mtp_history:
+                self._mtp_history = MtpHistory()
 
     def stream(
         self,

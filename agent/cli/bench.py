@@ -83,7 +83,7 @@ def measure_decode(engine, prompts: list[str], tokens: int, repeat: int) -> "Dec
             for mtp in order:
                 outputs[mtp] = _generate(engine, prompt, tokens, mtp)
                 stats[mtp] = engine.last_stats
-                result.add(engine.last_stats)
+                result.add(engine.last_stats, mtp)
             result.identical = result.identical and outputs[False] == outputs[True]
             result.add_pair(stats[False], stats[True])
     return result
@@ -91,7 +91,9 @@ def measure_decode(engine, prompts: list[str], tokens: int, repeat: int) -> "Dec
 
 def _generate(engine, prompt: list[int], tokens: int, mtp: bool) -> list[int]:
     engine.mtp_enabled = mtp
-    engine.reset()  # each run prefills on its own: no run reuses the other's cache
+    # Each run prefills on its own (no run reuses the other's cache), and every MTP run tries
+    # MTP (its in-run speed guard still applies).
+    engine.reset(mtp_history=True)
     return engine.generate(prompt, max_tokens=tokens)
 
 
@@ -118,8 +120,8 @@ class DecodeResult:
     pair_cpu_speedups: list[float] = field(default_factory=list)
     identical: bool = True
 
-    def add(self, stats) -> None:
-        if not stats.mtp_used:
+    def add(self, stats, mtp: bool) -> None:
+        if not mtp:
             self.plain_tokens += stats.decode_tokens
             self.plain_s += stats.decode_s
             return
