@@ -43,17 +43,19 @@ def format_event(event: ProgressEvent, width: int = 24) -> str:
     )
 
 
-def stderr_callback(stream: TextIO | None = None) -> ProgressCallback:
-    """A callback that redraws one line per stage on ``stream`` (stderr by default)."""
+def stderr_callback(stream: TextIO | None = None, every_s: float = 10.0) -> ProgressCallback:
+    """A callback that redraws one line per stage on a terminal, or writes a line every ``every_s`` to a pipe."""
     out = stream or sys.stderr
     interactive = out.isatty()
+    last = {"at": -every_s}
 
     def report(event: ProgressEvent) -> None:
         line = format_event(event)
         finished = event.done >= event.total
         if interactive:
             out.write("\r" + line + ("\n" if finished else ""))
-        elif finished or event.done == 0:
+        elif finished or event.elapsed_s - last["at"] >= every_s or event.done == 0:
+            last["at"] = event.elapsed_s
             out.write(line + "\n")
         out.flush()
 

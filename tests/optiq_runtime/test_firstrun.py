@@ -48,3 +48,17 @@ def test_builds_once_then_reuses(monkeypatch, tmp_path):
     ensure_model(base, log=lines.append, progress=lambda _: None)
     digest = json.loads((folder / "optiq" / "metadata.json").read_text())["base_digest"]
     assert (folder / "config.json").stat().st_mtime_ns != built and digest
+
+
+def test_progress_lines_carry_an_eta():
+    import io
+
+    from optiq_runtime.progress import Progress, stderr_callback
+
+    out = io.StringIO()
+    steps = Progress("sensitivity", 4, stderr_callback(out, every_s=0.0))
+    for _ in range(4):
+        steps.advance()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("sensitivity") and "0/4" in lines[0] and "--:--" in lines[0]
+    assert "4/4" in lines[-1] and "<00:00" in lines[-1]
