@@ -188,10 +188,11 @@ class Stack:
         return hidden
 
     def verify(self, tokens: mx.array, activations: list[mx.array]) -> bool:
-        """Use the cut only if it reproduces the model's own logits (architectures with extra steps fall back)."""
+        """Use the cut only if it reproduces the model's own logits on the first row (architectures with
+        extra steps fall back to the whole model)."""
         try:
-            ours = self.head(activations[-1])
-            theirs = self.model(tokens)
+            ours = self.head(activations[-1][:1])
+            theirs = self.model(tokens[:1])
             self.exact = ours.shape == theirs.shape and mx.allclose(ours, theirs, rtol=1e-3, atol=1e-3).item()
         except (AttributeError, TypeError, ValueError):
             self.exact = False
@@ -404,14 +405,16 @@ class Prober:
     def run_batch(self, tokens: mx.array, progress: Progress) -> None:
         acts = self._activations(tokens)
         reference = Reference.from_logits(self.stack.head(acts[-1]) if self.stack.exact else self.model(tokens))
+        batch_sums = {}
         for target in self.targets:
             for bits in self.widths:
                 original = self.modules[target.path]
                 with swapped(self.model, target.path, original, dense_with(original, self._weight(target.path, bits))):
-                    kl = reference.kl(self._logits(target, tokens, acts)).sum().item()
-                sums = self.state.layers[target.path]["kl_sum"]
-                sums[str(bits)] = sums.get(str(bits), 0.0) + kl
+                    batch_sums[target.path, str(bits)] = reference.kl(self._logits(target, tokens, acts)).sum().item()
                 progress.advance()
+        for (path, bits), kl in batch_sums.items():  # only whole batches count, so a resumed run adds up right
+            sums = self.state.layers[path]["kl_sum"]
+            sums[bits] = sums.get(bits, 0.0) + kl
         self.state.batches_done += 1
         self.state.tokens_done += tokens.size
 
