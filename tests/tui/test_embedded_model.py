@@ -19,23 +19,40 @@ def _placeholder_weights() -> bool:
     return readme.is_file() and "placeholder weights" in readme.read_text(encoding="utf-8")
 
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.slow,
-    pytest.mark.skipif(_placeholder_weights(), reason="the embedded tiny-agent still has its placeholder (random) weights"),
-]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+trained = pytest.mark.skipif(_placeholder_weights(), reason="the embedded tiny-agent still has its placeholder (random) weights")
 
 
-async def test_python_request_on_the_embedded_model(tmp_path):
-    agents = []
-
+def embedded_app(workspace, agents: list) -> OptiqApp:
     def launch(progress, approve, log):
         from optiq_runtime.engine import Engine
 
-        agents.append(Agent(Engine.load(), Registry(builtin_tools()), tmp_path, approve=approve))
+        agents.append(Agent(Engine.load(), Registry(builtin_tools()), workspace, approve=approve))
         return agents[-1]
 
-    app = OptiqApp(launch)
+    return OptiqApp(launch)
+
+
+async def test_turns_after_the_first_run_on_the_same_model_thread(tmp_path):
+    """MLX streams are per thread: a second and third turn must not fail where the first worked."""
+    agents: list = []
+    app = embedded_app(tmp_path, agents)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            for request in ("hello", "What is 2 + 2? Use Python.", "Read notes.txt"):
+                await ask(pilot, request)
+            failures = [e for e in app.chat.events if e.type in ("error", "done") and "generation failed" in getattr(e, "message", "")]
+            assert not failures
+            assert [e.stop_reason for e in app.chat.events if e.type == "done"] != []
+    finally:
+        for agent in agents:
+            agent.close()
+
+
+@trained
+async def test_python_request_on_the_embedded_model(tmp_path):
+    agents: list = []
+    app = embedded_app(tmp_path, agents)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await ask(pilot, "What is 37 * 91? Use Python.")

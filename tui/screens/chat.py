@@ -7,8 +7,10 @@ only draws and keeps up with any decoding speed.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,6 +72,9 @@ class ChatScreen(Screen[None]):
         self._inbox: list[Any] = []
         self._inbox_lock = threading.Lock()
         self._inbox_posted = False
+        # MLX streams belong to the thread that made them: the model loads and every turn runs on
+        # this one thread (Textual's thread workers would take any thread of a pool).
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optiq-model")
 
     def compose(self) -> ComposeResult:
         yield Transcript(id="transcript")
@@ -91,8 +96,13 @@ class ChatScreen(Screen[None]):
 
     # -- loading the model
 
-    @work(thread=True, group="load", exit_on_error=False)
-    def _load(self) -> None:
+    @work(group="load", exit_on_error=False)
+    async def _load(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._model_thread, self._load_agent)
+
+    def _load_agent(self) -> None:
+        """Build or load the model and make the agent (on the model thread)."""
         try:
             agent = self.launch(
                 lambda progress: self.post_message(BuildProgress(progress)),
@@ -160,8 +170,13 @@ class ChatScreen(Screen[None]):
         self.generating = True
         self._run_turn(text)
 
-    @work(thread=True, group="turn", exit_on_error=False)
-    def _run_turn(self, text: str) -> None:
+    @work(group="turn", exit_on_error=False)
+    async def _run_turn(self, text: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._model_thread, self._turn, text)
+
+    def _turn(self, text: str) -> None:
+        """Run one request through the agent (on the model thread), handing each event to the screen."""
         try:
             for event in self.agent.send(text):
                 self._deliver(event)
@@ -243,6 +258,7 @@ class ChatScreen(Screen[None]):
         if self.agent is not None:
             self.agent.interrupt()
         self._answer_approval(ApprovalDecision.DENY)
+        self._model_thread.shutdown(wait=False)
 
     # -- approvals (``approve`` runs in the turn's worker thread)
 
