@@ -93,7 +93,7 @@ class SpeedGuard:
     """
 
     plain_step_s: float
-    min_rounds: int = 4
+    min_rounds: int = 3
     tokens: int = 0
     count: int = 0
     rounds: StepTimes = field(default_factory=StepTimes)
