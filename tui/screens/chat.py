@@ -86,6 +86,9 @@ class ChatScreen(Screen[None]):
         self.query_one(PromptInput).focus()
         self._load()
 
+    def on_unmount(self) -> None:
+        self._model_thread.shutdown(wait=False)
+
     @property
     def transcript(self) -> Transcript:
         return self.query_one(Transcript)
