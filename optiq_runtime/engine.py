@@ -220,16 +220,21 @@ class _Mode:
         return proposal.tokens, proposal.commit
 
     def finish(self) -> None:
-        """Remember what MTP was worth in this run, once it ran long enough to tell."""
-        if self.guard is not None and len(self.guard.rounds) >= self.guard.min_rounds:
+        """Say what an MTP round cost, and remember what MTP was worth, once the run was long enough to tell."""
+        if self.guard is None or len(self.guard.rounds) < self.guard.min_rounds:
+            return
+        self.stats.round_cost = self.guard.rounds.median / self.guard.plain_step_s
+        if self.engine.auto_fallback:
             self.engine._mtp_history.record(self.guard.speedup)
 
     def _check(self, spent: float, tokens: int) -> None:
-        if not self.engine.auto_fallback:
-            return
         if self.guard is None:
+            if not len(self.engine._plain_times):
+                return  # no plain step time to compare with (no probe without auto_fallback)
             self.guard = SpeedGuard(self.engine._plain_times.median)
         self.guard.record(spent, tokens)
+        if not self.engine.auto_fallback:
+            return
         reason = self.guard.verdict(self.stats.acceptance)
         if reason:
             self.stats.fallback_reason, self.mtp = reason, False

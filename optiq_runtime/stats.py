@@ -23,6 +23,7 @@ class GenerationStats:
     accepted: list[int] = field(default_factory=list)
     steps: int = 0  # main-model forward passes while decoding (verifications and plain steps)
     mtp_used: bool = False
+    round_cost: float | None = None  # median MTP round time in plain steps: MTP pays above this many tokens per round
     fallback_reason: str | None = None
     finish_reason: str = ""
 

@@ -118,6 +118,7 @@ class DecodeResult:
     fallbacks: list[str] = field(default_factory=list)
     pair_speedups: list[float] = field(default_factory=list)
     pair_cpu_speedups: list[float] = field(default_factory=list)
+    round_costs: list[float] = field(default_factory=list)
     identical: bool = True
 
     def add(self, stats, mtp: bool) -> None:
@@ -132,11 +133,18 @@ class DecodeResult:
         self.accepted = _sum(self.accepted, stats.accepted)
         if stats.fallback_reason:
             self.fallbacks.append(stats.fallback_reason)
+        if stats.round_cost is not None:
+            self.round_costs.append(stats.round_cost)
 
     def add_pair(self, plain, mtp) -> None:
         if plain.decode_tok_s > 0 and plain.decode_cpu_tok_s > 0:
             self.pair_speedups.append(mtp.decode_tok_s / plain.decode_tok_s)
             self.pair_cpu_speedups.append(mtp.decode_cpu_tok_s / plain.decode_cpu_tok_s)
+
+    @property
+    def round_cost(self) -> float | None:
+        """A draft-verify round's time in plain steps (median over runs)."""
+        return statistics.median(self.round_costs) if self.round_costs else None
 
     @property
     def cpu_speedup(self) -> float:
@@ -169,6 +177,7 @@ class DecodeResult:
             "speedup": round(self.speedup, 3),
             "speedup_pairs": [round(r, 3) for r in self.pair_speedups],
             "cpu_time_speedup": round(self.cpu_speedup, 3),
+            "round_cost": round(self.round_cost, 3) if self.round_cost else None,
             "acceptance": [round(a, 3) for a in self.acceptance],
             "identical": self.identical,
             "depth": self.depth,
@@ -187,6 +196,8 @@ class DecodeResult:
             f"range {min(self.pair_speedups, default=0):.2f}-{max(self.pair_speedups, default=0):.2f})",
             f"speedup in CPU time {self.cpu_speedup:.2f}x  (steadier when other processes share the CPU)",
             f"acceptance per draft position  {acceptance}",
+            f"one draft-verify round costs {self.round_cost:.2f} plain steps: MTP pays above that many tokens per round"
+            if self.round_cost else "round cost: not measured (too few rounds)",
             f"greedy outputs identical: {'yes' if self.identical else 'NO'}",
         ]
         if self.fallbacks:

@@ -26,6 +26,7 @@ def test_json_report(folder, tmp_path, capsys):
     assert result["identical"] is True
     assert result["plain_tok_s"] > 0 and result["mtp_tok_s"] > 0
     assert len(result["speedup_pairs"]) == 2  # one back-to-back pair per prompt
+    assert "round_cost" in result and "cpu_time_speedup" in result
     assert min(result["speedup_pairs"]) <= result["speedup"] <= max(result["speedup_pairs"])
     assert len(result["acceptance"]) == 2 and result["prompts"] == 2
 

@@ -232,6 +232,7 @@ def test_unprofitable_mtp_falls_back_to_plain_and_says_so(loaded, random_folder)
     out = engine.generate(PROMPT, max_tokens=64)
     stats = engine.last_stats
     assert stats.fallback_reason and "MTP off" in stats.fallback_reason
+    assert stats.round_cost > 1.0  # a round (draft + verify) costs more than a plain step
     assert stats.steps < 64 and stats.drafted[0] < stats.steps  # plain steps after the fallback
     assert out == plain_tokens(loaded, max_tokens=64)
 
