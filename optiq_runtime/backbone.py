@@ -11,6 +11,7 @@ modules as they are.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import mlx.core as mx
@@ -26,6 +27,12 @@ from optiq_runtime.mtp import MTPHead
 # Passes of at most this many tokens run compiled (one graph per length and buffer size).
 MAX_FAST_TOKENS = 16
 MIN_CAPACITY = 256
+EAGER_VAR = "OPTIQ_EAGER"
+
+
+def compiled_passes() -> bool:
+    """Whether short passes run as compiled graphs; ``OPTIQ_EAGER=1`` runs mlx-lm's modules as they are."""
+    return not os.environ.get(EAGER_VAR)
 
 
 def text_args(model) -> TextModelArgs:
@@ -107,7 +114,7 @@ class Backbone:
     @staticmethod
     def _fits_graph(tokens: mx.array, cache: HybridCache) -> bool:
         """Whether a compiled pass applies: few tokens, after a prefill (every cache array exists)."""
-        if tokens.shape[-1] > MAX_FAST_TOKENS:
+        if tokens.shape[-1] > MAX_FAST_TOKENS or not compiled_passes():
             return False
         ready = all(cache.main[i].keys is not None for i in cache.kv_ids)
         return ready and all(a is not None for arrays in cache.linear_state() for a in arrays)
@@ -162,7 +169,7 @@ class Drafter:
     def __call__(self, tokens: mx.array, hidden: mx.array, cache: KVCache) -> tuple[mx.array, mx.array]:
         """The head's outputs (before its norm) and logits for ``tokens`` following the positions of ``hidden``."""
         count = tokens.shape[-1]
-        if count > MAX_FAST_TOKENS or cache.keys is None:
+        if count > MAX_FAST_TOKENS or cache.keys is None or not compiled_passes():
             out = self.head(self.backbone.embed(tokens[None]), hidden, cache)
             return out, self.backbone.output(self.head.norm(out))
         offset = cache.offset

@@ -146,6 +146,17 @@ def test_long_prompt_and_growing_kv_buffers(loaded, monkeypatch):
     assert engine.last_stats.reused_prompt_tokens == len(prompt) + len(tokens) - 1
 
 
+def test_compiled_passes_match_mlx_lm_modules(loaded, monkeypatch):
+    """OPTIQ_EAGER=1 runs mlx-lm's own modules for every pass: the same tokens, plain and MTP."""
+    engine = engine_with(loaded, agreeable_head(loaded.model, 0.0), 2)
+    compiled = engine.generate(PROMPT, max_tokens=40)
+    monkeypatch.setenv("OPTIQ_EAGER", "1")
+    engine.reset()
+    assert engine.generate(PROMPT, max_tokens=40) == compiled
+    assert engine.last_stats.tokens_per_step > 1
+    assert plain_tokens(loaded, max_tokens=40) == compiled
+
+
 def test_steps_stream_text_that_decodes_the_tokens(loaded):
     engine = engine_with(loaded, agreeable_head(loaded.model, 0.0), 3)
     steps = list(engine.stream(PROMPT, max_tokens=40))
