@@ -19,7 +19,9 @@ class GenerationStats:
     decode_cpu_s: float = 0.0  # CPU time of this process while decoding: steadier than wall time on a shared machine
     decode_tokens: int = 0  # tokens after the first (which the prefill produces)
     depth: int = 0
-    drafted: list[int] = field(default_factory=list)  # per draft position
+    # Per draft position i: rounds that drafted it, and rounds that accepted it (and so every
+    # draft before it): acceptance_per_position[1] is P(first two accepted), not conditional.
+    drafted: list[int] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
     steps: int = 0  # main-model forward passes while decoding (verifications and plain steps)
     mtp_used: bool = False
