@@ -88,3 +88,26 @@ def test_a_failing_generation_ends_the_turn_with_an_error(engine, tmp_path):
         events = list(agent.send("hello"))
     assert [e.type for e in events] == ["user", "error", "done"]
     assert events[-1].stop_reason == "error" and "max_tokens must be at least 1" in events[-1].message
+
+
+@pytest.mark.parametrize("prompt", ["What is 37 * 91? Use Python.", "Write 'hello' to notes.txt.", "List the files here."])
+def test_every_call_the_model_makes_gets_exactly_one_result(engine, tmp_path, prompt):
+    asked = []
+
+    def approve(request):
+        asked.append(request.call.id)
+        return "deny"
+
+    with make_agent(engine, tmp_path, approve=approve, max_steps=2, sampling=Sampling(max_tokens=48)) as agent:
+        events = list(agent.send(prompt))
+    calls = [e.call.id for e in events if e.type == "tool_call"]
+    results = [e.call_id for e in events if e.type == "tool_result"]
+    malformed = [e for e in events if e.type == "error"]
+    assert len(results) == len(calls) + len(malformed)
+    assert set(calls) <= set(results)
+    validated = [e.call for e in events if e.type == "tool_validated"]
+    side_effects = [c.id for c in validated if agent.registry.get(c.name).side_effects]
+    assert asked == side_effects
+    assert [e.call_id for e in events if e.type == "approval"] == side_effects
+    tool_messages = [m for m in agent.messages if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == results
