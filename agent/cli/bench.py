@@ -19,7 +19,7 @@ def add_arguments(parser):
     parser.add_argument("what", choices=["decode"])
     parser.add_argument("--model", help="a model folder (default: the built default model, else the embedded base)")
     parser.add_argument("--mtp-depth", type=int, default=2, help="tokens drafted per verification (default 2)")
-    parser.add_argument("--tokens", type=int, default=128, help="tokens generated per run (default 128)")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens generated per run, end of turn or not (default 128)")
     parser.add_argument("--prompts", help="a text file with one prompt per line (default: four built-in prompts)")
     parser.add_argument("--repeat", type=int, default=2, help="plain/MTP pairs per prompt (default 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -74,6 +74,16 @@ def measure_decode(engine, prompts: list[str], tokens: int, repeat: int) -> "Dec
     """Plain and MTP decoding of the same prompts, alternating (and swapping which goes first) so both see the same load."""
     encoded = [_prompt_tokens(engine.tokenizer, prompt) for prompt in prompts]
     result = DecodeResult(depth=engine.mtp_depth, tokens=tokens, prompts=len(prompts))
+    eos = engine.tokenizer.eos_token_ids
+    engine.tokenizer.eos_token_ids = set()  # every run decodes exactly ``tokens`` tokens
+    try:
+        _alternate(engine, encoded, tokens, repeat, result)
+    finally:
+        engine.tokenizer.eos_token_ids = eos
+    return result
+
+
+def _alternate(engine, encoded: list[list[int]], tokens: int, repeat: int, result: "DecodeResult") -> None:
     for mtp in (False, True):  # warm-up: the first passes of each shape compile their graphs
         _generate(engine, encoded[0], min(tokens, 32), mtp)
     for round_ in range(repeat):
@@ -86,7 +96,6 @@ def measure_decode(engine, prompts: list[str], tokens: int, repeat: int) -> "Dec
                 result.add(engine.last_stats, mtp)
             result.identical = result.identical and outputs[False] == outputs[True]
             result.add_pair(stats[False], stats[True])
-    return result
 
 
 def _generate(engine, prompt: list[int], tokens: int, mtp: bool) -> list[int]:

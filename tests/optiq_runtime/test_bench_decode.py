@@ -8,7 +8,7 @@ import pytest
 from checkpoints import write_random_checkpoint
 
 from agent.cli import main
-from agent.cli.bench import DecodeResult, read_prompts
+from agent.cli.bench import DecodeResult, measure_decode, read_prompts
 from optiq_runtime.errors import BadInputError
 
 
@@ -29,6 +29,16 @@ def test_json_report(folder, tmp_path, capsys):
     assert "round_cost" in result and "cpu_time_speedup" in result
     assert min(result["speedup_pairs"]) <= result["speedup"] <= max(result["speedup_pairs"])
     assert len(result["acceptance"]) == 2 and result["prompts"] == 2
+
+
+def test_every_run_decodes_the_asked_tokens(folder):
+    from optiq_runtime.engine import Engine
+
+    engine = Engine.load(folder)
+    eos = set(engine.tokenizer.eos_token_ids)
+    result = measure_decode(engine, ["Hi.", "Bye."], tokens=10, repeat=1)
+    assert result.plain_tokens == result.mtp_tokens == 2 * 9  # after the first (prefill) token
+    assert set(engine.tokenizer.eos_token_ids) == eos  # restored
 
 
 def test_text_report(folder, capsys):
