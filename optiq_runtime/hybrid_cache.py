@@ -43,7 +43,6 @@ class HybridCache:
     """Main-model caches, the MTP cache and the hidden-state tail for the tokens fed so far."""
 
     def __init__(self, layers, with_mtp: bool):
-        self.layers = layers
         self.linear_ids = [i for i, layer in enumerate(layers) if layer.is_linear]
         self.kv_ids = [i for i, layer in enumerate(layers) if not layer.is_linear]
         self.main = [ArraysCache(size=2) if layer.is_linear else KVCache() for layer in layers]
