@@ -146,6 +146,13 @@ def test_long_prompt_and_growing_kv_buffers(loaded, monkeypatch):
     assert engine.last_stats.reused_prompt_tokens == len(prompt) + len(tokens) - 1
 
 
+def test_normed_draft_chain_is_exact_too(loaded):
+    engine = engine_with(loaded, agreeable_head(loaded.model, 0.0), 3)
+    engine.drafter.chain_normed = True
+    assert engine.generate(PROMPT, max_tokens=40) == plain_tokens(loaded, max_tokens=40)
+    assert engine.last_stats.steps > 0
+
+
 def test_compiled_passes_match_mlx_lm_modules(loaded, monkeypatch):
     """OPTIQ_EAGER=1 runs mlx-lm's own modules for every pass: the same tokens, plain and MTP."""
     engine = engine_with(loaded, agreeable_head(loaded.model, 0.0), 2)
