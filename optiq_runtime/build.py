@@ -1,7 +1,12 @@
 """The quantize pipeline: base -> calibration -> sensitivity probes -> knapsack -> mlx-lm folder, written atomically.
 
 The folder is assembled in a hidden ``.<name>.partial`` sibling (which also keeps the probes of an
-interrupted run, to resume) and renamed into place only when complete, ``config.json`` last.
+interrupted run, to resume) and renamed into place only when complete, ``config.json`` last. A lock
+file beside it keeps two processes from building the same output at once.
+
+Widths: by default each module is at ``bits`` or ``high_bits`` (the OptiQ recipe). ``widths`` adds
+candidate widths (e.g. 3, 5, 6) whose KL is estimated from the probes by weight-error ratios; the
+allocator may then also lower insensitive modules to pay for raising sensitive ones.
 """
 
 from __future__ import annotations
@@ -286,14 +291,30 @@ def _publish(work: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _lock(work: Path):
-    work.mkdir(parents=True, exist_ok=True)
-    handle = open(work.parent / f".{work.name}.lock", "w")
+class BuildBusy(OptiqError):
+    """Another process is building the same output right now."""
+
+    def __init__(self, out: Path, lock_file: Path):
+        super().__init__(f"another optiq process is building {out} right now")
+        self.lock_file = lock_file
+
+
+def wait_for(lock_file: Path) -> None:
+    """Block until the build holding ``lock_file`` finishes (or dies)."""
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock(out: Path, work: Path):
+    lock_file = work.parent / f"{work.name}.lock"
+    handle = open(lock_file, "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as error:
         handle.close()
-        raise OptiqError(f"another build is writing {work.name[1:-8]} right now") from error
+        raise BuildBusy(out, lock_file) from error
+    work.mkdir(parents=True, exist_ok=True)
     return handle
 
 
@@ -359,7 +380,7 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
         read_samples(options.calibration)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.partial"
-    lock = _lock(work)
+    lock = _lock(out, work)
     try:
         started = time.monotonic()
         state_file = work / "optiq" / "sensitivity.json"
@@ -379,7 +400,7 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
         if written != allocation.bytes:
             raise OptiqError(f"internal error: wrote {written} quantized bytes, allocated {allocation.bytes}")
         _publish(work, out)
-        (work.parent / f".{work.name}.lock").unlink(missing_ok=True)
+        (work.parent / f"{work.name}.lock").unlink(missing_ok=True)
     finally:
         lock.close()
     return BuildResult(out, metadata)

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from optiq_runtime.build import BuildOptions, build
+from optiq_runtime.build import BuildBusy, BuildOptions, build, wait_for
 from optiq_runtime.checkpoint import checkpoint_digest, open_base
 from optiq_runtime.embedded import EMBEDDED_NAME
 from optiq_runtime.home import models_dir
@@ -48,5 +48,11 @@ def ensure_model(
         return folder
     log(f"optiq: building {folder.name} from {checkpoint.path} (first run only)")
     options = BuildOptions(out=folder, base=base, force=folder.exists(), **FIRST_RUN_SETTINGS)
-    build(options, progress=progress if progress is not None else stderr_callback(), log=log)
+    try:
+        build(options, progress=progress if progress is not None else stderr_callback(), log=log)
+    except BuildBusy as busy:  # another optiq (a second terminal) is building it: use theirs
+        log("optiq: another optiq process is building it; waiting for it to finish")
+        wait_for(busy.lock_file)
+        if not is_current(folder, checkpoint_digest(checkpoint)):
+            return ensure_model(base, progress, log)
     return folder

@@ -62,3 +62,27 @@ def test_progress_lines_carry_an_eta():
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("sensitivity") and "0/4" in lines[0] and "--:--" in lines[0]
     assert "4/4" in lines[-1] and "<00:00" in lines[-1]
+
+
+def test_a_second_process_waits_for_the_first_build(monkeypatch, tmp_path):
+    import fcntl
+    import threading
+
+    from optiq_runtime import build as build_module
+
+    monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256, "high_probe": "estimated"})
+    base = write_random_checkpoint(tmp_path / "base", seed=9)
+    folder = tmp_path / "home" / "models" / "base-OptiQ-4bit"
+    folder.parent.mkdir(parents=True)
+    lock_file = folder.parent / ".base-OptiQ-4bit.partial.lock"
+    holder = open(lock_file, "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as if another process were building
+
+    with pytest.raises(build_module.BuildBusy):
+        build_module.build(build_module.BuildOptions(out=folder, base=base, method="uniform"), log=lambda _: None)
+    lines = []
+    release = threading.Timer(0.5, lambda: (fcntl.flock(holder, fcntl.LOCK_UN), holder.close()))
+    release.start()
+    assert ensure_model(base, progress=lambda _: None, log=lines.append) == folder
+    assert any("waiting" in line for line in lines) and (folder / "config.json").exists()
