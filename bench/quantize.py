@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,7 @@ def main() -> int:
     uniform_bytes = uniform.metadata["bytes"]["uniform"]
     sizes = {name: result.metadata["bytes"]["optiq"] for name, result in built.items()}
     sizes["dynamic_quant"] = dynamic_bytes
+    shutil.rmtree(work, ignore_errors=True)
     first_run = first_run_seconds(args.base)
     report = {
         "base": str(base),
