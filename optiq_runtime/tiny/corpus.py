@@ -563,6 +563,21 @@ def copy_chat(rng: random.Random) -> Chat:
     return Chat("copy_call", [user(ask), assistant_calls(call(name, {pname: value}))], [openai_tool(doc)])
 
 
+def long_copy_chat(rng: random.Random) -> Chat:
+    """A copy drill with a long made-up value: most reply tokens can only come from copying."""
+    items = [rng.choice([lambda: pseudo_word(rng, 2, 4), lambda: rng.choice(W.NOUNS), lambda: str(rng.randint(0, 10**6)),
+                         lambda: file_name(rng)])() for _ in range(rng.randint(3, 9))]
+    value = rng.choice([" ", " ", "_", "-", "/", ", "]).join(items)
+    ask = rng.choice(["Repeat exactly: {v}", "Copy this: {v}", "Echo {v}", "Say {v}"]).format(v=quote(rng, value))
+    if rng.random() < 0.3:  # the same value as a call argument
+        name, pname = f"{rng.choice(W.VERBS)}_{word(rng)}", _param_name(rng, set())
+        doc = {"name": name, "description": f"Send a {pname.replace('_', ' ')}.", "parameters": {
+            "type": "dict", "properties": {pname: {"type": "string", "description": "Any text."}}, "required": [pname]}}
+        ask = f"Call {name} with {pname} {quote(rng, value)}."
+        return Chat("long_copy_call", [user(ask), assistant_calls(call(name, {pname: value}))], [openai_tool(doc)])
+    return Chat("long_copy", [user(ask), assistant(value)])
+
+
 # ---------------------------------------------------------------- the six calibration domains
 
 
@@ -640,6 +655,8 @@ PHASE_MIXES = {
     # than its weights suggest. (The first run's phase 2 used TOKENIZER_MIX's weights until
     # step 850, copied nothing after 2M tokens, and was switched to this one.)
     2: [(agent_chat, 5), (bfcl_chat, 5), (copy_chat, 4), (domain_chat, 0.5)],
+    # Added at step ~1400 of the first run, which still copied nothing after 3.7M tokens.
+    3: [(long_copy_chat, 6), (copy_chat, 2), (agent_chat, 4), (bfcl_chat, 4), (domain_chat, 0.3)],
 }
 # The mix the tokenizer is trained on; frozen so that a rebuild gets the shipped token ids.
 TOKENIZER_MIX = {1: PHASE_MIXES[1], 2: [(agent_chat, 10), (bfcl_chat, 6), (copy_chat, 1.5), (domain_chat, 1.5)]}

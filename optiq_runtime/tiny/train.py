@@ -36,6 +36,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     mtp_weight: float = 0.3
     curriculum: float = 0.15
+    copy_focus: float = 0.45
     checkpoint_seconds: float = 180.0
     eval_seconds: float = 600.0
     # One thread: on a shared, oversubscribed CPU two threads stall on each other at every op.
@@ -147,7 +148,7 @@ def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, e
     while state["seconds"] < cfg.seconds:
         start = time.time()
         progress = state["seconds"] / cfg.seconds
-        phase = 1 if progress < cfg.curriculum else 2
+        phase = 1 if progress < cfg.curriculum else 2 if progress < cfg.copy_focus else 3
         rng = random.Random(f"{cfg.seed}:{state['step']}")
         ids, mask = pack(encoder, rng, phase, cfg.batch_rows, cfg.seq_len)
         lr = learning_rate(cfg, state["step"], progress)
