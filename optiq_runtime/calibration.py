@@ -62,6 +62,9 @@ def render(sample: Sample, tokenizer) -> list[int]:
     """Token ids of one sample; chats go through the tokenizer's chat template, with tools when given."""
     if sample.text is not None:
         return list(tokenizer.encode(sample.text))
+    if not getattr(tokenizer, "chat_template", None):  # a base model without a template: plain turns
+        text = "\n\n".join(f"{m.get('role', '')}: {m.get('content') or ''}" for m in sample.messages)
+        return list(tokenizer.encode(text))
     kwargs = {"tools": sample.tools} if sample.tools else {}
     try:
         text = tokenizer.apply_chat_template(sample.messages, tokenize=False, **kwargs)

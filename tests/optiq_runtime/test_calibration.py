@@ -78,3 +78,18 @@ def test_stratify_interleaves_domains():
     samples = [Sample(d, text=f"{d}{i}") for d in "ab" for i in range(4)]
     picked = stratify(samples, 0.5)
     assert [s.domain for s in picked] == ["a", "b", "a", "b"]
+
+
+class Plain:
+    """A tokenizer without a chat template (a pretrained-only base)."""
+
+    chat_template = None
+    eos_token_id = 0
+
+    def encode(self, text, add_special_tokens=True):
+        return [ord(c) for c in text]
+
+
+def test_chats_without_a_template_render_as_plain_turns():
+    sample = Sample("agent_traces", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+    assert "".join(map(chr, render(sample, Plain()))) == "user: hi\n\nassistant: yo"
