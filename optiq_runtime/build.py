@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -381,10 +381,10 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.partial"
     lock = _lock(out, work)
+    state_file = work / "optiq" / "sensitivity.json"
+    options = replace(options, out=out)
     try:
         started = time.monotonic()
-        state_file = work / "optiq" / "sensitivity.json"
-        options.out = out
         if options.method == "optiq":
             state, calibration = measure_sensitivity(checkpoint, options, state_file, log, progress)
             targets, reference = state.targets(), state.reference
@@ -401,6 +401,10 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
             raise OptiqError(f"internal error: wrote {written} quantized bytes, allocated {allocation.bytes}")
         _publish(work, out)
         (work.parent / f"{work.name}.lock").unlink(missing_ok=True)
+    except BaseException:
+        if not state_file.exists():  # nothing worth resuming: leave no trace
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         lock.close()
     return BuildResult(out, metadata)

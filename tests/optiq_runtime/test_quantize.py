@@ -211,3 +211,12 @@ def test_a_quantized_base_is_refused(optiq, tmp_path):
     with pytest.raises(BadInputError, match="already quantized"):
         build(BuildOptions(out=tmp_path / "again", base=optiq), log=quiet)
     assert not (tmp_path / "again").exists()
+
+
+def test_bad_data_found_mid_build_leaves_nothing(base, tmp_path):
+    data = tmp_path / "calibration.jsonl"
+    data.write_text(json.dumps({"domain": "prose", "text": "too short to fill a row"}) + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(BadInputError, match="fewer than one row"):
+        build(BuildOptions(out=out, base=base, calibration=data, **SMALL), log=quiet)
+    assert not out.exists() and not (tmp_path / ".out.partial").exists()
