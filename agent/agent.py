@@ -62,6 +62,7 @@ from tools.tool import Tool, ToolContext, ToolError
 from tools.validate import validate_call
 
 CHARS_PER_TOKEN = 3  # a cautious guess, only used to size how much old output to trim
+INTERRUPTED = "interrupted by the user"
 
 
 @dataclass
@@ -183,24 +184,28 @@ class Agent:
                 yield self._done(turn, Generation(), "error", f"generation failed: {error}")
                 return
             self._add(_assistant_message(generation))
-            if self._interrupt.is_set():
-                yield from self._close_calls(generation.parsed.calls, "interrupted by the user")
-                yield self._done(turn, generation, "interrupted", "interrupted by the user")
-                return
-            if not generation.parsed.calls and (generation.truncated or not generation.parsed.errors):
-                if generation.truncated:
-                    yield self._done(turn, generation, "length", f"the answer reached the {self.sampling.max_tokens}-token limit")
-                else:
-                    yield self._done(turn, generation, "answered")
+            stop = self._stop_after(generation)
+            if stop:
+                yield from self._close_calls(generation.parsed.calls, INTERRUPTED)
+                yield self._done(turn, generation, *stop)
                 return
             new = yield from self._act(generation, turn)
-            if turn.repeated:
-                yield self._done(turn, generation, "repeated_failure", turn.repeated)
-                return
-            if self._interrupt.is_set():
-                yield self._done(turn, generation, "interrupted", "interrupted by the user")
+            if turn.repeated or self._interrupt.is_set():
+                reason = ("repeated_failure", turn.repeated) if turn.repeated else ("interrupted", INTERRUPTED)
+                yield self._done(turn, generation, *reason)
                 return
         yield self._done(turn, generation, "max_steps", f"stopped after {self.max_steps} steps without an answer")
+
+    def _stop_after(self, generation: Generation) -> tuple[str, str] | None:
+        """Why the turn ends with this output, or None when its calls are to be answered and the loop go on."""
+        parsed = generation.parsed
+        if self._interrupt.is_set():
+            return "interrupted", INTERRUPTED
+        if parsed.calls or (parsed.errors and not generation.truncated):
+            return None
+        if generation.truncated:
+            return "length", f"the answer reached the {self.sampling.max_tokens}-token limit"
+        return "answered", ""
 
     def _prompt(self, new: list[dict[str, Any]]) -> Iterator[Any]:
         """The next prompt's tokens; old tool output is trimmed first when the context would overflow."""
@@ -265,7 +270,7 @@ class Agent:
             new.append((yield from self._finish(bad, error.message, ok=False, turn=turn, key=f"raw:{error.raw}")))
         for call in generation.parsed.calls:
             if self._interrupt.is_set():
-                new += (yield from self._close_calls([call], "interrupted by the user"))
+                new += (yield from self._close_calls([call], INTERRUPTED))
                 continue
             new.append((yield from self._call(call, turn)))
             if turn.repeated:

@@ -184,3 +184,20 @@ def test_a_crashing_custom_tool_becomes_a_failed_result(tokenizer, tmp_path):
     result = next(e for e in events if e.type == "tool_result")
     assert not result.ok and "KeyError" in result.content
     assert events[-1].stop_reason == "answered"
+
+
+def test_interrupt_during_an_approval_answers_the_remaining_calls_and_stops(tokenizer, tmp_path):
+    holder = {}
+
+    def approve(request):
+        holder["agent"].interrupt()  # the user pressed Escape while the dialog was open
+        return ApprovalDecision.DENY
+
+    engine = ScriptedOutputs(tokenizer, [call("write_file", path="a.txt", content="1") + call("list_dir", path="."), "never"])
+    with Agent(engine, Registry(builtin_tools()), tmp_path, approve) as agent:
+        holder["agent"] = agent
+        events = list(agent.send("do it"))
+    results = [e for e in events if e.type == "tool_result"]
+    assert [r.name for r in results] == ["write_file", "list_dir"]
+    assert results[1].content == "interrupted by the user" and not results[1].ok
+    assert events[-1].stop_reason == "interrupted" and events[-1].steps == 1
