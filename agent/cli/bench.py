@@ -22,6 +22,7 @@ def add_arguments(parser):
     parser.add_argument("--tokens", type=int, default=128, help="tokens generated per run, end of turn or not (default 128)")
     parser.add_argument("--prompts", help="a text file with one prompt per line (default: four built-in prompts)")
     parser.add_argument("--repeat", type=int, default=2, help="plain/MTP pairs per prompt (default 2)")
+    parser.add_argument("--no-fallback", action="store_true", help="keep MTP on for whole runs even when it loses (measures MTP itself)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -33,6 +34,7 @@ def run(args) -> int:
     if args.tokens < 1 or args.repeat < 1:
         raise BadInputError(f"--tokens and --repeat must be at least 1; got {args.tokens} and {args.repeat}")
     engine = _load_engine(args.model, args.mtp_depth)
+    engine.auto_fallback = not args.no_fallback
     if not engine.mtp_available:
         raise BadInputError(f"{engine.model_path} has no MTP head; there is nothing to compare")
     result = measure_decode(engine, read_prompts(args.prompts), args.tokens, args.repeat)

@@ -42,8 +42,9 @@ def test_every_run_decodes_the_asked_tokens(folder):
 
 
 def test_text_report(folder, capsys):
-    assert main(["bench", "decode", "--model", str(folder), "--tokens", "8", "--repeat", "1", "--mtp-depth", "3"]) == 0
+    assert main(["bench", "decode", "--model", str(folder), "--tokens", "8", "--repeat", "1", "--mtp-depth", "3", "--no-fallback"]) == 0
     out = capsys.readouterr().out
+    assert "fell back" not in out
     assert "speedup" in out and "greedy outputs identical: yes" in out and "depth 3" in out
 
 
