@@ -69,7 +69,7 @@ def _to_hf(key: str, value: mx.array) -> tuple[str, mx.array]:
     key = key.replace("language_model.model.", "model.language_model.")
     if key.endswith("conv1d.weight"):
         value = value.moveaxis(2, 1)
-    is_mtp_norm = key.startswith("mtp.") and key.endswith("norm.weight")
+    is_mtp_norm = key.startswith("mtp.") and _is_norm(key)
     if key.endswith(OFFSET_NORMS) or key == "model.language_model.norm.weight" or is_mtp_norm:
         value = value - 1.0
     return key, value
@@ -89,10 +89,13 @@ def _mtp_parameters(args: qwen3_5.TextModelArgs) -> dict[str, mx.array]:
 
 def _jitter_norms(params: dict[str, mx.array], scale: float = 0.1) -> dict[str, mx.array]:
     """Move norm weights off exactly 1 so a missing +1 offset would change the logits."""
-    return {
-        k: v + scale * mx.random.normal(v.shape) if k.endswith("norm.weight") else v
-        for k, v in params.items()
-    }
+    return {k: v + scale * mx.random.normal(v.shape) if _is_norm(k) else v for k, v in params.items()}
+
+
+def _is_norm(key: str) -> bool:
+    """Whether ``key`` is an RMSNorm weight (``...norm.weight``, ``mtp.pre_fc_norm_hidden.weight``)."""
+    module, _, leaf = key.rpartition(".")
+    return leaf == "weight" and "norm" in module.rpartition(".")[2]
 
 
 def write_random_checkpoint(
