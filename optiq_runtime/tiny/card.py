@@ -18,7 +18,41 @@ GOALS = {
 # What the runs taught; kept here so that a rebuilt card says it too.
 NOTES = """## What worked and what did not
 
-Filled in at the end of the run.
+- **Copying is the whole game, and it arrives late and suddenly.** For the first 3.7M tokens
+  the model learned the chat and XML call format perfectly, answered small talk without a call,
+  and copied nothing: every argument came out as a frequent word of the corpus (`path`, `topic`,
+  `calculate`). Teacher-forced exact replies stayed at 0% on copy drills, built-in calls and
+  unseen schemas. What broke it: a phase of long made-up values to repeat or pass as one argument
+  (`long_copy_chat`), where most reply tokens can only come from the request. Within ~1.5M tokens
+  of that phase the loss fell from 2.2 to below 0.5 and exact copy drills, built-in calls and the
+  MTP head all jumped (teacher-forced probe at step 2517: copy 38%, built-in first call 56%, MTP
+  92%; at the end, step 3903: copy 50%, built-in 81%, no-tool 100%, MTP 95%). The training loss went
+  from 1.4 to 0.22 in that phase. It was still improving when the time budget ran out.
+- **Tokenization decides whether copying is learnable.** transformers 5 rebuilds every
+  `qwen3_5` tokenizer with Qwen3.5's own pre-tokenizer, so that split is the one the model lives
+  with. Under it a letter run takes one leading punctuation or space character, so a value would be
+  different tokens in the request and in `<parameter=k>\nVALUE`. Two fixes: the corpus quotes
+  values after a space (`` `notes.txt` ``, where the space-and-backtick stays one piece) and the
+  BPE merges never join punctuation to letters, so `path` is one token in `"path"` and in
+  `=path`.
+- **The agent's real tools block costs most of the compute.** The six built-in tool definitions
+  (shown verbatim in 40% of agent samples) take ~450 tokens; an agent conversation is 700-900
+  tokens of which ~40 are trained. Loss on assistant tokens only keeps the gradient on what the
+  model must produce, but the forward/backward still pays for the context.
+- **CPU contention.** The 2 cores were shared with other jobs (load average 5-10). Two torch
+  threads under `nice 10` stalled each other (95 tokens/s); one thread ran at 1,000-3,300 tokens/s.
+  The reference chunked Gated DeltaNet in PyTorch is the bottleneck; no GPU was available.
+- **Run history, for honesty.** One run, resumed twice to change the data mix (step ~820:
+  copy-heavier phase 2; step 1393: copy-focused phase 3), and for ~11 minutes two processes
+  trained side by side in the same folder (the older one was stopped; the log holds both).
+  The code now encodes the final recipe (phase 1 to 15% of the run, phase 2 to 45%, phase 3 after);
+  a rebuild follows it rather than this run's detours.
+- **Reached and not reached.** No-tool restraint (100%) and MTP acceptance (0.925) beat their goals;
+  built-in first calls (75%) fall short of 90%; calls over unseen schemas are at 0%: the model
+  writes the right format and often the right function, but copying several values into several
+  freshly named parameters had not started when the budget ran out (it was the last skill in the
+  teacher-forced probe too). "What is 37 * 91? Use Python." goes through the agent end to end
+  (`run_python` with `print(37 * 91)`, then "37 * 91 = 3367.").
 """
 
 
@@ -82,8 +116,8 @@ MTP fc's 2 x hidden) and the vocabulary are multiples of 64, so mlx quantizes ev
 
 Hugging Face Qwen3.5 layout: `config.json` (`model_type: qwen3_5`, `text_config` with
 `full_attention_interval: 4`, `mtp_num_hidden_layers: 1`), weights under `model.language_model.*`,
-RMSNorm weights stored as offsets (the runtime adds 1; the gated norm inside linear attention is a
-plain scale), conv1d in the Hugging Face shape `(channels, 1, 4)`, and the 15 `mtp.*` tensors. Stock
+RMSNorm weights stored as offsets, the MTP head's included (the runtime adds 1; the gated norm
+inside linear attention is a plain scale), conv1d in the Hugging Face shape `(channels, 1, 4)`, and the 15 `mtp.*` tensors. Stock
 `mlx_lm.load` loads it (and drops `mtp.*`). The MTP head follows the published contract:
 `x = fc(concat([pre_fc_norm_embedding(embed(tok[t+1])), pre_fc_norm_hidden(h[t])]))` with `h[t]`
 the backbone state before the final norm, then one full-attention decoder layer (RoPE positions as
@@ -107,7 +141,8 @@ format-instruction paragraph is shorter than Qwen3.5's to spare the tiny context
   single/multiple/parallel/irrelevance tasks over randomly generated schemas; explicit copy and
   key-value recall drills; short prose, reasoning, code and constrained-instruction samples. Values are
   made-up words, numbers and paths drawn from spaces too large to memorise.
-- Curriculum: the first 15% of the run is mostly copy drills and single-function calls, then the full mix.
+- Curriculum: phase 1 (first 15% of the run) mostly copy drills and single-function calls; phase 2
+  (to 45%) the full mix with copy drills; phase 3 adds long made-up values to copy (see below).
 - Loss only on assistant replies (what follows the empty think block), plus the MTP loss (t+2) on the
   same tokens with weight 0.3. AdamW (0.9, 0.95), lr 3e-3, warmup 100 steps, cosine to 5% over the
   run's wall-time budget, rows of 1024 tokens packed with whole conversations, 3 rows per step.
@@ -121,7 +156,7 @@ format-instruction paragraph is shorter than Qwen3.5's to spare the tiny context
 ## Measured scores
 
 Measured by `python -m optiq_runtime.tiny.quality DIR` with stock mlx-lm greedy decoding on
-held-out conversations (seeds training never used); a call is right when name and every argument
+40 held-out conversations per score (seeds training never used); a call is right when name and every argument
 match after typing (BFCL-AST style).
 
 {_scores_table(scores)}
