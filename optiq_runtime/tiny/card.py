@@ -52,7 +52,9 @@ NOTES = """## What worked and what did not
   writes the right format and often the right function, but copying several values into several
   freshly named parameters had not started when the budget ran out (it was the last skill in the
   teacher-forced probe too). "What is 37 * 91? Use Python." goes through the agent end to end
-  (`run_python` with `print(37 * 91)`, then "37 * 91 = 3367.").
+  (`run_python` with `print(37 * 91)`, then "37 * 91 is 3367."), from this folder and from the
+  default OptiQ build of it. `optiq eval` on the shipped suite (this folder, bf16, 25 s on CPU):
+  agent tasks 12/20, irrelevance 15/15, simple_python 0/20, multiple 0/15, parallel 0/10.
 """
 
 
