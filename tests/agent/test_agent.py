@@ -111,3 +111,15 @@ def test_every_call_the_model_makes_gets_exactly_one_result(engine, tmp_path, pr
     assert [e.call_id for e in events if e.type == "approval"] == side_effects
     tool_messages = [m for m in agent.messages if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == results
+
+
+def test_the_trained_model_computes_with_python_and_answers(engine, tmp_path):
+    with make_agent(engine, tmp_path, max_steps=3, sampling=Sampling(max_tokens=64)) as agent:
+        events = list(agent.send("What is 37 * 91? Use Python."))
+    [validated] = [e.call for e in events if e.type == "tool_validated"]
+    assert validated.name == "run_python"
+    assert next(e for e in events if e.type == "tool_result").content.strip() == "3367"
+    done = events[-1]
+    assert done.stop_reason == "answered" and "3367" in done.answer and done.steps == 2
+    stats = [e for e in events if e.type == "stats"]
+    assert stats[1].reused_prompt_tokens >= stats[0].prompt_tokens  # the second step extends the first's cache
