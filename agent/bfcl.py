@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.toolcalls import CODE_FENCE, THINK_CLOSE, parse_pythonic
+from agent.callformats import CODE_FENCE, parse_pythonic
+from agent.toolcalls import THINK_CLOSE
 
 _TYPES: dict[str, type] = {
     "string": str, "integer": int, "float": float, "boolean": bool,
