@@ -1,9 +1,11 @@
-"""Choose each layer's bit width: a (multiple-choice) knapsack under a hard byte budget.
+"""Choose each layer's quantization format: a (multiple-choice) knapsack under a hard byte budget.
 
-Every quantizable module has a few candidate widths (by default the low and the high one),
-each with its bytes and its measured (or estimated) KL. We pick one width per module to
-minimise the summed KL with the total bytes at most ``budget * uniform_bytes``, where uniform
-puts every module at its default (low) width. Bytes count packed weights, scales and biases.
+A format (``Width``) is a bit width and a group size. Every quantizable module has a few
+candidate formats (by default the low and the high bits, each at the default and at a finer
+group size), each with its bytes and its measured (or estimated) KL. We pick one format per
+module to minimise the summed KL with the total bytes at most ``budget * uniform_bytes``,
+where uniform puts every module at its default format (low bits, default group size). Bytes
+count packed weights, scales and biases.
 
 The dynamic programme runs over byte units: exact when the unit is the greatest common divisor
 of the cost differences; for very large models the unit is coarsened, costs rounded up (so the
@@ -25,21 +27,45 @@ from optiq_runtime.errors import BadInputError
 MAX_CELLS = 30_000_000
 
 
+@dataclass(frozen=True, order=True)
+class Width:
+    """A quantization format: ``bits`` per weight, one scale and bias per ``group_size`` weights."""
+
+    bits: int
+    group_size: int
+
+    @property
+    def label(self) -> str:
+        """``4g64``: how metadata and sensitivity.json name the format."""
+        return f"{self.bits}g{self.group_size}"
+
+    @classmethod
+    def parse(cls, label: str) -> "Width":
+        bits, _, group_size = label.partition("g")
+        return cls(int(bits), int(group_size))
+
+    def nbytes(self, out_dims: int, in_dims: int) -> int:
+        return quantized_bytes(out_dims, in_dims, self.bits, self.group_size)
+
+    def __str__(self) -> str:
+        return self.label
+
+
 @dataclass(frozen=True)
 class LayerChoice:
-    """One quantizable module: bytes and mean KL at each candidate width, and its uniform width."""
+    """One quantizable module: bytes and mean KL at each candidate format, and its uniform format."""
 
     path: str
-    bytes: dict[int, int]
-    kl: dict[int, float]
-    default: int
+    bytes: dict[Width, int]
+    kl: dict[Width, float]
+    default: Width
 
 
 @dataclass(frozen=True)
 class Allocation:
-    """The chosen widths, their bytes against the limit, and how close to optimal they are proven."""
+    """The chosen formats, their bytes against the limit, and how close to optimal they are proven."""
 
-    widths: dict[str, int]
+    widths: dict[str, Width]
     bytes: int
     uniform_bytes: int
     limit_bytes: int
@@ -55,8 +81,9 @@ class Allocation:
     def ratio(self) -> float:
         return self.bytes / self.uniform_bytes
 
-    def promoted(self, defaults: dict[str, int]) -> frozenset[str]:
-        return frozenset(p for p, bits in self.widths.items() if bits > defaults[p])
+    def promoted(self, defaults: dict[str, Width]) -> frozenset[str]:
+        """The modules not at their default format."""
+        return frozenset(p for p, width in self.widths.items() if width != defaults[p])
 
 
 def quantized_bytes(out_dims: int, in_dims: int, bits: int, group_size: int, scale_bytes: int = 2) -> int:
@@ -65,13 +92,14 @@ def quantized_bytes(out_dims: int, in_dims: int, bits: int, group_size: int, sca
     return out_dims * in_dims * bits // 8 + 2 * groups * scale_bytes
 
 
-def _options(layer: LayerChoice) -> list[tuple[int, int, float]]:
-    """(width, bytes above the cheapest width, KL) for each candidate."""
+def _options(layer: LayerChoice) -> list[tuple[Width, int, float]]:
+    """(format, bytes above the cheapest format, KL) for each candidate, cheapest first."""
     cheapest = min(layer.bytes.values())
-    return [(bits, layer.bytes[bits] - cheapest, layer.kl[bits]) for bits in sorted(layer.bytes)]
+    ordered = sorted(layer.bytes, key=lambda width: (layer.bytes[width], width))
+    return [(width, layer.bytes[width] - cheapest, layer.kl[width]) for width in ordered]
 
 
-def _dp(options: list[list[tuple[int, int, float]]], unit: int, capacity: int, round_up: bool):
+def _dp(options: list[list[tuple[Width, int, float]]], unit: int, capacity: int, round_up: bool):
     """Min summed KL over one option per layer with summed units <= capacity; (value, choice indices)."""
     units = capacity // unit
     best = np.zeros(units + 1)
@@ -113,7 +141,7 @@ def _fill(options, chosen: list[int], room: int) -> list[int]:
 
 
 def allocate(layers: list[LayerChoice], budget: float, max_cells: int = MAX_CELLS) -> Allocation:
-    """One width per module minimising summed KL with total bytes <= ``budget`` x uniform bytes."""
+    """One format per module minimising summed KL with total bytes <= ``budget`` x uniform bytes."""
     if budget < 1.0:
         raise BadInputError(f"--budget {budget} is below uniform quantization (1.0): nothing could be built within it")
     uniform = sum(layer.bytes[layer.default] for layer in layers)

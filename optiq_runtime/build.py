@@ -4,9 +4,11 @@ The folder is assembled in a hidden ``.<name>.partial`` sibling (which also keep
 interrupted run, to resume) and renamed into place only when complete, ``config.json`` last. A lock
 file beside it keeps two processes from building the same output at once.
 
-Widths: by default each module is at ``bits`` or ``high_bits`` (the OptiQ recipe). ``widths`` adds
-candidate widths (e.g. 3, 5, 6) whose KL is estimated from the probes by weight-error ratios; the
-allocator may then also lower insensitive modules to pay for raising sensitive ones.
+Formats: by default each module is at ``bits`` or ``high_bits``, each at ``group_size`` or at the
+finer ``fine_group_size`` (the OptiQ recipe: 4/8-bit, and half a bit per weight more for the finer
+groups of a sensitive module). ``widths`` adds candidate bit widths (e.g. 3, 5, 6), offered at both
+group sizes too; KL at every format but the probed ones is estimated from the probes by weight-error
+ratios. The allocator may then also lower insensitive modules to pay for raising sensitive ones.
 """
 
 from __future__ import annotations
@@ -26,15 +28,17 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map_with_path
 
-from optiq_runtime.allocate import Allocation, LayerChoice, allocate
+from optiq_runtime.allocate import Allocation, LayerChoice, Width, allocate
 from optiq_runtime.calibration import CALIBRATION_FILE, calibration_tokens, read_samples
 from optiq_runtime.checkpoint import Checkpoint, checkpoint_digest, open_base
 from optiq_runtime.errors import BadInputError, OptiqError
 from optiq_runtime.load import load_network, load_tokenizer, upcast_floats
 from optiq_runtime.progress import ProgressCallback
-from optiq_runtime.sensitivity import Sensitivity, Target, find_targets, fresh, probe, batch_rows
+from optiq_runtime.sensitivity import GROUP_SIZES, Sensitivity, Target, batch_rows, find_targets, fresh, probe
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)
+# Written to metadata; a first-run build from an older recipe is rebuilt (2: finer group sizes).
+RECIPE_VERSION = 2
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
@@ -65,12 +69,31 @@ class BuildOptions:
     max_tokens: int | None = 8192
     high_probe: str = "measured"
     batch_tokens: int | None = None  # tokens per probe batch (None: as many as memory allows)
-    widths: tuple[int, ...] | None = None  # candidate widths (None: bits and high_bits)
+    widths: tuple[int, ...] | None = None  # extra candidate bit widths besides bits and high_bits
     probes: Path | None = None  # a sensitivity.json to reuse when it matches this base, data and settings
+    fine_group_size: int | None = 32  # the finer group size also offered (None: only group_size)
 
     @property
-    def candidates(self) -> tuple[int, ...]:
-        return tuple(sorted(set(self.widths or ()) | {self.bits, self.high_bits}))
+    def default_width(self) -> Width:
+        return Width(self.bits, self.group_size)
+
+    @property
+    def fine(self) -> int | None:
+        """The finer group size offered, or None (off, or group_size is already the finest)."""
+        fine = self.fine_group_size
+        return fine if self.method == "optiq" and fine and fine < self.group_size else None
+
+    @property
+    def candidate_group_sizes(self) -> tuple[int, ...]:
+        return (self.group_size, self.fine) if self.fine else (self.group_size,)
+
+    @property
+    def candidates(self) -> tuple[Width, ...]:
+        """Every candidate format: each bit width at each candidate group size."""
+        if self.method == "uniform":
+            return (self.default_width,)
+        bits = set(self.widths or ()) | {self.bits, self.high_bits}
+        return tuple(sorted(Width(b, g) for b in bits for g in self.candidate_group_sizes))
 
 
 @dataclass
@@ -91,8 +114,13 @@ def check_options(options: BuildOptions) -> None:
         raise BadInputError(f"--high-bits ({options.high_bits}) must exceed --bits ({options.bits})")
     if any(bits not in SUPPORTED_BITS for bits in options.widths or ()):
         raise BadInputError(f"--widths must be drawn from {SUPPORTED_BITS}, not {list(options.widths)}")
-    if options.group_size not in (32, 64, 128):
+    if options.group_size not in GROUP_SIZES:
         raise BadInputError(f"--group-size must be 32, 64 or 128, not {options.group_size}")
+    if options.fine_group_size is not None and options.fine_group_size not in GROUP_SIZES:
+        raise BadInputError(f"--fine-group-size must be 32, 64, 128 or none, not {options.fine_group_size}")
+    if (options.fine_group_size or 0) > options.group_size:
+        raise BadInputError(f"--fine-group-size ({options.fine_group_size}) must not exceed --group-size "
+                            f"({options.group_size})")
     if options.budget < 1.0:
         raise BadInputError(f"--budget {options.budget} is below uniform {options.bits}-bit (1.0); nothing fits in it")
     if options.reference not in ("auto", "bf16", "uniform"):
@@ -140,12 +168,13 @@ def _quantize(model: nn.Module, widths: dict[str, dict]) -> None:
     nn.quantize(model, class_predicate=lambda path, module: widths.get(path, False))
 
 
-def _widths(targets: list[Target], chosen: dict[str, int], options: BuildOptions) -> dict[str, dict]:
-    """Per-module quantization parameters: the chosen width (default the low one), or the model's fixed one."""
-    return {
-        t.path: t.fixed or {"group_size": options.group_size, "bits": chosen.get(t.path, options.bits)}
-        for t in targets
-    }
+def _widths(targets: list[Target], chosen: dict[str, Width], options: BuildOptions) -> dict[str, dict]:
+    """Per-module quantization parameters: the chosen format (default the low one), or the model's fixed one."""
+    widths = {}
+    for t in targets:
+        width = chosen.get(t.path, options.default_width)
+        widths[t.path] = t.fixed or {"group_size": width.group_size, "bits": width.bits}
+    return widths
 
 
 def quantized_nbytes(model: nn.Module) -> int:
@@ -323,19 +352,21 @@ def _uniform_choices(checkpoint: Checkpoint, options: BuildOptions) -> tuple[lis
     targets = find_targets(model, options.group_size)
     choices = []
     for t in targets:
-        width = t.fixed or {"bits": options.bits, "group_size": options.group_size}
-        size = t.nbytes(width["bits"], width["group_size"])
-        choices.append(LayerChoice(t.path, {width["bits"]: size}, {width["bits"]: 0.0}, width["bits"]))
+        width = t.fixed_width or options.default_width
+        choices.append(LayerChoice(t.path, {width: t.nbytes(width)}, {width: 0.0}, width))
     return targets, choices
 
 
 def _metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allocation: Allocation,
               widths: dict[str, dict], calibration: dict | None) -> dict:
-    layers = {path: width["bits"] for path, width in widths.items()}
-    counts = {str(bits): 0 for bits in (options.candidates if options.method == "optiq" else (options.bits,))}
-    for bits in layers.values():
-        counts[str(bits)] = counts.get(str(bits), 0) + 1
+    formats = {path: Width(width["bits"], width["group_size"]) for path, width in widths.items()}
+    counts = {str(bits): 0 for bits in sorted({w.bits for w in options.candidates})}
+    format_counts = {w.label: 0 for w in options.candidates}
+    for width in formats.values():
+        counts[str(width.bits)] = counts.get(str(width.bits), 0) + 1
+        format_counts[width.label] = format_counts.get(width.label, 0) + 1
     return {
+        "recipe": RECIPE_VERSION,
         "method": options.method,
         "base": str(options.base) if options.base is not None else "tiny-agent (embedded)",
         "base_path": str(checkpoint.path),
@@ -344,12 +375,14 @@ def _metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, all
         "bits": options.bits,
         "high_bits": options.high_bits,
         "group_size": options.group_size,
+        "fine_group_size": options.fine,
         "budget": options.budget,
         "bytes": {"optiq": allocation.bytes, "uniform": allocation.uniform_bytes,
                   "limit": allocation.limit_bytes, "ratio": allocation.ratio},
-        "counts": counts,
-        "layers": layers,
-        "widths": list(options.candidates) if options.method == "optiq" else [options.bits],
+        "counts": counts,  # modules per bit width (what the status bar shows)
+        "format_counts": format_counts,  # modules per format, e.g. {"4g32": 1, "4g64": 20, ...}
+        "layers": {path: width.label for path, width in formats.items()},
+        "widths": [width.label for width in options.candidates],
         "allocation": {"kl_sum": allocation.kl_sum, "uniform_kl_sum": allocation.uniform_kl_sum,
                        "kl_bound": allocation.kl_bound, "optimal": allocation.optimal},
         "calibration": calibration,

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from optiq_runtime.build import BuildBusy, BuildOptions, build, wait_for
+from optiq_runtime.build import RECIPE_VERSION, BuildBusy, BuildOptions, build, wait_for
 from optiq_runtime.checkpoint import checkpoint_digest, open_base
 from optiq_runtime.embedded import EMBEDDED_NAME
 from optiq_runtime.home import models_dir
@@ -15,7 +15,8 @@ from optiq_runtime.load import read_metadata
 from optiq_runtime.progress import ProgressCallback, stderr_callback
 
 # Fewer calibration tokens and estimated high-bit KL keep the first run short on a CPU;
-# `optiq quantize` probes more and measures both widths.
+# `optiq quantize` probes more and measures both widths. Formats are BuildOptions' defaults
+# (4/8-bit at group size 64 or 32).
 FIRST_RUN_SETTINGS = {"seq_len": 128, "max_tokens": 1536, "high_probe": "estimated"}
 
 
@@ -28,8 +29,11 @@ def model_name(base: str | os.PathLike | None) -> str:
 
 
 def is_current(folder: Path, digest: str) -> bool:
-    """Whether ``folder`` is a finished build of the base with this digest."""
-    return (folder / "config.json").is_file() and read_metadata(folder).get("base_digest") == digest
+    """Whether ``folder`` is a finished build of the base with this digest, by the current recipe."""
+    if not (folder / "config.json").is_file():
+        return False
+    metadata = read_metadata(folder)
+    return metadata.get("base_digest") == digest and metadata.get("recipe") == RECIPE_VERSION
 
 
 def _say(line: str) -> None:

@@ -1,5 +1,6 @@
 """Per-layer sensitivity: the KL of the model's next-token distribution from the reference's
-when one quantizable layer alone is quantized, at the low and at the high bit width.
+when one quantizable layer alone is quantized, at the low and at the high bit width (default
+group size); other formats (other bits, finer groups) are estimated by weight-error ratios.
 
 Every calibration batch runs the reference once, caching each decoder block's input; a probe
 then reruns only the blocks from its layer's block onwards. Probes are saved after every
@@ -19,13 +20,14 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from optiq_runtime.allocate import LayerChoice, quantized_bytes
+from optiq_runtime.allocate import LayerChoice, Width
 from optiq_runtime.kl import Reference, rows_per_batch
 from optiq_runtime.progress import Progress, ProgressCallback
 
-FORMAT_VERSION = 2
-# Widths whose KL can be estimated from a measured one by the weight-error ratio.
+FORMAT_VERSION = 3  # 3: KL sums and weight errors keyed by format ("4g64"), errors at every group size
+# Formats whose KL can be estimated from a measured one by the weight-error ratio.
 ESTIMABLE_BITS = (2, 3, 4, 5, 6, 8)
+GROUP_SIZES = (32, 64, 128)  # the group sizes MLX quantizes with
 ACTIVATION_BUDGET_BYTES = 512 * 1024 * 1024
 _BLOCK = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -43,8 +45,12 @@ class Target:
     shape: tuple[int, int]
     fixed: dict | None = None  # quantization the model itself imposes (e.g. MoE gates): never probed
 
-    def nbytes(self, bits: int, group_size: int) -> int:
-        return quantized_bytes(self.shape[0], self.shape[1], bits, group_size)
+    def nbytes(self, width: Width) -> int:
+        return width.nbytes(*self.shape)
+
+    @property
+    def fixed_width(self) -> Width | None:
+        return Width(self.fixed["bits"], self.fixed["group_size"]) if self.fixed else None
 
 
 def find_targets(model: nn.Module, group_size: int) -> list[Target]:
@@ -239,7 +245,7 @@ def swapped(model: nn.Module, path: str, original: nn.Module, replacement: nn.Mo
 
 @dataclass
 class Sensitivity:
-    """Probe results so far: per layer, the summed token KL at each width, and how far the run got."""
+    """Probe results so far: per layer, the summed token KL at each probed format, and how far the run got."""
 
     fingerprint: str
     reference: str
@@ -256,47 +262,55 @@ class Sensitivity:
     def complete(self) -> bool:
         return self.batches_done >= self.batches
 
-    def mean_kl(self, path: str, bits: int) -> float:
-        """Mean token KL with this layer alone at ``bits``: measured where probed, else estimated.
+    @property
+    def low(self) -> Width:
+        return Width(self.bits, self.group_size)
 
-        The estimate scales a measured KL by the ratio of squared weight errors (KL is quadratic
-        in a small perturbation). With the uniform reference the probe measured what promoting
-        to the high width removes, which stands in for the low width's KL.
+    @property
+    def high(self) -> Width:
+        return Width(self.high_bits, self.group_size)
+
+    def mean_kl(self, path: str, width: Width) -> float:
+        """Mean token KL with this layer alone at ``width``: measured where probed, else estimated.
+
+        The estimate scales the low format's KL by the ratio of squared weight errors (KL is
+        quadratic in a small perturbation). With the uniform reference the probe measured what
+        promoting to the high format removes, which stands in for the low format's KL.
         """
         if self.tokens_done == 0:
             return 0.0
         layer = self.layers[path]
         sums = layer["kl_sum"]
-        if str(bits) in sums and not (self.high_probe == "estimated" and bits == self.high_bits):
-            if not (self.reference == "uniform" and bits == self.high_bits):
-                return max(0.0, sums[str(bits)] / self.tokens_done)  # float32 can leave a tiny negative
-        anchor = sums.get(str(self.high_bits if self.reference == "uniform" else self.bits), 0.0)
+        if self.reference != "uniform" and width.label in sums:
+            return max(0.0, sums[width.label] / self.tokens_done)  # float32 can leave a tiny negative
+        anchor = sums.get((self.high if self.reference == "uniform" else self.low).label, 0.0)
         mse = layer.get("mse", {})
-        ratio = mse.get(str(bits), 0.0) / mse[str(self.bits)] if mse.get(str(self.bits)) else 0.0
+        low_error = mse.get(self.low.label)
+        ratio = mse.get(width.label, 0.0) / low_error if low_error else 0.0
         return max(0.0, anchor * ratio / self.tokens_done)
 
     def targets(self) -> list[Target]:
         return [Target(p, l["block"], tuple(l["shape"]), l.get("fixed")) for p, l in self.layers.items()]
 
-    def choices(self, widths: tuple[int, ...] | None = None) -> list[LayerChoice]:
-        """What the allocator needs: bytes and mean KL at each candidate width (default: low and high)."""
-        widths = widths or (self.bits, self.high_bits)
+    def choices(self, widths: tuple[Width, ...] | None = None) -> list[LayerChoice]:
+        """What the allocator needs: bytes and mean KL at each candidate format (default: low and high)."""
+        widths = widths or (self.low, self.high)
         choices = []
         for target in self.targets():
             if target.fixed:
-                fixed = target.fixed["bits"]
-                size = target.nbytes(fixed, target.fixed["group_size"])
-                choices.append(LayerChoice(target.path, {fixed: size}, {fixed: 0.0}, fixed))
+                fixed = target.fixed_width
+                choices.append(LayerChoice(target.path, {fixed: target.nbytes(fixed)}, {fixed: 0.0}, fixed))
                 continue
-            sizes = {bits: target.nbytes(bits, self.group_size) for bits in widths}
-            kl = {bits: self.mean_kl(target.path, bits) for bits in widths}
-            choices.append(LayerChoice(target.path, sizes, kl, self.bits))
+            sizes = {width: target.nbytes(width) for width in widths}
+            kl = {width: self.mean_kl(target.path, width) for width in widths}
+            choices.append(LayerChoice(target.path, sizes, kl, self.low))
         return choices
 
     def to_json(self) -> dict:
         data = dict(vars(self), version=FORMAT_VERSION)
-        for path in self.layers:
-            data["layers"][path]["kl"] = {str(b): self.mean_kl(path, b) for b in sorted({self.bits, self.high_bits})}
+        for path, layer in self.layers.items():
+            widths = [w for w in map(Width.parse, layer.get("mse", {})) if w.bits in (self.bits, self.high_bits)]
+            data["layers"][path]["kl"] = {w.label: self.mean_kl(path, w) for w in sorted(widths) or [self.low, self.high]}
         return data
 
     def save(self, file: Path) -> None:
@@ -327,12 +341,18 @@ def fresh(targets: list[Target], fingerprint: str, reference: str, bits: int, hi
     return Sensitivity(fingerprint, reference, bits, high_bits, group_size, batches, 0, 0, layers, high_probe)
 
 
-def weight_errors(weight: mx.array, group_size: int) -> dict[str, float]:
-    """Squared weight error at each estimable width (KL grows with it about linearly)."""
+def weight_errors(weight: mx.array) -> dict[str, float]:
+    """Squared weight error at each estimable format (KL grows with it about linearly), keyed by label."""
     exact = weight.astype(mx.float32)
-    errors = {str(bits): mx.square(qdq(weight, bits, group_size) - exact).sum() for bits in ESTIMABLE_BITS}
-    mx.eval(list(errors.values()))
-    return {bits: error.item() for bits, error in errors.items()}
+    found = {}
+    for group_size in GROUP_SIZES:
+        if weight.shape[-1] % group_size:
+            continue
+        errors = {Width(bits, group_size).label: mx.square(qdq(weight, bits, group_size) - exact).sum()
+                  for bits in ESTIMABLE_BITS}
+        mx.eval(list(errors.values()))  # one group size at a time bounds the memory of a large embedding
+        found.update({label: error.item() for label, error in errors.items()})
+    return found
 
 
 def batch_rows(rows: mx.array, vocab_size: int, hidden_size: int, blocks: int) -> int:
@@ -351,18 +371,18 @@ class Prober:
         self.state = state
         self.targets = [t for t in targets if not t.fixed]
         if state.reference == "uniform":
-            self.widths = (state.high_bits,)
+            self.widths = (state.high,)
         elif state.high_probe == "estimated":
-            self.widths = (state.bits,)
+            self.widths = (state.low,)
         else:
-            self.widths = (state.bits, state.high_bits)
+            self.widths = (state.low, state.high)
         modules = dict(tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module))
         sources = dict(tree_flatten(source.leaf_modules(), is_leaf=nn.Module.is_module))
         self.modules = {t.path: modules[t.path] for t in self.targets}
         self.sources = {t.path: sources[t.path] for t in self.targets}
         for t in self.targets:
             if "mse" not in state.layers[t.path]:
-                state.layers[t.path]["mse"] = weight_errors(self.sources[t.path].weight, state.group_size)
+                state.layers[t.path]["mse"] = weight_errors(self.sources[t.path].weight)
         params = sum(t.shape[0] * t.shape[1] for t in self.targets)
         self._checked = False
         self._cache: dict | None = {} if params * 4 * len(self.widths) < ACTIVATION_BUDGET_BYTES else None
@@ -371,11 +391,11 @@ class Prober:
     def probes_per_batch(self) -> int:
         return len(self.targets) * len(self.widths)
 
-    def _weight(self, path: str, bits: int) -> mx.array:
-        key = (path, bits)
+    def _weight(self, path: str, width: Width) -> mx.array:
+        key = (path, width)
         if self._cache is not None and key in self._cache:
             return self._cache[key]
-        weight = qdq(self.sources[path].weight, bits, self.state.group_size)
+        weight = qdq(self.sources[path].weight, width.bits, width.group_size)
         mx.eval(weight)
         if self._cache is not None:
             self._cache[key] = weight
@@ -407,14 +427,14 @@ class Prober:
         reference = Reference.from_logits(self.stack.head(acts[-1]) if self.stack.exact else self.model(tokens))
         batch_sums = {}
         for target in self.targets:
-            for bits in self.widths:
+            for width in self.widths:
                 original = self.modules[target.path]
-                with swapped(self.model, target.path, original, dense_with(original, self._weight(target.path, bits))):
-                    batch_sums[target.path, str(bits)] = reference.kl(self._logits(target, tokens, acts)).sum().item()
+                with swapped(self.model, target.path, original, dense_with(original, self._weight(target.path, width))):
+                    batch_sums[target.path, width.label] = reference.kl(self._logits(target, tokens, acts)).sum().item()
                 progress.advance()
-        for (path, bits), kl in batch_sums.items():  # only whole batches count, so a resumed run adds up right
+        for (path, label), kl in batch_sums.items():  # only whole batches count, so a resumed run adds up right
             sums = self.state.layers[path]["kl_sum"]
-            sums[bits] = sums.get(bits, 0.0) + kl
+            sums[label] = sums.get(label, 0.0) + kl
         self.state.batches_done += 1
         self.state.tokens_done += tokens.size
 

@@ -1,4 +1,4 @@
-"""Bit allocation: the knapsack never exceeds its byte budget and finds the best widths."""
+"""Format allocation: the knapsack never exceeds its byte budget and finds the best formats."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optiq_runtime.allocate import LayerChoice, allocate, quantized_bytes
+from optiq_runtime.allocate import LayerChoice, Width, allocate, quantized_bytes
 from optiq_runtime.errors import BadInputError
+
+W3, W4, W5, W8 = (Width(bits, 64) for bits in (3, 4, 5, 8))
+W4_FINE, W8_FINE = Width(4, 32), Width(8, 32)
 
 
 def layer(index: int, rows: int, cols: int, kl4: float, kl8: float, extra: dict | None = None) -> LayerChoice:
-    sizes = {4: quantized_bytes(rows, cols, 4, 64), 8: quantized_bytes(rows, cols, 8, 64)}
-    kl = {4: kl4, 8: kl8}
-    for bits, value in (extra or {}).items():
-        sizes[bits], kl[bits] = quantized_bytes(rows, cols, bits, 64), value
-    return LayerChoice(f"l{index}", sizes, kl, 4)
+    kl = {W4: kl4, W8: kl8, **(extra or {})}
+    return LayerChoice(f"l{index}", {width: width.nbytes(rows, cols) for width in kl}, kl, W4)
 
 
 shapes = st.tuples(st.sampled_from([2, 16, 64, 128, 384]), st.sampled_from([64, 128, 256, 1024]))
@@ -26,7 +26,12 @@ two_widths = st.lists(st.tuples(shapes, st.floats(0, 1), st.floats(0, 0.01)), mi
     lambda specs: [layer(i, *shape, kl4, kl8) for i, (shape, kl4, kl8) in enumerate(specs)])
 many_widths = st.lists(st.tuples(shapes, st.floats(0, 1), st.floats(0, 0.01), st.floats(0, 4), st.floats(0, 0.3)),
                        min_size=1, max_size=5).map(
-    lambda specs: [layer(i, *shape, kl4, kl8, {3: kl3, 5: kl5}) for i, (shape, kl4, kl8, kl3, kl5) in enumerate(specs)])
+    lambda specs: [layer(i, *shape, kl4, kl8, {W3: kl3, W5: kl5}) for i, (shape, kl4, kl8, kl3, kl5) in enumerate(specs)])
+# The default OptiQ candidates: 4 and 8 bits, each at group size 64 and 32 (finer groups lower the KL).
+fine_groups = st.lists(st.tuples(shapes, st.floats(0, 1), st.floats(0, 1), st.floats(0, 0.01), st.floats(0, 1)),
+                       min_size=1, max_size=6).map(
+    lambda specs: [layer(i, *shape, kl4, kl8, {W4_FINE: kl4 * fine, W8_FINE: kl8 * fine})
+                   for i, (shape, kl4, fine, kl8, _) in enumerate(specs)])
 
 
 def brute_force(layers: list[LayerChoice], limit: int) -> float:
@@ -69,11 +74,40 @@ def test_coarse_units_stay_within_budget_and_bound_the_optimum(layers, budget):
     assert result.kl_bound <= best + 1e-12 and result.kl_sum >= best - 1e-12
 
 
+@settings(max_examples=150, deadline=None)
+@given(fine_groups, st.floats(1.0, 1.5))
+def test_fine_group_formats_never_exceed_budget_and_are_optimal(layers, budget):
+    result = allocate(layers, budget)
+    check(layers, result, budget)
+    assert result.optimal
+    assert result.kl_sum == pytest.approx(brute_force(layers, result.limit_bytes), abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fine_groups, st.floats(1.0, 1.5))
+def test_fine_group_formats_with_coarse_units_stay_within_budget(layers, budget):
+    result = allocate(layers, budget, max_cells=20)
+    check(layers, result, budget)
+    assert result.kl_bound <= brute_force(layers, result.limit_bytes) + 1e-12
+
+
+def test_finer_groups_win_when_a_bit_more_does_not_fit():
+    # 10% more bytes cannot pay for the big sensitive layer at 8 bits (+89% of its bytes) but can for
+    # group size 32 (+11%).
+    big = layer(0, 1024, 128, 1.0, 0.1, {W4_FINE: 0.7, W8_FINE: 0.05})
+    small = [layer(i, 128, 128, 0.01, 0.0, {W4_FINE: 0.008, W8_FINE: 0.0}) for i in range(1, 4)]
+    result = allocate([big, *small], 1.10)
+    assert result.widths["l0"] == W4_FINE
+    assert result.promoted({it.path: W4 for it in [big, *small]}) >= {"l0"}
+    assert result.bytes <= result.limit_bytes
+
+
 def test_budget_one_keeps_everything_low():
-    layers = [layer(0, 64, 64, 1.0, 0.0), layer(1, 128, 64, 2.0, 0.0)]
+    layers = [layer(0, 64, 64, 1.0, 0.0, {W4_FINE: 0.5}), layer(1, 128, 64, 2.0, 0.0)]
     result = allocate(layers, 1.0)
-    assert set(result.widths.values()) == {4}
+    assert set(result.widths.values()) == {W4}
     assert result.bytes == result.uniform_bytes
+    assert result.promoted({"l0": W4, "l1": W4}) == frozenset()
 
 
 def test_budget_below_uniform_is_bad_input():
@@ -87,21 +121,29 @@ def test_beats_greedy_by_kl_per_byte():
     # Greedy takes the four small ones (KL 1.0 left), then the big one no longer fits;
     # the big one with two small ones fills the budget exactly (KL 0.6 left).
     result = allocate([big, *small], 1.8)
-    assert result.widths["l0"] == 8 and sum(bits == 8 for bits in result.widths.values()) == 3
+    assert result.widths["l0"] == W8 and sum(width == W8 for width in result.widths.values()) == 3
     assert result.kl_sum == pytest.approx(0.6)
     assert result.bytes == result.limit_bytes
 
 
 def test_lower_widths_pay_for_higher_ones():
-    sensitive = layer(0, 64, 1024, 1.0, 0.01, {5: 0.3})
-    tolerant = [layer(i, 64, 1024, 0.01, 0.0, {3: 0.02}) for i in range(1, 4)]
+    sensitive = layer(0, 64, 1024, 1.0, 0.01, {W5: 0.3})
+    tolerant = [layer(i, 64, 1024, 0.01, 0.0, {W3: 0.02}) for i in range(1, 4)]
     with_three = allocate([sensitive, *tolerant], 1.0)
-    assert with_three.widths["l0"] > 4 and 3 in with_three.widths.values()
+    assert with_three.widths["l0"].bits > 4 and W3 in with_three.widths.values()
     assert with_three.bytes <= with_three.uniform_bytes
 
 
 def test_byte_formula_matches_mlx_tensors():
     weight = mx.random.normal((96, 256)).astype(mx.bfloat16)
     for bits in (3, 4, 5, 8):
-        packed, scales, biases = mx.quantize(weight, group_size=64, bits=bits)
-        assert quantized_bytes(96, 256, bits, 64) == packed.nbytes + scales.nbytes + biases.nbytes
+        for group_size in (32, 64, 128):
+            packed, scales, biases = mx.quantize(weight, group_size=group_size, bits=bits)
+            expected = packed.nbytes + scales.nbytes + biases.nbytes
+            assert quantized_bytes(96, 256, bits, group_size) == Width(bits, group_size).nbytes(96, 256) == expected
+
+
+def test_format_labels_round_trip_and_order():
+    assert Width(4, 32).label == "4g32" and str(Width(8, 64)) == "8g64"
+    assert Width.parse("4g32") == Width(4, 32)
+    assert sorted([W8, W4, W4_FINE]) == [W4_FINE, W4, W8]

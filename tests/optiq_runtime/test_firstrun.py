@@ -50,6 +50,22 @@ def test_builds_once_then_reuses(monkeypatch, tmp_path):
     assert (folder / "config.json").stat().st_mtime_ns != built and digest
 
 
+def test_a_build_by_an_older_recipe_is_rebuilt(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256, "high_probe": "estimated"})
+    base = write_random_checkpoint(tmp_path / "base", seed=7)
+    folder = ensure_model(base, progress=lambda _: None, log=lambda _: None)
+    meta_file = folder / "optiq" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["fine_group_size"] == 32 and meta["widths"] == ["4g32", "4g64", "8g32", "8g64"]
+    del meta["recipe"]  # what a build before finer group sizes wrote
+    meta_file.write_text(json.dumps(meta))
+    lines = []
+    ensure_model(base, progress=lambda _: None, log=lines.append)
+    assert any("building" in line for line in lines)
+    assert json.loads(meta_file.read_text())["recipe"] == firstrun.RECIPE_VERSION
+
+
 def test_progress_lines_carry_an_eta():
     import io
 

@@ -46,6 +46,7 @@ def quantized_modules(model):
 
 
 def test_stock_mlx_lm_loads_it_with_our_logits(optiq):
+    assert metadata(optiq)["format_counts"]["4g32"] >= 1  # a finer-group module is among those loaded
     stock, tokenizer = mlx_load(str(optiq))
     ours = load_model(optiq, upcast=False)
     assert mx.array_equal(stock(TOKENS), ours.model(TOKENS)).item()
@@ -56,15 +57,18 @@ def test_stock_mlx_lm_loads_it_with_our_logits(optiq):
     assert tokenizer.encode("hello world")
 
 
-def test_widths_follow_the_allocation(optiq):
+def test_formats_follow_the_allocation(optiq):
     meta = metadata(optiq)
     config = json.loads((optiq / "config.json").read_text())
     modules = quantized_modules(load_model(optiq).model)
     assert set(modules) == set(meta["layers"])
     for path, module in modules.items():
-        assert module.bits == meta["layers"][path] == config["quantization"][path]["bits"]
+        assert meta["layers"][path] == f"{module.bits}g{module.group_size}"
+        assert config["quantization"][path] == {"group_size": module.group_size, "bits": module.bits}
+    assert meta["widths"] == ["4g32", "4g64", "8g32", "8g64"] and meta["fine_group_size"] == 32
     assert meta["counts"]["8"] >= 1 and meta["counts"]["4"] >= 1
-    assert sum(meta["counts"].values()) == len(modules)
+    assert sum(meta["counts"].values()) == sum(meta["format_counts"].values()) == len(modules)
+    assert meta["format_counts"]["4g32"] == sum(label == "4g32" for label in meta["layers"].values()) >= 1
     assert "language_model.model.embed_tokens" in modules  # the tied embedding is quantized and counted
 
 
@@ -101,9 +105,11 @@ def test_probes_are_saved_and_a_new_budget_reuses_them(base, optiq, tmp_path):
     saved = Sensitivity.load(optiq / "optiq" / "sensitivity.json")
     assert saved.complete and saved.tokens_done == 256
     kl = [layer["kl"] for layer in saved.to_json()["layers"].values()]
-    assert all(k["4"] >= 0 and k["8"] >= 0 for k in kl)
-    assert all(k["4"] >= k["8"] - 1e-6 for k in kl)
-    assert sum(k["4"] for k in kl) > 50 * sum(k["8"] for k in kl)
+    assert all(k["4g64"] >= 0 and k["8g64"] >= 0 for k in kl)
+    assert all(k["4g64"] >= k["8g64"] - 1e-6 for k in kl)
+    assert sum(k["4g64"] for k in kl) > 50 * sum(k["8g64"] for k in kl)
+    # Finer groups: estimated from the probed 4g64 by the weight-error ratio, so lower but the same order.
+    assert sum(k["8g64"] for k in kl) < sum(k["4g32"] for k in kl) < sum(k["4g64"] for k in kl)
     lines = []
     build(BuildOptions(out=optiq, base=base, budget=1.02, force=True, **SMALL), log=lines.append)
     assert any("reusing" in line for line in lines)
@@ -140,7 +146,7 @@ def test_interrupted_build_leaves_nothing_finished_and_resumes(base, tmp_path):
 
 def test_uniform_is_all_low_bits(base, tmp_path):
     result = build(BuildOptions(out=tmp_path / "u", base=base, method="uniform"), log=quiet)
-    assert set(result.metadata["counts"]) == {"4"}
+    assert set(result.metadata["counts"]) == {"4"} and result.metadata["format_counts"] == {"4g64": 32}
     assert result.metadata["bytes"]["optiq"] == result.metadata["bytes"]["uniform"]
 
 
@@ -155,6 +161,9 @@ def test_existing_output_needs_force(base, optiq):
     (["--base", "/no/such/folder"], "does not exist"),
     (["--budget", "0.95"], "below uniform"),
     (["--calibration", "CALIB"], "not JSONL"),
+    (["--fine-group-size", "16"], "--fine-group-size must be 32, 64, 128 or none, not 16"),
+    (["--fine-group-size", "fine"], "--fine-group-size must be 32, 64, 128 or none, not 'fine'"),
+    (["--fine-group-size", "128"], "must not exceed --group-size (64)"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(base, tmp_path, capsys, argv, message):
     bad = tmp_path / "calibration.jsonl"
@@ -175,6 +184,17 @@ def test_cli_json_report(base, tmp_path, capsys):
     assert report["path"] == str(out) and report["counts"] == {"4": report["counts"]["4"]}
 
 
+def test_cli_without_fine_groups_builds_the_4_8_bit_group_64_recipe(base, tmp_path, capsys):
+    out = tmp_path / "g64"
+    assert main(["quantize", "--base", str(base), "--out", str(out), "--fine-group-size", "none",
+                 "--tokens", "256", "--budget", "1.10"]) == 0
+    assert "at 8-bit group 64" in capsys.readouterr().out
+    meta = metadata(out)
+    assert meta["widths"] == ["4g64", "8g64"] and meta["fine_group_size"] is None
+    assert set(meta["layers"].values()) == {"4g64", "8g64"}
+    assert meta["bytes"]["optiq"] <= meta["bytes"]["limit"]
+
+
 def test_extra_widths_reuse_probes_and_load_in_stock_mlx_lm(base, optiq, tmp_path):
     out = tmp_path / "mixed"
     lines = []
@@ -183,6 +203,7 @@ def test_extra_widths_reuse_probes_and_load_in_stock_mlx_lm(base, optiq, tmp_pat
     assert any("reusing" in line for line in lines)
     meta = result.metadata
     assert set(meta["counts"]) == {"3", "4", "5", "8"} and meta["bytes"]["optiq"] <= meta["bytes"]["uniform"]
+    assert meta["widths"] == [f"{bits}g{group}" for bits in (3, 4, 5, 8) for group in (32, 64)]
     assert meta["allocation"]["kl_sum"] <= meta["allocation"]["uniform_kl_sum"]
     stock, _ = mlx_load(str(out))
     assert mx.array_equal(stock(TOKENS), load_model(out, upcast=False).model(TOKENS)).item()
