@@ -37,6 +37,9 @@ class TrainConfig:
     mtp_weight: float = 0.3
     curriculum: float = 0.15
     copy_focus: float = 0.45
+    # Phase 4 weights calls over fresh schemas: the first run (82 min) ended copying values
+    # into built-in calls but not into several freshly named parameters.
+    schema_focus: float = 0.5
     checkpoint_seconds: float = 180.0
     eval_seconds: float = 600.0
     # One thread: on a shared, oversubscribed CPU two threads stall on each other at every op.
@@ -104,6 +107,12 @@ def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
     return main, mtp
 
 
+def training_phase(cfg: TrainConfig, progress: float) -> int:
+    """The curriculum phase at ``progress`` (0..1) of the run: copy drills, full mix, long copies, fresh schemas."""
+    bounds = (cfg.curriculum, cfg.copy_focus, cfg.schema_focus)
+    return 1 + sum(progress >= bound for bound in bounds)
+
+
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     warm = min(1.0, (step + 1) / cfg.warmup_steps)
     cosine = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
@@ -148,7 +157,7 @@ def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, e
     while state["seconds"] < cfg.seconds:
         start = time.time()
         progress = state["seconds"] / cfg.seconds
-        phase = 1 if progress < cfg.curriculum else 2 if progress < cfg.copy_focus else 3
+        phase = training_phase(cfg, progress)
         rng = random.Random(f"{cfg.seed}:{state['step']}")
         ids, mask = pack(encoder, rng, phase, cfg.batch_rows, cfg.seq_len)
         lr = learning_rate(cfg, state["step"], progress)
