@@ -57,8 +57,8 @@ class Backbone:
         self._fa_idx = kinds.index(False) if False in kinds else None
         self._ssm_idx = kinds.index(True) if True in kinds else None
         self.rollback = "positions"  # or "replay": how a verification's rejected tail is taken back
-        self._step = mx.compile(self._step_graph)
-        self._step_positions = mx.compile(partial(self._step_graph, positions=True))
+        self._step = mx.compile(self.step_graph)
+        self._step_positions = mx.compile(partial(self.step_graph, positions=True))
         self._replays = {i: _replay_graph(layer) for i, layer in enumerate(self.layers) if layer.is_linear}
         self.logits = mx.compile(lambda hidden: self.output(self.body.norm(hidden)))
 
@@ -119,7 +119,8 @@ class Backbone:
         ready = all(cache.main[i].keys is not None for i in cache.kv_ids)
         return ready and all(a is not None for arrays in cache.linear_state() for a in arrays)
 
-    def _step_graph(self, tokens, linear, kv, offset, *, positions: bool = False):
+    def step_graph(self, tokens, linear, kv, offset, *, positions: bool = False):
+        """The traced body of ``step``: ``(hidden, logits, DeltaNet caches, KV buffers, DeltaNet inputs)``."""
         h = self.embed(tokens)
         linear_out, kv_out, inputs = [], [], []
         linear_in, kv_in = iter(linear), iter(kv)
@@ -160,7 +161,7 @@ class Drafter:
         # trained on the backbone's pre-norm states only, so its pre-norm output is the
         # analogue; True feeds the normed output instead (as vLLM's Qwen3-Next MTP does).
         self.chain_normed = False
-        self._pass = mx.compile(self._pass_graph)
+        self._pass = mx.compile(self.pass_graph)
 
     def chain(self, out: mx.array) -> mx.array:
         """The hidden state the next draft pass takes after this output."""
@@ -178,7 +179,8 @@ class Drafter:
         cache.keys, cache.values, cache.offset = keys, values, offset + count
         return out, logits
 
-    def _pass_graph(self, tokens, hidden, keys, values, offset):
+    def pass_graph(self, tokens, hidden, keys, values, offset):
+        """The traced body of a draft pass: ``(outputs before the norm, logits, KV buffers)``."""
         x = self.head.project(self.backbone.embed(tokens), hidden)
         out, keys, values = attention_layer(self.head.layers[0], x, keys, values, offset)
         return out, self.backbone.output(self.head.norm(out)), keys, values
@@ -244,19 +246,30 @@ def _attention(attn, x, keys_buffer, values_buffer, offset):
     written with ``slice_update`` at an array offset and attention masks the unused tail of
     the buffer, so the graph does not depend on the position.
     """
+    queries, keys, values, gate = project_attention(attn, x, offset)
+    keys_buffer = mx.slice_update(keys_buffer, keys, offset[None], axes=(2,))
+    values_buffer = mx.slice_update(values_buffer, values, offset[None], axes=(2,))
+    visible = mx.arange(keys_buffer.shape[2])[None] <= (offset + mx.arange(x.shape[1]))[:, None]
+    return attend(attn, queries, keys_buffer, values_buffer, visible, gate), keys_buffer, values_buffer
+
+
+def project_attention(attn, x, offset):
+    """Queries and keys (normed, rotated from position ``offset``), values ``[B, heads, S, dim]`` and the output gate."""
     batch, length, _ = x.shape
     queries, gate = mx.split(attn.q_proj(x).reshape(batch, length, attn.num_attention_heads, -1), 2, axis=-1)
     gate = gate.reshape(batch, length, -1)
     keys = attn.k_norm(attn.k_proj(x).reshape(batch, length, attn.num_key_value_heads, -1)).transpose(0, 2, 1, 3)
     values = attn.v_proj(x).reshape(batch, length, attn.num_key_value_heads, -1).transpose(0, 2, 1, 3)
     queries = attn.rope(attn.q_norm(queries).transpose(0, 2, 1, 3), offset=offset)
-    keys = attn.rope(keys, offset=offset)
-    keys_buffer = mx.slice_update(keys_buffer, keys, offset[None], axes=(2,))
-    values_buffer = mx.slice_update(values_buffer, values, offset[None], axes=(2,))
-    visible = mx.arange(keys_buffer.shape[2])[None] <= (offset + mx.arange(length))[:, None]
-    out = mx.fast.scaled_dot_product_attention(queries, keys_buffer, values_buffer, scale=attn.scale, mask=visible)
+    return queries, attn.rope(keys, offset=offset), values, gate
+
+
+def attend(attn, queries, keys, values, visible, gate):
+    """Gated attention output over ``keys``/``values`` where ``visible`` ``[S, K]`` allows."""
+    batch, _, length, _ = queries.shape
+    out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=attn.scale, mask=visible)
     out = out.transpose(0, 2, 1, 3).reshape(batch, length, -1)
-    return attn.o_proj(out * mx.sigmoid(gate)), keys_buffer, values_buffer
+    return attn.o_proj(out * mx.sigmoid(gate))
 
 
 def reserve(cache: KVCache, size: int) -> tuple[mx.array, mx.array]:

@@ -20,6 +20,7 @@ from mlx.utils import tree_flatten
 
 from optiq_runtime.backbone import Backbone, Drafter, text_args
 from optiq_runtime.errors import BadInputError
+from optiq_runtime.fused import FusedRounds
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
 from optiq_runtime.sampling import KeyStream, SamplingParams
@@ -33,6 +34,8 @@ PROBE_STEPS = 4
 MAX_DEPTH = 8
 # Quantized models whose float32 weights fit in this are dequantized on the CPU backend (see Engine.load).
 DEQUANTIZE_LIMIT = 2 << 30
+# OpenBLAS threads once a model is loaded for generation: decode passes multiply a few rows.
+DECODE_BLAS_THREADS = 1
 
 
 @dataclass
@@ -55,6 +58,9 @@ class Engine:
         self.backbone = Backbone(model)
         self.head = head
         self.drafter = Drafter(head, self.backbone) if head is not None else None
+        # Greedy MTP rounds as one graph each (False: drafts, verification and catch-up apart).
+        self.fused = FusedRounds(self.backbone, self.drafter) if head is not None else None
+        self.fuse_rounds = True
         self.mtp_depth = mtp_depth
         self.mtp_enabled = mtp and head is not None
         self.auto_fallback = True
@@ -75,9 +81,11 @@ class Engine:
         values: MLX's CPU quantized matmul costs about twice a float32 one per token and grows
         linearly with the tokens of a pass, which would make verifying drafts as dear as decoding them.
         """
+        from optiq_runtime.fastcpu import set_blas_threads
         from optiq_runtime.load import load_model
 
         loaded = load_model(path)
+        set_blas_threads(DECODE_BLAS_THREADS)
         head = load_mtp_head(loaded.path, text_args(loaded.model))
         if head is None and mtp:
             log.warning("optiq: %s has no MTP head; decoding without MTP", loaded.path)
@@ -127,14 +135,17 @@ class Engine:
         stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
         started = time.perf_counter()
         state, stats.reused_prompt_tokens = self._cache_for(prompt)
-        decoder = Decoder(self.backbone, self.drafter, state, params, keys)
+        decoder = Decoder(self.backbone, self.drafter, state, params, keys, self.fused if self.fuse_rounds else None)
+        mode = _Mode(self, stats)
         try:
             suffix = prompt[stats.reused_prompt_tokens:]
             first = decoder.prefill(suffix) if suffix else decoder.next_from_tail()
             self._prompt_snapshot = state.snapshot()
+            if mode.mtp:
+                decoder.prime(first, self.mtp_depth)
             decode_start, cpu_start = time.perf_counter(), time.process_time()
             stats.prefill_s = decode_start - started
-            for step in self._decode(decoder, first, max_tokens, stop, should_stop, stats):
+            for step in self._decode(decoder, mode, first, max_tokens, stop, should_stop, stats):
                 stats.decode_s, stats.decode_cpu_s = time.perf_counter() - decode_start, time.process_time() - cpu_start
                 yield step
         except GeneratorExit:
@@ -145,6 +156,8 @@ class Engine:
             raise
         finally:
             decoder.cancel_ahead()
+            if self._state is state:
+                state.settle()
         stats.decode_s, stats.decode_cpu_s = time.perf_counter() - decode_start, time.process_time() - cpu_start
 
     def _cache_for(self, prompt: list[int]) -> tuple[HybridCache, int]:
@@ -159,8 +172,7 @@ class Engine:
         self._state, self._prompt_snapshot = self.backbone.new_cache(self.head is not None), None
         return self._state, 0
 
-    def _decode(self, decoder: Decoder, first: int, max_tokens, stop, should_stop, stats) -> Iterator[Step]:
-        mode = _Mode(self, stats)
+    def _decode(self, decoder: Decoder, mode: "_Mode", first: int, max_tokens, stop, should_stop, stats) -> Iterator[Step]:
         detok = self.tokenizer.detokenizer
         eos = set(self.tokenizer.eos_token_ids)
         generated: list[int] = []

@@ -27,6 +27,7 @@ class Snapshot:
     linear: tuple[tuple[mx.array | None, ...], ...]
     mtp_offset: int
     tail: tuple[mx.array, ...]
+    last: mx.array | None
 
 
 @dataclass
@@ -51,6 +52,10 @@ class HybridCache:
         # Hidden states ``[1, n, D]`` of the last positions, not yet paired for the MTP head, in
         # chunks as they were computed: joined only when the head takes them.
         self.tail: list[mx.array] = []
+        # The hidden state ``[1, 1, D]`` of the last position fed, for when the tail is empty: a
+        # fused round (``optiq_runtime.fused``) pairs every position it keeps for the head itself,
+        # the last one with the token to be fed next.
+        self.last: mx.array | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -59,7 +64,7 @@ class HybridCache:
         return tuple(tuple(self.main[i].cache) for i in self.linear_ids)
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(tuple(self.tokens), self.linear_state(), self.mtp_offset, tuple(self.tail))
+        return Snapshot(tuple(self.tokens), self.linear_state(), self.mtp_offset, tuple(self.tail), self.last)
 
     @property
     def mtp_offset(self) -> int:
@@ -73,6 +78,7 @@ class HybridCache:
             self.mtp.trim(self.mtp.offset - snap.mtp_offset)
         self.tokens = list(snap.tokens)
         self.tail = list(snap.tail)
+        self.last = snap.last
 
     def append_tail(self, hidden: mx.array) -> None:
         self.tail.append(hidden)
@@ -82,11 +88,13 @@ class HybridCache:
     def take_tail(self) -> mx.array:
         """The tail as one array (it leaves the cache)."""
         tail, self.tail = self.tail, []
-        return tail[0] if len(tail) == 1 else mx.concatenate(tail, axis=1)
+        joined = tail[0] if len(tail) == 1 else mx.concatenate(tail, axis=1)
+        self.last = joined[:, -1:]
+        return joined
 
     def last_hidden(self) -> mx.array:
         """The hidden state ``[1, D]`` of the last position fed."""
-        return self.tail[-1][:, -1]
+        return self.tail[-1][:, -1] if self.tail else self.last[:, -1]
 
     def rewind(self, rewind: "Rewind", keep: int, replay) -> None:
         """Keep the first ``keep`` of the ``rewind.fed`` tokens of the last pass; attention caches are trimmed.
@@ -106,6 +114,17 @@ class HybridCache:
         self._set_linear(rewind.before)
         for i in self.linear_ids:
             replay(i, rewind.inputs[i][:, :keep], self.main[i])
+
+    def settle(self) -> None:
+        """Evaluate every array the cache holds.
+
+        MLX evaluates an array on the stream of the thread that made it: a lazy slice left here
+        by one thread's generation cannot be evaluated by the next generation's thread.
+        """
+        kv = [(c.keys, c.values) for c in self.main if isinstance(c, KVCache)]
+        if self.mtp is not None:
+            kv.append((self.mtp.keys, self.mtp.values))
+        mx.eval(self.linear_state(), kv, self.tail, self.last)
 
     def unfeed(self, count: int, linear) -> None:
         """Take back ``count`` positions fed beyond ``tokens`` (and not in the tail), given the DeltaNet state before them."""

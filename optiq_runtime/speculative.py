@@ -9,11 +9,13 @@ main model's distribution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mlx.core as mx
 
 from optiq_runtime.backbone import Backbone, Drafter
+from optiq_runtime.fused import FusedRounds
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.sampling import KeyStream, SamplingParams, draw, pick, probabilities
 
@@ -55,13 +57,15 @@ class Proposal:
     tokens: list[int]
     accepted: int
     drafted: int
-    _decoder: "Decoder"
-    _rewind: Rewind
-    _hidden: mx.array
-    _mtp_base: int
+    commit: Callable[[int], None]
 
-    def commit(self, count: int) -> None:
-        self._decoder._commit(self, count)
+
+@dataclass
+class _Lookahead:
+    """Drafts a fused round made for the round that feeds ``token`` next."""
+
+    token: int
+    drafts: list[int]
 
 
 @dataclass
@@ -77,10 +81,14 @@ class _Ahead:
 class Decoder:
     """Token steps for one generation over a ``HybridCache`` (plain or MTP)."""
 
-    def __init__(self, backbone: Backbone, drafter: Drafter | None, cache: HybridCache, params: SamplingParams, keys: KeyStream):
+    def __init__(self, backbone: Backbone, drafter: Drafter | None, cache: HybridCache, params: SamplingParams,
+                 keys: KeyStream, fused: FusedRounds | None = None):
         self.backbone, self.drafter, self.cache = backbone, drafter, cache
         self.params, self.keys = params, keys
+        # Greedy rounds run as one graph each when given; sampled ones always run step by step.
+        self.fused = fused if params.greedy else None
         self._ahead: _Ahead | None = None
+        self._lookahead: _Lookahead | None = None
 
     def _pick(self, logits: mx.array) -> tuple[mx.array, mx.array | None]:
         return pick(logits, self.params, None if self.params.greedy else self.keys.next())
@@ -103,6 +111,7 @@ class Decoder:
     # plain decoding -------------------------------------------------------------
     def plain_step(self, last: int) -> int:
         """Feed ``last`` and return the next token; the following step is started ahead (cancel with ``cancel_ahead``)."""
+        self._lookahead = None
         if self._ahead is not None and self._ahead.token == last:
             nxt, hidden = self._ahead.next, self._ahead.hidden
             self._ahead = None
@@ -132,6 +141,8 @@ class Decoder:
     def mtp_round(self, last: int, depth: int) -> Proposal:
         """Draft ``depth`` tokens after ``last``, verify them, and propose what to emit."""
         self.cancel_ahead()
+        if self.fused is not None:
+            return self._fused_round(last, depth)
         drafts, draft_probs, mtp_base = self._draft(last, depth)
         fed = mx.concatenate([mx.array([last]), *drafts])
         rewind = Rewind(self.cache.linear_state())
@@ -139,7 +150,45 @@ class Decoder:
         fed_ids, accepted, following = self._verdict(fed, logits[0], draft_probs)
         self.cache.tokens.extend(fed_ids)
         tokens = fed_ids[1:accepted + 1] + [following]
-        return Proposal(tokens, accepted, depth, self, rewind, hidden, mtp_base)
+        return Proposal(tokens, accepted, depth, lambda count: self._commit(count, rewind, hidden, mtp_base))
+
+    def prime(self, last: int, depth: int) -> None:
+        """Run the MTP head over the hidden states it has not seen (the prompt's), drafting for ``last``.
+
+        Called after the prefill so the head's catch-up over the prompt is prefill work, not
+        the first round's.
+        """
+        if self.fused is not None and self.drafter is not None:
+            self._lookahead = _Lookahead(last, self._fresh_drafts(last, depth))
+
+    def _fused_round(self, last: int, depth: int) -> Proposal:
+        """A greedy round as one graph (see ``optiq_runtime.fused``)."""
+        ahead, self._lookahead = self._lookahead, None
+        drafts = ahead.drafts if ahead is not None and ahead.token == last and len(ahead.drafts) == depth else None
+        drafts = drafts or self._fresh_drafts(last, depth)
+        rewind = Rewind(self.cache.linear_state())
+        hidden, targets, next_drafts, mtp_base = self.fused(mx.array([last, *drafts]), self.cache, rewind)
+        mx.eval(targets, next_drafts)
+        target_ids, rows = targets.tolist(), next_drafts.tolist()
+        accepted = accepted_prefix(drafts, target_ids)
+        self.cache.tokens.extend([last, *drafts])
+        tokens = drafts[:accepted] + [target_ids[accepted]]
+
+        def commit(count: int) -> None:
+            self.cache.rewind(rewind, count, self.backbone.replay)
+            self.cache.last = hidden[:, count - 1:count]
+            self.cache.mtp.trim(self.cache.mtp.offset - (mtp_base + count))
+            if count == len(tokens):
+                self._lookahead = _Lookahead(tokens[-1], rows[accepted])
+
+        return Proposal(tokens, accepted, depth, commit)
+
+    def _fresh_drafts(self, last: int, depth: int) -> list[int]:
+        """Drafts after ``last`` from the head's catch-up over the tail; chained entries are taken back."""
+        drafts, _, mtp_base = self._draft(last, depth)
+        ids = mx.concatenate(drafts).tolist()
+        self.cache.mtp.trim(self.cache.mtp.offset - mtp_base)
+        return ids
 
     def _verdict(self, fed: mx.array, logits: mx.array, draft_probs: list[mx.array]) -> tuple[list[int], int, int]:
         """The fed token ids, how many drafts are accepted, and the main model's token after them."""
@@ -158,7 +207,11 @@ class Decoder:
     def _draft(self, last: int, depth: int) -> tuple[list[mx.array], list[mx.array], int]:
         """Catch the MTP head up on the hidden states it has not seen, then draft ``depth`` tokens (lazy)."""
         drafter, cache = self.drafter, self.cache
-        tail = cache.take_tail()
+        if cache.tail:
+            tail = cache.take_tail()
+        else:  # a fused round paired the last position with its guess of ``last``: pair it again
+            cache.mtp.trim(min(1, cache.mtp.offset))
+            tail = cache.last
         n = len(cache.tokens)
         following = cache.tokens[n - tail.shape[1] + 1:] + [last]
         out, logits = drafter(mx.array(following), tail, cache.mtp)
@@ -172,9 +225,9 @@ class Decoder:
                 out, logits = drafter(token, drafter.chain(out[:, -1:]), cache.mtp)
         return drafts, [p[0] for p in probs if p is not None], mtp_base
 
-    def _commit(self, proposal: Proposal, count: int) -> None:
+    def _commit(self, count: int, rewind: Rewind, hidden: mx.array, mtp_base: int) -> None:
         """Keep the caches for the first ``count`` emitted tokens (``count`` fed tokens)."""
         cache = self.cache
-        cache.rewind(proposal._rewind, count, self.backbone.replay)
-        cache.mtp.trim(cache.mtp.offset - proposal._mtp_base)
-        cache.append_tail(proposal._hidden[:, :count])
+        cache.rewind(rewind, count, self.backbone.replay)
+        cache.mtp.trim(cache.mtp.offset - mtp_base)
+        cache.append_tail(hidden[:, :count])
