@@ -36,3 +36,18 @@ def test_reexec_gives_the_new_process_openblas(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OPTIQ_OPENBLAS_PRELOADED")}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_blas_threads_are_set_on_the_preloaded_library():
+    import subprocess
+    import sys
+
+    from optiq_runtime.fastcpu import openblas_active, set_blas_threads
+
+    if openblas_active():
+        assert set_blas_threads(1) is True
+        set_blas_threads(2)
+    code = "from optiq_runtime.fastcpu import set_blas_threads; print(set_blas_threads(1))"
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # nothing preloaded: nothing to tell
