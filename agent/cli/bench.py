@@ -7,20 +7,31 @@ from dataclasses import dataclass, field
 
 HELP = "Benchmarks: decode speed with and without MTP."
 
-DEFAULT_PROMPTS = (
-    "Write a Python function that returns the n-th Fibonacci number, with a docstring and a short example.",
-    "Explain in a few paragraphs how a hash map handles collisions.",
-    "List ten ideas for naming a small command-line tool that searches files, one per line.",
-    "Describe step by step how to make a cup of tea.",
-)
+# The default prompts: the assistant turns of the shipped held-out agent conversations (tool
+# calls with arguments copied from the request, answers from tool results), what optiq decodes.
+DEFAULT_TURNS = 24
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A conversation up to the assistant turn to generate, with the tools it offers."""
+
+    messages: tuple
+    tools: tuple | None = None
+
+    def tokens(self, tokenizer) -> list[int]:
+        kwargs = {"tools": list(self.tools)} if self.tools else {}
+        return list(tokenizer.apply_chat_template(list(self.messages), add_generation_prompt=True, tokenize=True, **kwargs))
 
 
 def add_arguments(parser):
     parser.add_argument("what", choices=["decode"])
     parser.add_argument("--model", help="a model folder (default: the built default model, else the embedded base)")
     parser.add_argument("--mtp-depth", type=int, default=2, help="tokens drafted per verification (default 2)")
-    parser.add_argument("--tokens", type=int, default=128, help="tokens generated per run, end of turn or not (default 128)")
-    parser.add_argument("--prompts", help="a text file with one prompt per line (default: four built-in prompts)")
+    parser.add_argument("--tokens", type=int, default=128, help="at most this many tokens per run (default 128)")
+    parser.add_argument("--ignore-eos", action="store_true", help="decode exactly --tokens tokens, past the end of the turn")
+    parser.add_argument("--prompts", help="JSONL chat samples (each assistant turn is a prompt) or text samples, "
+                        "else a text file with one user prompt per line (default: the shipped held-out agent conversations)")
     parser.add_argument("--repeat", type=int, default=2, help="plain/MTP pairs per prompt (default 2)")
     parser.add_argument("--no-fallback", action="store_true", help="keep MTP on for whole runs even when it loses (measures MTP itself)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -37,26 +48,46 @@ def run(args) -> int:
     engine.auto_fallback = not args.no_fallback
     if not engine.mtp_available:
         raise BadInputError(f"{engine.model_path} has no MTP head; there is nothing to compare")
-    result = measure_decode(engine, read_prompts(args.prompts), args.tokens, args.repeat)
+    result = measure_decode(engine, read_prompts(args.prompts), args.tokens, args.repeat, ignore_eos=args.ignore_eos)
     print(json.dumps(result.to_json()) if args.json else result.report())
     return 0
 
 
-def read_prompts(path: str | None) -> list[str]:
-    """The prompts of ``path`` (one per non-empty line), or the built-in ones."""
+def read_prompts(path: str | None) -> list[Prompt]:
+    """The prompts of ``path``, or the first ``DEFAULT_TURNS`` assistant turns of the held-out agent conversations.
+
+    A ``.jsonl`` file holds samples (``{"messages": [...], "tools": [...]}``: every assistant turn
+    is a prompt; ``{"text": ...}``: a user prompt); any other file one user prompt per line.
+    """
     from pathlib import Path
 
+    from optiq_runtime.calibration import HELDOUT_FILE, read_samples
     from optiq_runtime.errors import BadInputError
 
     if path is None:
-        return list(DEFAULT_PROMPTS)
+        chats = [s for s in read_samples(HELDOUT_FILE) if s.messages]
+        return [p for s in chats for p in assistant_turns(s.messages, s.tools)][:DEFAULT_TURNS]
     file = Path(path).expanduser()
     if not file.is_file():
         raise BadInputError(f"--prompts {path} is not a file")
-    prompts = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if file.suffix == ".jsonl":
+        samples = read_samples(file)
+        prompts = [p for s in samples for p in (assistant_turns(s.messages, s.tools) if s.messages else [_user(s.text)])]
+    else:
+        prompts = [_user(line.strip()) for line in file.read_text().splitlines() if line.strip()]
     if not prompts:
-        raise BadInputError(f"--prompts {path} has no prompts (expected one per line)")
+        raise BadInputError(f"--prompts {path} has no prompts (expected one per line, or chats with assistant turns)")
     return prompts
+
+
+def assistant_turns(messages: list, tools: list | None) -> list[Prompt]:
+    """One prompt per assistant message: the conversation before it."""
+    frozen = tuple(tools) if tools else None
+    return [Prompt(tuple(messages[:i]), frozen) for i, m in enumerate(messages) if m.get("role") == "assistant" and i]
+
+
+def _user(text: str) -> Prompt:
+    return Prompt(({"role": "user", "content": text},))
 
 
 def _load_engine(model: str | None, depth: int):
@@ -72,12 +103,17 @@ def _load_engine(model: str | None, depth: int):
     return Engine.load(model, mtp=True, mtp_depth=depth)
 
 
-def measure_decode(engine, prompts: list[str], tokens: int, repeat: int) -> "DecodeResult":
-    """Plain and MTP decoding of the same prompts, alternating (and swapping which goes first) so both see the same load."""
-    encoded = [_prompt_tokens(engine.tokenizer, prompt) for prompt in prompts]
+def measure_decode(engine, prompts: list, tokens: int, repeat: int, *, ignore_eos: bool = False) -> "DecodeResult":
+    """Plain and MTP decoding of the same prompts, alternating (and swapping which goes first) so both see the same load.
+
+    ``prompts`` are ``Prompt``s or user messages; runs end at the end of the turn or after
+    ``tokens`` tokens (exactly ``tokens`` with ``ignore_eos``).
+    """
+    encoded = [(p if isinstance(p, Prompt) else _user(p)).tokens(engine.tokenizer) for p in prompts]
     result = DecodeResult(depth=engine.mtp_depth, tokens=tokens, prompts=len(prompts))
     eos = engine.tokenizer.eos_token_ids
-    engine.tokenizer.eos_token_ids = set()  # every run decodes exactly ``tokens`` tokens
+    if ignore_eos:
+        engine.tokenizer.eos_token_ids = set()
     try:
         _alternate(engine, encoded, tokens, repeat, result)
     finally:
@@ -121,6 +157,8 @@ class DecodeResult:
     prompts: int
     plain_tokens: int = 0
     plain_s: float = 0.0
+    prompt_tokens: dict = field(default_factory=lambda: {False: 0, True: 0})
+    prefill_s: dict = field(default_factory=lambda: {False: 0.0, True: 0.0})
     mtp_tokens: int = 0
     mtp_s: float = 0.0
     mtp_steps: int = 0
@@ -133,6 +171,8 @@ class DecodeResult:
     identical: bool = True
 
     def add(self, stats, mtp: bool) -> None:
+        self.prompt_tokens[mtp] += stats.prompt_tokens - stats.reused_prompt_tokens
+        self.prefill_s[mtp] += stats.prefill_s
         if not mtp:
             self.plain_tokens += stats.decode_tokens
             self.plain_s += stats.decode_s
@@ -169,6 +209,10 @@ class DecodeResult:
     def mtp_tok_s(self) -> float:
         return self.mtp_tokens / self.mtp_s if self.mtp_s else 0.0
 
+    def prefill_tok_s(self, mtp: bool) -> float:
+        """Prompt tokens per second; with MTP the head also runs over the prompt."""
+        return self.prompt_tokens[mtp] / self.prefill_s[mtp] if self.prefill_s[mtp] else 0.0
+
     @property
     def speedup(self) -> float:
         return statistics.median(self.pair_speedups) if self.pair_speedups else 0.0
@@ -193,6 +237,8 @@ class DecodeResult:
             "identical": self.identical,
             "depth": self.depth,
             "tokens_per_step": round(self.tokens_per_step, 3),
+            "decoded_tokens": self.plain_tokens,
+            "prefill_tok_s": {"plain": round(self.prefill_tok_s(False), 1), "mtp": round(self.prefill_tok_s(True), 1)},
             "tokens": self.tokens,
             "prompts": self.prompts,
             "fallbacks": len(self.fallbacks),
@@ -210,6 +256,8 @@ class DecodeResult:
             f"one draft-verify round costs {self.round_cost:.2f} plain steps: MTP pays above that many tokens per round"
             if self.round_cost else "round cost: not measured (too few rounds)",
             f"greedy outputs identical: {'yes' if self.identical else 'NO'}",
+            f"prefill {self.prefill_tok_s(False):.0f} tok/s plain, {self.prefill_tok_s(True):.0f} tok/s with MTP "
+            f"(its head runs over the prompt too); {self.plain_tokens} tokens decoded per mode over {self.prompts} prompts",
         ]
         if self.fallbacks:
             lines.append(f"MTP fell back to plain decoding in {len(self.fallbacks)} run(s): {self.fallbacks[0]}")
@@ -221,6 +269,3 @@ def _sum(totals: list[int], counts: list[int]) -> list[int]:
     return [(totals[i] if i < len(totals) else 0) + (counts[i] if i < len(counts) else 0) for i in range(width)]
 
 
-def _prompt_tokens(tokenizer, prompt: str) -> list[int]:
-    messages = [{"role": "user", "content": prompt}]
-    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))

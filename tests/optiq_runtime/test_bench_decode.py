@@ -36,7 +36,7 @@ def test_every_run_decodes_the_asked_tokens(folder):
 
     engine = Engine.load(folder)
     eos = set(engine.tokenizer.eos_token_ids)
-    result = measure_decode(engine, ["Hi.", "Bye."], tokens=10, repeat=1)
+    result = measure_decode(engine, ["Hi.", "Bye."], tokens=10, repeat=1, ignore_eos=True)
     assert result.plain_tokens == result.mtp_tokens == 2 * 9  # after the first (prefill) token
     assert set(engine.tokenizer.eos_token_ids) == eos  # restored
 
@@ -51,6 +51,36 @@ def test_text_report(folder, capsys):
 def test_no_head_is_an_error(tmp_path):
     plain = write_random_checkpoint(tmp_path / "plain", seed=4, mtp=False)
     assert main(["bench", "decode", "--model", str(plain), "--tokens", "4"]) == 2
+
+
+def test_default_prompts_are_held_out_agent_turns():
+    prompts = read_prompts(None)
+    assert len(prompts) == 24
+    assert all(p.messages[-1]["role"] in ("user", "tool") for p in prompts)
+    assert sum(bool(p.tools) for p in prompts) >= len(prompts) // 2
+    assert any(p.messages[-1]["role"] == "tool" for p in prompts)  # answers from tool results too
+
+
+def test_jsonl_prompts_take_chats_and_texts(tmp_path):
+    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                         {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye!"}]}
+    file = tmp_path / "prompts.jsonl"
+    file.write_text(json.dumps(chat) + "\n" + json.dumps({"text": "Count to three."}) + "\n")
+    prompts = read_prompts(str(file))
+    assert [len(p.messages) for p in prompts] == [1, 3, 1]
+    assert prompts[2].messages[0] == {"role": "user", "content": "Count to three."}
+
+
+def test_runs_stop_at_the_end_of_the_turn_unless_told(folder):
+    from optiq_runtime.engine import Engine
+
+    engine = Engine.load(folder)
+    eos = next(iter(engine.tokenizer.eos_token_ids))
+    engine.tokenizer.eos_token_ids = {eos}
+    result = measure_decode(engine, ["Hi."], tokens=40, repeat=1)
+    stopped = engine.last_stats.finish_reason
+    assert result.plain_tokens == result.mtp_tokens <= 39
+    assert stopped in ("eos", "length")
 
 
 def test_prompts_file_errors(tmp_path):
