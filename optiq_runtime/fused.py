@@ -13,16 +13,23 @@ them into one call is what lets a round cost little more than a plain step.
 
 Chained drafts (depth 2 and more) of row ``i`` attend to the head's cache up to pair ``i``
 and to their own row's earlier chained entries; those entries are never written to the cache.
+
+``FusedDecoding`` runs the rounds of one generation and starts each round before the caller
+has committed the previous one (assuming it keeps all of it, as it does until the run ends),
+so building the next graph and the caller's work overlap the computation, as plain steps do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import mlx.core as mx
 
 from optiq_runtime.backbone import Backbone, Drafter, attend, project_attention, reserve
-from optiq_runtime.hybrid_cache import HybridCache, Rewind
+from optiq_runtime.hybrid_cache import HybridCache, Rewind, Snapshot
+from optiq_runtime.proposal import Proposal, accepted_prefix
 
 
 class FusedRounds:
@@ -83,3 +90,89 @@ class FusedRounds:
         h = x + attend(layer.self_attn, queries, all_keys, all_values, visible, gate)
         out = h + layer.mlp(layer.post_attention_layernorm(h))
         return out, self.backbone.output(head.norm(out))
+
+
+@dataclass
+class _Round:
+    """A launched round: what it fed, its lazy outputs, and how to take it back."""
+
+    last: int
+    drafts: list[int]
+    hidden: mx.array
+    targets: mx.array
+    next_drafts: mx.array
+    rewind: Rewind
+    mtp_base: int
+    before: Snapshot | None = None  # the caches before it, when it was started ahead of a commit
+
+
+class FusedDecoding:
+    """Greedy MTP rounds of one generation, one graph each, each started before the last is committed.
+
+    ``fresh_drafts(last, depth)`` drafts the slow way (the head's catch-up over the tail, then
+    one pass per draft): used after the prefill and after plain steps.
+    """
+
+    def __init__(self, rounds: FusedRounds, cache: HybridCache, backbone: Backbone,
+                 fresh_drafts: Callable[[int, int], list[int]]):
+        self.rounds, self.cache, self.backbone, self.fresh_drafts = rounds, cache, backbone, fresh_drafts
+        self._drafts: tuple[int, list[int]] | None = None  # drafts ready for the round that feeds this token
+        self._ahead: _Round | None = None
+
+    def prime(self, last: int, depth: int) -> None:
+        """Draft for the first round now (the head's catch-up over the prompt is prefill work)."""
+        self._drafts = (last, self.fresh_drafts(last, depth))
+
+    def round(self, last: int, depth: int) -> Proposal:
+        """The round that feeds ``last``: its tokens, and the next round already started."""
+        current, self._ahead = self._ahead, None
+        if current is None or current.last != last or len(current.drafts) != depth:
+            if current is not None:
+                self._take_back(current)
+            current = self._launch(last, self._drafts_for(last, depth))
+        mx.eval(current.targets, current.next_drafts)
+        targets, rows = current.targets.tolist(), current.next_drafts.tolist()
+        accepted = accepted_prefix(current.drafts, targets)
+        tokens = current.drafts[:accepted] + [targets[accepted]]
+        self._keep(current, accepted + 1)
+        before = self.cache.snapshot()
+        self._ahead = self._launch(tokens[-1], rows[accepted], before)
+        mx.async_eval(self._ahead.targets, self._ahead.next_drafts)
+        return Proposal(tokens, accepted, depth, lambda count: self._commit(current, len(tokens), count))
+
+    def cancel(self) -> None:
+        """Take back the round started ahead and forget the drafts made for it."""
+        if self._ahead is not None:
+            self._take_back(self._ahead)
+            self._ahead = None
+        self._drafts = None
+
+    def _drafts_for(self, last: int, depth: int) -> list[int]:
+        ready, self._drafts = self._drafts, None
+        if ready is not None and ready[0] == last and len(ready[1]) == depth:
+            return ready[1]
+        return self.fresh_drafts(last, depth)
+
+    def _launch(self, last: int, drafts: list[int], before: Snapshot | None = None) -> _Round:
+        rewind = Rewind(self.cache.linear_state())
+        hidden, targets, next_drafts, mtp_base = self.rounds(mx.array([last, *drafts]), self.cache, rewind)
+        self.cache.tokens.extend([last, *drafts])
+        return _Round(last, drafts, hidden, targets, next_drafts, rewind, mtp_base, before)
+
+    def _keep(self, launched: _Round, keep: int) -> None:
+        """Keep the first ``keep`` fed tokens of a round whose fed tokens are all in the caches."""
+        self.cache.rewind(launched.rewind, keep, self.backbone.replay)
+        launched.rewind.fed = keep
+        self.cache.last = launched.hidden[:, keep - 1:keep]
+        self.cache.mtp.trim(self.cache.mtp.offset - (launched.mtp_base + keep))
+
+    def _commit(self, launched: _Round, kept: int, count: int) -> None:
+        """The caller keeps ``count`` of the ``kept`` tokens already kept: fewer only when the run ends there."""
+        if count == kept:
+            return
+        self.cancel()
+        self._keep(launched, count)
+
+    def _take_back(self, launched: _Round) -> None:
+        if launched.before is not None:
+            self.cache.restore(launched.before)

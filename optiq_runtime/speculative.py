@@ -9,25 +9,17 @@ main model's distribution.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import mlx.core as mx
 
 from optiq_runtime.backbone import Backbone, Drafter
-from optiq_runtime.fused import FusedRounds
+from optiq_runtime.fused import FusedDecoding, FusedRounds
+from optiq_runtime.proposal import Proposal, accepted_prefix
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.sampling import KeyStream, SamplingParams, draw, pick, probabilities
 
 PREFILL_CHUNK = 512
-
-
-def accepted_prefix(drafts: list[int], targets: list[int]) -> int:
-    """How many leading drafts the main model agrees with (greedy)."""
-    for i, (draft, target) in enumerate(zip(drafts, targets)):
-        if draft != target:
-            return i
-    return len(drafts)
 
 
 def rejection_sample(
@@ -51,24 +43,6 @@ def rejection_sample(
 
 
 @dataclass
-class Proposal:
-    """The tokens one round produced; ``commit(n)`` keeps the caches for the first ``n`` of them."""
-
-    tokens: list[int]
-    accepted: int
-    drafted: int
-    commit: Callable[[int], None]
-
-
-@dataclass
-class _Lookahead:
-    """Drafts a fused round made for the round that feeds ``token`` next."""
-
-    token: int
-    drafts: list[int]
-
-
-@dataclass
 class _Ahead:
     """A plain step started before its token was asked for: ``token`` is fed, ``next`` follows it."""
 
@@ -86,9 +60,8 @@ class Decoder:
         self.backbone, self.drafter, self.cache = backbone, drafter, cache
         self.params, self.keys = params, keys
         # Greedy rounds run as one graph each when given; sampled ones always run step by step.
-        self.fused = fused if params.greedy else None
+        self.fused = FusedDecoding(fused, cache, backbone, self._fresh_drafts) if fused and params.greedy else None
         self._ahead: _Ahead | None = None
-        self._lookahead: _Lookahead | None = None
 
     def _pick(self, logits: mx.array) -> tuple[mx.array, mx.array | None]:
         return pick(logits, self.params, None if self.params.greedy else self.keys.next())
@@ -111,7 +84,8 @@ class Decoder:
     # plain decoding -------------------------------------------------------------
     def plain_step(self, last: int) -> int:
         """Feed ``last`` and return the next token; the following step is started ahead (cancel with ``cancel_ahead``)."""
-        self._lookahead = None
+        if self.fused is not None:
+            self.fused.cancel()
         if self._ahead is not None and self._ahead.token == last:
             nxt, hidden = self._ahead.next, self._ahead.hidden
             self._ahead = None
@@ -132,17 +106,22 @@ class Decoder:
         return self._pick(logits[:, -1])[0], hidden
 
     def cancel_ahead(self) -> None:
-        """Undo the step started ahead, so the caches hold exactly ``cache.tokens``."""
+        """Undo the step or round started ahead, so the caches hold exactly ``cache.tokens``."""
         if self._ahead is not None:
             self.cache.unfeed(1, self._ahead.linear_before)
             self._ahead = None
+        if self.fused is not None:
+            self.fused.cancel()
 
     # MTP rounds -------------------------------------------------------------------
     def mtp_round(self, last: int, depth: int) -> Proposal:
         """Draft ``depth`` tokens after ``last``, verify them, and propose what to emit."""
-        self.cancel_ahead()
         if self.fused is not None:
-            return self._fused_round(last, depth)
+            if self._ahead is not None:
+                self.cache.unfeed(1, self._ahead.linear_before)
+                self._ahead = None
+            return self.fused.round(last, depth)
+        self.cancel_ahead()
         drafts, draft_probs, mtp_base = self._draft(last, depth)
         fed = mx.concatenate([mx.array([last]), *drafts])
         rewind = Rewind(self.cache.linear_state())
@@ -159,29 +138,7 @@ class Decoder:
         the first round's.
         """
         if self.fused is not None and self.drafter is not None:
-            self._lookahead = _Lookahead(last, self._fresh_drafts(last, depth))
-
-    def _fused_round(self, last: int, depth: int) -> Proposal:
-        """A greedy round as one graph (see ``optiq_runtime.fused``)."""
-        ahead, self._lookahead = self._lookahead, None
-        drafts = ahead.drafts if ahead is not None and ahead.token == last and len(ahead.drafts) == depth else None
-        drafts = drafts or self._fresh_drafts(last, depth)
-        rewind = Rewind(self.cache.linear_state())
-        hidden, targets, next_drafts, mtp_base = self.fused(mx.array([last, *drafts]), self.cache, rewind)
-        mx.eval(targets, next_drafts)
-        target_ids, rows = targets.tolist(), next_drafts.tolist()
-        accepted = accepted_prefix(drafts, target_ids)
-        self.cache.tokens.extend([last, *drafts])
-        tokens = drafts[:accepted] + [target_ids[accepted]]
-
-        def commit(count: int) -> None:
-            self.cache.rewind(rewind, count, self.backbone.replay)
-            self.cache.last = hidden[:, count - 1:count]
-            self.cache.mtp.trim(self.cache.mtp.offset - (mtp_base + count))
-            if count == len(tokens):
-                self._lookahead = _Lookahead(tokens[-1], rows[accepted])
-
-        return Proposal(tokens, accepted, depth, commit)
+            self.fused.prime(last, depth)
 
     def _fresh_drafts(self, last: int, depth: int) -> list[int]:
         """Drafts after ``last`` from the head's catch-up over the tail; chained entries are taken back."""

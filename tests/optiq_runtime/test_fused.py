@@ -38,8 +38,9 @@ def test_next_drafts_equal_drafting_step_by_step(engine, depth):
         proposal = decoder.mtp_round(last, depth)
         proposal.commit(len(proposal.tokens))
         last = proposal.tokens[-1]
-        fused = decoder._lookahead.drafts
-        before = engine.fused and decoder.cache.mtp.offset
+        fused = decoder.fused._ahead.drafts  # the next round, started with row n's drafts
+        decoder.cancel_ahead()
+        before = decoder.cache.mtp.offset
         assert decoder._fresh_drafts(last, depth) == fused  # re-pairs the last position, then chains
         assert decoder.cache.mtp.offset == before
         compared += 1
