@@ -1,6 +1,8 @@
 """Per-layer sensitivity: the KL of the model's next-token distribution from the reference's
 when one quantizable layer alone is quantized, at the low and at the high bit width (default
 group size); other formats (other bits, finer groups) are estimated by weight-error ratios.
+(On tiny-agent, probing 4g32 and 8g32 too doubled the probing time and moved the OptiQ build's
+held-out KL from 0.692x to 0.684x uniform: not worth it.)
 
 Every calibration batch runs the reference once, caching each decoder block's input; a probe
 then reruns only the blocks from its layer's block onwards. Probes are saved after every
