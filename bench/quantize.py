@@ -2,11 +2,13 @@
 
 Run: python bench/quantize.py [--base PATH] [--tokens 4096] [--json]
 
-Builds uniform 4-bit and OptiQ (--budget 1.05; 4/8-bit, and the opt-in 3-8-bit candidate set
-``--widths 3,5,6``) from the same base, quantizes the same base with
-mlx-lm's dynamic_quant (its Python API, fed our calibration tokens, no network) at OptiQ's bits
-per weight, and measures every model's KL from the unquantized base on the held-out set. Then
-times a first-run build (``ensure_model``) in a fresh process, as a user's first ``optiq`` would.
+Builds uniform 4-bit and OptiQ (--budget 1.05; the default recipe: 4/8-bit at group size 64 or
+32; the same without the finer groups, ``--fine-group-size none``, the recipe before issue #6;
+and the opt-in 3-8-bit candidate set ``--widths 3,5,6``) from the same base, quantizes the same
+base with mlx-lm's dynamic_quant (its Python API, fed our calibration tokens, no network) at
+OptiQ's bits per weight, and measures every model's KL from the unquantized base on the held-out
+set. Then times a first-run build (``ensure_model``) in a fresh process, as a user's first
+``optiq`` would.
 """
 
 from __future__ import annotations
@@ -94,10 +96,13 @@ def main() -> int:
     optiq = build(BuildOptions(out=work / "optiq", base=base, budget=args.budget, max_tokens=args.tokens),
                   log=quiet)
     build_seconds = time.perf_counter() - started
+    probes = optiq.path / "optiq" / "sensitivity.json"
+    coarse = build(BuildOptions(out=work / "optiq_g64", base=base, budget=args.budget, max_tokens=args.tokens,
+                                fine_group_size=None, probes=probes), log=quiet)
     mixed = build(BuildOptions(out=work / "optiq_mixed", base=base, budget=args.budget, max_tokens=args.tokens,
-                               widths=MIXED_WIDTHS, probes=optiq.path / "optiq" / "sensitivity.json"), log=quiet)
+                               widths=MIXED_WIDTHS, probes=probes), log=quiet)
 
-    built = {"uniform": uniform, "optiq": optiq, "optiq_3-8bit": mixed}
+    built = {"uniform": uniform, "optiq": optiq, "optiq_4/8_g64": coarse, "optiq_3-8bit": mixed}
     models = {name: load_network(result.path, upcast=True)[0] for name, result in built.items()}
     target_bpw = bits_per_weight(load_network(optiq.path, upcast=False)[0])
     tokenizer = load_tokenizer(base)
@@ -123,7 +128,7 @@ def main() -> int:
         "calibration_tokens": calibration.tokens,
         "models": {name: {"bytes": sizes[name], "bytes_ratio": sizes[name] / uniform_bytes,
                           **kl[name].as_dict(), "kl_ratio": kl[name].mean / kl["uniform"].mean} for name in models},
-        "counts": {name: built[name].metadata["counts"] for name in ("optiq", "optiq_3-8bit")},
+        "counts": {name: result.metadata["format_counts"] for name, result in built.items() if name != "uniform"},
         "bits_per_weight": {"optiq": target_bpw, "dynamic_quant": dynamic_bpw},
         "seconds": {"uniform_and_optiq_builds": build_seconds, "dynamic_quant": dynamic_seconds,
                     "first_run_build": first_run},
@@ -146,11 +151,13 @@ def main() -> int:
 def print_table(report: dict) -> None:
     print(f"base {report['base']}: KL on {report['heldout_tokens']} held-out tokens, "
           f"calibration {report['calibration_tokens']} tokens")
-    print(f"{'model':<14}{'bytes':>10}{'x uniform':>11}{'KL mean':>11}{'median':>10}{'p95':>10}{'KL / uniform':>14}")
+    print(f"{'model':<16}{'bytes':>10}{'x uniform':>11}{'KL mean':>11}{'median':>10}{'p95':>10}{'KL / uniform':>14}")
     for name, row in report["models"].items():
-        print(f"{name:<14}{row['bytes']:>10,}{row['bytes_ratio']:>11.4f}{row['mean']:>11.5f}"
+        print(f"{name:<16}{row['bytes']:>10,}{row['bytes_ratio']:>11.4f}{row['mean']:>11.5f}"
               f"{row['median']:>10.5f}{row['p95']:>10.5f}{row['kl_ratio']:>14.3f}")
-    print(f"widths {report['counts']}; bits per weight {report['bits_per_weight']}")
+    for name, counts in report["counts"].items():
+        print(f"formats {name}: " + ", ".join(f"{label} x{n}" for label, n in counts.items() if n))
+    print(f"bits per weight {report['bits_per_weight']}")
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report["seconds"].items()))
     for check, passed in report["checks"].items():
         print(f"{'PASS' if passed else 'FAIL'}  {check}")
