@@ -50,7 +50,9 @@ class FusedRounds:
         kv = [reserve(c, offset + depth + 1) for c in kv_caches]
         mtp_base = cache.mtp.offset
         mtp_keys, mtp_values = reserve(cache.mtp, mtp_base + depth + 1)
-        graph = self._graphs.get(depth) or self._graphs.setdefault(depth, mx.compile(partial(self.graph, depth=depth)))
+        if depth not in self._graphs:
+            self._graphs[depth] = mx.compile(partial(self.graph, depth=depth))
+        graph = self._graphs[depth]
         hidden, targets, drafts, linear, kv, mtp_keys, mtp_values = graph(
             fed[None], cache.linear_state(), kv, mx.array(offset), mtp_keys, mtp_values, mx.array(mtp_base)
         )

@@ -15,8 +15,8 @@ import mlx.core as mx
 
 from optiq_runtime.backbone import Backbone, Drafter
 from optiq_runtime.fused import FusedDecoding, FusedRounds
-from optiq_runtime.proposal import Proposal, accepted_prefix
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
+from optiq_runtime.proposal import Proposal, accepted_prefix
 from optiq_runtime.sampling import KeyStream, SamplingParams, draw, pick, probabilities
 
 PREFILL_CHUNK = 512
@@ -84,8 +84,6 @@ class Decoder:
     # plain decoding -------------------------------------------------------------
     def plain_step(self, last: int) -> int:
         """Feed ``last`` and return the next token; the following step is started ahead (cancel with ``cancel_ahead``)."""
-        if self.fused is not None:
-            self.fused.cancel()
         if self._ahead is not None and self._ahead.token == last:
             nxt, hidden = self._ahead.next, self._ahead.hidden
             self._ahead = None
@@ -107,19 +105,20 @@ class Decoder:
 
     def cancel_ahead(self) -> None:
         """Undo the step or round started ahead, so the caches hold exactly ``cache.tokens``."""
+        self._cancel_plain_ahead()
+        if self.fused is not None:
+            self.fused.cancel()
+
+    def _cancel_plain_ahead(self) -> None:
         if self._ahead is not None:
             self.cache.unfeed(1, self._ahead.linear_before)
             self._ahead = None
-        if self.fused is not None:
-            self.fused.cancel()
 
     # MTP rounds -------------------------------------------------------------------
     def mtp_round(self, last: int, depth: int) -> Proposal:
         """Draft ``depth`` tokens after ``last``, verify them, and propose what to emit."""
-        if self.fused is not None:
-            if self._ahead is not None:
-                self.cache.unfeed(1, self._ahead.linear_before)
-                self._ahead = None
+        if self.fused is not None:  # it keeps the round it started ahead
+            self._cancel_plain_ahead()
             return self.fused.round(last, depth)
         self.cancel_ahead()
         drafts, draft_probs, mtp_base = self._draft(last, depth)
@@ -137,7 +136,7 @@ class Decoder:
         Called after the prefill so the head's catch-up over the prompt is prefill work, not
         the first round's.
         """
-        if self.fused is not None and self.drafter is not None:
+        if self.fused is not None:
             self.fused.prime(last, depth)
 
     def _fresh_drafts(self, last: int, depth: int) -> list[int]:

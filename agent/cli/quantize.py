@@ -40,8 +40,10 @@ def _summary(metadata: dict, path) -> str:
 
 
 def _describe(label: str) -> str:
-    bits, _, group_size = label.partition("g")
-    return f"{bits}-bit group {group_size}"
+    from optiq_runtime.allocate import Width
+
+    width = Width.parse(label)
+    return f"{width.bits}-bit group {width.group_size}"
 
 
 def _fine_group_size(value: str) -> int | None:
