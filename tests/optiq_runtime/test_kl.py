@@ -7,24 +7,21 @@ import json
 import mlx.core as mx
 import numpy as np
 import pytest
-from checkpoints import write_random_checkpoint
 
 from agent.cli import main
-from optiq_runtime.build import BuildOptions, build
 from optiq_runtime.calibration import heldout_tokens
 from optiq_runtime.kl import Reference, log_softmax, measure_kl, per_token_kl, summarize, token_kl
 from optiq_runtime.load import load_model
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return write_random_checkpoint(tmp_path_factory.mktemp("base"), seed=6)
+def base(random_base):
+    return random_base
 
 
 @pytest.fixture(scope="module")
-def uniform(base, tmp_path_factory):
-    out = tmp_path_factory.mktemp("built") / "uniform"
-    return build(BuildOptions(out=out, base=base, method="uniform"), log=lambda _: None).path
+def uniform(uniform_build):
+    return uniform_build
 
 
 def test_prepared_reference_matches_the_definition():

@@ -5,25 +5,22 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 import pytest
-from checkpoints import write_random_checkpoint
 from mlx.utils import tree_flatten
 from mlx_lm.utils import load as mlx_load
 
-from optiq_runtime.build import BuildOptions, build
 from optiq_runtime.load import cpu_backend, load_model
 
 TOKENS = mx.array([[5, 17, 300, 42, 7, 99, 1000, 3]])
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return write_random_checkpoint(tmp_path_factory.mktemp("base"), seed=3)
+def base(random_base):
+    return random_base
 
 
 @pytest.fixture(scope="module")
-def uniform(base, tmp_path_factory):
-    out = tmp_path_factory.mktemp("built") / "uniform"
-    return build(BuildOptions(out=out, base=base, method="uniform"), log=lambda _: None).path
+def uniform(uniform_build):
+    return uniform_build
 
 
 def close(ours, stock) -> bool:

@@ -87,26 +87,33 @@ async def test_allow_for_the_session_asks_once(scripted_app, tmp_path):
         assert (tmp_path / "a.txt").read_text() == "1" and (tmp_path / "b.txt").read_text() == "2"
 
 
+LONG_ANSWER = "word " * 400
+
+
+async def start_long_answer(pilot, app) -> None:
+    """Send a request whose scripted answer streams for seconds, and wait until it shows."""
+    await send(pilot, "write a lot")
+    await wait_for(pilot, lambda: len(app.chat.query(AnswerBlock)) == 1)
+
+
 async def test_escape_interrupts_and_the_partial_answer_stays(scripted_app):
-    app = scripted_app(["word " * 400], delay=0.01)
+    app = scripted_app([LONG_ANSWER], delay=0.01)
     async with app.run_test(size=SIZE) as pilot:
-        await send(pilot, "write a lot")
-        await wait_for(pilot, lambda: len(app.chat.query(AnswerBlock)) == 1)
+        await start_long_answer(pilot, app)
         await pilot.press("escape")
         await wait_for(pilot, lambda: done_count(app) == 1 and not app.chat.generating)
         done = app.chat.events[-1]
         assert done.stop_reason == "interrupted"
-        assert 0 < len(done.answer) < len("word " * 400)
+        assert 0 < len(done.answer) < len(LONG_ANSWER)
         assert any("interrupted" in note for note in notes(app))
         await ask(pilot, "again")  # the app takes the next request
         assert done_count(app) == 2
 
 
 async def test_ctrl_c_interrupts_while_generating_and_the_status_shows_live_speed(scripted_app):
-    app = scripted_app(["word " * 400], delay=0.01)
+    app = scripted_app([LONG_ANSWER], delay=0.01)
     async with app.run_test(size=SIZE) as pilot:
-        await send(pilot, "write a lot")
-        await wait_for(pilot, lambda: len(app.chat.query(AnswerBlock)) == 1)
+        await start_long_answer(pilot, app)
         status = app.chat.query_one(StatusBar)
         await wait_for(pilot, lambda: "42.5 tok/s" in str(status.render()), timeout=2)
         assert app.chat.generating and not any(e.type == "stats" for e in app.chat.events)
@@ -116,10 +123,9 @@ async def test_ctrl_c_interrupts_while_generating_and_the_status_shows_live_spee
 
 
 async def test_ctrl_q_quits_during_a_generation(scripted_app):
-    app = scripted_app(["word " * 400], delay=0.01)
+    app = scripted_app([LONG_ANSWER], delay=0.01)
     async with app.run_test(size=SIZE) as pilot:
-        await send(pilot, "write a lot")
-        await wait_for(pilot, lambda: len(app.chat.query(AnswerBlock)) == 1)
+        await start_long_answer(pilot, app)
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: not app.is_running)
     assert app.engine.replies == []
