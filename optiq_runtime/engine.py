@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
+import numpy as np
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from optiq_runtime.backbone import Backbone, Drafter, text_args
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.fused import FusedRounds
+from optiq_runtime.guide import CallGuide
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
 from optiq_runtime.sampling import KeyStream, SamplingParams
@@ -116,22 +118,26 @@ class Engine:
         seed: int | None = None,
         stop: Callable[[list[int]], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        guide: CallGuide | None = None,
     ) -> Iterator[Step]:
-        """Generate after ``prompt_tokens``; stops at EOS, ``max_tokens``, ``stop(tokens)`` or ``should_stop()``."""
+        """Generate after ``prompt_tokens``; stops at EOS, ``max_tokens``, ``stop(tokens)`` or ``should_stop()``.
+
+        ``guide`` limits the tokens of tool-call names to the offered ones (see ``optiq_runtime.guide``).
+        """
         if not prompt_tokens:
             raise BadInputError("the prompt is empty; expected at least one token")
         if max_tokens < 1:
             raise BadInputError(f"max_tokens must be at least 1; got {max_tokens}")
         params = SamplingParams(temperature, top_p, top_k)
         with self._lock:
-            yield from self._generate(list(prompt_tokens), max_tokens, params, KeyStream(seed), stop, should_stop)
+            yield from self._generate(list(prompt_tokens), max_tokens, params, KeyStream(seed), stop, should_stop, guide)
 
     def generate(self, prompt_tokens: list[int], **kwargs) -> list[int]:
         """All tokens of one generation (see ``stream``)."""
         return [t for step in self.stream(prompt_tokens, **kwargs) for t in step.tokens]
 
     # internals ----------------------------------------------------------------------
-    def _generate(self, prompt, max_tokens, params, keys, stop, should_stop) -> Iterator[Step]:
+    def _generate(self, prompt, max_tokens, params, keys, stop, should_stop, guide) -> Iterator[Step]:
         stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
         started = time.perf_counter()
         state, stats.reused_prompt_tokens = self._cache_for(prompt)
@@ -145,7 +151,8 @@ class Engine:
                 decoder.prime(first, self.mtp_depth)
             decode_start, cpu_start = time.perf_counter(), time.process_time()
             stats.prefill_s = decode_start - started
-            for step in self._decode(decoder, mode, first, max_tokens, stop, should_stop, stats):
+            limits = _Limits(max_tokens, stop, guide, self.backbone.args.vocab_size)
+            for step in self._decode(decoder, mode, first, limits, should_stop, stats):
                 stats.decode_s, stats.decode_cpu_s = time.perf_counter() - decode_start, time.process_time() - cpu_start
                 yield step
         except GeneratorExit:
@@ -172,13 +179,13 @@ class Engine:
         self._state, self._prompt_snapshot = self.backbone.new_cache(self.head is not None), None
         return self._state, 0
 
-    def _decode(self, decoder: Decoder, mode: "_Mode", first: int, max_tokens, stop, should_stop, stats) -> Iterator[Step]:
+    def _decode(self, decoder: Decoder, mode: "_Mode", first: int, limits: "_Limits", should_stop, stats) -> Iterator[Step]:
         detok = self.tokenizer.detokenizer
         eos = set(self.tokenizer.eos_token_ids)
         generated: list[int] = []
         tokens, commit, interrupted = [first], None, False
         while True:
-            emitted, finish = _clip(tokens, generated, max_tokens, stop, eos)
+            emitted, finish = limits.clip(tokens, generated, eos)
             finish = finish or ("interrupted" if interrupted else "")
             if commit is not None:
                 commit(len(emitted) + (finish == "eos"))
@@ -198,7 +205,7 @@ class Engine:
             if should_stop is not None and should_stop():
                 tokens, commit, interrupted = [], None, True
                 continue
-            tokens, commit = mode.advance(decoder, emitted[-1])
+            tokens, commit = mode.advance(decoder, emitted[-1], limits.mask(generated))
 
 
 class _Mode:
@@ -215,10 +222,15 @@ class _Mode:
         self.guard: SpeedGuard | None = None
         self.plain_steps = 0
 
-    def advance(self, decoder: Decoder, last: int):
-        """The next tokens after ``last`` and how to commit a prefix of them (None: nothing to undo)."""
+    def advance(self, decoder: Decoder, last: int, allowed: mx.array | None = None):
+        """The next tokens after ``last`` and how to commit a prefix of them (None: nothing to undo).
+
+        A limited next token (``allowed``) is always a plain step: a round's drafts would be unguided.
+        """
         started = time.perf_counter()
         self.stats.steps += 1
+        if allowed is not None:
+            return [decoder.plain_step(last, allowed)], None
         if not self.mtp or self.probe:
             token = decoder.plain_step(last)
             self.probe = max(0, self.probe - 1)
@@ -282,15 +294,41 @@ def float32_nbytes(module: nn.Module) -> int:
     return 4 * elements
 
 
-def _clip(tokens: list[int], generated: list[int], max_tokens: int, stop, eos: set[int]) -> tuple[list[int], str]:
-    """The prefix of ``tokens`` to emit, and why generation ends after it ('' when it goes on)."""
-    emitted: list[int] = []
-    for token in tokens:
-        if token in eos:
-            return emitted, "eos"
-        emitted.append(token)
-        if len(generated) + len(emitted) >= max_tokens:
-            return emitted, "length"
-        if stop is not None and stop(generated + emitted):
-            return emitted, "stop"
-    return emitted, ""
+@dataclass
+class _Limits:
+    """Where a run's output is cut: EOS, the token budget, the caller's stop test, the call guide."""
+
+    max_tokens: int
+    stop: Callable[[list[int]], bool] | None
+    guide: CallGuide | None
+    vocab_size: int
+
+    def clip(self, tokens: list[int], generated: list[int], eos: set[int]) -> tuple[list[int], str]:
+        """The prefix of ``tokens`` to emit, and why generation ends after it ('' when it goes on).
+
+        A token after the first that the guide forbids ends the prefix (the first was chosen under
+        the guide's mask); the next step chooses that position again, within the mask. As drafts
+        are kept only where the main model agrees, this keeps the main model's choice whenever it
+        is allowed, and otherwise takes its best (or its renormalised draw) among the allowed.
+        """
+        emitted: list[int] = []
+        for i, token in enumerate(tokens):
+            if i and self.guide is not None and not self.guide.permits(generated + emitted, token):
+                return emitted, ""
+            if token in eos:
+                return emitted, "eos"
+            emitted.append(token)
+            if len(generated) + len(emitted) >= self.max_tokens:
+                return emitted, "length"
+            if self.stop is not None and self.stop(generated + emitted):
+                return emitted, "stop"
+        return emitted, ""
+
+    def mask(self, generated: list[int]) -> mx.array | None:
+        """The tokens allowed after ``generated`` as a mask over the vocabulary; None when any is."""
+        allowed = self.guide.allowed(generated) if self.guide is not None else None
+        if allowed is None:
+            return None
+        flags = np.zeros(self.vocab_size, dtype=np.bool_)
+        flags[[t for t in allowed if t < self.vocab_size]] = True
+        return mx.array(flags)

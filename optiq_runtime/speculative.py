@@ -48,6 +48,7 @@ class _Ahead:
 
     token: int
     next: mx.array
+    logits: mx.array
     hidden: mx.array
     linear_before: tuple
 
@@ -82,26 +83,31 @@ class Decoder:
         return token.item()
 
     # plain decoding -------------------------------------------------------------
-    def plain_step(self, last: int) -> int:
-        """Feed ``last`` and return the next token; the following step is started ahead (cancel with ``cancel_ahead``)."""
+    def plain_step(self, last: int, allowed: mx.array | None = None) -> int:
+        """Feed ``last`` and return the next token; the following step is started ahead (cancel with ``cancel_ahead``).
+
+        ``allowed`` (a boolean mask over the vocabulary) limits the token chosen after ``last``.
+        """
         if self._ahead is not None and self._ahead.token == last:
-            nxt, hidden = self._ahead.next, self._ahead.hidden
+            nxt, logits, hidden = self._ahead.next, self._ahead.logits, self._ahead.hidden
             self._ahead = None
         else:
             self.cancel_ahead()
-            nxt, hidden = self._plain_forward(mx.array([last]))
+            nxt, logits, hidden = self._plain_forward(mx.array([last]))
+        if allowed is not None:
+            nxt = self._pick(mx.where(allowed, logits, -mx.inf))[0]
         self.cache.append_tail(hidden)
         self.cache.tokens.append(last)
         before = self.cache.linear_state()
-        after, after_hidden = self._plain_forward(nxt)
+        after, after_logits, after_hidden = self._plain_forward(nxt)
         mx.async_eval(after)
-        self._ahead = _Ahead(nxt.item(), after, after_hidden, before)
+        self._ahead = _Ahead(nxt.item(), after, after_logits, after_hidden, before)
         return self._ahead.token
 
-    def _plain_forward(self, token: mx.array) -> tuple[mx.array, mx.array]:
-        """The next token (lazy) after ``token`` and its hidden state; feeds the caches but not the tail."""
+    def _plain_forward(self, token: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        """The next token (lazy) after ``token``, its logits and hidden state; feeds the caches but not the tail."""
         hidden, logits = self.backbone.step(token.reshape(1), self.cache)
-        return self._pick(logits[:, -1])[0], hidden
+        return self._pick(logits[:, -1])[0], logits[:, -1], hidden
 
     def cancel_ahead(self) -> None:
         """Undo the step or round started ahead, so the caches hold exactly ``cache.tokens``."""

@@ -1,0 +1,155 @@
+"""Guided tool calls: while the model writes a name in a Qwen XML tool call, only offered names fit.
+
+A small model often knows it must call a tool and copies the values right, yet writes a function
+or parameter name it remembers instead of one in the ``<tools>`` block. The guide watches the
+generated text; inside ``<function=`` it allows only tokens that continue the name of an offered
+function up to its ``>``, and inside ``<parameter=`` only the parameters of the function being
+called that the call has not named yet. Everywhere else (values, prose, other call formats)
+the model is free. The engine applies it as a mask over the logits, so greedy decoding takes
+the model's best allowed token and sampling draws from its distribution renormalised on them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+FUNCTION_OPEN, PARAMETER_OPEN = "<function=", "<parameter="
+_NAMED_PARAMETER = re.compile(r"<parameter=([^>\n]+)>")
+
+
+class TokenPieces:
+    """Each token id's text, with lookups by exact text and by prefix."""
+
+    def __init__(self, pieces: Sequence[str]):
+        self.pieces = list(pieces)
+        self._by_text: dict[str, list[int]] = {}
+        for token, piece in enumerate(self.pieces):
+            if piece:
+                self._by_text.setdefault(piece, []).append(token)
+        self._sorted = sorted(self._by_text)
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> "TokenPieces":
+        """The pieces of ``tokenizer``'s vocabulary (built once per tokenizer object)."""
+        cached = _PIECES.get(id(tokenizer))
+        if cached is not None and cached[0] is tokenizer:
+            return cached[1]
+        size = max(tokenizer.get_vocab().values()) + 1
+        pieces = cls(tokenizer.batch_decode([[i] for i in range(size)]) if hasattr(tokenizer, "batch_decode")
+                     else [tokenizer.decode([i]) for i in range(size)])
+        _PIECES[id(tokenizer)] = (tokenizer, pieces)
+        return pieces
+
+    def text(self, ids: Sequence[int]) -> str:
+        return "".join(self.pieces[i] if 0 <= i < len(self.pieces) else "" for i in ids)
+
+    def exactly(self, text: str) -> list[int]:
+        return self._by_text.get(text, [])
+
+    def starting_with(self, text: str) -> list[int]:
+        start = bisect.bisect_left(self._sorted, text)
+        found: list[int] = []
+        for piece in self._sorted[start:]:
+            if not piece.startswith(text):
+                break
+            found += self._by_text[piece]
+        return found
+
+
+_PIECES: dict[int, tuple[Any, TokenPieces]] = {}
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A name being written: what is typed so far and the names that may complete it."""
+
+    typed: str
+    names: tuple[str, ...]
+
+
+def tool_parameters(tools: Sequence[dict] | None) -> dict[str, tuple[str, ...]]:
+    """Function name -> its parameter names, from OpenAI tool dicts or bare function docs."""
+    functions: dict[str, tuple[str, ...]] = {}
+    for tool in tools or []:
+        spec = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            continue
+        properties = (spec.get("parameters") or {}).get("properties") or {}
+        functions[spec["name"]] = tuple(properties) if isinstance(properties, dict) else ()
+    return functions
+
+
+def open_slot(text: str, functions: dict[str, tuple[str, ...]]) -> Slot | None:
+    """The name slot ``text`` ends in, if any: a function name, or a parameter name of the open call."""
+    call = text.rfind(CALL_OPEN)
+    if call < 0 or text.rfind(CALL_CLOSE) > call:
+        return None
+    function = text.rfind(FUNCTION_OPEN, call)
+    if function < 0:
+        return None
+    head = text[function + len(FUNCTION_OPEN):]
+    if ">" not in head:
+        return Slot(head, tuple(functions))
+    name, body = head.split(">", 1)
+    parameter = body.rfind(PARAMETER_OPEN)
+    if parameter < 0 or ">" in body[parameter:]:
+        return None
+    given = set(_NAMED_PARAMETER.findall(body[:parameter]))
+    left = tuple(p for p in functions.get(name.strip(), ()) if p not in given)
+    return Slot(body[parameter + len(PARAMETER_OPEN):], left) if left else None
+
+
+class CallGuide:
+    """Allowed next tokens for a generation, given the tools it may call (see the module docstring)."""
+
+    def __init__(self, pieces: TokenPieces, functions: dict[str, tuple[str, ...]]):
+        self.pieces = pieces
+        self.functions = functions
+        self._seen: list[int] = []
+        self._text = ""
+        self._allowed: frozenset[int] | None = None
+
+    @classmethod
+    def for_tools(cls, tokenizer: Any, tools: Sequence[dict] | None) -> "CallGuide | None":
+        """A guide over ``tools``, or None when no tool is offered."""
+        functions = tool_parameters(tools)
+        return cls(TokenPieces.of(tokenizer), functions) if functions else None
+
+    def allowed(self, ids: Sequence[int]) -> frozenset[int] | None:
+        """The token ids that may follow ``ids`` (the generation so far); None when any may."""
+        ids = list(ids)
+        if ids != self._seen:
+            slot = open_slot(self._follow(ids), self.functions)
+            self._allowed = self._fitting(slot) if slot is not None else None
+        return self._allowed
+
+    def permits(self, ids: Sequence[int], token: int) -> bool:
+        allowed = self.allowed(ids)
+        return allowed is None or token in allowed
+
+    def _follow(self, ids: list[int]) -> str:
+        """The text of ``ids``, extending the previous text when ``ids`` extends the previous ids."""
+        n = len(self._seen)
+        if ids[:n] != self._seen:
+            self._text, n = "", 0
+        self._text += self.pieces.text(ids[n:])
+        self._seen = ids
+        return self._text
+
+    def _fitting(self, slot: Slot) -> frozenset[int] | None:
+        """Tokens that keep ``slot.typed`` on the way to one of its names and the ``>`` after it."""
+        rests = [name + ">" for name in slot.names]
+        rests = [rest[len(slot.typed):] for rest in rests if rest.startswith(slot.typed)]
+        if not rests:
+            return None  # the text left every name behind (it began inside a token): do not steer
+        allowed: set[int] = set()
+        for rest in rests:
+            for end in range(1, len(rest) + 1):
+                allowed.update(self.pieces.exactly(rest[:end]))
+            allowed.update(self.pieces.starting_with(rest))
+        return frozenset(allowed) or None

@@ -1,0 +1,155 @@
+"""Guided tool calls: names in a call can only be offered ones, and guiding keeps decoding exact."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from optiq_runtime.embedded import embedded_base_path
+from optiq_runtime.engine import Engine
+from optiq_runtime.guide import CallGuide, Slot, TokenPieces, open_slot, tool_parameters
+from optiq_runtime.tiny import corpus as C
+from optiq_runtime.tiny.quality import parse_calls
+
+FUNCTIONS = {"get_size": ("clear_market", "kisido"), "get_sugar": ("amount",), "list_river": ()}
+
+
+def tool(name: str, *params: str) -> dict:
+    properties = {p: {"type": "string"} for p in params}
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": properties}}}
+
+
+@pytest.mark.parametrize(("text", "slot"), [
+    ("<tool_call>\n<function=get_s", Slot("get_s", tuple(FUNCTIONS))),
+    ("<tool_call>\n<function=", Slot("", tuple(FUNCTIONS))),
+    ("<tool_call>\n<function=get_size>\n<parameter=", Slot("", ("clear_market", "kisido"))),
+    ("<tool_call>\n<function=get_size>\n<parameter=clear_market>\nx\n</parameter>\n<parameter=k", Slot("k", ("kisido",))),
+])
+def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
+    assert open_slot(text, FUNCTIONS) == slot
+
+
+@pytest.mark.parametrize("text", [
+    "I will call <function=",  # not inside a tool call
+    "<tool_call>\n<function=get_size>\n</function>\n</tool_call>\n<function=",  # the call is closed
+    "<tool_call>\n<function=get_size>\n<parameter=kisido>\nx = <y",  # writing a value
+    "<tool_call>\n<function=unknown>\n<parameter=",  # a function nobody offered: nothing to steer by
+    "<tool_call>\n<function=list_river>\n<parameter=",  # no parameters left
+    "<tool_call>\n<function=get_sugar>\n<parameter=amount>\n1\n</parameter>\n<parameter=",
+])
+def test_no_slot_outside_a_name_or_when_no_name_is_left(text):
+    assert open_slot(text, FUNCTIONS) is None
+
+
+def test_tool_parameters_reads_openai_tools_and_bare_docs_and_skips_junk():
+    tools = [tool("a", "x", "y"), {"name": "b", "parameters": {"properties": {"z": {}}}}, {"function": "junk"}, "junk", {"name": 3}]
+    assert tool_parameters(tools) == {"a": ("x", "y"), "b": ("z",)}
+    assert tool_parameters(None) == {}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine.load(embedded_base_path())
+
+
+def test_every_allowed_token_keeps_the_name_on_track(engine):
+    tokenizer = engine.tokenizer
+    guide = CallGuide.for_tools(tokenizer, [tool("get_size", "clear_market"), tool("get_sugar"), tool("open_music")])
+    pieces = TokenPieces.of(tokenizer)
+    for typed in ("", "get", "get_s", "get_size", "open_m"):
+        ids = tokenizer.encode("<tool_call>\n<function=" + typed, add_special_tokens=False)
+        allowed = guide.allowed(ids)
+        targets = [n + ">" for n in ("get_size", "get_sugar", "open_music") if n.startswith(typed)]
+        rest_pieces = {pieces.pieces[t] for t in allowed}
+        assert rest_pieces, typed
+        for piece in rest_pieces:
+            text = typed + piece
+            assert any(t.startswith(text) or text.startswith(t) for t in targets), (typed, piece)
+        # and every way to finish each name's next character is there
+        for target in targets:
+            assert any(target[len(typed):].startswith(p) for p in rest_pieces), (typed, target)
+
+
+def test_the_guide_forgets_a_generation_that_does_not_extend_the_last(engine):
+    tokenizer = engine.tokenizer
+    guide = CallGuide.for_tools(tokenizer, [tool("get_size")])
+    inside = tokenizer.encode("<tool_call>\n<function=ge", add_special_tokens=False)
+    assert guide.allowed(inside) is not None
+    assert guide.allowed(tokenizer.encode("Hello", add_special_tokens=False)) is None
+    assert guide.allowed(inside) is not None
+    assert CallGuide.for_tools(tokenizer, []) is None
+
+
+def unseen_schema_chats(count: int) -> list[C.Chat]:
+    rng = random.Random("test-guide")
+    return [C.bfcl_chat(rng, "simple_python") for _ in range(count)]
+
+
+def prompt_ids(tokenizer, chat: C.Chat) -> list[int]:
+    messages = [m for m in chat.messages[:2] if m["role"] in ("system", "user")]
+    text = tokenizer.apply_chat_template(messages, tools=chat.tools, add_generation_prompt=True,
+                                         enable_thinking=False, tokenize=False)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def offered_names_only(text: str, tools: list[dict]) -> bool:
+    functions = tool_parameters(tools)
+    calls = parse_calls(text)
+    return bool(calls) and all(name in functions and set(args) <= set(functions[name]) for name, args in calls)
+
+
+def test_guided_calls_name_only_offered_functions_and_parameters(engine):
+    tokenizer = engine.tokenizer
+    chats = unseen_schema_chats(12)
+    unguided = [tokenizer.decode(engine.generate(prompt_ids(tokenizer, c), max_tokens=96)) for c in chats]
+    guided = [tokenizer.decode(engine.generate(prompt_ids(tokenizer, c), max_tokens=96,
+                                               guide=CallGuide.for_tools(tokenizer, c.tools))) for c in chats]
+    # The premise: left alone, tiny-agent misnames something in some of these calls.
+    assert not all(offered_names_only(text, c.tools) for text, c in zip(unguided, chats))
+    assert all(offered_names_only(text, c.tools) for text, c in zip(guided, chats)), guided
+
+
+def test_a_tool_the_model_never_saw_is_the_one_it_calls(engine):
+    tokenizer = engine.tokenizer
+    tools = [tool("zq_frobnicate", "target_folder")]
+    messages = [{"role": "user", "content": "List the files in `docs`."}]
+    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    out = tokenizer.decode(engine.generate(ids, max_tokens=64, guide=CallGuide.for_tools(tokenizer, tools)))
+    calls = parse_calls(out)
+    assert calls and calls[0][0] == "zq_frobnicate" and set(calls[0][1]) <= {"target_folder"}, out
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("fused", [True, False])
+def test_guided_mtp_decoding_equals_guided_plain_decoding(engine, depth, fused):
+    tokenizer = engine.tokenizer
+    engine.auto_fallback, engine.fuse_rounds, engine.mtp_depth = False, fused, depth
+    try:
+        for chat in unseen_schema_chats(4):
+            ids, guide = prompt_ids(tokenizer, chat), CallGuide.for_tools(tokenizer, chat.tools)
+            engine.mtp_enabled = False
+            plain = engine.generate(ids, max_tokens=80, guide=guide)
+            engine.mtp_enabled = True
+            assert engine.generate(ids, max_tokens=80, guide=guide) == plain
+            assert engine.last_stats.mtp_used
+    finally:
+        engine.auto_fallback, engine.fuse_rounds, engine.mtp_depth, engine.mtp_enabled = True, True, 2, True
+
+
+def test_sampled_guided_calls_stay_within_the_offered_names(engine):
+    tokenizer = engine.tokenizer
+    engine.auto_fallback = False
+    try:
+        called = 0
+        for seed, chat in enumerate(unseen_schema_chats(6)):
+            out = engine.generate(prompt_ids(tokenizer, chat), max_tokens=96, temperature=1.0, seed=seed,
+                                  guide=CallGuide.for_tools(tokenizer, chat.tools))
+            text = tokenizer.decode(out)
+            if "</function>" in text:
+                called += 1
+                assert offered_names_only(text, chat.tools), text
+        assert called >= 3  # sampling at temperature 1 still calls (all 6 did when this was written)
+    finally:
+        engine.auto_fallback = True
