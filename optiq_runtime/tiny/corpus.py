@@ -211,7 +211,11 @@ def task_arithmetic(rng: random.Random) -> list[dict]:
         "Calculate {e} with Python.", "What's {e}? Run it in Python.", "Compute {e} using run_python.",
         "What is {e}?", "Please work out {e} in Python.",
     ]).format(e=expr)
-    code = rng.choice([f"print({expr})", f"print({expr})", f"print({expr})", f"result = {expr}\nprint(result)"])
+    # One form of the code per request: a random choice between equivalent programs is a coin no
+    # model can call, and a BFCL-style exact check failed the right answer a quarter of the time.
+    # The draw stays, so every later value (held-out sets, the shipped suite) is unchanged.
+    rng.choice(range(4))
+    code = f"print({expr})"
     answer = rng.choice(["{e} = {v}.", "The answer is {v}.", "{e} is {v}.", "It's {v}."]).format(e=expr, v=value)
     return [user(ask), assistant_calls(call("run_python", code=code)), tool_result(str(value)), assistant(answer)]
 
