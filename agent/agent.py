@@ -57,6 +57,7 @@ from agent.events import (
 from agent.session import SessionWriter
 from agent.toolcalls import Parsed, StreamParser, collect
 from optiq_runtime.errors import OptiqError
+from optiq_runtime.guide import CallGuide
 from tools.registry import Registry
 from tools.tool import Tool, ToolContext, ToolError
 from tools.validate import validate_call
@@ -74,6 +75,8 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 0
     seed: int = 0
+    # Tool-call names limited to the offered ones while the model writes them (optiq_runtime.guide).
+    guide_calls: bool = True
 
 
 @dataclass
@@ -225,9 +228,10 @@ class Agent:
         generation, events = Generation(), []
         started = time.monotonic()
         s = self.sampling
+        guide = CallGuide.for_tools(self.engine.tokenizer, self._renderer.tools) if s.guide_calls else None
         steps = self.engine.stream(
             prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-            seed=s.seed, should_stop=self._interrupt.is_set,
+            seed=s.seed, should_stop=self._interrupt.is_set, guide=guide,
         )
         for step in steps:
             generation.token_ids += list(step.tokens)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -22,6 +22,7 @@ from agent.bfcl import ast_check
 from agent.chat import ChatRenderer
 from agent.suite import AgentTask, BadEntry, BfclEntry, Entry
 from agent.toolcalls import parse_tool_calls
+from optiq_runtime.guide import CallGuide
 from optiq_runtime.progress import Progress, ProgressCallback
 from tools.bfcl import to_openai_tool
 from tools.validate import validate_call
@@ -50,16 +51,17 @@ class TaskResult:
     trace: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_entry(engine: Any, entry: Entry, model: str, sampling: Sampling | None = None) -> TaskResult:
+def run_entry(engine: Any, entry: Entry, model: str, sampling: Sampling | None = None, guide_calls: bool = True) -> TaskResult:
     """Score one entry; a bad entry becomes a failed result carrying its error."""
     started = time.monotonic()
     if isinstance(entry, BadEntry):
         return TaskResult(model, entry.id, entry.category, "bad", False, error=entry.error)
     try:
         if isinstance(entry, BfclEntry):
-            result = run_bfcl(engine, entry, model, sampling or Sampling(max_tokens=BFCL_MAX_TOKENS))
+            chosen = sampling or Sampling(max_tokens=BFCL_MAX_TOKENS)
+            result = run_bfcl(engine, entry, model, replace(chosen, guide_calls=guide_calls))
         else:
-            result = run_agent_task(engine, entry, model, sampling or Sampling())
+            result = run_agent_task(engine, entry, model, replace(sampling or Sampling(), guide_calls=guide_calls))
     except ValueError as error:  # e.g. a function doc with a type BFCL does not define
         return TaskResult(model, entry.id, entry.category, entry.kind, False, error=str(error))
     result.seconds = time.monotonic() - started
@@ -71,7 +73,7 @@ def run_bfcl(engine: Any, entry: BfclEntry, model: str, sampling: Sampling) -> T
     tools = [to_openai_tool(doc) for doc in entry.functions]
     renderer = ChatRenderer(engine.tokenizer, tools)
     prompt = renderer.full(entry.messages)
-    text, tokens = _generate(engine, prompt, sampling)
+    text, tokens = _generate(engine, prompt, sampling, tools)
     parsed = parse_tool_calls(text, tools, in_reasoning=renderer.ending_thinking())
     invalid = len(parsed.errors) + sum(not validate_call(call, tools).ok for call in parsed.calls)
     calls = [{call.name: call.arguments} for call in parsed.calls]
@@ -96,11 +98,12 @@ def _checker_category(category: str) -> str:
     return "simple_python" if category in ("simple", "live_simple") else category
 
 
-def _generate(engine: Any, prompt: list[int], sampling: Sampling) -> tuple[str, list[int]]:
+def _generate(engine: Any, prompt: list[int], sampling: Sampling, tools: list[dict]) -> tuple[str, list[int]]:
     text, tokens = [], []
+    guide = CallGuide.for_tools(engine.tokenizer, tools) if sampling.guide_calls else None
     for step in engine.stream(
         prompt, max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
-        top_k=sampling.top_k, seed=sampling.seed,
+        top_k=sampling.top_k, seed=sampling.seed, guide=guide,
     ):
         text.append(step.text)
         tokens += list(step.tokens)
@@ -208,6 +211,7 @@ class ModelSpec:
 
     label: str
     load: Callable[[], Any]
+    guide_calls: bool = True  # tool-call names guided to the offered ones (optiq_runtime.guide)
 
 
 def evaluate(
@@ -236,5 +240,5 @@ def evaluate(
                 bar.advance()
             continue
         for entry in todo:
-            results.append(run_entry(engine, entry, spec.label, sampling))
+            results.append(run_entry(engine, entry, spec.label, sampling, spec.guide_calls))
             bar.advance()

@@ -143,15 +143,16 @@ class Engine:
         state, stats.reused_prompt_tokens = self._cache_for(prompt)
         decoder = Decoder(self.backbone, self.drafter, state, params, keys, self.fused if self.fuse_rounds else None)
         mode = _Mode(self, stats)
+        limits = _Limits(max_tokens, stop, guide, self.backbone.args.vocab_size)
         try:
             suffix = prompt[stats.reused_prompt_tokens:]
-            first = decoder.prefill(suffix) if suffix else decoder.next_from_tail()
+            allowed = limits.mask([])
+            first = decoder.prefill(suffix, allowed) if suffix else decoder.next_from_tail(allowed)
             self._prompt_snapshot = state.snapshot()
             if mode.mtp:
                 decoder.prime(first, self.mtp_depth)
             decode_start, cpu_start = time.perf_counter(), time.process_time()
             stats.prefill_s = decode_start - started
-            limits = _Limits(max_tokens, stop, guide, self.backbone.args.vocab_size)
             for step in self._decode(decoder, mode, first, limits, should_stop, stats):
                 stats.decode_s, stats.decode_cpu_s = time.perf_counter() - decode_start, time.process_time() - cpu_start
                 yield step

@@ -107,23 +107,24 @@ def open_slot(text: str, functions: dict[str, tuple[str, ...]]) -> Slot | None:
 class CallGuide:
     """Allowed next tokens for a generation, given the tools it may call (see the module docstring)."""
 
-    def __init__(self, pieces: TokenPieces, functions: dict[str, tuple[str, ...]]):
+    def __init__(self, pieces: TokenPieces, functions: dict[str, tuple[str, ...]], prefix: str = ""):
         self.pieces = pieces
         self.functions = functions
+        self.prefix = prefix  # text the prompt already put in the answer (a forced call's opening)
         self._seen: list[int] = []
-        self._text = ""
+        self._text = prefix
         self._allowed: frozenset[int] | None = None
 
     @classmethod
-    def for_tools(cls, tokenizer: Any, tools: Sequence[dict] | None) -> "CallGuide | None":
-        """A guide over ``tools``, or None when no tool is offered."""
+    def for_tools(cls, tokenizer: Any, tools: Sequence[dict] | None, prefix: str = "") -> "CallGuide | None":
+        """A guide over ``tools``, or None when no tool is offered; ``prefix`` is answer text the prompt holds."""
         functions = tool_parameters(tools)
-        return cls(TokenPieces.of(tokenizer), functions) if functions else None
+        return cls(TokenPieces.of(tokenizer), functions, prefix) if functions else None
 
     def allowed(self, ids: Sequence[int]) -> frozenset[int] | None:
         """The token ids that may follow ``ids`` (the generation so far); None when any may."""
         ids = list(ids)
-        if ids != self._seen:
+        if ids != self._seen or not ids:
             slot = open_slot(self._follow(ids), self.functions)
             self._allowed = self._fitting(slot) if slot is not None else None
         return self._allowed
@@ -136,7 +137,7 @@ class CallGuide:
         """The text of ``ids``, extending the previous text when ``ids`` extends the previous ids."""
         n = len(self._seen)
         if ids[:n] != self._seen:
-            self._text, n = "", 0
+            self._text, n = self.prefix, 0
         self._text += self.pieces.text(ids[n:])
         self._seen = ids
         return self._text

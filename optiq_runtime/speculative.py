@@ -67,19 +67,20 @@ class Decoder:
     def _pick(self, logits: mx.array) -> tuple[mx.array, mx.array | None]:
         return pick(logits, self.params, None if self.params.greedy else self.keys.next())
 
-    def prefill(self, tokens: list[int]) -> int:
-        """Feed ``tokens`` (at least one) and return the first generated token."""
+    def prefill(self, tokens: list[int], allowed: mx.array | None = None) -> int:
+        """Feed ``tokens`` (at least one) and return the first generated token (within ``allowed``)."""
         for start in range(0, len(tokens), PREFILL_CHUNK):
             chunk = tokens[start:start + PREFILL_CHUNK]
             hidden = self.backbone.forward(mx.array(chunk)[None], self.cache)
             self.cache.append_tail(hidden)
             self.cache.tokens.extend(chunk)
             mx.eval(hidden, [c.state for c in self.cache.main])
-        return self.next_from_tail()
+        return self.next_from_tail(allowed)
 
-    def next_from_tail(self) -> int:
-        """The token that follows the sequence, from the last hidden state."""
-        token, _ = self._pick(self.backbone.logits(self.cache.last_hidden()))
+    def next_from_tail(self, allowed: mx.array | None = None) -> int:
+        """The token that follows the sequence, from the last hidden state (within ``allowed``)."""
+        logits = self.backbone.logits(self.cache.last_hidden())
+        token, _ = self._pick(logits if allowed is None else mx.where(allowed, logits, -mx.inf))
         return token.item()
 
     # plain decoding -------------------------------------------------------------

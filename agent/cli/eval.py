@@ -11,6 +11,8 @@ def add_arguments(parser):
     parser.add_argument("--limit", type=int, help="only the first N entries of the suite")
     parser.add_argument("--resume", action="store_true", help="skip the tasks the results folder already holds")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
+    parser.add_argument("--guide-calls", choices=["on", "off", "both"], default="on",
+                        help="limit tool-call names to the offered tools; 'both' scores each model both ways (default on)")
 
 
 def run(args) -> int:
@@ -26,7 +28,7 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise BadInputError(f"--limit must be at least 1; got {args.limit}")
     entries = load_suite(args.suite or _shipped_suite())[: args.limit]
-    specs = _model_specs(args.model)
+    specs = _guided_specs(_model_specs(args.model), args.guide_calls)
     out = _out_folder(args.out, args.resume)
     results = ResultsFile(out / "results.jsonl")
     if not args.resume and results.path.exists() and results.path.stat().st_size:
@@ -65,6 +67,14 @@ def _model_specs(models):
     names = [Path(m).name or m for m in models]
     labels = [name if names.count(name) == 1 else m for name, m in zip(names, models)]
     return [ModelSpec(label, lambda m=m: load_engine(m)) for label, m in zip(labels, models)]
+
+
+def _guided_specs(specs, guide):
+    """Each spec guided, unguided (labelled so), or both."""
+    from dataclasses import replace
+
+    unguided = [replace(s, label=f"{s.label} (unguided)", guide_calls=False) for s in specs]
+    return {"on": specs, "off": unguided, "both": [s for pair in zip(specs, unguided) for s in pair]}[guide]
 
 
 def _out_folder(out, resume):

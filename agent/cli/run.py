@@ -1,5 +1,7 @@
 """`optiq run`: run the agent headless on one prompt and print the answer."""
 
+import argparse
+
 HELP = "Run the agent headless on one prompt and print the answer."
 
 
@@ -14,6 +16,8 @@ def add_arguments(parser):
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout, the last being 'done'")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
+    parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
+                        help="limit tool-call function and parameter names to the offered tools (default on)")
 
 
 def run(args) -> int:
@@ -34,7 +38,7 @@ def run(args) -> int:
         raise BadInputError(f"--workspace {workspace} is not a folder")
     registry = agent_registry(args.tools)
     engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
-    sampling = Sampling(max_tokens=args.max_tokens)
+    sampling = Sampling(max_tokens=args.max_tokens, guide_calls=args.guide_calls)
     agent = Agent(engine, registry, workspace, POLICIES[args.approve], max_steps=args.max_steps, sampling=sampling, trace=open_trace())
     with agent:
         return run_headless(agent, args.prompt, json_lines=args.json)

@@ -19,6 +19,8 @@ def add_arguments(parser):
     parser.add_argument("--model-name", help="the model id clients send and /v1/models lists (default: the folder's name)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="the most tokens one answer may generate (default 4096)")
     parser.add_argument("--queue-size", type=int, default=8, help="requests that may wait while one generates; more get 429 (default 8)")
+    parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
+                        help="limit tool-call function and parameter names to the request's tools (default on)")
 
 
 def run(args) -> int:
@@ -26,7 +28,7 @@ def run(args) -> int:
 
     config = ServeConfig(
         host=args.host, port=args.port, api_key=args.api_key, model_id=args.model_name,
-        max_tokens=args.max_tokens, queue_size=args.queue_size,
+        max_tokens=args.max_tokens, queue_size=args.queue_size, guide_calls=args.guide_calls,
     )
     config.check()  # before minutes of model loading
     engine = _load_engine(args)

@@ -20,6 +20,7 @@ from typing import Any
 from agent.events import ErrorEvent, Event, ReasoningEvent, TextEvent, ToolCallEvent
 from agent.serve.prompt import Plan
 from agent.toolcalls import CALL_OPEN, StreamParser
+from optiq_runtime.guide import CallGuide
 from tools.validate import validate_call
 
 
@@ -59,6 +60,7 @@ class Sampling:
     top_k: int = 0
     seed: int | None = None
     stops: list[str] = field(default_factory=list)
+    guide_calls: bool = True  # tool-call names limited to the request's tools (optiq_runtime.guide)
 
 
 @dataclass
@@ -124,9 +126,11 @@ class Completion:
     def pieces(self, should_stop: Callable[[], bool] | None = None) -> Iterator[Piece]:
         s = self.sampling
         yield from self._translate(self._parser.feed(self.plan.prefill))
+        guided = s.guide_calls and self.plan.allow_calls
         steps = self.engine.stream(
             self.plan.tokens, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
             top_k=s.top_k, seed=s.seed, should_stop=should_stop,
+            guide=CallGuide.for_tools(self.engine.tokenizer, self.plan.tools, self.plan.prefill) if guided else None,
         )
         stopped = False
         try:

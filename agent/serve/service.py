@@ -30,6 +30,7 @@ class ServeConfig:
     queue_size: int = 8  # requests that may wait while one generates
     temperature: float = 1.0  # OpenAI's defaults when a request names none
     top_p: float = 1.0
+    guide_calls: bool = True  # tool-call names limited to the request's tools
 
     def check(self) -> None:
         """Refuse settings that would expose the model unprotected or make no sense."""
@@ -128,6 +129,7 @@ class Service:
             top_k=request.top_k or 0,
             seed=request.seed,
             stops=request.stops,
+            guide_calls=self.config.guide_calls,
         )
 
     def remember(self, completion: Completion) -> None:

@@ -168,3 +168,35 @@ def test_the_eval_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
     resumed = optiq_eval("--resume", "--json")
     assert resumed.returncode == 0 and json.loads(resumed.stdout) == summary
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+FROBNICATE = {"name": "zq_frobnicate", "description": "Frobnicate a folder.",
+              "parameters": {"type": "dict", "properties": {"target_folder": {"type": "string", "description": "the folder"}},
+                             "required": ["target_folder"]}}
+NEW_TOOL = {"id": "simple_python_7", "question": [[{"role": "user", "content": "Please frobnicate the zq with target folder `docs`."}]],
+            "function": [FROBNICATE], "ground_truth": [{"zq_frobnicate": {"target_folder": ["docs"]}}]}
+
+
+def test_guided_and_unguided_runs_are_scored_apart(engine, tmp_path):
+    suite = write_suite(tmp_path / "s.jsonl", [NEW_TOOL])
+    specs = [ModelSpec("tiny", lambda: engine), ModelSpec("tiny (unguided)", lambda: engine, guide_calls=False)]
+    results = ResultsFile(tmp_path / "r.jsonl")
+    evaluate(load_suite(suite), specs, results, sampling=Sampling(max_tokens=128))
+    verdicts = {r["model"]: r for r in results.read()}
+    # tiny-agent names a function it remembers, unguided; guided, it can only write the offered one.
+    assert verdicts["tiny"]["passed"], verdicts["tiny"]["detail"]
+    assert not verdicts["tiny (unguided)"]["passed"]
+    assert "zq_frobnicate" not in verdicts["tiny (unguided)"]["trace"][0]["text"]
+
+
+def test_the_eval_command_labels_unguided_runs(tmp_path):
+    from agent.cli import main
+
+    suite = write_suite(tmp_path / "s.jsonl", [NEW_TOOL])
+    assert main(["eval", str(suite), "--guide-calls", "both", "--json", "--out", str(tmp_path / "out"),
+                 "--model", str(embedded_base_path())]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert list(summary["models"]) == ["tiny-agent", "tiny-agent (unguided)"]
+    with pytest.raises(SystemExit) as bad:
+        main(["eval", str(suite), "--guide-calls", "sometimes"])
+    assert bad.value.code == 2

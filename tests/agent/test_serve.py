@@ -520,3 +520,24 @@ def test_disconnect_stops_a_whole_answer_too():
         assert engine.last_stats.tokens < 400
     finally:
         server.close()
+
+
+FROBNICATE = {"type": "function", "function": {
+    "name": "zq_frobnicate", "description": "Frobnicate a folder.",
+    "parameters": {"type": "object", "properties": {"target_folder": {"type": "string"}}, "required": ["target_folder"]}}}
+FROB_QUESTION = [{"role": "user", "content": "Please frobnicate the zq with target folder `docs`."}]
+
+
+def called_names(client) -> list[str]:
+    reply = client.chat.completions.create(model=MODEL, messages=FROB_QUESTION, tools=[FROBNICATE], temperature=0)
+    message = reply.choices[0].message
+    errors = (message.model_extra or {}).get("tool_call_errors") or []
+    return [c.function.name for c in message.tool_calls or []] + [e.get("name", "?") for e in errors]
+
+
+def test_call_names_are_guided_to_the_request_tools_unless_turned_off(client, engine):
+    assert called_names(client) == ["zq_frobnicate"]
+    with Server(engine, ServeConfig(port=0, guide_calls=False)) as unguided:
+        free = openai.OpenAI(base_url=unguided.url, api_key="unused", max_retries=0, timeout=60)
+        # tiny-agent left alone writes a function name it remembers.
+        assert called_names(free) != ["zq_frobnicate"]

@@ -153,3 +153,14 @@ def test_sampled_guided_calls_stay_within_the_offered_names(engine):
         assert called >= 3  # sampling at temperature 1 still calls (all 6 did when this was written)
     finally:
         engine.auto_fallback = True
+
+
+def test_a_call_opened_by_the_prompt_is_guided_from_the_first_token(engine):
+    tokenizer = engine.tokenizer
+    tools = [tool("zq_frobnicate", "target_folder")]
+    messages = [{"role": "user", "content": "List the files in `docs`."}]
+    opening = "<tool_call>\n<function="
+    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
+    ids = tokenizer.encode(text + opening, add_special_tokens=False)
+    out = tokenizer.decode(engine.generate(ids, max_tokens=64, guide=CallGuide.for_tools(tokenizer, tools, opening)))
+    assert out.startswith("zq_frobnicate>"), out
