@@ -95,9 +95,12 @@ def _params(shape: Shape) -> tuple[int, int]:
 def _scores_table(scores: dict | None) -> str:
     if not scores:
         return "Not measured yet.\n"
-    rows = ["| score | measured | goal (issue #5) |", "| --- | --- | --- |"]
+    guided = scores.get("guided") or {}
+    rows = ["| score | the model alone (stock mlx-lm) | with optiq's guided call names | goal (issue #5) |",
+            "| --- | --- | --- | --- |"]
     for key, (what, goal) in GOALS.items():
-        rows.append(f"| {what} | {scores.get(key, 'n/a')} | {goal} |")
+        with_guide = guided.get(key, "same" if key == "mtp_accept" else "n/a")
+        rows.append(f"| {what} | {scores.get(key, 'n/a')} | {with_guide} | {goal} |")
     return "\n".join(rows) + "\n"
 
 
@@ -171,9 +174,11 @@ format-instruction paragraph is shorter than Qwen3.5's to spare the tiny context
 
 ## Measured scores
 
-Measured by `python -m optiq_runtime.tiny.quality DIR` with stock mlx-lm greedy decoding on
-40 held-out conversations per score (seeds training never used); a call is right when name and every argument
-match after typing (BFCL-AST style).
+Measured by `python -m optiq_runtime.tiny.quality DIR` on 40 held-out conversations per score
+(seeds training never used); a call is right when name and every argument match after typing
+(BFCL-AST style). "The model alone" is stock mlx-lm greedy decoding; "guided" is optiq's engine,
+greedy, with tool-call names limited to the offered ones while the model writes them
+(`optiq_runtime/guide.py`; the agent, `optiq eval` and `optiq serve` decode that way by default).
 
 {_scores_table(scores)}
 {notes}

@@ -75,31 +75,61 @@ def _prompt_messages(chat: C.Chat) -> list[dict]:
     return messages
 
 
-def measure(folder: Path, count: int = 40, max_tokens: int = 96, log=print) -> dict:
-    """Scores of the checkpoint in ``folder`` (see the module docstring)."""
+def measure(folder: Path, count: int = 40, max_tokens: int = 96, log=print, guided: bool = True) -> dict:
+    """Scores of the checkpoint in ``folder`` (see the module docstring).
+
+    With ``guided``, the call scores again through optiq's engine with guided call names
+    (``optiq_runtime.guide``), under ``scores["guided"]``: what the agent gets from the model.
+    """
     import mlx_lm
 
     model, tokenizer = mlx_lm.load(str(folder))
     mtp = _MtpScorer(folder)
-    scores = {}
-    for name, chats in quality_sets(count).items():
-        good = 0
-        for chat in chats:
-            prompt = tokenizer.apply_chat_template(_prompt_messages(chat), tools=chat.tools, add_generation_prompt=True,
-                                                   enable_thinking=False, tokenize=False)
-            text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=max_tokens)
-            calls = parse_calls(text)
-            if name == "no_tool":
-                good += not calls and "<tool_call>" not in text
-            else:
-                good += bool(calls) and call_matches(_first_call(chat), calls[0])
-            mtp.add(tokenizer.encode(prompt, add_special_tokens=False), tokenizer.encode(text, add_special_tokens=False))
-        scores[name] = round(good / len(chats), 3)
-        log(f"{name}: {scores[name]}")
+    sets = quality_sets(count)
+
+    def stock(prompt: str, tools) -> str:
+        text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=max_tokens)
+        mtp.add(tokenizer.encode(prompt, add_special_tokens=False), tokenizer.encode(text, add_special_tokens=False))
+        return text
+
+    scores = {name: _score(name, chats, tokenizer, stock, log) for name, chats in sets.items()}
     scores["mtp_accept"] = mtp.rate()
     scores["mtp_drafts"] = mtp.drafted
     log(f"mtp_accept: {scores['mtp_accept']} over {mtp.drafted} drafts")
+    if guided:
+        scores["guided"] = _guided_scores(folder, sets, max_tokens, log)
     return scores
+
+
+def _guided_scores(folder: Path, sets: dict[str, list[C.Chat]], max_tokens: int, log) -> dict:
+    from optiq_runtime.engine import Engine
+    from optiq_runtime.guide import CallGuide
+
+    engine = Engine.load(folder, mtp=False)
+    tokenizer = engine.tokenizer
+
+    def guided(prompt: str, tools) -> str:
+        ids = tokenizer.encode(prompt, add_special_tokens=False)
+        return tokenizer.decode(engine.generate(ids, max_tokens=max_tokens, guide=CallGuide.for_tools(tokenizer, tools)))
+
+    return {name: _score(name, chats, tokenizer, guided, lambda line: log("guided " + line)) for name, chats in sets.items()}
+
+
+def _score(name: str, chats: list[C.Chat], tokenizer, generate, log) -> float:
+    """The share of ``chats`` whose greedy reply is right for score ``name``."""
+    good = 0
+    for chat in chats:
+        prompt = tokenizer.apply_chat_template(_prompt_messages(chat), tools=chat.tools, add_generation_prompt=True,
+                                               enable_thinking=False, tokenize=False)
+        text = generate(prompt, chat.tools)
+        calls = parse_calls(text)
+        if name == "no_tool":
+            good += not calls and "<tool_call>" not in text
+        else:
+            good += bool(calls) and call_matches(_first_call(chat), calls[0])
+    score = round(good / len(chats), 3)
+    log(f"{name}: {score}")
+    return score
 
 
 class _MtpScorer:
