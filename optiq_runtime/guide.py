@@ -117,9 +117,14 @@ class CallGuide:
 
     @classmethod
     def for_tools(cls, tokenizer: Any, tools: Sequence[dict] | None, prefix: str = "") -> "CallGuide | None":
-        """A guide over ``tools``, or None when no tool is offered; ``prefix`` is answer text the prompt holds."""
+        """A guide over ``tools``; ``prefix`` is answer text the prompt holds.
+
+        None when no tool is offered, or when the tokenizer lists no vocabulary to guide with.
+        """
         functions = tool_parameters(tools)
-        return cls(TokenPieces.of(tokenizer), functions, prefix) if functions else None
+        if not functions or not hasattr(tokenizer, "get_vocab"):
+            return None
+        return cls(TokenPieces.of(tokenizer), functions, prefix)
 
     def allowed(self, ids: Sequence[int]) -> frozenset[int] | None:
         """The token ids that may follow ``ids`` (the generation so far); None when any may."""

@@ -164,3 +164,12 @@ def test_a_call_opened_by_the_prompt_is_guided_from_the_first_token(engine):
     ids = tokenizer.encode(text + opening, add_special_tokens=False)
     out = tokenizer.decode(engine.generate(ids, max_tokens=64, guide=CallGuide.for_tools(tokenizer, tools, opening)))
     assert out.startswith("zq_frobnicate>"), out
+
+
+def test_no_guide_without_tools_or_without_a_vocabulary(engine):
+    class Opaque:  # encodes and decodes, lists no vocabulary
+        def decode(self, ids):
+            return "".join(map(chr, ids))
+
+    assert CallGuide.for_tools(Opaque(), [tool("f")]) is None
+    assert CallGuide.for_tools(engine.tokenizer, None) is None
