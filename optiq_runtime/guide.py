@@ -4,8 +4,9 @@ A small model often knows it must call a tool and copies the values right, yet w
 or parameter name it remembers instead of one in the ``<tools>`` block. The guide watches the
 generated text; inside ``<function=`` it allows only tokens that continue the name of an offered
 function up to its ``>``, and inside ``<parameter=`` only the parameters of the function being
-called that the call has not named yet. Everywhere else (values, prose, other call formats)
-the model is free. The engine applies it as a mask over the logits, so greedy decoding takes
+called that the call has not named yet. Between parameters, while the schema's required ones are
+not all given, the call cannot close: the next parameter to open is a missing required one.
+Everywhere else (values, prose, other call formats) the model is free. The engine applies it as a mask over the logits, so greedy decoding takes
 the model's best allowed token and sampling draws from its distribution renormalised on them.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
-FUNCTION_OPEN, PARAMETER_OPEN = "<function=", "<parameter="
+FUNCTION_OPEN, PARAMETER_OPEN, PARAMETER_CLOSE = "<function=", "<parameter=", "</parameter>"
 _NAMED_PARAMETER = re.compile(r"<parameter=([^>\n]+)>")
 
 
@@ -72,20 +73,31 @@ class Slot:
     names: tuple[str, ...]
 
 
-def tool_parameters(tools: Sequence[dict] | None) -> dict[str, tuple[str, ...]]:
-    """Function name -> its parameter names, from OpenAI tool dicts or bare function docs."""
-    functions: dict[str, tuple[str, ...]] = {}
+@dataclass(frozen=True)
+class Signature:
+    """A function's parameter names, and those its schema requires."""
+
+    params: tuple[str, ...]
+    required: tuple[str, ...] = ()
+
+
+def tool_parameters(tools: Sequence[dict] | None) -> dict[str, Signature]:
+    """Function name -> its signature, from OpenAI tool dicts or bare function docs."""
+    functions: dict[str, Signature] = {}
     for tool in tools or []:
         spec = tool.get("function", tool) if isinstance(tool, dict) else None
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             continue
-        properties = (spec.get("parameters") or {}).get("properties") or {}
-        functions[spec["name"]] = tuple(properties) if isinstance(properties, dict) else ()
+        schema = spec.get("parameters") if isinstance(spec.get("parameters"), dict) else {}
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = schema.get("required") if isinstance(schema.get("required"), list) else []
+        functions[spec["name"]] = Signature(tuple(properties), tuple(p for p in properties if p in required))
     return functions
 
 
-def open_slot(text: str, functions: dict[str, tuple[str, ...]]) -> Slot | None:
-    """The name slot ``text`` ends in, if any: a function name, or a parameter name of the open call."""
+def open_slot(text: str, functions: dict[str, Signature]) -> Slot | None:
+    """The name slot ``text`` ends in, if any: a function name, a parameter name of the open call,
+    or, between parameters while a required one is missing, the opening of a parameter."""
     call = text.rfind(CALL_OPEN)
     if call < 0 or text.rfind(CALL_CLOSE) > call:
         return None
@@ -96,18 +108,33 @@ def open_slot(text: str, functions: dict[str, tuple[str, ...]]) -> Slot | None:
     if ">" not in head:
         return Slot(head, tuple(functions))
     name, body = head.split(">", 1)
-    parameter = body.rfind(PARAMETER_OPEN)
-    if parameter < 0 or ">" in body[parameter:]:
+    signature = functions.get(name.strip())
+    if signature is None:
         return None
-    given = set(_NAMED_PARAMETER.findall(body[:parameter]))
-    left = tuple(p for p in functions.get(name.strip(), ()) if p not in given)
-    return Slot(body[parameter + len(PARAMETER_OPEN):], left) if left else None
+    given = set(_NAMED_PARAMETER.findall(body))
+    parameter = body.rfind(PARAMETER_OPEN)
+    if parameter >= 0 and ">" not in body[parameter:]:
+        left = tuple(p for p in signature.params if p not in given)
+        return Slot(body[parameter + len(PARAMETER_OPEN):], left) if left else None
+    return _next_parameter(body, signature, given)
+
+
+def _next_parameter(body: str, signature: Signature, given: set[str]) -> Slot | None:
+    """Between parameters (or right after the function's name): a missing required parameter opens next."""
+    end = body.rfind(PARAMETER_CLOSE)
+    if body.rfind(PARAMETER_OPEN) > end:
+        return None  # inside a value
+    missing = [p for p in signature.required if p not in given]
+    if not missing:
+        return None
+    between = body[end + len(PARAMETER_CLOSE):] if end >= 0 else body
+    return Slot(between, tuple("\n" + PARAMETER_OPEN + p for p in missing))
 
 
 class CallGuide:
     """Allowed next tokens for a generation, given the tools it may call (see the module docstring)."""
 
-    def __init__(self, pieces: TokenPieces, functions: dict[str, tuple[str, ...]], prefix: str = ""):
+    def __init__(self, pieces: TokenPieces, functions: dict[str, Signature], prefix: str = ""):
         self.pieces = pieces
         self.functions = functions
         self.prefix = prefix  # text the prompt already put in the answer (a forced call's opening)

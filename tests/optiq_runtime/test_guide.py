@@ -8,16 +8,18 @@ import pytest
 
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
-from optiq_runtime.guide import CallGuide, Slot, TokenPieces, open_slot, tool_parameters
+from optiq_runtime.guide import CallGuide, Signature, Slot, TokenPieces, open_slot, tool_parameters
 from optiq_runtime.tiny import corpus as C
 from optiq_runtime.tiny.quality import parse_calls
 
-FUNCTIONS = {"get_size": ("clear_market", "kisido"), "get_sugar": ("amount",), "list_river": ()}
+FUNCTIONS = {"get_size": Signature(("clear_market", "kisido")), "get_sugar": Signature(("amount",)),
+             "list_river": Signature(()), "set_wolf": Signature(("name", "size", "age"), ("name", "age"))}
 
 
-def tool(name: str, *params: str) -> dict:
+def tool(name: str, *params: str, required: tuple[str, ...] = ()) -> dict:
     properties = {p: {"type": "string"} for p in params}
-    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": properties}}}
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    return {"type": "function", "function": {"name": name, "parameters": schema}}
 
 
 @pytest.mark.parametrize(("text", "slot"), [
@@ -25,6 +27,10 @@ def tool(name: str, *params: str) -> dict:
     ("<tool_call>\n<function=", Slot("", tuple(FUNCTIONS))),
     ("<tool_call>\n<function=get_size>\n<parameter=", Slot("", ("clear_market", "kisido"))),
     ("<tool_call>\n<function=get_size>\n<parameter=clear_market>\nx\n</parameter>\n<parameter=k", Slot("k", ("kisido",))),
+    # a required parameter is missing: the next one to open is required, and the call cannot close
+    ("<tool_call>\n<function=set_wolf>", Slot("", ("\n<parameter=name", "\n<parameter=age"))),
+    ("<tool_call>\n<function=set_wolf>\n<", Slot("\n<", ("\n<parameter=name", "\n<parameter=age"))),
+    ("<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex\n</parameter>\n", Slot("\n", ("\n<parameter=age",))),
 ])
 def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
     assert open_slot(text, FUNCTIONS) == slot
@@ -37,14 +43,18 @@ def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
     "<tool_call>\n<function=unknown>\n<parameter=",  # a function nobody offered: nothing to steer by
     "<tool_call>\n<function=list_river>\n<parameter=",  # no parameters left
     "<tool_call>\n<function=get_sugar>\n<parameter=amount>\n1\n</parameter>\n<parameter=",
+    "<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex",  # a value, though required ones are missing
+    "<tool_call>\n<function=set_wolf>\n<parameter=age>\n3\n</parameter>\n<parameter=name>\nRex\n</parameter>\n",
+    "<tool_call>\n<function=get_size>\n",  # nothing required
 ])
 def test_no_slot_outside_a_name_or_when_no_name_is_left(text):
     assert open_slot(text, FUNCTIONS) is None
 
 
 def test_tool_parameters_reads_openai_tools_and_bare_docs_and_skips_junk():
-    tools = [tool("a", "x", "y"), {"name": "b", "parameters": {"properties": {"z": {}}}}, {"function": "junk"}, "junk", {"name": 3}]
-    assert tool_parameters(tools) == {"a": ("x", "y"), "b": ("z",)}
+    tools = [tool("a", "x", "y", required=("y", "w")), {"name": "b", "parameters": {"properties": {"z": {}}}},
+             {"name": "c", "parameters": {"properties": [], "required": "x"}}, {"function": "junk"}, "junk", {"name": 3}]
+    assert tool_parameters(tools) == {"a": Signature(("x", "y"), ("y",)), "b": Signature(("z",)), "c": Signature(())}
     assert tool_parameters(None) == {}
 
 
@@ -94,9 +104,11 @@ def prompt_ids(tokenizer, chat: C.Chat) -> list[int]:
 
 
 def offered_names_only(text: str, tools: list[dict]) -> bool:
+    """Every call names an offered function, only its parameters, and all it requires."""
     functions = tool_parameters(tools)
     calls = parse_calls(text)
-    return bool(calls) and all(name in functions and set(args) <= set(functions[name]) for name, args in calls)
+    return bool(calls) and all(name in functions and set(functions[name].required) <= set(args) <= set(functions[name].params)
+                               for name, args in calls)
 
 
 def test_guided_calls_name_only_offered_functions_and_parameters(engine):
@@ -173,3 +185,14 @@ def test_no_guide_without_tools_or_without_a_vocabulary(engine):
 
     assert CallGuide.for_tools(Opaque(), [tool("f")]) is None
     assert CallGuide.for_tools(engine.tokenizer, None) is None
+
+
+def test_a_call_cannot_close_before_its_required_parameters(engine):
+    tokenizer = engine.tokenizer
+    tools = [tool("set_wolf", "music_name", "warm_source", required=("warm_source", "music_name"))]
+    messages = [{"role": "user", "content": "Can you set the wolf for warm source 836.8?"}]
+    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    out = tokenizer.decode(engine.generate(ids, max_tokens=96, guide=CallGuide.for_tools(tokenizer, tools)))
+    calls = parse_calls(out)
+    assert calls and set(calls[0][1]) == {"warm_source", "music_name"}, out
