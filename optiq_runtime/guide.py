@@ -41,8 +41,11 @@ class TokenPieces:
         if cached is not None and cached[0] is tokenizer:
             return cached[1]
         size = max(tokenizer.get_vocab().values()) + 1
-        pieces = cls(tokenizer.batch_decode([[i] for i in range(size)]) if hasattr(tokenizer, "batch_decode")
-                     else [tokenizer.decode([i]) for i in range(size)])
+        ids = [[i] for i in range(size)]
+        if hasattr(tokenizer, "batch_decode"):  # keep each piece as written (no space clean-up)
+            pieces = cls(tokenizer.batch_decode(ids, clean_up_tokenization_spaces=False))
+        else:
+            pieces = cls([tokenizer.decode(i) for i in ids])
         _PIECES[id(tokenizer)] = (tokenizer, pieces)
         return pieces
 
