@@ -4,7 +4,8 @@ A small model often knows it must call a tool and copies the values right, yet w
 or parameter name it remembers instead of one in the ``<tools>`` block. The guide watches the
 generated text; inside ``<function=`` it allows only tokens that continue the name of an offered
 function up to its ``>``, and inside ``<parameter=`` only the parameters of the function being
-called that the call has not named yet. Between parameters, while the schema's required ones are
+called that the call has not named yet; a parameter whose schema closes its values (an enum, a
+boolean) takes one of them. Between parameters, while the schema's required ones are
 not all given, the call cannot close: the next parameter to open is a missing required one.
 Everywhere else (values, prose, other call formats) the model is free. The engine applies it as a mask over the logits, so greedy decoding takes
 the model's best allowed token and sampling draws from its distribution renormalised on them.
@@ -13,9 +14,10 @@ the model's best allowed token and sampling draws from its distribution renormal
 from __future__ import annotations
 
 import bisect
+import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -70,18 +72,21 @@ _PIECES: dict[int, tuple[Any, TokenPieces]] = {}
 
 @dataclass(frozen=True)
 class Slot:
-    """A name being written: what is typed so far and the names that may complete it."""
+    """A name (or a value from a closed set) being written: what is typed so far, the names that may
+    complete it, and the text that ends each of them."""
 
     typed: str
     names: tuple[str, ...]
+    end: str = ">"
 
 
 @dataclass(frozen=True)
 class Signature:
-    """A function's parameter names, and those its schema requires."""
+    """A function's parameter names, those its schema requires, and the values of closed-set ones."""
 
     params: tuple[str, ...]
     required: tuple[str, ...] = ()
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def tool_parameters(tools: Sequence[dict] | None) -> dict[str, Signature]:
@@ -94,8 +99,18 @@ def tool_parameters(tools: Sequence[dict] | None) -> dict[str, Signature]:
         schema = spec.get("parameters") if isinstance(spec.get("parameters"), dict) else {}
         properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
         required = schema.get("required") if isinstance(schema.get("required"), list) else []
-        functions[spec["name"]] = Signature(tuple(properties), tuple(p for p in properties if p in required))
+        choices = {p: c for p, prop in properties.items() if (c := value_choices(prop))}
+        functions[spec["name"]] = Signature(tuple(properties), tuple(p for p in properties if p in required), choices)
     return functions
+
+
+def value_choices(prop: Any) -> tuple[str, ...]:
+    """The texts an XML call may give a parameter with a closed set of values (enum, boolean); () if open."""
+    if not isinstance(prop, dict):
+        return ()
+    if isinstance(prop.get("enum"), list) and prop["enum"]:
+        return tuple(v if isinstance(v, str) else json.dumps(v) for v in prop["enum"])
+    return ("true", "false") if prop.get("type") in ("boolean", "bool") else ()
 
 
 def open_slot(text: str, functions: dict[str, Signature]) -> Slot | None:
@@ -119,14 +134,21 @@ def open_slot(text: str, functions: dict[str, Signature]) -> Slot | None:
     if parameter >= 0 and ">" not in body[parameter:]:
         left = tuple(p for p in signature.params if p not in given)
         return Slot(body[parameter + len(PARAMETER_OPEN):], left) if left else None
+    if parameter > body.rfind(PARAMETER_CLOSE):
+        return _value(body[parameter + len(PARAMETER_OPEN):], signature)
     return _next_parameter(body, signature, given)
+
+
+def _value(opened: str, signature: Signature) -> Slot | None:
+    """Inside a value (``opened`` is ``NAME>`` and the value so far): steered only for a closed set."""
+    name, value = opened.split(">", 1)
+    choices = signature.choices.get(name.strip())
+    return Slot(value, tuple("\n" + c for c in choices), "\n" + PARAMETER_CLOSE) if choices else None
 
 
 def _next_parameter(body: str, signature: Signature, given: set[str]) -> Slot | None:
     """Between parameters (or right after the function's name): a missing required parameter opens next."""
     end = body.rfind(PARAMETER_CLOSE)
-    if body.rfind(PARAMETER_OPEN) > end:
-        return None  # inside a value
     missing = [p for p in signature.required if p not in given]
     if not missing:
         return None
@@ -178,8 +200,8 @@ class CallGuide:
         return self._text
 
     def _fitting(self, slot: Slot) -> frozenset[int] | None:
-        """Tokens that keep ``slot.typed`` on the way to one of its names and the ``>`` after it."""
-        rests = [name + ">" for name in slot.names]
+        """Tokens that keep ``slot.typed`` on the way to one of its names and the end after it."""
+        rests = [name + slot.end for name in slot.names]
         rests = [rest[len(slot.typed):] for rest in rests if rest.startswith(slot.typed)]
         if not rests:
             return None  # the text left every name behind (it began inside a token): do not steer

@@ -13,7 +13,8 @@ from optiq_runtime.tiny import corpus as C
 from optiq_runtime.tiny.quality import parse_calls
 
 FUNCTIONS = {"get_size": Signature(("clear_market", "kisido")), "get_sugar": Signature(("amount",)),
-             "list_river": Signature(()), "set_wolf": Signature(("name", "size", "age"), ("name", "age"))}
+             "list_river": Signature(()), "set_wolf": Signature(("name", "size", "age"), ("name", "age")),
+             "set_mode": Signature(("mode", "quiet", "note"), (), {"mode": ("fast", "slow", "3"), "quiet": ("true", "false")})}
 
 
 def tool(name: str, *params: str, required: tuple[str, ...] = ()) -> dict:
@@ -31,6 +32,9 @@ def tool(name: str, *params: str, required: tuple[str, ...] = ()) -> dict:
     ("<tool_call>\n<function=set_wolf>", Slot("", ("\n<parameter=name", "\n<parameter=age"))),
     ("<tool_call>\n<function=set_wolf>\n<", Slot("\n<", ("\n<parameter=name", "\n<parameter=age"))),
     ("<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex\n</parameter>\n", Slot("\n", ("\n<parameter=age",))),
+    # a value from a closed set
+    ("<tool_call>\n<function=set_mode>\n<parameter=mode>\nf", Slot("\nf", ("\nfast", "\nslow", "\n3"), "\n</parameter>")),
+    ("<tool_call>\n<function=set_mode>\n<parameter=quiet>", Slot("", ("\ntrue", "\nfalse"), "\n</parameter>")),
 ])
 def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
     assert open_slot(text, FUNCTIONS) == slot
@@ -46,6 +50,7 @@ def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
     "<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex",  # a value, though required ones are missing
     "<tool_call>\n<function=set_wolf>\n<parameter=age>\n3\n</parameter>\n<parameter=name>\nRex\n</parameter>\n",
     "<tool_call>\n<function=get_size>\n",  # nothing required
+    "<tool_call>\n<function=set_mode>\n<parameter=note>\nanything",  # an open value
 ])
 def test_no_slot_outside_a_name_or_when_no_name_is_left(text):
     assert open_slot(text, FUNCTIONS) is None
@@ -53,8 +58,10 @@ def test_no_slot_outside_a_name_or_when_no_name_is_left(text):
 
 def test_tool_parameters_reads_openai_tools_and_bare_docs_and_skips_junk():
     tools = [tool("a", "x", "y", required=("y", "w")), {"name": "b", "parameters": {"properties": {"z": {}}}},
-             {"name": "c", "parameters": {"properties": [], "required": "x"}}, {"function": "junk"}, "junk", {"name": 3}]
-    assert tool_parameters(tools) == {"a": Signature(("x", "y"), ("y",)), "b": Signature(("z",)), "c": Signature(())}
+             {"name": "c", "parameters": {"properties": [], "required": "x"}}, {"function": "junk"}, "junk", {"name": 3},
+             {"name": "d", "parameters": {"properties": {"e": {"enum": ["x", 2, None]}, "b": {"type": "boolean"}, "s": {"enum": []}}}}]
+    assert tool_parameters(tools) == {"a": Signature(("x", "y"), ("y",)), "b": Signature(("z",)), "c": Signature(()),
+                                      "d": Signature(("e", "b", "s"), (), {"e": ("x", "2", "null"), "b": ("true", "false")})}
     assert tool_parameters(None) == {}
 
 
@@ -196,3 +203,16 @@ def test_a_call_cannot_close_before_its_required_parameters(engine):
     out = tokenizer.decode(engine.generate(ids, max_tokens=96, guide=CallGuide.for_tools(tokenizer, tools)))
     calls = parse_calls(out)
     assert calls and set(calls[0][1]) == {"warm_source", "music_name"}, out
+
+
+def test_a_closed_set_value_is_one_of_its_choices(engine):
+    tokenizer = engine.tokenizer
+    unit = {"type": "string", "enum": ["kelvin", "rankine"]}
+    tools = [{"type": "function", "function": {"name": "read_heat", "parameters": {
+        "type": "object", "properties": {"unit": unit, "loud": {"type": "boolean"}}, "required": ["unit", "loud"]}}}]
+    messages = [{"role": "user", "content": "Can you read the heat with unit `celsius` and loud off?"}]
+    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    out = tokenizer.decode(engine.generate(ids, max_tokens=96, guide=CallGuide.for_tools(tokenizer, tools)))
+    calls = parse_calls(out)
+    assert calls and calls[0][1]["unit"] in ("kelvin", "rankine") and calls[0][1]["loud"] in ("true", "false"), out
