@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
-import numpy as np
 import mlx.nn as nn
+import numpy as np
 from mlx.utils import tree_flatten
 
 from optiq_runtime.backbone import Backbone, Drafter, text_args
