@@ -1,5 +1,7 @@
 """`optiq chat`: open the terminal agent (the default command)."""
 
+import argparse
+
 HELP = "Open the terminal agent (the default command)."
 
 
@@ -10,6 +12,8 @@ def add_arguments(parser):
     parser.add_argument("--mtp-depth", type=int, default=2, help="tokens the MTP head drafts per step (default 2)")
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
+    parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
+                        help="limit tool-call function and parameter names to the offered tools (default on)")
 
 
 def run(args) -> int:
@@ -38,7 +42,7 @@ def _launcher(args, registry, workspace):
     """What the app calls in a worker thread: build the model on first run, load it, make the agent."""
 
     def launch(progress, approve, log):
-        from agent.agent import Agent
+        from agent.agent import Agent, Sampling
         from optiq_runtime.engine import Engine
 
         model = args.model
@@ -47,6 +51,6 @@ def _launcher(args, registry, workspace):
 
             model = ensure_model(args.base, progress=progress, log=log)
         engine = Engine.load(model, mtp=not args.no_mtp, mtp_depth=args.mtp_depth)
-        return Agent(engine, registry, workspace, approve=approve)
+        return Agent(engine, registry, workspace, approve=approve, sampling=Sampling(guide_calls=args.guide_calls))
 
     return launch

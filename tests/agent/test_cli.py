@@ -56,3 +56,17 @@ def test_version_exits_cleanly_in_process():
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
+
+
+def test_chat_passes_the_call_guide_setting_to_its_agent(tmp_path):
+    from agent.cli.chat import _launcher
+    from agent.headless import agent_registry
+    from optiq_runtime.embedded import embedded_base_path
+
+    for flags, guided in (([], True), (["--no-guide-calls"], False)):
+        args = build_parser().parse_args(["chat", "--model", str(embedded_base_path()), *flags])
+        agent = _launcher(args, agent_registry(None), tmp_path)(None, None, None)
+        try:
+            assert agent.sampling.guide_calls is guided
+        finally:
+            agent.close()
