@@ -7,7 +7,8 @@ function up to its ``>``, and inside ``<parameter=`` only the parameters of the 
 called that the call has not named yet; a parameter whose schema closes its values (an enum, a
 boolean) takes one of them. Between parameters, while the schema's required ones are
 not all given, the call cannot close: the next parameter to open is a missing required one.
-Everywhere else (values, prose, other call formats) the model is free. The engine applies it as a mask over the logits, so greedy decoding takes
+In a Hermes JSON call only the function's name is guided. Everywhere else (values, prose,
+pythonic calls) the model is free. The engine applies it as a mask over the logits, so greedy decoding takes
 the model's best allowed token and sampling draws from its distribution renormalised on them.
 """
 
@@ -23,6 +24,8 @@ from typing import Any
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 FUNCTION_OPEN, PARAMETER_OPEN, PARAMETER_CLOSE = "<function=", "<parameter=", "</parameter>"
 _NAMED_PARAMETER = re.compile(r"<parameter=([^>\n]+)>")
+# A Hermes JSON call (Qwen2.5, Qwen3) whose name is being written: <tool_call>\n{"name": "get_we
+_HERMES_NAME = re.compile(r'\s*\{\s*"name"\s*:\s*"([^"\\]*)\Z')
 
 
 class TokenPieces:
@@ -121,7 +124,8 @@ def open_slot(text: str, functions: dict[str, Signature]) -> Slot | None:
         return None
     function = text.rfind(FUNCTION_OPEN, call)
     if function < 0:
-        return None
+        hermes = _HERMES_NAME.match(text, call + len(CALL_OPEN))
+        return Slot(hermes.group(1), tuple(functions), '"') if hermes else None
     head = text[function + len(FUNCTION_OPEN):]
     if ">" not in head:
         return Slot(head, tuple(functions))

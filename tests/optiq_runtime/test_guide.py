@@ -35,6 +35,9 @@ def tool(name: str, *params: str, required: tuple[str, ...] = ()) -> dict:
     # a value from a closed set
     ("<tool_call>\n<function=set_mode>\n<parameter=mode>\nf", Slot("\nf", ("\nfast", "\nslow", "\n3"), "\n</parameter>")),
     ("<tool_call>\n<function=set_mode>\n<parameter=quiet>", Slot("", ("\ntrue", "\nfalse"), "\n</parameter>")),
+    # a Hermes JSON call's name
+    ('<tool_call>\n{"name": "get_', Slot("get_", tuple(FUNCTIONS), '"')),
+    ('<tool_call>\n{ "name":"', Slot("", tuple(FUNCTIONS), '"')),
 ])
 def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
     assert open_slot(text, FUNCTIONS) == slot
@@ -51,6 +54,8 @@ def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
     "<tool_call>\n<function=set_wolf>\n<parameter=age>\n3\n</parameter>\n<parameter=name>\nRex\n</parameter>\n",
     "<tool_call>\n<function=get_size>\n",  # nothing required
     "<tool_call>\n<function=set_mode>\n<parameter=note>\nanything",  # an open value
+    '<tool_call>\n{"name": "get_size", "arguments": {"kis',  # Hermes arguments are not guided
+    '<tool_call>\n{"arguments": {}, "name": "get',
 ])
 def test_no_slot_outside_a_name_or_when_no_name_is_left(text):
     assert open_slot(text, FUNCTIONS) is None
@@ -216,3 +221,14 @@ def test_a_closed_set_value_is_one_of_its_choices(engine):
     out = tokenizer.decode(engine.generate(ids, max_tokens=96, guide=CallGuide.for_tools(tokenizer, tools)))
     calls = parse_calls(out)
     assert calls and calls[0][1]["unit"] in ("kelvin", "rankine") and calls[0][1]["loud"] in ("true", "false"), out
+
+
+def test_a_hermes_json_call_names_an_offered_function(engine):
+    tokenizer = engine.tokenizer
+    tools = [tool("zq_frobnicate", "target_folder")]
+    messages = [{"role": "user", "content": "List the files in `docs`."}]
+    opening = '<tool_call>\n{"name": "'
+    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
+    ids = tokenizer.encode(text + opening, add_special_tokens=False)
+    out = tokenizer.decode(engine.generate(ids, max_tokens=24, guide=CallGuide.for_tools(tokenizer, tools, opening)))
+    assert out.startswith('zq_frobnicate"'), out
