@@ -64,7 +64,10 @@ class Decoder:
         self.fused = FusedDecoding(fused, cache, backbone, self._fresh_drafts) if fused and params.greedy else None
         self._ahead: _Ahead | None = None
 
-    def _pick(self, logits: mx.array) -> tuple[mx.array, mx.array | None]:
+    def _pick(self, logits: mx.array, allowed: mx.array | None = None) -> tuple[mx.array, mx.array | None]:
+        """The chosen token (lazy), among the ``allowed`` ones when a mask is given."""
+        if allowed is not None:
+            logits = mx.where(allowed, logits, -mx.inf)
         return pick(logits, self.params, None if self.params.greedy else self.keys.next())
 
     def prefill(self, tokens: list[int], allowed: mx.array | None = None) -> int:
@@ -79,8 +82,7 @@ class Decoder:
 
     def next_from_tail(self, allowed: mx.array | None = None) -> int:
         """The token that follows the sequence, from the last hidden state (within ``allowed``)."""
-        logits = self.backbone.logits(self.cache.last_hidden())
-        token, _ = self._pick(logits if allowed is None else mx.where(allowed, logits, -mx.inf))
+        token, _ = self._pick(self.backbone.logits(self.cache.last_hidden()), allowed)
         return token.item()
 
     # plain decoding -------------------------------------------------------------
@@ -96,7 +98,7 @@ class Decoder:
             self.cancel_ahead()
             nxt, logits, hidden = self._plain_forward(mx.array([last]))
         if allowed is not None:
-            nxt = self._pick(mx.where(allowed, logits, -mx.inf))[0]
+            nxt = self._pick(logits, allowed)[0]
         self.cache.append_tail(hidden)
         self.cache.tokens.append(last)
         before = self.cache.linear_state()
