@@ -169,7 +169,7 @@ class CallGuide:
         self.prefix = prefix  # text the prompt already put in the answer (a forced call's opening)
         self._seen: list[int] = []
         self._text = prefix
-        self._allowed: frozenset[int] | None = None
+        self._allowed = self._tokens_after(prefix)
 
     @classmethod
     def for_tools(cls, tokenizer: Any, tools: Sequence[dict] | None, prefix: str = "") -> "CallGuide | None":
@@ -185,9 +185,8 @@ class CallGuide:
     def allowed(self, ids: Sequence[int]) -> frozenset[int] | None:
         """The token ids that may follow ``ids`` (the generation so far); None when any may."""
         ids = list(ids)
-        if ids != self._seen or not ids:
-            slot = open_slot(self._follow(ids), self.functions)
-            self._allowed = self._fitting(slot) if slot is not None else None
+        if ids != self._seen:
+            self._allowed = self._tokens_after(self._follow(ids))
         return self._allowed
 
     def permits(self, ids: Sequence[int], token: int) -> bool:
@@ -202,6 +201,10 @@ class CallGuide:
         self._text += self.pieces.text(ids[n:])
         self._seen = ids
         return self._text
+
+    def _tokens_after(self, text: str) -> frozenset[int] | None:
+        slot = open_slot(text, self.functions)
+        return self._fitting(slot) if slot is not None else None
 
     def _fitting(self, slot: Slot) -> frozenset[int] | None:
         """Tokens that keep ``slot.typed`` on the way to one of its names and the end after it."""
