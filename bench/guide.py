@@ -28,20 +28,16 @@ def requests(count: int) -> list:
 
 def run(engine, chat, guided: bool) -> dict:
     from optiq_runtime.guide import CallGuide
-    from optiq_runtime.tiny.quality import call_matches, parse_calls
+    from optiq_runtime.tiny.quality import call_matches, first_call, parse_calls, prompt_text
 
     tokenizer = engine.tokenizer
-    messages = [m for m in chat.messages if m["role"] != "assistant"][:2]
-    text = tokenizer.apply_chat_template(messages, tools=chat.tools, add_generation_prompt=True,
-                                         enable_thinking=False, tokenize=False)
     guide = CallGuide.for_tools(tokenizer, chat.tools) if guided else None
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    ids = tokenizer.encode(prompt_text(tokenizer, chat), add_special_tokens=False)
     out = engine.generate(ids, max_tokens=96, guide=guide)
     stats = engine.last_stats
     limited = sum(guide.allowed(out[:i]) is not None for i in range(len(out))) if guide else 0
     calls = parse_calls(tokenizer.decode(out))
-    expected = next(m for m in chat.messages if m["role"] == "assistant")["tool_calls"][0]["function"]
-    right = bool(calls) and call_matches((expected["name"], expected["arguments"]), calls[0])
+    right = bool(calls) and call_matches(first_call(chat), calls[0])
     return {"tokens": len(out), "decode_tokens": stats.decode_tokens, "seconds": stats.decode_s,
             "limited": limited, "right": right}
 

@@ -45,7 +45,8 @@ def call_matches(expected: tuple[str, dict], got: tuple[str, dict[str, str]]) ->
     return got[0] == name and set(got[1]) == set(args) and all(_same(v, got[1][k]) for k, v in args.items())
 
 
-def _first_call(chat: C.Chat) -> tuple[str, dict] | None:
+def first_call(chat: C.Chat) -> tuple[str, dict] | None:
+    """The first call of the chat's first assistant reply as (name, arguments); None when it has none."""
     reply = next(m for m in chat.messages if m["role"] == "assistant")
     calls = reply.get("tool_calls")
     if not calls:
@@ -59,20 +60,22 @@ def quality_sets(count: int) -> dict[str, list[C.Chat]]:
     sets = {"builtin_first_call": [], "unseen_schema_first_call": [], "no_tool": []}
     while min(len(v) for v in sets.values()) < count:
         chat = rng.choice([C.agent_chat, C.bfcl_chat])(rng)
-        first = _first_call(chat)
+        first = first_call(chat)
         key = ("unseen_schema_first_call" if chat.kind.startswith("bfcl") else "builtin_first_call") if first else "no_tool"
         if len(sets[key]) < count:
             sets[key].append(chat)
     return sets
 
 
-def _prompt_messages(chat: C.Chat) -> list[dict]:
+def prompt_text(tokenizer, chat: C.Chat) -> str:
+    """The chat up to its first assistant reply, with its tools and the generation prompt (no thinking)."""
     messages = []
     for m in chat.messages:
         if m["role"] == "assistant":
             break
         messages.append(m)
-    return messages
+    return tokenizer.apply_chat_template(messages, tools=chat.tools, add_generation_prompt=True,
+                                         enable_thinking=False, tokenize=False)
 
 
 def measure(folder: Path, count: int = 40, max_tokens: int = 96, log=print, guided: bool = True) -> dict:
@@ -119,14 +122,12 @@ def _score(name: str, chats: list[C.Chat], tokenizer, generate, log) -> float:
     """The share of ``chats`` whose greedy reply is right for score ``name``."""
     good = 0
     for chat in chats:
-        prompt = tokenizer.apply_chat_template(_prompt_messages(chat), tools=chat.tools, add_generation_prompt=True,
-                                               enable_thinking=False, tokenize=False)
-        text = generate(prompt, chat.tools)
+        text = generate(prompt_text(tokenizer, chat), chat.tools)
         calls = parse_calls(text)
         if name == "no_tool":
             good += not calls and "<tool_call>" not in text
         else:
-            good += bool(calls) and call_matches(_first_call(chat), calls[0])
+            good += bool(calls) and call_matches(first_call(chat), calls[0])
     score = round(good / len(chats), 3)
     log(f"{name}: {score}")
     return score

@@ -10,7 +10,7 @@ from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
 from optiq_runtime.guide import CallGuide, Signature, Slot, TokenPieces, open_slot, tool_parameters
 from optiq_runtime.tiny import corpus as C
-from optiq_runtime.tiny.quality import parse_calls
+from optiq_runtime.tiny.quality import parse_calls, prompt_text
 
 FUNCTIONS = {"get_size": Signature(("clear_market", "kisido")), "get_sugar": Signature(("amount",)),
              "list_river": Signature(()), "set_wolf": Signature(("name", "size", "age"), ("name", "age")),
@@ -109,10 +109,15 @@ def unseen_schema_chats(count: int) -> list[C.Chat]:
 
 
 def prompt_ids(tokenizer, chat: C.Chat) -> list[int]:
-    messages = [m for m in chat.messages[:2] if m["role"] in ("system", "user")]
-    text = tokenizer.apply_chat_template(messages, tools=chat.tools, add_generation_prompt=True,
-                                         enable_thinking=False, tokenize=False)
-    return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(prompt_text(tokenizer, chat), add_special_tokens=False)
+
+
+def guided_reply(engine, request: str, tools: list[dict], opening: str = "", max_tokens: int = 96) -> str:
+    """tiny-agent's greedy, guided reply to one user ``request``; ``opening`` is answer text the prompt already holds."""
+    tokenizer = engine.tokenizer
+    chat = C.Chat("test", [{"role": "user", "content": request}], tools)
+    ids = tokenizer.encode(prompt_text(tokenizer, chat) + opening, add_special_tokens=False)
+    return tokenizer.decode(engine.generate(ids, max_tokens=max_tokens, guide=CallGuide.for_tools(tokenizer, tools, opening)))
 
 
 def offered_names_only(text: str, tools: list[dict]) -> bool:
@@ -135,12 +140,8 @@ def test_guided_calls_name_only_offered_functions_and_parameters(engine):
 
 
 def test_a_tool_the_model_never_saw_is_the_one_it_calls(engine):
-    tokenizer = engine.tokenizer
     tools = [tool("zq_frobnicate", "target_folder")]
-    messages = [{"role": "user", "content": "List the files in `docs`."}]
-    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    out = tokenizer.decode(engine.generate(ids, max_tokens=64, guide=CallGuide.for_tools(tokenizer, tools)))
+    out = guided_reply(engine, "List the files in `docs`.", tools, max_tokens=64)
     calls = parse_calls(out)
     assert calls and calls[0][0] == "zq_frobnicate" and set(calls[0][1]) <= {"target_folder"}, out
 
@@ -180,13 +181,9 @@ def test_sampled_guided_calls_stay_within_the_offered_names(engine):
 
 
 def test_a_call_opened_by_the_prompt_is_guided_from_the_first_token(engine):
-    tokenizer = engine.tokenizer
     tools = [tool("zq_frobnicate", "target_folder")]
-    messages = [{"role": "user", "content": "List the files in `docs`."}]
     opening = "<tool_call>\n<function="
-    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
-    ids = tokenizer.encode(text + opening, add_special_tokens=False)
-    out = tokenizer.decode(engine.generate(ids, max_tokens=64, guide=CallGuide.for_tools(tokenizer, tools, opening)))
+    out = guided_reply(engine, "List the files in `docs`.", tools, opening, max_tokens=64)
     assert out.startswith("zq_frobnicate>"), out
 
 
@@ -200,35 +197,23 @@ def test_no_guide_without_tools_or_without_a_vocabulary(engine):
 
 
 def test_a_call_cannot_close_before_its_required_parameters(engine):
-    tokenizer = engine.tokenizer
     tools = [tool("set_wolf", "music_name", "warm_source", required=("warm_source", "music_name"))]
-    messages = [{"role": "user", "content": "Can you set the wolf for warm source 836.8?"}]
-    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    out = tokenizer.decode(engine.generate(ids, max_tokens=96, guide=CallGuide.for_tools(tokenizer, tools)))
+    out = guided_reply(engine, "Can you set the wolf for warm source 836.8?", tools)
     calls = parse_calls(out)
     assert calls and set(calls[0][1]) == {"warm_source", "music_name"}, out
 
 
 def test_a_closed_set_value_is_one_of_its_choices(engine):
-    tokenizer = engine.tokenizer
     unit = {"type": "string", "enum": ["kelvin", "rankine"]}
     tools = [{"type": "function", "function": {"name": "read_heat", "parameters": {
         "type": "object", "properties": {"unit": unit, "loud": {"type": "boolean"}}, "required": ["unit", "loud"]}}}]
-    messages = [{"role": "user", "content": "Can you read the heat with unit `celsius` and loud off?"}]
-    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    out = tokenizer.decode(engine.generate(ids, max_tokens=96, guide=CallGuide.for_tools(tokenizer, tools)))
+    out = guided_reply(engine, "Can you read the heat with unit `celsius` and loud off?", tools)
     calls = parse_calls(out)
     assert calls and calls[0][1]["unit"] in ("kelvin", "rankine") and calls[0][1]["loud"] in ("true", "false"), out
 
 
 def test_a_hermes_json_call_names_an_offered_function(engine):
-    tokenizer = engine.tokenizer
     tools = [tool("zq_frobnicate", "target_folder")]
-    messages = [{"role": "user", "content": "List the files in `docs`."}]
     opening = '<tool_call>\n{"name": "'
-    text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, enable_thinking=False, tokenize=False)
-    ids = tokenizer.encode(text + opening, add_special_tokens=False)
-    out = tokenizer.decode(engine.generate(ids, max_tokens=24, guide=CallGuide.for_tools(tokenizer, tools, opening)))
+    out = guided_reply(engine, "List the files in `docs`.", tools, opening, max_tokens=24)
     assert out.startswith('zq_frobnicate"'), out
