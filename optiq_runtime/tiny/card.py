@@ -73,7 +73,7 @@ NOTES = """## What worked and what did not
   idle machine, so 57M tokens in all). The model's own unseen-schema first calls rose from 0.25 to
   0.625 and built-in ones from 0.80 to 0.875 (0.85 of that with the step-8313 weights once the
   arithmetic coin was gone), MTP acceptance to 0.983; the shipped checkpoint is the one from step
-  20,925 (best of the in-training probe; the last, 21,638, was not measured).
+  20,925 (best of the in-training probe; the last, step 21,638, measured the same on every score).
 - **Run history, for honesty.** One run of 305 minutes, resumed to change the data mix
   (step ~820: copy-heavier phase 2; step 1393: copy-focused phase 3; step 3903: phase 4, with the
   budget raised from 82 to 164 minutes so that phase 4 starts at 50%), then continued at low lr in
