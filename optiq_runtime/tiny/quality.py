@@ -54,9 +54,13 @@ def first_call(chat: C.Chat) -> tuple[str, dict] | None:
     return calls[0]["function"]["name"], calls[0]["function"]["arguments"]
 
 
-def quality_sets(count: int) -> dict[str, list[C.Chat]]:
-    """Held-out prompts per score (seeded ``quality:*``)."""
-    rng = random.Random("quality")
+def quality_sets(count: int, seed: str = "quality") -> dict[str, list[C.Chat]]:
+    """Held-out prompts per score, drawn from ``Random(seed)``.
+
+    ``"quality"`` gives the reported scores; ``tiny.select`` picks checkpoints on another seed,
+    so the reported scores are not the ones a checkpoint was chosen for.
+    """
+    rng = random.Random(seed)
     sets = {"builtin_first_call": [], "unseen_schema_first_call": [], "no_tool": []}
     while min(len(v) for v in sets.values()) < count:
         chat = rng.choice([C.agent_chat, C.bfcl_chat])(rng)
@@ -95,7 +99,7 @@ def measure(folder: Path, count: int = 40, max_tokens: int = 96, log=print, guid
         mtp.add(tokenizer.encode(prompt, add_special_tokens=False), tokenizer.encode(text, add_special_tokens=False))
         return text
 
-    scores = {name: _score(name, chats, tokenizer, stock, log) for name, chats in sets.items()}
+    scores = {name: score_set(name, chats, tokenizer, stock, log) for name, chats in sets.items()}
     scores["mtp_accept"] = mtp.rate()
     scores["mtp_drafts"] = mtp.drafted
     log(f"mtp_accept: {scores['mtp_accept']} over {mtp.drafted} drafts")
@@ -115,10 +119,10 @@ def _guided_scores(folder: Path, sets: dict[str, list[C.Chat]], max_tokens: int,
         ids = tokenizer.encode(prompt, add_special_tokens=False)
         return tokenizer.decode(engine.generate(ids, max_tokens=max_tokens, guide=CallGuide.for_tools(tokenizer, tools)))
 
-    return {name: _score(name, chats, tokenizer, guided, lambda line: log("guided " + line)) for name, chats in sets.items()}
+    return {name: score_set(name, chats, tokenizer, guided, lambda line: log("guided " + line)) for name, chats in sets.items()}
 
 
-def _score(name: str, chats: list[C.Chat], tokenizer, generate, log) -> float:
+def score_set(name: str, chats: list[C.Chat], tokenizer, generate, log) -> float:
     """The share of ``chats`` whose greedy reply is right for score ``name``."""
     good = 0
     for chat in chats:

@@ -1,0 +1,71 @@
+"""Pick a checkpoint by generation on validation prompts: ``python -m optiq_runtime.tiny.select CKPT...``.
+
+The in-training probe is teacher-forced on 16 conversations per skill, which cannot see a value
+that drifts once the model writes its own tokens. This exports each ``.pt`` checkpoint, lets
+stock mlx-lm answer the validation prompts greedily (``quality_sets`` with the seed
+``"validation"``, disjoint from the reported ``"quality"`` prompts), and prints one JSON line per
+checkpoint with its first-call scores, best last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from optiq_runtime.tiny.arch import Shape, TinyAgent
+from optiq_runtime.tiny.export import export
+from optiq_runtime.tiny.quality import quality_sets, score_set
+
+VALIDATION_SEED = "validation"
+SCORED = ("builtin_first_call", "unseen_schema_first_call", "no_tool")
+
+
+def load_checkpoint(path: Path, shape: Shape) -> TinyAgent:
+    model = TinyAgent(shape)
+    model.load_state_dict(torch.load(path, weights_only=False)["model"])
+    return model.eval()
+
+
+def validation_scores(checkpoint: Path, tokenizer: Tokenizer, count: int) -> dict:
+    """First-call and no-tool scores of ``checkpoint`` on the validation prompts."""
+    import mlx_lm
+
+    shape = Shape()
+    with tempfile.TemporaryDirectory() as folder:
+        export(load_checkpoint(checkpoint, shape), shape, tokenizer, Path(folder))
+        model, mlx_tokenizer = mlx_lm.load(folder)
+        sets = quality_sets(count, VALIDATION_SEED)
+
+        def generate(prompt: str, tools) -> str:
+            return mlx_lm.generate(model, mlx_tokenizer, prompt, max_tokens=96)
+
+        scores = {name: score_set(name, sets[name], mlx_tokenizer, generate, log=lambda _: None) for name in SCORED}
+    step = torch.load(checkpoint, weights_only=False)["state"]["step"]
+    return {"checkpoint": str(checkpoint), "step": step, **scores, "sum": round(sum(scores.values()), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", type=Path, nargs="+", help="last.pt/best.pt files of one run")
+    parser.add_argument("--tokenizer", type=Path, default=Path("/tmp/tiny-train/run/tokenizer.json"))
+    parser.add_argument("--count", type=int, default=60, help="validation prompts per score")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in [args.tokenizer, *args.checkpoints] if not p.is_file()]
+    if missing:
+        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    tokenizer = Tokenizer.from_file(str(args.tokenizer))
+    results = [validation_scores(path, tokenizer, args.count) for path in args.checkpoints]
+    for result in sorted(results, key=lambda r: (r["sum"], r["step"])):
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
