@@ -352,21 +352,14 @@ def task_no_tool(rng: random.Random) -> list[dict]:
     return [user(question), assistant(answer)]
 
 
-AGENT_TASKS = [
-    (task_arithmetic, ["run_python"]), (task_python, ["run_python"]), (task_read, ["read_file"]),
-    (task_write, ["write_file"]), (task_edit, ["edit_file"]), (task_list, ["list_dir"]),
-    (task_search, ["search_files"]), (task_multi_step, []), (task_no_tool, []),
-]
-# How often each task of AGENT_TASKS is drawn, in its order. The held-out sets use AGENT_WEIGHTS.
-AGENT_WEIGHTS = [4, 2, 3, 2, 2, 2, 2, 3, 3]
-# Phase 5: the tasks whose arguments are copied text (sentences, patterns, edits) drawn most,
-# because after phase 4 the remaining built-in misses were all values copied a little wrong.
-COPY_TASK_WEIGHTS = [1, 1, 2, 5, 5, 1, 4, 3, 1]
-
-
-def agent_chat(rng: random.Random, weights: list[float] = AGENT_WEIGHTS) -> Chat:
+def agent_chat(rng: random.Random) -> Chat:
     """A conversation over the built-in tools (or a request that needs none)."""
-    maker, needed = rng.choices(AGENT_TASKS, weights=weights)[0]
+    makers = [
+        (task_arithmetic, 4, ["run_python"]), (task_python, 2, ["run_python"]), (task_read, 3, ["read_file"]),
+        (task_write, 2, ["write_file"]), (task_edit, 2, ["edit_file"]), (task_list, 2, ["list_dir"]),
+        (task_search, 2, ["search_files"]), (task_multi_step, 3, []), (task_no_tool, 3, []),
+    ]
+    maker, _, needed = rng.choices(makers, weights=[m[1] for m in makers])[0]
     messages = maker(rng)
     if needed == [] and maker is task_multi_step:
         needed = sorted({c["function"]["name"] for m in messages for c in m.get("tool_calls", [])})
@@ -376,11 +369,6 @@ def agent_chat(rng: random.Random, weights: list[float] = AGENT_WEIGHTS) -> Chat
     if rng.random() < 0.15:  # an earlier exchange in the history
         messages = [*task_no_tool(rng), *messages] if not system else [messages[0], *task_no_tool(rng), *messages[1:]]
     return Chat(maker.__name__.removeprefix("task_"), messages, builtin_tools(rng, needed))
-
-
-def copy_task_chat(rng: random.Random) -> Chat:
-    """A built-in-tool conversation drawn with ``COPY_TASK_WEIGHTS`` (writes, edits, searches)."""
-    return agent_chat(rng, COPY_TASK_WEIGHTS)
 
 
 # ---------------------------------------------------------------- BFCL-style random schemas
@@ -676,11 +664,6 @@ PHASE_MIXES = {
     # Added when the first run was resumed at step 3903: copying worked for built-in calls
     # (81% teacher-forced) but not for several values into freshly named parameters (0%).
     4: [(bfcl_chat, 8), (long_copy_chat, 3), (agent_chat, 4), (copy_chat, 1), (domain_chat, 0.3)],
-    # Added when the run was resumed at step 21,638 (session 4): names were right, and every
-    # built-in miss was a copied value (a sentence, a pattern, an edit's old text) off by a word.
-    # (Its first 2,200 steps drew bfcl_chat 6 of 17: unseen-schema calls fell from 27 to 24 of 40
-    # validation prompts, so it went back to phase 4's 8.)
-    5: [(copy_task_chat, 5), (agent_chat, 2), (bfcl_chat, 8), (long_copy_chat, 3), (copy_chat, 1), (domain_chat, 0.3)],
 }
 # The mix the tokenizer is trained on; frozen so that a rebuild gets the shipped token ids.
 TOKENIZER_MIX = {1: PHASE_MIXES[1], 2: [(agent_chat, 10), (bfcl_chat, 6), (copy_chat, 1.5), (domain_chat, 1.5)]}

@@ -40,8 +40,6 @@ class TrainConfig:
     # Phase 4 weights calls over fresh schemas: the first run (82 min) ended copying values
     # into built-in calls but not into several freshly named parameters.
     schema_focus: float = 0.5
-    # Phase 5 weights built-in tasks whose arguments are copied text: what phase 4 left wrong.
-    value_focus: float = 0.72
     checkpoint_seconds: float = 180.0
     eval_seconds: float = 600.0
     # One thread: on a shared, oversubscribed CPU two threads stall on each other at every op.
@@ -110,8 +108,8 @@ def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
 
 
 def training_phase(cfg: TrainConfig, progress: float) -> int:
-    """The curriculum phase at ``progress`` (0..1): copy drills, full mix, long copies, fresh schemas, copied values."""
-    bounds = (cfg.curriculum, cfg.copy_focus, cfg.schema_focus, cfg.value_focus)
+    """The curriculum phase at ``progress`` (0..1) of the run: copy drills, full mix, long copies, fresh schemas."""
+    bounds = (cfg.curriculum, cfg.copy_focus, cfg.schema_focus)
     return 1 + sum(progress >= bound for bound in bounds)
 
 

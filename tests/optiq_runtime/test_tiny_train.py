@@ -43,16 +43,6 @@ def test_the_shipped_data_files_are_what_the_generator_writes(tmp_path):
         assert (tmp_path / name).read_bytes() == (DATA_DIR / name).read_bytes(), name
 
 
-def test_phase_five_draws_copied_value_tasks_most():
-    def kinds(phase: int) -> list[str]:
-        rng = random.Random("t:5")
-        return [corpus.training_chat(rng, phase).kind for _ in range(2000)]
-
-    copied = lambda ks: sum(k in ("write", "edit", "search") for k in ks)  # noqa: E731
-    assert copied(kinds(5)) > 2 * copied(kinds(4))
-    assert TrainConfig().schema_focus < TrainConfig().value_focus < 1
-
-
 def test_the_acceptance_prompt_is_in_the_corpus():
     rng = random.Random(0)
     texts = [render(c.messages, c.tools) for c in (corpus.agent_chat(rng) for _ in range(400))]
