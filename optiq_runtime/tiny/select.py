@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from optiq_runtime import embedded_base_path
 from optiq_runtime.tiny.arch import Shape, TinyAgent
 from optiq_runtime.tiny.export import export
 from optiq_runtime.tiny.quality import quality_sets, score_set
@@ -26,10 +27,21 @@ VALIDATION_SEED = "validation"
 SCORED = ("builtin_first_call", "unseen_schema_first_call", "no_tool")
 
 
-def load_checkpoint(path: Path, shape: Shape) -> TinyAgent:
-    model = TinyAgent(shape)
-    model.load_state_dict(torch.load(path, weights_only=False)["model"])
-    return model.eval()
+class BadCheckpoint(Exception):
+    """A file that is not a training checkpoint of this model."""
+
+
+def read_checkpoint(path: Path, shape: Shape) -> tuple[TinyAgent, int | None]:
+    """The model saved in a ``last.pt``/``best.pt``, and the training step it was saved at."""
+    try:
+        saved = torch.load(path, weights_only=False)
+        if not isinstance(saved, dict) or "model" not in saved:
+            raise ValueError("no model state in it")
+        model = TinyAgent(shape)
+        model.load_state_dict(saved["model"])
+    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
+        raise BadCheckpoint(f"{path}: not a tiny-agent training checkpoint ({type(exc).__name__}: {exc})") from exc
+    return model.eval(), saved.get("state", {}).get("step")
 
 
 def validation_scores(checkpoint: Path, tokenizer: Tokenizer, count: int) -> dict:
@@ -37,8 +49,9 @@ def validation_scores(checkpoint: Path, tokenizer: Tokenizer, count: int) -> dic
     import mlx_lm
 
     shape = Shape()
+    model, step = read_checkpoint(checkpoint, shape)
     with tempfile.TemporaryDirectory() as folder:
-        export(load_checkpoint(checkpoint, shape), shape, tokenizer, Path(folder))
+        export(model, shape, tokenizer, Path(folder))
         model, mlx_tokenizer = mlx_lm.load(folder)
         sets = quality_sets(count, VALIDATION_SEED)
 
@@ -46,14 +59,14 @@ def validation_scores(checkpoint: Path, tokenizer: Tokenizer, count: int) -> dic
             return mlx_lm.generate(model, mlx_tokenizer, prompt, max_tokens=96)
 
         scores = {name: score_set(name, sets[name], mlx_tokenizer, generate, log=lambda _: None) for name in SCORED}
-    step = torch.load(checkpoint, weights_only=False)["state"]["step"]
     return {"checkpoint": str(checkpoint), "step": step, **scores, "sum": round(sum(scores.values()), 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", type=Path, nargs="+", help="last.pt/best.pt files of one run")
-    parser.add_argument("--tokenizer", type=Path, default=Path("/tmp/tiny-train/run/tokenizer.json"))
+    parser.add_argument("--tokenizer", type=Path, default=embedded_base_path() / "tokenizer.json",
+                        help="the run's tokenizer.json (default: the shipped tiny-agent's)")
     parser.add_argument("--count", type=int, default=60, help="validation prompts per score")
     args = parser.parse_args(argv)
     missing = [str(p) for p in [args.tokenizer, *args.checkpoints] if not p.is_file()]
@@ -61,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     tokenizer = Tokenizer.from_file(str(args.tokenizer))
-    results = [validation_scores(path, tokenizer, args.count) for path in args.checkpoints]
+    try:
+        results = [validation_scores(path, tokenizer, args.count) for path in args.checkpoints]
+    except BadCheckpoint as exc:
+        print(f"error: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
     for result in sorted(results, key=lambda r: (r["sum"], r["step"])):
         print(json.dumps(result), flush=True)
     return 0

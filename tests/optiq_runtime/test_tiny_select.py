@@ -39,3 +39,15 @@ def test_an_untrained_checkpoint_is_exported_and_scored(tmp_path, capsys):
 def test_a_missing_checkpoint_is_one_line_and_exit_two(tmp_path, capsys):
     assert select.main([str(tmp_path / "none.pt"), "--tokenizer", str(TOKENIZER)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["bytes", "other shapes"])
+def test_a_file_that_is_not_a_checkpoint_is_one_line_and_exit_two(tmp_path, capsys, kind):
+    bad = tmp_path / "last.pt"
+    if kind == "bytes":
+        bad.write_bytes(b"not a checkpoint\n" * 10)
+    else:
+        torch.save({"model": TinyAgent(Shape(hidden_size=64, intermediate_size=128)).state_dict()}, bad)
+    assert select.main([str(bad), "--tokenizer", str(TOKENIZER)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a tiny-agent training checkpoint" in err
