@@ -12,14 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from tokenizers import Tokenizer
 
 from optiq_runtime.tiny.arch import Shape, TinyAgent
 from optiq_runtime.tiny.export import export
 from optiq_runtime.tiny.probe import make_probe
 from optiq_runtime.tiny.tokenizer import save_tokenizer, train_tokenizer
-from optiq_runtime.tiny.train import Encoder, TrainConfig, train
+from optiq_runtime.tiny.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
 
 
 def load_trained(workdir: Path, shape: Shape, which: str = "best") -> TinyAgent:
@@ -27,9 +26,7 @@ def load_trained(workdir: Path, shape: Shape, which: str = "best") -> TinyAgent:
     path = workdir / f"{which}.pt"
     if not path.exists():
         path = workdir / "last.pt"
-    model = TinyAgent(shape)
-    model.load_state_dict(torch.load(path, weights_only=False)["model"])
-    return model.eval()
+    return load_checkpoint(path, shape)[0]
 
 
 def workdir_tokenizer(workdir: Path, seed: int) -> Tokenizer:
@@ -66,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
               log=lambda line: print(line, flush=True))
     from optiq_runtime.tiny.card import NOTES, model_card
 
-    export(load_trained(args.workdir, shape, args.which), shape, tokenizer, args.out)
+    try:
+        model = load_trained(args.workdir, shape, args.which)
+    except BadCheckpoint as exc:
+        print(f"error: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
+    export(model, shape, tokenizer, args.out)
     scores = None
     if not args.no_measure:
         from optiq_runtime.tiny.quality import measure

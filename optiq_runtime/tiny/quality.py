@@ -23,6 +23,7 @@ from optiq_runtime.tiny import corpus as C
 
 _CALL = re.compile(r"<tool_call>\s*<function=([^>\n]+)>\s*(.*?)</function>\s*</tool_call>", re.S)
 _PARAM = re.compile(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", re.S)
+MAX_TOKENS = 96  # a first reply's budget: a call with long values fits
 
 
 def parse_calls(text: str) -> list[tuple[str, dict[str, str]]]:
@@ -82,7 +83,7 @@ def prompt_text(tokenizer, chat: C.Chat) -> str:
                                          enable_thinking=False, tokenize=False)
 
 
-def measure(folder: Path, count: int = 40, max_tokens: int = 96, log=print, guided: bool = True) -> dict:
+def measure(folder: Path, count: int = 40, max_tokens: int = MAX_TOKENS, log=print, guided: bool = True) -> dict:
     """Scores of the checkpoint in ``folder`` (see the module docstring).
 
     With ``guided``, the call scores again through optiq's engine with guided call names

@@ -15,33 +15,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from tokenizers import Tokenizer
 
 from optiq_runtime import embedded_base_path
-from optiq_runtime.tiny.arch import Shape, TinyAgent
+from optiq_runtime.tiny.arch import Shape
 from optiq_runtime.tiny.export import export
-from optiq_runtime.tiny.quality import quality_sets, score_set
+from optiq_runtime.tiny.quality import MAX_TOKENS, quality_sets, score_set
+from optiq_runtime.tiny.train import BadCheckpoint, load_checkpoint
 
 VALIDATION_SEED = "validation"
 SCORED = ("builtin_first_call", "unseen_schema_first_call", "no_tool")
-
-
-class BadCheckpoint(Exception):
-    """A file that is not a training checkpoint of this model."""
-
-
-def read_checkpoint(path: Path, shape: Shape) -> tuple[TinyAgent, int | None]:
-    """The model saved in a ``last.pt``/``best.pt``, and the training step it was saved at."""
-    try:
-        saved = torch.load(path, weights_only=False)
-        if not isinstance(saved, dict) or "model" not in saved:
-            raise ValueError("no model state in it")
-        model = TinyAgent(shape)
-        model.load_state_dict(saved["model"])
-    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
-        raise BadCheckpoint(f"{path}: not a tiny-agent training checkpoint ({type(exc).__name__}: {exc})") from exc
-    return model.eval(), saved.get("state", {}).get("step")
 
 
 def validation_scores(checkpoint: Path, tokenizer: Tokenizer, count: int) -> dict:
@@ -49,14 +32,14 @@ def validation_scores(checkpoint: Path, tokenizer: Tokenizer, count: int) -> dic
     import mlx_lm
 
     shape = Shape()
-    model, step = read_checkpoint(checkpoint, shape)
+    trained, step = load_checkpoint(checkpoint, shape)
     with tempfile.TemporaryDirectory() as folder:
-        export(model, shape, tokenizer, Path(folder))
+        export(trained, shape, tokenizer, Path(folder))
         model, mlx_tokenizer = mlx_lm.load(folder)
         sets = quality_sets(count, VALIDATION_SEED)
 
         def generate(prompt: str, tools) -> str:
-            return mlx_lm.generate(model, mlx_tokenizer, prompt, max_tokens=96)
+            return mlx_lm.generate(model, mlx_tokenizer, prompt, max_tokens=MAX_TOKENS)
 
         scores = {name: score_set(name, sets[name], mlx_tokenizer, generate, log=lambda _: None) for name in SCORED}
     return {"checkpoint": str(checkpoint), "step": step, **scores, "sum": round(sum(scores.values()), 3)}
@@ -79,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadCheckpoint as exc:
         print(f"error: {exc}".splitlines()[0], file=sys.stderr)
         return 2
-    for result in sorted(results, key=lambda r: (r["sum"], r["step"])):
+    for result in sorted(results, key=lambda r: (r["sum"], r["step"] or 0)):  # a checkpoint may not record its step
         print(json.dumps(result), flush=True)
     return 0
 

@@ -132,6 +132,23 @@ def save_checkpoint(path: Path, model: TinyAgent, opt, state: dict) -> None:
     os.replace(tmp, path)
 
 
+class BadCheckpoint(Exception):
+    """A file that is not a training checkpoint of this model."""
+
+
+def load_checkpoint(path: Path, shape: Shape) -> tuple[TinyAgent, int | None]:
+    """The model saved in a ``last.pt``/``best.pt`` (eval mode), and the training step it was saved at."""
+    try:
+        saved = torch.load(path, weights_only=False)
+        if not isinstance(saved, dict) or "model" not in saved:
+            raise ValueError("no model state in it")
+        model = TinyAgent(shape)
+        model.load_state_dict(saved["model"])
+    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
+        raise BadCheckpoint(f"{path}: not a tiny-agent training checkpoint ({type(exc).__name__}: {exc})") from exc
+    return model.eval(), saved.get("state", {}).get("step")
+
+
 def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, evaluate=None, log=print) -> TinyAgent:
     """Train (or resume) in ``workdir`` until ``cfg.seconds`` of training time; returns the model.
 

@@ -51,3 +51,14 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line_and_exit_two(tmp_path, caps
     assert select.main([str(bad), "--tokenizer", str(TOKENIZER)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a tiny-agent training checkpoint" in err
+
+
+def test_exporting_a_corrupt_checkpoint_is_one_line_and_exit_two(tmp_path, capsys):
+    from optiq_runtime.tiny import build
+
+    (tmp_path / "best.pt").write_bytes(b"truncated")
+    (tmp_path / "tokenizer.json").write_bytes(TOKENIZER.read_bytes())
+    out = tmp_path / "out"
+    assert build.main(["--export-only", "--workdir", str(tmp_path), "--out", str(out), "--no-measure"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a tiny-agent training checkpoint" in err and not out.exists()
