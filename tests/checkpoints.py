@@ -64,6 +64,31 @@ def small_text_config(vocab_size: int, **overrides) -> dict:
     return config
 
 
+# Real shapes for benchmarks (random weights: time, memory and exactness mean something, acceptance does not).
+QWEN35_08B = {
+    "hidden_size": 1024,
+    "intermediate_size": 3584,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 256,
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 16,
+    "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128,
+    "full_attention_interval": 4,
+    "vocab_size": 248320,
+}
+# A 2B-class shape: Qwen3.5-0.8B's layer pattern at twice the width.
+QWEN35_2B_CLASS = {**QWEN35_08B, "hidden_size": 2048, "intermediate_size": 6144}
+REAL_SHAPES = {"0.8B": QWEN35_08B, "2B": QWEN35_2B_CLASS}
+
+
+def write_real_shape_checkpoint(path: Path, shape: str = "0.8B", seed: int = 0) -> Path:
+    """A random checkpoint of a real Qwen3.5 text shape (``REAL_SHAPES``) in Hugging Face layout."""
+    return write_random_checkpoint(path, seed=seed, **REAL_SHAPES[shape])
+
+
 def _to_hf(key: str, value: mx.array) -> tuple[str, mx.array]:
     """One mlx-lm parameter under its Hugging Face name and storage convention."""
     key = key.replace("language_model.model.", "model.language_model.")
@@ -108,7 +133,7 @@ def write_random_checkpoint(
     """
     source = Path(tokenizer_from or embedded_base_path())
     vocab_size = json.loads((source / "config.json").read_text())["text_config"]["vocab_size"]
-    text_config = small_text_config(vocab_size, **overrides)
+    text_config = small_text_config(overrides.pop("vocab_size", vocab_size), **overrides)
     mx.random.seed(seed)
     model = qwen3_5.Model(qwen3_5.ModelArgs(model_type="qwen3_5", text_config=dict(text_config)))
     params = dict(tree_flatten(model.parameters()))
