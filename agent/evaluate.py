@@ -115,7 +115,10 @@ def _decode_seconds(tokens: int, tok_s: float) -> float:
 
 
 def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling) -> TaskResult:
-    """The full loop in a fresh workspace seeded with the task's files; writes are approved there."""
+    """The full loop in a fresh workspace seeded with the task's files; writes are approved there.
+
+    A task's ``before`` requests run first in the same session; the checks look at the last request.
+    """
     from tools.builtin import builtin_tools
     from tools.registry import Registry
 
@@ -126,6 +129,9 @@ def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling)
             (workspace / relative).write_text(content, encoding="utf-8")
         steps = task.max_steps or AGENT_MAX_STEPS
         with Agent(engine, Registry(builtin_tools()), workspace, approve_all, max_steps=steps, sampling=sampling) as agent:
+            for earlier in task.before:
+                for _ in agent.send(earlier):
+                    pass  # earlier requests stay in the session; only the last one is checked
             events = list(agent.send(task.prompt))
         failures = check_task(task, events, workspace)
     return _agent_result(model, task, events, failures)

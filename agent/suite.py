@@ -3,8 +3,9 @@
 A BFCL entry has ``id``, ``question`` and ``function``; its ``ground_truth`` is inline or in a
 ``possible_answer/<same file name>`` beside the file; its category is the ``category`` field or the
 id without its number (``parallel_multiple_12`` → ``parallel_multiple``). An agent task has ``id``
-and ``prompt``, optional ``files`` (path → content seeded into the workspace) and checks
-(``answer_contains``, ``calls_include``, ``no_calls``, ``files_equal``). A line that is neither
+and ``prompt``, optional ``files`` (path → content seeded into the workspace), optional ``before``
+(earlier requests sent first in the same session, so ``prompt`` is a second or later request) and
+checks (``answer_contains``, ``calls_include``, ``no_calls``, ``files_equal``) on the last request. A line that is neither
 becomes a ``BadEntry`` naming what is wrong, so one bad line does not stop a run.
 """
 
@@ -45,6 +46,7 @@ class AgentTask:
     files: dict[str, str] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     max_steps: int | None = None
+    before: list[str] = field(default_factory=list)
     kind: str = "agent"
 
 
@@ -125,12 +127,16 @@ def _agent_task(entry_id: str, record: dict) -> Entry:
         return BadEntry(entry_id, category, "'prompt' must be a non-empty string")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         return BadEntry(entry_id, category, "'files' must map paths to file contents (strings)")
+    before = record.get("before") or []
+    if not _strings(before) or not all(text.strip() for text in before):
+        return BadEntry(entry_id, category, "'before' must be a list of earlier requests (non-empty strings)")
     checks = {key: record[key] for key in CHECKS if key in record}
     problem = _check_problem(checks)
     if problem:
         return BadEntry(entry_id, category, problem)
     max_steps = record.get("max_steps")
-    return AgentTask(entry_id, category, prompt, files, checks, max_steps if isinstance(max_steps, int) else None)
+    steps = max_steps if isinstance(max_steps, int) else None
+    return AgentTask(entry_id, category, prompt, files, checks, steps, before)
 
 
 def _check_problem(checks: dict[str, Any]) -> str | None:

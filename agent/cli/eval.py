@@ -2,10 +2,14 @@
 
 HELP = "Score one or more models on an evaluation suite and print a comparison table."
 RESULTS_ROOT = "optiq-eval"
+# Shipped suites by name: the corpus generator's own, and requests written by hand the way people write.
+SHIPPED_SUITES = {"generated": "eval_suite.jsonl", "people": "people_suite.jsonl"}
+DEFAULT_SUITE = "generated"
 
 
 def add_arguments(parser):
-    parser.add_argument("suite", nargs="?", help="JSONL suite file or folder (default: the shipped suite)")
+    parser.add_argument("suite", nargs="?", help="JSONL suite file or folder, or a shipped suite's name: "
+                        f"{', '.join(SHIPPED_SUITES)} (default: {DEFAULT_SUITE})")
     parser.add_argument("--model", action="append", help="model folder; repeat to compare (default: the OptiQ build of the embedded base)")
     parser.add_argument("--out", help=f"results folder (default: {RESULTS_ROOT}/<time>; with --resume, the latest there)")
     parser.add_argument("--limit", type=int, help="only the first N entries of the suite")
@@ -27,7 +31,7 @@ def run(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise BadInputError(f"--limit must be at least 1; got {args.limit}")
-    entries = load_suite(args.suite or _shipped_suite())[: args.limit]
+    entries = load_suite(_suite_path(args.suite))[: args.limit]
     specs = _guided_specs(_model_specs(args.model), args.guide_calls)
     out = _out_folder(args.out, args.resume)
     results = ResultsFile(out / "results.jsonl")
@@ -43,13 +47,22 @@ def run(args) -> int:
     return 0
 
 
-def _shipped_suite():
+def _suite_path(suite):
+    """The suite as given, or a shipped suite when it names one and no such path exists."""
+    from pathlib import Path
+
+    if suite is None or (suite in SHIPPED_SUITES and not Path(suite).exists()):
+        return _shipped_suite(SHIPPED_SUITES[suite or DEFAULT_SUITE])
+    return suite
+
+
+def _shipped_suite(name):
     from pathlib import Path
 
     import optiq_runtime
     from optiq_runtime.errors import BadInputError
 
-    path = Path(optiq_runtime.__file__).parent / "data" / "eval_suite.jsonl"
+    path = Path(optiq_runtime.__file__).parent / "data" / name
     if not path.is_file():
         raise BadInputError(f"the shipped suite {path} is missing from this install; give a SUITE file")
     return path

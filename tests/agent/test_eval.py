@@ -200,3 +200,44 @@ def test_the_eval_command_labels_unguided_runs(tmp_path):
     with pytest.raises(SystemExit) as bad:
         main(["eval", str(suite), "--guide-calls", "sometimes"])
     assert bad.value.code == 2
+
+
+def test_earlier_requests_run_first_in_the_same_session(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from agent.evaluate import run_agent_task
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tui"))
+    from scripted import ScriptedEngine, call
+
+    replies = [call("write_file", path="draft.txt", content="draft one"), "Saved.",
+               call("edit_file", path="draft.txt", old="one", new="two"), "Changed."]
+    engine = ScriptedEngine(replies)
+    [task] = load_suite(write_suite(tmp_path / "s.jsonl", [{
+        "id": "second", "before": ["Write 'draft one' to draft.txt"], "prompt": "Now change 'one' to 'two'.",
+        "calls_include": ["edit_file"], "files_equal": {"draft.txt": "draft two"}}]))
+    result = run_agent_task(engine, task, "scripted", Sampling(max_tokens=64))
+    assert result.passed, result.detail
+    assert "Write 'draft one'" in engine.tokenizer.decode(engine.prompts[-1])  # the first request is in the context
+    assert [e["type"] for e in result.trace][0] == "user" and result.trace[0]["text"] == "Now change 'one' to 'two'."
+    one_request = AgentTask("first", "agent", "Now change 'one' to 'two'.", checks=task.checks)
+    assert not run_agent_task(ScriptedEngine(replies[2:]), one_request, "scripted", Sampling(max_tokens=64)).passed
+
+
+def test_before_must_be_a_list_of_requests(tmp_path):
+    lines = [{"id": "a", "prompt": "p", "no_calls": True, "before": "hi"},
+             {"id": "b", "prompt": "p", "no_calls": True, "before": ["hi", " "]}]
+    entries = load_suite(write_suite(tmp_path / "s.jsonl", lines))
+    assert all(isinstance(e, BadEntry) and "'before'" in e.error for e in entries)
+
+
+def test_the_hand_written_people_suite_loads_whole():
+    from agent.cli.eval import _suite_path
+
+    entries = load_suite(_suite_path("people"))
+    assert all(isinstance(e, AgentTask) for e in entries) and len(entries) >= 60
+    second = [e for e in entries if e.category == "second"]
+    assert len(second) >= 20 and all(e.before for e in second)
+    assert all(not e.before for e in entries if e.category == "first")
+    assert _suite_path(None).name == "eval_suite.jsonl"
