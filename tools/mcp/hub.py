@@ -12,6 +12,7 @@ to ``on_problem``); the other servers go on.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import tempfile
 import threading
@@ -158,6 +159,7 @@ class McpHub:
         self._thread = threading.Thread(target=self._loop.run_forever, name="optiq-mcp", daemon=True)
         self._thread.start()
         self._closed = False
+        atexit.register(self.close)  # an owner that forgot close() still leaves no server process behind
 
     def start(self, specs: list[ServerSpec]) -> list[ServerTools]:
         """Start every server at once; those that fail are left out and reported in ``problems``."""
@@ -210,6 +212,7 @@ class McpHub:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         if self._tasks:
             asyncio.run_coroutine_threadsafe(self._stop_all(), self._loop).result(STOP_TIMEOUT + 5)
         asyncio.run_coroutine_threadsafe(self._loop.shutdown_asyncgens(), self._loop).result(5)
