@@ -52,7 +52,8 @@ def _launcher(args, tools, workspace):
         from agent.mcp_files import session_servers
         from optiq_runtime.engine import Engine
 
-        tools.servers, tools.notes = session_servers(args.mcp, workspace)  # the workspace file may be approved now
+        # read again: the workspace file may be approved now (and the screen has said if it was not)
+        tools.servers, tools.notes = session_servers(args.mcp, workspace)[0], []
         tools.start(report=log)
         model = args.model
         if not model:

@@ -172,3 +172,18 @@ def test_a_streamable_http_server_is_reached_by_url():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_server_that_never_answers_times_out_as_one_line_and_is_stopped(tmp_path):
+    pid_file = tmp_path / "pid"
+    silent = ServerSpec(name="silent", command=sys.executable,
+                        args=("-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"))
+    lines: list[str] = []
+    with McpHub(on_problem=lines.append, start_timeout=2) as hub:
+        assert hub.start([silent]) == []
+    assert lines == ["MCP server 'silent' failed to start: no answer within 2 s"]
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
