@@ -55,11 +55,12 @@ from agent.events import (
     call_id,
 )
 from agent.session import SessionWriter
+from agent.toolrun import ToolRunner
 from agent.toolcalls import Parsed, StreamParser, collect
 from optiq_runtime.errors import OptiqError
 from optiq_runtime.guide import CallGuide
 from tools.registry import Registry
-from tools.tool import Tool, ToolContext, ToolError
+from tools.tool import Tool
 from tools.validate import validate_call
 
 CHARS_PER_TOKEN = 3  # a cautious guess, only used to size how much old output to trim
@@ -129,8 +130,7 @@ class Agent:
         self.context_tokens = context_tokens
         self.tool_output_chars = tool_output_chars
         self.trace = trace
-        self._sandbox = sandbox
-        self._own_sandbox = sandbox is None
+        self._runner = ToolRunner(self.workspace, sandbox)
         self._interrupt = threading.Event()
         self.reset()
 
@@ -157,9 +157,7 @@ class Agent:
         self._in_reasoning = self._renderer.ending_thinking()
 
     def close(self) -> None:
-        if self._own_sandbox and self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
+        self._runner.close()
         if self.trace is not None:
             self.trace.close()
 
@@ -297,7 +295,7 @@ class Agent:
             yield ToolRejectedEvent(call=call, reason="denied", errors=[message])
             return (yield from self._finish(call, message, ok=False, turn=turn, key=key))
         started = time.monotonic()
-        content, ok = self._execute(tool, call)
+        content, ok = self._runner.execute(tool, call.arguments)
         return (yield from self._finish(call, content, ok=ok, turn=turn, key=key, seconds=time.monotonic() - started))
 
     def _repeat(self, call: ToolCall, turn: _Turn) -> Iterator[Any]:
@@ -315,27 +313,6 @@ class Agent:
         if decision is ApprovalDecision.ALLOW_SESSION:
             self._allowed.add(tool.name)
         return decision is not ApprovalDecision.DENY
-
-    def _execute(self, tool: Tool, call: ToolCall) -> tuple[str, bool]:
-        """Run the handler; its failures become the result text the model reads."""
-        if tool.handler is None:
-            return f"error: the tool {tool.name} has no handler", False
-        context = ToolContext(workspace=self.workspace, sandbox=self._sandbox_for(tool))
-        try:
-            return str(tool.handler(call.arguments, context)), True
-        except ToolError as error:
-            return f"error: {error}", False
-        except Exception as error:  # a tool's own bug (custom tools are user code) must not end the session
-            return f"error: {tool.name} failed unexpectedly: {type(error).__name__}: {error}", False
-
-    def _sandbox_for(self, tool: Tool) -> Any:
-        if not tool.sandboxed:
-            return self._sandbox
-        if self._sandbox is None:
-            from sandbox import Sandbox
-
-            self._sandbox = Sandbox()
-        return self._sandbox
 
     def _finish(self, call: ToolCall, content: str, *, ok: bool, turn: _Turn, key: str, seconds: float = 0.0) -> Iterator[Any]:
         """Cap the result, report it, add the tool message; remember the call when it failed."""

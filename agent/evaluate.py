@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from agent.agent import Agent, Sampling
 from agent.approval import approve_all
@@ -25,6 +25,7 @@ from agent.toolcalls import parse_tool_calls
 from optiq_runtime.guide import CallGuide
 from optiq_runtime.progress import Progress, ProgressCallback
 from tools.bfcl import to_openai_tool
+from tools.tool import Tool
 from tools.validate import validate_call
 
 BFCL_MAX_TOKENS = 256
@@ -51,8 +52,12 @@ class TaskResult:
     trace: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_entry(engine: Any, entry: Entry, model: str, sampling: Sampling | None = None, guide_calls: bool = True) -> TaskResult:
-    """Score one entry; a bad entry becomes a failed result carrying its error."""
+def run_entry(engine: Any, entry: Entry, model: str, sampling: Sampling | None = None, guide_calls: bool = True,
+              extra_tools: Sequence[Tool] = ()) -> TaskResult:
+    """Score one entry; a bad entry becomes a failed result carrying its error.
+
+    extra_tools: offered to agent tasks beside the built-ins (``optiq eval --mcp``); BFCL entries bring their own.
+    """
     started = time.monotonic()
     if isinstance(entry, BadEntry):
         return TaskResult(model, entry.id, entry.category, "bad", False, error=entry.error)
@@ -61,7 +66,7 @@ def run_entry(engine: Any, entry: Entry, model: str, sampling: Sampling | None =
             chosen = sampling or Sampling(max_tokens=BFCL_MAX_TOKENS)
             result = run_bfcl(engine, entry, model, replace(chosen, guide_calls=guide_calls))
         else:
-            result = run_agent_task(engine, entry, model, replace(sampling or Sampling(), guide_calls=guide_calls))
+            result = run_agent_task(engine, entry, model, replace(sampling or Sampling(), guide_calls=guide_calls), extra_tools)
     except ValueError as error:  # e.g. a function doc with a type BFCL does not define
         return TaskResult(model, entry.id, entry.category, entry.kind, False, error=str(error))
     result.seconds = time.monotonic() - started
@@ -114,7 +119,7 @@ def _decode_seconds(tokens: int, tok_s: float) -> float:
     return tokens / tok_s if tok_s else 0.0
 
 
-def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling) -> TaskResult:
+def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling, extra_tools: Sequence[Tool] = ()) -> TaskResult:
     """The full loop in a fresh workspace seeded with the task's files; writes are approved there.
 
     A task's ``before`` requests run first in the same session; the checks look at the last request.
@@ -128,7 +133,8 @@ def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling)
             (workspace / relative).parent.mkdir(parents=True, exist_ok=True)
             (workspace / relative).write_text(content, encoding="utf-8")
         steps = task.max_steps or AGENT_MAX_STEPS
-        with Agent(engine, Registry(builtin_tools()), workspace, approve_all, max_steps=steps, sampling=sampling) as agent:
+        registry = Registry([*builtin_tools(), *extra_tools])
+        with Agent(engine, registry, workspace, approve_all, max_steps=steps, sampling=sampling) as agent:
             for earlier in task.before:
                 for _ in agent.send(earlier):
                     pass  # earlier requests stay in the session; only the last one is checked
@@ -226,6 +232,7 @@ def evaluate(
     results: ResultsFile,
     progress: ProgressCallback | None = None,
     sampling: Sampling | None = None,
+    extra_tools: Sequence[Tool] = (),
 ) -> None:
     """Run every entry on every model, skipping pairs ``results`` already holds.
 
@@ -246,5 +253,5 @@ def evaluate(
                 bar.advance()
             continue
         for entry in todo:
-            results.append(run_entry(engine, entry, spec.label, sampling, spec.guide_calls))
+            results.append(run_entry(engine, entry, spec.label, sampling, spec.guide_calls, extra_tools))
             bar.advance()

@@ -11,10 +11,9 @@ import sys
 from typing import Any, TextIO
 
 from agent.agent import Agent
-from agent.custom_tools import load_tools
 from agent.session import SessionWriter, new_session_path
+from agent.toolset import agent_registry  # noqa: F401 - re-exported: callers import it from here
 from optiq_runtime.errors import BadInputError
-from tools.registry import Registry
 
 
 def load_engine(model: str | None, base: str | None = None, *, mtp: bool = True, progress: Any = None) -> Any:
@@ -28,19 +27,6 @@ def load_engine(model: str | None, base: str | None = None, *, mtp: bool = True,
 
         model = str(ensure_model(base, progress=progress))
     return Engine.load(model, mtp=mtp)
-
-
-def agent_registry(tools_file: str | None = None) -> Registry:
-    """The built-in tools, plus the tools declared in ``tools_file``."""
-    from tools.builtin import builtin_tools
-
-    registry = Registry(builtin_tools())
-    for tool in load_tools(tools_file) if tools_file else []:
-        try:
-            registry.add(tool)
-        except ValueError as error:
-            raise BadInputError(f"--tools {tools_file}: {error}") from error
-    return registry
 
 
 def run_headless(

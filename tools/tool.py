@@ -33,6 +33,7 @@ class Tool:
 
     ``side_effects`` tools ask for approval before they run; ``sandboxed`` tools run model-written
     code in the sandbox. ``args_model`` is set when the schema came from a pydantic model.
+    ``source`` says where the tool came from: ``builtin``, ``custom`` (``--tools``) or ``mcp:SERVER``.
     """
 
     name: str
@@ -42,6 +43,7 @@ class Tool:
     side_effects: bool = False
     sandboxed: bool = False
     args_model: type[BaseModel] | None = field(default=None, compare=False)
+    source: str = field(default="builtin", compare=False)
 
     @classmethod
     def from_model(

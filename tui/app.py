@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from textual.app import App
 
-from tui.screens.chat import ChatScreen, Launch
+from tui.screens.chat import ChatScreen, Launch, TrustQuestion
 
 
 class OptiqApp(App[None]):
-    """The agent in the terminal; ``launch`` builds or loads the model and returns the agent."""
+    """The agent in the terminal; ``launch`` builds or loads the model and returns the agent.
+
+    ``trust``: a question asked before loading (a workspace's MCP servers file, used once approved).
+    """
 
     TITLE = "optiq"
     ENABLE_COMMAND_PALETTE = False
 
-    def __init__(self, launch: Launch) -> None:
+    def __init__(self, launch: Launch, trust: TrustQuestion | None = None) -> None:
         super().__init__()
-        self.chat = ChatScreen(launch)
+        self.chat = ChatScreen(launch, trust)
 
     def on_mount(self) -> None:
         # pushed rather than returned by get_default_screen: only pushed screens load their CSS_PATH

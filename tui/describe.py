@@ -23,7 +23,9 @@ def tools_markdown(registry: Any) -> str:
     """Every tool with its description, flags and argument schema."""
     parts = ["## Tools"]
     for tool in registry:
-        flags = [flag for flag, on in (("asks for approval", tool.side_effects), ("sandboxed", tool.sandboxed)) if on]
+        source = getattr(tool, "source", "builtin")
+        flags = [flag for flag, on in ((source, source != "builtin"), ("asks for approval", tool.side_effects),
+                                       ("sandboxed", tool.sandboxed)) if on]
         parts.append(f"### {tool.name}" + (f" ({', '.join(flags)})" if flags else ""))
         parts.append(tool.description)
         parts.append("```json\n" + json.dumps(tool.parameters, indent=2) + "\n```")

@@ -14,8 +14,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from optiq_runtime.errors import OptiqError
 
-COMMANDS = ("chat", "run", "eval", "quantize", "kl", "bench", "serve")
+COMMANDS = ("chat", "run", "eval", "quantize", "kl", "bench", "serve", "tools")
 DEFAULT_COMMAND = "chat"
+# ``agent/cli/tools.py`` would shadow the top-level ``tools`` package when this folder is sys.path[0]
+MODULES = {"tools": "tools_command"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"optiq {_package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        module = importlib.import_module(f"agent.cli.{name}")
+        module = importlib.import_module(f"agent.cli.{MODULES.get(name, name)}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)

@@ -12,6 +12,8 @@ def add_arguments(parser):
     parser.add_argument("--mtp-depth", type=int, default=2, help="tokens the MTP head drafts per step (default 2)")
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
+    parser.add_argument("--mcp", action="append", metavar="FILE",
+                        help='an MCP servers file ({"mcpServers": ...}) whose tools join the others; repeatable')
     parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
                         help="limit tool-call function and parameter names to the offered tools (default on)")
 
@@ -19,7 +21,8 @@ def add_arguments(parser):
 def run(args) -> int:
     from pathlib import Path
 
-    from agent.headless import agent_registry
+    from agent.mcp_files import workspace_servers
+    from agent.toolset import plan_tools
     from optiq_runtime.errors import BadInputError
     from tui import OptiqApp
 
@@ -28,29 +31,36 @@ def run(args) -> int:
     workspace = Path(args.workspace or ".").expanduser().resolve()
     if not workspace.is_dir():
         raise BadInputError(f"--workspace {workspace} is not a folder")
-    registry = agent_registry(args.tools)  # a bad --tools file fails here, before the screen opens
-    app = OptiqApp(_launcher(args, registry, workspace))
+    tools = plan_tools(args.tools, args.mcp, workspace)  # bad --tools or --mcp files fail here, before the screen opens
+    pending = workspace_servers(workspace)
+    trust = pending if pending is not None and pending.servers and not pending.approved else None
+    app = OptiqApp(_launcher(args, tools, workspace), trust=trust)
     try:
         app.run()
     finally:
         if app.agent is not None:
             app.agent.close()
+        tools.close()
     return 0
 
 
-def _launcher(args, registry, workspace):
-    """What the app calls in a worker thread: build the model on first run, load it, make the agent."""
+def _launcher(args, tools, workspace):
+    """What the app calls in a worker thread: start the MCP servers, build the model on first run, load it, make the agent."""
 
     def launch(progress, approve, log):
         from agent.agent import Agent, Sampling
+        from agent.mcp_files import session_servers
         from optiq_runtime.engine import Engine
 
+        # read again: the workspace file may be approved now (and the screen has said if it was not)
+        tools.servers, tools.notes = session_servers(args.mcp, workspace)[0], []
+        tools.start(report=log)
         model = args.model
         if not model:
             from optiq_runtime.firstrun import ensure_model
 
             model = ensure_model(args.base, progress=progress, log=log)
         engine = Engine.load(model, mtp=not args.no_mtp, mtp_depth=args.mtp_depth)
-        return Agent(engine, registry, workspace, approve=approve, sampling=Sampling(guide_calls=args.guide_calls))
+        return Agent(engine, tools.registry, workspace, approve=approve, sampling=Sampling(guide_calls=args.guide_calls))
 
     return launch

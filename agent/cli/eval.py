@@ -17,6 +17,9 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
     parser.add_argument("--guide-calls", choices=["on", "off", "both"], default="on",
                         help="limit tool-call names to the offered tools; 'both' scores each model both ways (default on)")
+    parser.add_argument("--mcp", action="append", metavar="FILE",
+                        help="an MCP servers file whose tools agent tasks get beside the built-ins; repeatable "
+                             "(only these: the user's default file is not read, so scores do not depend on it)")
 
 
 def run(args) -> int:
@@ -24,6 +27,7 @@ def run(args) -> int:
     import sys
 
     from agent.evaluate import ResultsFile, evaluate
+    from agent.mcp_files import read_files
     from agent.report import format_table, summarize
     from agent.suite import load_suite
     from optiq_runtime.errors import BadInputError
@@ -32,19 +36,37 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise BadInputError(f"--limit must be at least 1; got {args.limit}")
     entries = load_suite(_suite_path(args.suite))[: args.limit]
+    servers = read_files(args.mcp or [])  # a bad file is bad input before anything runs
     specs = _guided_specs(_model_specs(args.model), args.guide_calls)
     out = _out_folder(args.out, args.resume)
     results = ResultsFile(out / "results.jsonl")
     if not args.resume and results.path.exists() and results.path.stat().st_size:
         raise BadInputError(f"{out} already holds results; pass --resume to continue them, or another --out")
     sys.stderr.write(f"optiq eval: {len(entries)} entries x {len(specs)} model(s); results in {out}\n")
-    evaluate(entries, specs, results, progress=stderr_callback())
+    with _mcp_tools(servers) as tools:
+        evaluate(entries, specs, results, progress=stderr_callback(), extra_tools=tools)
     ids = {e.id for e in entries}
     records = [r for r in results.read() if r["id"] in ids]
     summary = summarize(records, [spec.label for spec in specs])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary) if args.json else format_table(summary))
     return 0
+
+
+def _mcp_tools(servers):
+    """The MCP servers' tools (named around the built-ins'), started once for the whole run; closing stops them."""
+    from contextlib import contextmanager
+
+    from agent.toolset import SessionTools
+    from tools.builtin import builtin_tools
+    from tools.registry import Registry
+
+    @contextmanager
+    def started():
+        with SessionTools(Registry(builtin_tools()), servers).start() as tools:
+            yield [tool for tool in tools.registry if tool.source.startswith("mcp:")]
+
+    return started()
 
 
 def _suite_path(suite):

@@ -12,10 +12,12 @@ def add_arguments(parser):
     parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head")
     parser.add_argument("--max-steps", type=int, default=8, help="model turns before giving up (default 8)")
     parser.add_argument("--max-tokens", type=int, default=512, help="tokens per model turn (default 512)")
-    parser.add_argument("--approve", choices=["all", "none"], default="none", help="answer to write/edit approvals (default none)")
+    parser.add_argument("--approve", choices=["all", "none"], default="none", help="answer to approvals of write/edit and of MCP servers set to ask (default none)")
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout, the last being 'done'")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
+    parser.add_argument("--mcp", action="append", metavar="FILE",
+                        help='an MCP servers file ({"mcpServers": ...}) whose tools join the others; repeatable')
     parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
                         help="limit tool-call function and parameter names to the offered tools (default on)")
 
@@ -25,7 +27,8 @@ def run(args) -> int:
 
     from agent.agent import Agent, Sampling
     from agent.approval import POLICIES
-    from agent.headless import agent_registry, load_engine, open_trace, run_headless
+    from agent.headless import load_engine, open_trace, run_headless
+    from agent.toolset import plan_tools
     from optiq_runtime.errors import BadInputError
     from optiq_runtime.progress import stderr_callback
 
@@ -36,9 +39,11 @@ def run(args) -> int:
     workspace = Path(args.workspace or ".").expanduser().resolve()
     if not workspace.is_dir():
         raise BadInputError(f"--workspace {workspace} is not a folder")
-    registry = agent_registry(args.tools)
+    tools = plan_tools(args.tools, args.mcp, workspace)
     engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
     sampling = Sampling(max_tokens=args.max_tokens, guide_calls=args.guide_calls)
-    agent = Agent(engine, registry, workspace, POLICIES[args.approve], max_steps=args.max_steps, sampling=sampling, trace=open_trace())
-    with agent:
-        return run_headless(agent, args.prompt, json_lines=args.json)
+    with tools.start():
+        agent = Agent(engine, tools.registry, workspace, POLICIES[args.approve], max_steps=args.max_steps,
+                      sampling=sampling, trace=open_trace())
+        with agent:
+            return run_headless(agent, args.prompt, json_lines=args.json)

@@ -21,6 +21,9 @@ def add_arguments(parser):
     parser.add_argument("--queue-size", type=int, default=8, help="requests that may wait while one generates; more get 429 (default 8)")
     parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
                         help="limit tool-call function and parameter names to the request's tools (default on)")
+    parser.add_argument("--mcp", action="append", metavar="FILE",
+                        help="an MCP servers file whose tools the server offers beside each request's and runs itself "
+                             "(servers set to \"approval\": \"allow\" only); repeatable")
 
 
 def run(args) -> int:
@@ -31,8 +34,9 @@ def run(args) -> int:
         max_tokens=args.max_tokens, queue_size=args.queue_size, guide_calls=args.guide_calls,
     )
     config.check()  # before minutes of model loading
+    tools = _server_tools(args.mcp)
     engine = _load_engine(args)
-    server = Server(engine, config)
+    server = Server(engine, config, tools.start().registry if tools.servers else None)
     mtp = f"MTP on, depth {engine.mtp_depth}" if engine.mtp_enabled else "MTP off"
     print(f"optiq serve: {server.service.model_id} ({mtp}) at {server.url}  (Ctrl-C stops)", file=sys.stderr)
     try:
@@ -41,7 +45,22 @@ def run(args) -> int:
         print("optiq serve: stopped", file=sys.stderr)
     finally:
         server.close()
+        tools.close()
     return 0
+
+
+def _server_tools(files):
+    """The MCP servers the server runs (the user's default file and ``--mcp``); those set to ask are left out."""
+    from agent.mcp_files import session_servers
+    from agent.toolset import SessionTools
+    from tools.registry import Registry
+
+    servers, _ = session_servers(files, None)
+    for spec in servers:
+        if spec.approval == "ask":
+            print(f"optiq serve: MCP server {spec.name!r} is set to ask before each call, and a server cannot ask: "
+                  'its tools are not offered (set "approval": "allow" to offer them)', file=sys.stderr)
+    return SessionTools(Registry(), [spec for spec in servers if spec.approval == "allow"])
 
 
 def _load_engine(args):

@@ -241,9 +241,9 @@ class _HTTPServer(ThreadingHTTPServer):
 class Server:
     """An OpenAI-compatible server for one engine; ``start()`` runs it in a thread, ``serve_forever()`` in this one."""
 
-    def __init__(self, engine: Any, config: ServeConfig | None = None):
+    def __init__(self, engine: Any, config: ServeConfig | None = None, tools: Any = None):
         self.config = config or ServeConfig()
-        self.service = Service(engine, self.config)
+        self.service = Service(engine, self.config, tools)
         self._httpd = _HTTPServer((self.config.host, self.config.port), self.service)
         self._thread: threading.Thread | None = None
 

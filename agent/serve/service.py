@@ -66,8 +66,9 @@ def context_length(engine: Any) -> int:
 class Service:
     """One engine behind a queue; turns checked requests into ``Completion``s."""
 
-    def __init__(self, engine: Any, config: ServeConfig):
+    def __init__(self, engine: Any, config: ServeConfig, tools: Any = None):
         config.check()
+        self.tools = tools  # the server's own tools (optiq serve --mcp): a Registry, run by the server
         self.engine = engine
         self.config = config
         self.model_id = config.model_id or engine.model_path.name
@@ -110,6 +111,14 @@ class Service:
 
     def completion(self, request: ChatRequest) -> Completion:
         """Build the prompt and the sampling settings (call while holding the queue's slot)."""
+        if self.tools:
+            from agent.serve.server_tools import ServerToolLoop
+
+            return ServerToolLoop(self.single_completion, request, self.tools)
+        return self.single_completion(request)
+
+    def single_completion(self, request: ChatRequest) -> Completion:
+        """One generation for ``request``."""
         plan = self.prompts.build(request)
         return Completion(self.engine, plan, self.sampling(request, plan))
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from agent.cli import COMMANDS, _with_default_command, build_parser, main
+from agent.cli import COMMANDS, MODULES, _with_default_command, build_parser, main
 
 
 def optiq(*args: str) -> subprocess.CompletedProcess:
@@ -48,7 +48,7 @@ def test_every_command_module_has_the_dispatch_shape():
     import importlib
 
     for name in COMMANDS:
-        module = importlib.import_module(f"agent.cli.{name}")
+        module = importlib.import_module(f"agent.cli.{MODULES.get(name, name)}")
         assert module.HELP and callable(module.add_arguments) and callable(module.run)
 
 
@@ -60,12 +60,12 @@ def test_version_exits_cleanly_in_process():
 
 def test_chat_passes_the_call_guide_setting_to_its_agent(tmp_path):
     from agent.cli.chat import _launcher
-    from agent.headless import agent_registry
+    from agent.toolset import plan_tools
     from optiq_runtime.embedded import embedded_base_path
 
     for flags, guided in (([], True), (["--no-guide-calls"], False)):
         args = build_parser().parse_args(["chat", "--model", str(embedded_base_path()), *flags])
-        agent = _launcher(args, agent_registry(None), tmp_path)(None, None, None)
+        agent = _launcher(args, plan_tools(None, None, tmp_path), tmp_path)(None, None, None)
         try:
             assert agent.sampling.guide_calls is guided
         finally:

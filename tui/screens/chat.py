@@ -12,7 +12,7 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from textual import work
 from textual.app import ComposeResult
@@ -32,6 +32,7 @@ from tui.messages import AgentEvent, AgentEvents, AgentReady, BuildLog, BuildPro
 from tui.screens.approval import ApprovalScreen
 from tui.screens.build import BuildScreen
 from tui.screens.help import HelpScreen
+from tui.screens.servers import ServersTrustScreen
 from tui.widgets.command_hints import CommandHints
 from tui.widgets.prompt import PromptInput
 from tui.widgets.status_bar import StatusBar, quant_mix
@@ -42,6 +43,14 @@ LIVE_STATS_S = 0.5  # how often the status bar reads the running generation's sp
 Launch = Callable[[ProgressCallback, Approver, Callable[[str], None]], Any]
 """``launch(progress, approve, log)`` builds (first run) or loads the model and returns a ready ``Agent``
 that asks ``approve``; ``progress`` and ``log`` report the build."""
+
+
+class TrustQuestion(Protocol):
+    """Something to approve before the agent loads (a workspace's MCP servers file): its text, and what yes does."""
+
+    def question(self) -> str: ...
+
+    def approve(self) -> None: ...
 
 
 class ChatScreen(Screen[None]):
@@ -56,9 +65,10 @@ class ChatScreen(Screen[None]):
 
     generating: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, launch: Launch) -> None:
+    def __init__(self, launch: Launch, trust: TrustQuestion | None = None) -> None:
         super().__init__()
         self.launch = launch
+        self.trust = trust  # asked first; the agent loads after the answer
         self.agent: Any = None
         self.events: list[Any] = []  # this session's events, for /save
         self._queued: str | None = None
@@ -84,6 +94,15 @@ class ChatScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(PromptInput).focus()
+        if self.trust is None:
+            self._load()
+        else:
+            self.app.push_screen(ServersTrustScreen(self.trust.question()), callback=self._trusted)
+
+    async def _trusted(self, use: bool | None) -> None:
+        if use:
+            self.trust.approve()
+        await self.transcript.note("workspace MCP servers: " + ("approved; starting them" if use else "not used this time"))
         self._load()
 
     def on_unmount(self) -> None:
