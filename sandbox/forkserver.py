@@ -1,5 +1,5 @@
 """The fork server: a trusted process that imports everything once, confines itself (the OS
-layer, ``sandbox.confinement``) and forks a fresh worker for each run, so a warm run costs a
+layer, ``sandbox.oslayer``) and forks a fresh worker for each run, so a warm run costs a
 fork instead of an interpreter start.
 
 Protocol on stdin/stdout, one JSON object per line: the first line is
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from sandbox import seccomp
 from sandbox.command import run_command
-from sandbox.confinement import confine_server, unconfined
+from sandbox.oslayer import confine_server, unconfined
 from sandbox.execute import run_snippet
 from sandbox.guards import load_proxies
 from sandbox.limits import confine
@@ -41,9 +41,9 @@ class Server:
         self.proxies = load_proxies(self.policy.modules)
         self.runner = runner
         self.confinement = self._confine(bool(setup.get("confine", True)))
-        linux = sys.platform.startswith("linux")
-        self.python_filter = seccomp.Filter(python_worker=True) if linux and seccomp.available() else None
-        self.command_filter = seccomp.Filter(python_worker=False) if self.python_filter else None
+        filtered = self.confinement["syscalls"] == "seccomp"
+        self.python_filter = seccomp.Filter(python_worker=True) if filtered else None
+        self.command_filter = seccomp.Filter(python_worker=False) if filtered else None
 
     def _confine(self, wanted: bool) -> dict[str, str]:
         if sys.platform.startswith("linux") and wanted:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sandbox import seatbelt
 from sandbox.command import DRAIN_S
-from sandbox.confinement import is_confined
+from sandbox.oslayer import is_confined
 from sandbox.limits import NOBODY
 from sandbox.policy import Policy
 from sandbox.result import CommandResult, RunResult
@@ -38,12 +38,13 @@ _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class _Server:
     """One fork server process, its empty working directory, and a line reader over its stdout."""
 
-    def __init__(self, policy: Policy, workspace: str, scratch: str, unrestricted: bool) -> None:
+    def __init__(self, policy: Policy, workspace: str, scratch: str, unrestricted: bool, os_layer: bool) -> None:
         self.workdir = tempfile.mkdtemp(prefix="optiq-sandbox-")
         os.chmod(self.workdir, 0o555)
         env = {"PATH": os.defpath, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": workspace}
         argv = [sys.executable, "-I", "-c", _BOOT, _SOURCE_ROOT] + (["--unrestricted-for-tests"] if unrestricted else [])
-        if sys.platform == "darwin" and seatbelt.available():
+        self.seatbelt = os_layer and seatbelt.available()
+        if self.seatbelt:
             argv = seatbelt.command(argv, workspace, scratch)
         self.process = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -52,7 +53,7 @@ class _Server:
         self.buffer = b""
         self.ready = False
         self.confinement: dict[str, str] = {}
-        setup = {"policy": json.loads(policy.to_json()), "workspace": workspace, "scratch": scratch}
+        setup = {"policy": json.loads(policy.to_json()), "workspace": workspace, "scratch": scratch, "confine": os_layer}
         self._send(json.dumps(setup))
         self._finalizer = weakref.finalize(self, _stop, self.process, self.workdir)
 
@@ -67,17 +68,17 @@ class _Server:
             self.stop()
             raise SandboxError("the sandbox fork server did not start (is RestrictedPython installed?)")
         self.confinement = reply["confinement"]
-        if sys.platform == "darwin" and seatbelt.available():
+        if self.seatbelt:
             self.confinement = seatbelt.report()
         self.ready = True
 
-    def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+    def request(self, message: dict[str, Any], timeout_s: float, extra_s: float = 0.0) -> dict[str, Any] | None:
         """Send a request; the reply, or None when the server did not answer in time or died."""
         try:
             self._send(json.dumps({**message, "timeout": timeout_s}))
         except (BrokenPipeError, OSError):
             return None
-        return self.read(timeout_s + _GRACE_S)
+        return self.read(timeout_s + extra_s + _GRACE_S)
 
     def read(self, timeout_s: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout_s
@@ -119,16 +120,18 @@ class Sandbox:
     A fork server starts as soon as the sandbox is made; each run forks a fresh worker from it,
     so runs share no state. ``workspace`` is the one folder workers may write (and commands start
     in); without one, the sandbox makes a private empty folder. Use as a context manager, or call
-    ``close()``. ``unrestricted_for_tests`` turns the language layer off, for tests of the OS layer.
+    ``close()``. ``os_layer=False`` leaves the OS layer out (as on a machine without one);
+    ``unrestricted_for_tests`` turns the language layer off, for tests of the OS layer alone.
     """
 
     def __init__(self, policy: Policy | None = None, workspace: str | os.PathLike | None = None, *,
-                 unrestricted_for_tests: bool = False) -> None:
+                 os_layer: bool = True, unrestricted_for_tests: bool = False) -> None:
         self.policy = policy or Policy()
         self._lock = threading.Lock()
         self._folders = _Folders(workspace)
         self.workspace = self._folders.workspace
         self._unrestricted = unrestricted_for_tests
+        self._os_layer = os_layer
         self._server: _Server | None = self._new_server()
 
     @property
@@ -156,7 +159,7 @@ class Sandbox:
             return CommandResult(None, error_kind="unavailable", error=(
                 f"commands need the OS sandbox, which is missing here (filesystem: {layers['filesystem']}, "
                 f"network: {layers['network']}); pass --allow-unconfined-shell to run them anyway"))
-        reply, duration = self._request({"command": command}, timeout_s + DRAIN_S)
+        reply, duration = self._request({"command": command}, timeout_s, DRAIN_S)
         if reply is None:
             reply = {"exit_code": None, "error_kind": "timeout",
                      "error": f"timed out after {timeout_s:g} s (the sandbox worker was replaced)"}
@@ -181,11 +184,11 @@ class Sandbox:
             raise ValueError(f"timeout must be positive, got {timeout}")
         return timeout_s
 
-    def _request(self, message: dict[str, Any], timeout_s: float) -> tuple[dict[str, Any] | None, float]:
+    def _request(self, message: dict[str, Any], timeout_s: float, extra_s: float = 0.0) -> tuple[dict[str, Any] | None, float]:
         with self._lock:
             server = self._ready_server()
             start = time.monotonic()
-            reply = server.request(message, timeout_s)
+            reply = server.request(message, timeout_s, extra_s)
             duration = time.monotonic() - start
             if reply is None:
                 self._replace(server)
@@ -203,7 +206,7 @@ class Sandbox:
         self._server = self._new_server()
 
     def _new_server(self) -> _Server:
-        return _Server(self.policy, self.workspace, self._folders.scratch, self._unrestricted)
+        return _Server(self.policy, self.workspace, self._folders.scratch, self._unrestricted, self._os_layer)
 
 
 class _Folders:

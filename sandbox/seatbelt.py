@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 
-from sandbox.confinement import python_paths
+from sandbox.oslayer import python_paths
 
 SANDBOX_EXEC = "/usr/bin/sandbox-exec"
 SYSTEM_READ = ("/usr/lib", "/usr/bin", "/bin", "/usr/share", "/System", "/Library/Apple", "/private/etc",
@@ -60,7 +60,7 @@ def command(argv: list[str], workspace: str, scratch: str) -> list[str]:
 
 
 def report() -> dict[str, str]:
-    from sandbox.confinement import user_layer
+    from sandbox.oslayer import user_layer
 
     return {"platform": "darwin", "filesystem": "seatbelt", "network": "none (seatbelt)", "syscalls": "none",
             "user": user_layer()}
