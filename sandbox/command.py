@@ -14,6 +14,7 @@ import signal
 import time
 from typing import Any
 
+from sandbox import landlock
 from sandbox.limits import close_from, drop_privileges, set_limits
 from sandbox.policy import Policy
 
@@ -32,14 +33,18 @@ def environment(workspace: str, scratch: str) -> dict[str, str]:
 
 
 def run_command(command: str, timeout_s: float, policy: Policy, workspace: str, scratch: str,
-                syscalls: Any) -> dict[str, Any]:
-    """Run ``command`` to its end, its timeout or its output limit; the fields of a CommandResult."""
+                syscalls: Any, read_only_abi: int = 0) -> dict[str, Any]:
+    """Run ``command`` to its end, its timeout or its output limit; the fields of a CommandResult.
+
+    ``read_only_abi`` (a Landlock ABI version, 0 for none) stacks one more Landlock layer that
+    leaves only the scratch folder and /dev/null writable: the workspace becomes read-only.
+    """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     deadline = time.monotonic() + timeout_s
     pid = os.fork()
     if pid == 0:
-        _child(command, timeout_s, policy, workspace, scratch, syscalls, out_w, err_w)
+        _child(command, timeout_s, policy, workspace, scratch, syscalls, read_only_abi, out_w, err_w)
     os.close(out_w)
     os.close(err_w)
     try:
@@ -54,9 +59,11 @@ def run_command(command: str, timeout_s: float, policy: Policy, workspace: str, 
 
 
 def _child(command: str, timeout_s: float, policy: Policy, workspace: str, scratch: str, syscalls: Any,
-           out_w: int, err_w: int) -> None:
+           read_only_abi: int, out_w: int, err_w: int) -> None:
     try:
         os.setsid()
+        if read_only_abi:
+            _read_only(scratch, read_only_abi)
         devnull = os.open(os.devnull, os.O_RDONLY)
         for source, target in ((devnull, 0), (out_w, 1), (err_w, 2)):
             os.dup2(source, target)
@@ -77,6 +84,15 @@ def _child(command: str, timeout_s: float, policy: Policy, workspace: str, scrat
             os.write(2, f"sandbox: could not start the command: {error}\n".encode())
         finally:
             os._exit(127)
+
+
+def _read_only(scratch: str, abi: int) -> None:
+    rules = [landlock.Rule("/", "r"), landlock.Rule("/dev/null", "rw"), landlock.Rule(scratch, "rw")]
+    ruleset = landlock.build_ruleset(rules, abi)
+    try:
+        landlock.restrict_self(ruleset)  # reads stay bounded by the fork server's own layer
+    finally:
+        os.close(ruleset)
 
 
 def _collect(pid: int, output: dict[int, list[bytes]], deadline: float, cap: int) -> tuple[dict[int, list[bytes]], str | None]:

@@ -41,6 +41,8 @@ class Server:
         self.proxies = load_proxies(self.policy.modules)
         self.runner = runner
         self.confinement = self._confine(bool(setup.get("confine", True)))
+        filesystem = self.confinement["filesystem"]
+        self.landlock_abi = int(filesystem.rsplit(" ", 1)[1]) if filesystem.startswith("landlock") else 0
         filtered = self.confinement["syscalls"] == "seccomp"
         self.python_filter = seccomp.Filter(python_worker=True) if filtered else None
         self.command_filter = seccomp.Filter(python_worker=False) if filtered else None
@@ -53,8 +55,9 @@ class Server:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         timeout_s = float(request["timeout"])
         if "command" in request:
+            read_only_abi = self.landlock_abi if request.get("read_only") else 0
             return run_command(str(request["command"]), timeout_s, self.policy, self.workspace, self.scratch,
-                               self.command_filter)
+                               self.command_filter, read_only_abi)
         return run_once(request["code"], timeout_s, self)
 
 

@@ -149,8 +149,11 @@ class Sandbox:
                      "error": f"timed out after {timeout_s:g} s (the sandbox worker was replaced)"}
         return RunResult(duration_s=duration, **reply)
 
-    def run_command(self, command: str, timeout: float | None = None) -> CommandResult:
-        """Run ``/bin/sh -c command`` confined, in the workspace; never raises for what the command does."""
+    def run_command(self, command: str, timeout: float | None = None, *, read_only: bool = False) -> CommandResult:
+        """Run ``/bin/sh -c command`` confined, in the workspace; never raises for what the command does.
+
+        ``read_only`` makes the workspace read-only to this command (where Landlock is present).
+        """
         if type(command) is not str or not command.strip():
             raise ValueError("command must be a non-empty string")
         timeout_s = self._timeout(timeout)
@@ -159,7 +162,7 @@ class Sandbox:
             return CommandResult(None, error_kind="unavailable", error=(
                 f"commands need the OS sandbox, which is missing here (filesystem: {layers['filesystem']}, "
                 f"network: {layers['network']}); pass --allow-unconfined-shell to run them anyway"))
-        reply, duration = self._request({"command": command}, timeout_s, DRAIN_S)
+        reply, duration = self._request({"command": command, "read_only": read_only}, timeout_s, DRAIN_S)
         if reply is None:
             reply = {"exit_code": None, "error_kind": "timeout",
                      "error": f"timed out after {timeout_s:g} s (the sandbox worker was replaced)"}

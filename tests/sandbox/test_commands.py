@@ -151,3 +151,10 @@ def test_scratch_is_private_and_emptied(box):
     first = box.run_command('echo x > "$TMPDIR/left"; ls "$TMPDIR"')
     assert first.stdout == "left\n"
     assert box.run_command('ls -A "$TMPDIR"').stdout == ""
+
+
+def test_read_only_commands_cannot_write_the_workspace(box, workspace):
+    result = box.run_command("ls; echo x > ro.txt; echo y > \"$TMPDIR/t\" && cat \"$TMPDIR/t\"", read_only=True)
+    assert "Permission denied" in result.stderr and result.stdout.endswith("y\n")
+    assert not os.path.exists(os.path.join(workspace, "ro.txt"))
+    assert box.run_command("echo x > rw.txt").ok
