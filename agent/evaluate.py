@@ -116,6 +116,7 @@ def _decode_seconds(tokens: int, tok_s: float) -> float:
 
 def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling) -> TaskResult:
     """The full loop in a fresh workspace seeded with the task's files; writes are approved there."""
+    from sandbox import hand_to_workers
     from tools.builtin import builtin_tools
     from tools.registry import Registry
 
@@ -124,6 +125,7 @@ def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling)
         for relative, content in task.files.items():
             (workspace / relative).parent.mkdir(parents=True, exist_ok=True)
             (workspace / relative).write_text(content, encoding="utf-8")
+        hand_to_workers(workspace)  # run_shell's commands may write there, also when we run as root
         steps = task.max_steps or AGENT_MAX_STEPS
         with Agent(engine, Registry(builtin_tools()), workspace, approve_all, max_steps=steps, sampling=sampling) as agent:
             events = list(agent.send(task.prompt))

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from sandbox import landlock
-from sandbox.limits import close_from, drop_privileges, set_limits
+from sandbox.limits import NOBODY, close_from, drop_privileges, set_limits
 from sandbox.policy import Policy
 
 SHELL = "/bin/sh"
@@ -72,7 +72,8 @@ def _child(command: str, timeout_s: float, policy: Policy, workspace: str, scrat
         try:
             os.chdir(workspace)
         except OSError as error:
-            os.write(2, f"sandbox: cannot enter the workspace {workspace}: {error.strerror}\n".encode())
+            who = " (as root, commands run as user nobody)" if os.getuid() == NOBODY else ""
+            os.write(2, f"sandbox: cannot enter the workspace {workspace}: {error.strerror}{who}\n".encode())
             os._exit(126)
         set_limits(policy, timeout_s, processes=policy.processes, file_bytes=policy.file_bytes,
                    open_files=COMMAND_OPEN_FILES)

@@ -230,11 +230,19 @@ class _Folders:
             shutil.rmtree(self.workspace, ignore_errors=True)
 
 
+def hand_to_workers(folder: str | os.PathLike) -> None:
+    """Let workers write a folder we made for them: as root they run as ``nobody``, so it becomes nobody's."""
+    if os.geteuid() != 0:
+        return
+    for parent, dirs, files in os.walk(folder):
+        for name in [parent, *(os.path.join(parent, n) for n in dirs + files)]:
+            os.chown(name, NOBODY, NOBODY, follow_symlinks=False)
+
+
 def _private_folder(prefix: str) -> str:
     """A new empty folder only the workers' user may use (``nobody`` when we run as root)."""
     folder = tempfile.mkdtemp(prefix=prefix)
-    if os.geteuid() == 0:
-        os.chown(folder, NOBODY, NOBODY)
+    hand_to_workers(folder)
     return folder
 
 

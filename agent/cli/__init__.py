@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from optiq_runtime.errors import OptiqError
 
-COMMANDS = ("chat", "run", "eval", "quantize", "kl", "bench", "serve")
+COMMANDS = ("chat", "run", "eval", "quantize", "kl", "bench", "serve", "doctor")
 DEFAULT_COMMAND = "chat"
 
 

@@ -12,6 +12,8 @@ def add_arguments(parser):
     parser.add_argument("--mtp-depth", type=int, default=2, help="tokens the MTP head drafts per step (default 2)")
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
+    parser.add_argument("--allow-unconfined-shell", action="store_true",
+                        help="let run_shell run commands even where the OS sandbox is missing")
     parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
                         help="limit tool-call function and parameter names to the offered tools (default on)")
 
@@ -51,6 +53,10 @@ def _launcher(args, registry, workspace):
 
             model = ensure_model(args.base, progress=progress, log=log)
         engine = Engine.load(model, mtp=not args.no_mtp, mtp_depth=args.mtp_depth)
-        return Agent(engine, registry, workspace, approve=approve, sampling=Sampling(guide_calls=args.guide_calls))
+        from agent.headless import shell_sandbox
+
+        sandbox = shell_sandbox(workspace, args.allow_unconfined_shell)  # None: the agent makes and owns one
+        return Agent(engine, registry, workspace, approve=approve, sampling=Sampling(guide_calls=args.guide_calls),
+                     sandbox=sandbox)
 
     return launch
