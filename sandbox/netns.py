@@ -56,3 +56,16 @@ def drop_capabilities() -> None:
     data = (_CapData * 2)()
     if _libc.capset(ctypes.byref(header), data) != 0:
         raise _fail("capset")
+
+
+def private_network_possible() -> bool:
+    """Whether this process could make a private network namespace (tried in a throwaway child)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            enter_private_network()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from sandbox import Policy, Sandbox
+from sandbox import Policy, Sandbox, confinement
+from sandbox.oslayer import is_confined
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux OS layer")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not is_confined(confinement()),
+                                reason="no OS layer on this machine (see optiq doctor); commands are refused there")
 
 TIMEOUT = 1.0
 
@@ -134,17 +136,6 @@ def test_bad_arguments_are_refused(box):
         box.run_command("  ")
     with pytest.raises(ValueError):
         box.run_command("true", timeout=0)
-
-
-def test_without_the_os_layer_commands_are_unavailable():
-    with Sandbox(os_layer=False) as box:
-        assert box.confinement["filesystem"] == "none"
-        result = box.run_command("true")
-        assert result.error_kind == "unavailable" and result.exit_code is None
-        assert "--allow-unconfined-shell" in result.error
-        assert box.run("print(2)").stdout == "2\n"  # Python keeps its language layer
-    with Sandbox(Policy(unconfined_commands=True), os_layer=False) as box:
-        assert box.run_command("true").ok
 
 
 def test_scratch_is_private_and_emptied(box):

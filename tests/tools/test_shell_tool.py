@@ -70,7 +70,14 @@ def workspace():
     return Path(folder)
 
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux OS layer")
+def _confined() -> bool:
+    from sandbox import confinement
+    from sandbox.oslayer import is_confined
+
+    return sys.platform.startswith("linux") and is_confined(confinement())
+
+
+linux_only = pytest.mark.skipif(not _confined(), reason="no OS layer on this machine (see optiq doctor)")
 
 
 @linux_only
