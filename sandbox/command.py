@@ -105,7 +105,7 @@ def _collect(pid: int, output: dict[int, list[bytes]], deadline: float, cap: int
     pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
     open_fds, size, stopped = set(output), 0, None
     try:
-        while stopped is None and not _exited(pid, pidfd, open_fds, deadline):
+        while stopped is None and not _exited(pid, pidfd):
             for fd in select.select([*open_fds, *([pidfd] if pidfd is not None else [])], [], [],
                                     _wait_s(deadline, pidfd))[0]:
                 if fd != pidfd:
@@ -127,7 +127,7 @@ def _wait_s(deadline: float, pidfd: int | None) -> float:
     return left if pidfd is not None else min(left, 0.01)  # without pidfd (macOS), poll the shell
 
 
-def _exited(pid: int, pidfd: int | None, open_fds: set[int], deadline: float) -> bool:
+def _exited(pid: int, pidfd: int | None) -> bool:
     if pidfd is not None:
         return bool(select.select([pidfd], [], [], 0)[0])
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None

@@ -167,3 +167,12 @@ def test_without_the_os_layer_commands_are_unavailable():
         assert box.run("print(2)").stdout == "2\n"  # Python keeps its language layer
     with Sandbox(Policy(unconfined_commands=True), os_layer=False) as box:
         assert box.run_command("true").ok
+
+
+@confined
+def test_seccomp_refuses_what_a_worker_never_needs(raw):
+    libc = "__import__('ctypes').CDLL(None, use_errno=True)"
+    assert attempt(raw, f"{libc}.ptrace(0, 0, 0, 0)").startswith("allowed: -1")  # PTRACE_TRACEME
+    assert attempt(raw, f"{libc}.setsid()").startswith("allowed: -1")
+    assert attempt(raw, "__import__('socket').socket(__import__('socket').AF_UNIX)").startswith("refused: PermissionError")
+    assert attempt(raw, "len(__import__('socket').socketpair())").startswith("allowed: 2")
