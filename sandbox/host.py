@@ -16,8 +16,8 @@ from typing import Any
 
 from sandbox import seatbelt
 from sandbox.command import DRAIN_S
-from sandbox.oslayer import is_confined
 from sandbox.limits import NOBODY
+from sandbox.oslayer import is_confined
 from sandbox.policy import Policy
 from sandbox.result import CommandResult, RunResult
 

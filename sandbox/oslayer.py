@@ -56,13 +56,7 @@ def confine_server(workspace: str, scratch: str) -> dict[str, str]:
     except OSError:
         pass  # no user namespaces here: seccomp and Landlock still refuse sockets below
     landlock.no_new_privs()
-    abi = landlock.abi_version()
-    if abi:
-        ruleset = landlock.build_ruleset(rules(workspace, scratch), abi)
-        try:
-            landlock.restrict_self(ruleset)
-        finally:
-            os.close(ruleset)
+    abi = _restrict_files(workspace, scratch)
     syscalls = "seccomp" if seccomp.available() else "none"
     if syscalls != "none":
         network.append("seccomp")
@@ -75,6 +69,22 @@ def confine_server(workspace: str, scratch: str) -> dict[str, str]:
         "syscalls": syscalls,
         "user": user_layer(),
     }
+
+
+def _restrict_files(workspace: str, scratch: str) -> int:
+    """Apply the Landlock rules; the ABI used, or 0 where Landlock is missing or refused (reported as "none")."""
+    abi = landlock.abi_version()
+    if not abi:
+        return 0
+    try:
+        ruleset = landlock.build_ruleset(rules(workspace, scratch), abi)
+        try:
+            landlock.restrict_self(ruleset)
+        finally:
+            os.close(ruleset)
+    except OSError:
+        return 0  # e.g. a container's own seccomp profile refusing the calls
+    return abi
 
 
 def unconfined(platform: str) -> dict[str, str]:
