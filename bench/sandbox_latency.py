@@ -1,5 +1,6 @@
 """Latency of a sandboxed ``print(1 + 1)``: warm (fork server up) and cold (new Sandbox); and of a
-confined shell command ``true`` (``Sandbox.run_command``), warm. Prints the OS layers it ran under.
+confined shell command ``true`` (``Sandbox.run_command``), warm; and warm Python without the OS layer
+("bare"), for its cost. Prints the OS layers it ran under.
 
 Run: python bench/sandbox_latency.py [--warm N] [--cold N] [--shell N]
 """
@@ -20,8 +21,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def warm(runs: int) -> list[float]:
-    with Sandbox() as box:
+def warm(runs: int, os_layer: bool = True) -> list[float]:
+    with Sandbox(os_layer=os_layer) as box:
         box.run(CODE)  # start-up is the cold case's, not this one's
         times = []
         for _ in range(runs):
@@ -69,9 +70,11 @@ def main() -> None:
     args = parser.parse_args()
     print("confinement:", confinement())
     warm_median, _ = report("warm", warm(args.warm))
+    bare_median, _ = report("bare", warm(args.warm, os_layer=False))
     cold_median, _ = report("cold", cold(args.cold))
     shell_median, _ = report("shell", shell(args.shell))
-    print(f"cold / warm median: {cold_median / warm_median:.1f}x")
+    print(f"cold / warm median: {cold_median / warm_median:.1f}x; "
+          f"warm with / without the OS layer: {warm_median / bare_median:.2f}x")
     print(f"run_python warm median {warm_median:.1f} ms (goal < 30 ms); "
           f"run_shell 'true' median {shell_median:.1f} ms (goal < 50 ms)")
 
