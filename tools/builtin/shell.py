@@ -19,7 +19,8 @@ RESULT_CHARS = 8_000
 DESCRIPTION = (
     "Run a shell command (/bin/sh -c) in the workspace folder and return its exit code and output. "
     "Use it to list, search and inspect files, run tests and build tools, and check your edits "
-    "(git status, git diff). No network; files outside the workspace cannot be read or written."
+    "(git status, git diff). No network; nothing outside the workspace can be written, and outside it only "
+    "the system's programs and libraries can be read."
 )
 
 # Read-only programs, and for git the read-only subcommands; every other command asks first.
@@ -30,7 +31,7 @@ READ_ONLY_PROGRAMS = frozenset({
 READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "ls-files", "rev-parse", "blame"})
 # Characters that let a command do more than run one program with plain arguments: separators,
 # pipes, redirections, substitutions, expansions, escapes, history and comments.
-_SHELL_SYNTAX = frozenset(";&|<>$`(){}[]\\!#~*?\n\r\t'\"=") - frozenset("'\"=")
+_SHELL_SYNTAX = frozenset(";&|<>$`(){}[]\\!#~*?\n\r\t")
 # Options that write a file or run another program (git's external diff and text filters, pagers).
 _WRITING_OPTIONS = ("--output", "-o", "--ext-diff", "--textconv", "--exec", "--open-files-in-pager", "-O")
 
