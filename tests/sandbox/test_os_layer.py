@@ -2,6 +2,7 @@
 still cannot read the host, reach the network, write outside the workspace or leave a process."""
 
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -117,9 +118,12 @@ def test_no_process_can_be_started_or_namespace_made(raw):
 @confined
 def test_workspace_is_writable(tmp_path):
     workspace = _workspace()
-    with Sandbox(workspace=workspace, unrestricted_for_tests=True) as box:
-        out = attempt(box, f"open({os.path.join(workspace, 'made')!r}, 'w').close()")
-    assert out.startswith("allowed:") and os.path.exists(os.path.join(workspace, "made"))
+    try:
+        with Sandbox(workspace=workspace, unrestricted_for_tests=True) as box:
+            out = attempt(box, f"open({os.path.join(workspace, 'made')!r}, 'w').close()")
+        assert out.startswith("allowed:") and os.path.exists(os.path.join(workspace, "made"))
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def _workspace() -> str:

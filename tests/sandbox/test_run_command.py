@@ -2,6 +2,7 @@
 error_kind, leave no process behind, and the next command still runs."""
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,7 +27,9 @@ def _workspace() -> str:
 
 @pytest.fixture(scope="module")
 def workspace():
-    return _workspace()
+    folder = _workspace()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

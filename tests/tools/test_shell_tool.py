@@ -2,6 +2,7 @@
 agent loop, approvals and sandbox."""
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -67,7 +68,8 @@ def workspace():
     folder = tempfile.mkdtemp(prefix="optiq-shell-ws-")
     if os.geteuid() == 0:  # as root, commands run as nobody
         os.chown(folder, 65534, 65534)
-    return Path(folder)
+    yield Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _confined() -> bool:
