@@ -290,7 +290,7 @@ class Agent:
         call = call.model_copy(update={"arguments": validation.arguments})
         yield ToolValidatedEvent(call=call)
         tool = self.registry.get(call.name)
-        if tool.side_effects and not (yield from self._approved(call, tool)):
+        if tool.needs_approval(call.arguments) and not (yield from self._approved(call, tool)):
             message = f"the user denied this {tool.name} call; it did not run. Do not retry it; answer without it."
             yield ToolRejectedEvent(call=call, reason="denied", errors=[message])
             return (yield from self._finish(call, message, ok=False, turn=turn, key=key))

@@ -48,7 +48,12 @@ def approve_none(request: ApprovalRequest) -> ApprovalDecision:
     return ApprovalDecision.DENY
 
 
-POLICIES: dict[str, Approver] = {"all": approve_all, "none": approve_none}
+def approve_shell(request: ApprovalRequest) -> ApprovalDecision:
+    """Allow shell commands, deny every other side effect (``--approve shell``)."""
+    return ApprovalDecision.ALLOW_ONCE if request.tool == "run_shell" else ApprovalDecision.DENY
+
+
+POLICIES: dict[str, Approver] = {"all": approve_all, "none": approve_none, "shell": approve_shell}
 
 
 def preview(name: str, arguments: dict[str, Any]) -> str:

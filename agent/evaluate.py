@@ -124,6 +124,7 @@ def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling,
 
     A task's ``before`` requests run first in the same session; the checks look at the last request.
     """
+    from sandbox import hand_to_workers
     from tools.builtin import builtin_tools
     from tools.registry import Registry
 
@@ -132,6 +133,7 @@ def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling,
         for relative, content in task.files.items():
             (workspace / relative).parent.mkdir(parents=True, exist_ok=True)
             (workspace / relative).write_text(content, encoding="utf-8")
+        hand_to_workers(workspace)  # run_shell's commands may write there, also when we run as root
         steps = task.max_steps or AGENT_MAX_STEPS
         registry = Registry([*builtin_tools(), *extra_tools])
         with Agent(engine, registry, workspace, approve_all, max_steps=steps, sampling=sampling) as agent:

@@ -29,6 +29,15 @@ def load_engine(model: str | None, base: str | None = None, *, mtp: bool = True,
     return Engine.load(model, mtp=mtp)
 
 
+def shell_sandbox(workspace: Any, allow_unconfined: bool) -> Any:
+    """A sandbox whose commands may run without the OS layer (``--allow-unconfined-shell``), else None."""
+    if not allow_unconfined:
+        return None
+    from sandbox import Policy, Sandbox
+
+    return Sandbox(Policy(unconfined_commands=True), workspace=workspace)
+
+
 def run_headless(
     agent: Agent, prompt: str, *, json_lines: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr
 ) -> int:

@@ -37,7 +37,7 @@ class ToolRunner:
         if self._sandbox is None:
             from sandbox import Sandbox
 
-            self._sandbox = Sandbox()
+            self._sandbox = Sandbox(workspace=self.workspace)
         return self._sandbox
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
-"""Running untrusted Python: RestrictedPython policy inside confined worker processes."""
+"""Running untrusted code: RestrictedPython policy and an OS layer around every worker process."""
 
-from sandbox.host import Sandbox, SandboxError
+from sandbox.host import Sandbox, SandboxError, confinement, hand_to_workers
 from sandbox.policy import DEFAULT_MODULES, Policy
-from sandbox.result import ErrorKind, RunResult
+from sandbox.result import CommandResult, ErrorKind, RunResult
 
-__all__ = ["DEFAULT_MODULES", "ErrorKind", "Policy", "RunResult", "Sandbox", "SandboxError"]
+__all__ = ["DEFAULT_MODULES", "CommandResult", "ErrorKind", "Policy", "RunResult", "Sandbox", "SandboxError",
+           "confinement", "hand_to_workers"]

@@ -25,6 +25,7 @@ class Refused(Exception):
 
 def clean(text: str, cap: int) -> str:
     """``text`` cut to ``cap`` characters and made valid UTF-8 (lone surrogates escaped)."""
+    text = str.__str__(text)  # a str subclass from code's __repr__ becomes a plain str: no code methods below
     text = text if len(text) <= cap else text[:cap] + f"... [cut at {cap} characters]"
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
@@ -75,8 +76,8 @@ def error_line(error: BaseException) -> int | None:
 
 def describe(error: BaseException) -> str:
     try:
-        text = str(error)
-    except Exception:
+        text = str.__str__(str(error))  # code's __str__ may return a str subclass or raise anything
+    except BaseException:
         text = "<unprintable>"
     line = error_line(error)
     where = f" (line {line})" if line else ""

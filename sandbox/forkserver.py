@@ -1,9 +1,12 @@
-"""The fork server: a trusted process that imports everything once and forks a fresh,
-confined worker for each run, so a warm run costs a fork instead of an interpreter start.
+"""The fork server: a trusted process that imports everything once, confines itself (the OS
+layer, ``sandbox.oslayer``) and forks a fresh worker for each run, so a warm run costs a
+fork instead of an interpreter start.
 
-Protocol on stdin/stdout, one JSON object per line: the first line is the policy, answered
-by ``{"ready": true}``; then each request ``{"code": ..., "timeout": ...}`` is answered by the
-fields of a ``RunResult`` (without ``duration_s``).
+Protocol on stdin/stdout, one JSON object per line: the first line is
+``{"policy": ..., "workspace": ..., "scratch": ..., "confine": bool}``, answered by
+``{"ready": true, "confinement": {...}}``; then each request ``{"code": ..., "timeout": ...}`` is
+answered by the fields of a ``RunResult``, and each ``{"command": ..., "timeout": ...}`` by those of
+a ``CommandResult`` (both without ``duration_s``).
 """
 
 from __future__ import annotations
@@ -14,23 +17,55 @@ import select
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
+from sandbox import seccomp
+from sandbox.command import run_command
+from sandbox.oslayer import confine_server, unconfined
 from sandbox.execute import run_snippet
-from sandbox.guards import ModuleProxy, load_proxies
+from sandbox.guards import load_proxies
 from sandbox.limits import confine
 from sandbox.policy import Policy
 
 _CHUNK = 1 << 16
 
+Runner = Callable[[str, Policy, Any], dict[str, Any]]
 
-def serve(stdin: Any, stdout: Any) -> None:
-    policy = Policy.from_json(stdin.readline())
-    proxies = load_proxies(policy.modules)
-    _reply(stdout, {"ready": True})
+
+class Server:
+    """What every request needs: the policy, the loaded modules, the folders and the seccomp filters."""
+
+    def __init__(self, setup: dict[str, Any], runner: Runner) -> None:
+        self.policy = Policy.from_json(json.dumps(setup["policy"]))
+        self.workspace, self.scratch = setup["workspace"], setup["scratch"]
+        self.proxies = load_proxies(self.policy.modules)
+        self.runner = runner
+        self.confinement = self._confine(bool(setup.get("confine", True)))
+        filesystem = self.confinement["filesystem"]
+        self.landlock_abi = int(filesystem.rsplit(" ", 1)[1]) if filesystem.startswith("landlock") else 0
+        filtered = self.confinement["syscalls"] == "seccomp"
+        self.python_filter = seccomp.Filter(python_worker=True) if filtered else None
+        self.command_filter = seccomp.Filter(python_worker=False) if filtered else None
+
+    def _confine(self, wanted: bool) -> dict[str, str]:
+        if sys.platform.startswith("linux") and wanted:
+            return confine_server(self.workspace, self.scratch)
+        return unconfined(sys.platform)  # macOS: the host started us under sandbox-exec and says so
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        timeout_s = float(request["timeout"])
+        if "command" in request:
+            read_only_abi = self.landlock_abi if request.get("read_only") else 0
+            return run_command(str(request["command"]), timeout_s, self.policy, self.workspace, self.scratch,
+                               self.command_filter, read_only_abi)
+        return run_once(request["code"], timeout_s, self)
+
+
+def serve(stdin: Any, stdout: Any, runner: Runner) -> None:
+    server = Server(json.loads(stdin.readline()), runner)
+    _reply(stdout, {"ready": True, "confinement": server.confinement})
     for line in stdin:
-        request = json.loads(line)
-        _reply(stdout, run_once(request["code"], float(request["timeout"]), policy, proxies))
+        _reply(stdout, server.handle(json.loads(line)))
 
 
 def _reply(stdout: Any, message: dict[str, Any]) -> None:
@@ -38,20 +73,22 @@ def _reply(stdout: Any, message: dict[str, Any]) -> None:
     stdout.flush()
 
 
-def run_once(code: str, timeout_s: float, policy: Policy, proxies: dict[str, ModuleProxy]) -> dict[str, Any]:
-    """Fork a confined worker for ``code``; kill it at the timeout; classify how it ended."""
+def run_once(code: str, timeout_s: float, server: Server) -> dict[str, Any]:
+    """Fork a confined worker for ``code``; kill its group at the timeout; classify how it ended."""
     read_end, write_end = os.pipe()
     deadline = time.monotonic() + timeout_s
     pid = os.fork()
     if pid == 0:
-        _child(code, timeout_s, policy, proxies, read_end, write_end)
+        _child(code, timeout_s, server, read_end, write_end)
     os.close(write_end)
     try:
         data, timed_out = _read_until(read_end, deadline)
     finally:
         os.close(read_end)
-    if timed_out:
-        os.kill(pid, signal.SIGKILL)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # nothing of the worker's may outlive the run
+    except ProcessLookupError:
+        pass  # it had already ended
     _, status = os.waitpid(pid, 0)
     if timed_out:
         return {"ok": False, "error": f"timed out after {timeout_s:g} s", "error_kind": "timeout"}
@@ -61,13 +98,13 @@ def run_once(code: str, timeout_s: float, policy: Policy, proxies: dict[str, Mod
         return _died(status)
 
 
-def _child(code: str, timeout_s: float, policy: Policy, proxies: dict[str, ModuleProxy], read_end: int, write_end: int) -> None:
+def _child(code: str, timeout_s: float, server: Server, read_end: int, write_end: int) -> None:
     status = 70
     try:
         os.close(read_end)
-        out = confine(policy, timeout_s, write_end)
+        out = confine(server.policy, timeout_s, write_end, server.python_filter)
         try:
-            outcome = run_snippet(code, policy, proxies)
+            outcome = server.runner(code, server.policy, server.proxies)
         except Exception as error:  # a bug of ours, reported rather than mistaken for the code's
             outcome = {"ok": False, "error": f"sandbox internal error: {type(error).__name__}: {error}",
                        "error_kind": "runtime"}
@@ -101,12 +138,22 @@ def _died(status: int) -> dict[str, Any]:
         sig = os.WTERMSIG(status)
         if sig in (signal.SIGXCPU, signal.SIGKILL):
             return {"ok": False, "error": "CPU time limit exceeded", "error_kind": "timeout"}
+        if sig == signal.SIGSYS:
+            return {"ok": False, "error": "the worker made a system call the sandbox forbids", "error_kind": "policy"}
         return {"ok": False, "error": f"the worker crashed ({signal.Signals(sig).name}), "
                 "for example from recursion too deep for the C stack", "error_kind": "runtime"}
     return {"ok": False, "error": f"the worker exited without a result (status {os.WEXITSTATUS(status)}), "
             "most likely out of memory", "error_kind": "memory"}
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host's Ctrl-C is the host's to handle
-    serve(sys.stdin, sys.stdout)
+    if "--unrestricted-for-tests" in argv:
+        from sandbox.unrestricted import run_unrestricted as runner
+    else:
+        runner = run_snippet
+    serve(sys.stdin, sys.stdout, runner)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -66,8 +66,8 @@ _INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
 
 def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
     """``getattr`` for sandboxed code: no private names, frames, formatters or modules."""
-    if not isinstance(name, str):
-        raise TypeError(f"attribute name must be a string, not {type(name).__name__}")
+    if type(name) is not str:  # a str subclass could answer startswith/__eq__ as it likes
+        raise TypeError(f"attribute name must be a str, not {type(name).__name__}")
     if name.startswith("_"):
         raise PolicyViolation(f"attribute '{name}' is not allowed (names starting with '_' are private)")
     if name in _DENIED_ATTRS or isinstance(obj, _OPAQUE_TYPES):
@@ -116,10 +116,17 @@ def refused_builtin(name: str) -> Callable[..., Any]:
 
 
 def safe_type(obj: Any, *rest: Any) -> type:
-    """One-argument ``type``; the three-argument form would build classes outside the guards."""
+    """One-argument ``type`` that never hands out ``type`` or another metaclass.
+
+    Calling a metaclass with three arguments builds a class outside ``__metaclass__`` and the
+    guards, so ``type(type(0))`` and ``type(re.RegexFlag)`` are refused like ``type(a, b, c)``.
+    """
     if rest:
         raise PolicyViolation("type() with three arguments is not allowed; use a class statement")
-    return type(obj)
+    kind = type(obj)
+    if issubclass(kind, type):
+        raise PolicyViolation("type() of a class is not allowed in the sandbox (it would be a metaclass)")
+    return kind
 
 
 class ModuleProxy:
@@ -183,11 +190,11 @@ def make_import(proxies: dict[str, ModuleProxy]) -> Callable[..., ModuleProxy]:
     allowed = ", ".join(sorted(proxies))
 
     def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> ModuleProxy:
-        if level != 0 or name not in proxies:
+        if type(name) is not str or type(level) is not int or level != 0 or name not in proxies:
             raise PolicyViolation(f"import of module '{name}' is not allowed (allowed: {allowed})")
         proxy = proxies[name]
         for attr in fromlist or ():
-            if not isinstance(attr, str) or not guarded_hasattr(proxy, attr):
+            if type(attr) is not str or not guarded_hasattr(proxy, attr):
                 raise PolicyViolation(f"name '{attr}' of module '{name}' is not allowed in the sandbox")
         return proxy
 
@@ -233,19 +240,20 @@ class WriteGuard:
     """``_write_``: items may be set on any container; attributes only on classes the code made."""
 
     def __init__(self) -> None:
-        self.classes: set[type] = set()
+        # Keyed by identity: a set lookup would call a code-made object's own __eq__.
+        self.classes: dict[int, type] = {}
 
     def __call__(self, obj: Any) -> Any:
         if isinstance(obj, ModuleProxy):
             raise PolicyViolation(f"{obj!r} is read-only")
-        if type(obj) in (dict, list) or type(obj) in self.classes or (isinstance(obj, type) and obj in self.classes):
+        if type(obj) in (dict, list) or id(type(obj)) in self.classes or id(obj) in self.classes:
             return obj
         return _GuardedTarget(obj)
 
     def metaclass(self, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> type:
         """RestrictedPython compiles every ``class`` statement with ``metaclass=__metaclass__``."""
         cls = type(name, bases, namespace)
-        self.classes.add(cls)
+        self.classes[id(cls)] = cls
         return cls
 
 

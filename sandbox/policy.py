@@ -24,7 +24,9 @@ class Policy:
     """Modules code may import and the limits of the worker process that runs it.
 
     ``timeout_s`` is the wall-clock default for ``Sandbox.run``; ``cpu_s`` the CPU seconds a run
-    may use (None: the timeout rounded up, plus one).
+    may use (None: the timeout rounded up, plus one). Commands (``Sandbox.run_command``) may also
+    start up to ``processes`` processes and write files of up to ``file_bytes``; Python workers
+    neither. ``unconfined_commands`` lets commands run where no OS layer could be applied.
     """
 
     modules: frozenset[str] = field(default=DEFAULT_MODULES)
@@ -34,6 +36,9 @@ class Policy:
     output_chars: int = 64_000
     value_chars: int = 8_000
     open_files: int = 16
+    processes: int = 64
+    file_bytes: int = 1 << 30
+    unconfined_commands: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modules", frozenset(self.modules))

@@ -34,6 +34,9 @@ class Tool:
     ``side_effects`` tools ask for approval before they run; ``sandboxed`` tools run model-written
     code in the sandbox. ``args_model`` is set when the schema came from a pydantic model.
     ``source`` says where the tool came from: ``builtin``, ``custom`` (``--tools``) or ``mcp:SERVER``.
+    ``side_effects`` tools ask for approval before they run, unless ``asks`` (given the call's
+    arguments) says this call need not; ``sandboxed`` tools run model-written code in the sandbox.
+    ``args_model`` is set when the schema came from a pydantic model.
     """
 
     name: str
@@ -44,13 +47,18 @@ class Tool:
     sandboxed: bool = False
     args_model: type[BaseModel] | None = field(default=None, compare=False)
     source: str = field(default="builtin", compare=False)
+    asks: Callable[[dict[str, Any]], bool] | None = field(default=None, compare=False)
 
     @classmethod
     def from_model(
-        cls, name: str, description: str, args_model: type[BaseModel], handler: Handler, **flags: bool
+        cls, name: str, description: str, args_model: type[BaseModel], handler: Handler, **flags: Any
     ) -> "Tool":
         """A tool whose parameters are a pydantic model's JSON Schema."""
         return cls(name, description, schema_of(args_model), handler, args_model=args_model, **flags)
+
+    def needs_approval(self, arguments: dict[str, Any]) -> bool:
+        """Whether this call must be approved before it runs."""
+        return self.side_effects and (self.asks is None or self.asks(arguments))
 
     def openai(self) -> dict[str, Any]:
         """The OpenAI function format that ``apply_chat_template(tools=...)`` takes."""

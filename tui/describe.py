@@ -19,9 +19,12 @@ def model_metadata(engine: Any) -> dict:
         return {}
 
 
-def tools_markdown(registry: Any) -> str:
-    """Every tool with its description, flags and argument schema."""
+def tools_markdown(registry: Any, confinement: dict[str, str] | None = None) -> str:
+    """Every tool with its description, flags and argument schema; first the sandbox's OS layers."""
     parts = ["## Tools"]
+    if confinement is not None:
+        rows = "\n".join(f"- **{layer}**: {value}" for layer, value in confinement.items())
+        parts.append(f"Sandbox confinement (`run_python`, `run_shell`):\n\n{rows}")
     for tool in registry:
         source = getattr(tool, "source", "builtin")
         flags = [flag for flag, on in ((source, source != "builtin"), ("asks for approval", tool.side_effects),

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from optiq_runtime.errors import OptiqError
 
-COMMANDS = ("chat", "run", "eval", "quantize", "kl", "bench", "serve", "tools")
+COMMANDS = ("chat", "run", "eval", "quantize", "kl", "bench", "serve", "tools", "doctor")
 DEFAULT_COMMAND = "chat"
 # ``agent/cli/tools.py`` would shadow the top-level ``tools`` package when this folder is sys.path[0]
 MODULES = {"tools": "tools_command"}

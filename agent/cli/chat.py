@@ -14,6 +14,8 @@ def add_arguments(parser):
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
     parser.add_argument("--mcp", action="append", metavar="FILE",
                         help='an MCP servers file ({"mcpServers": ...}) whose tools join the others; repeatable')
+    parser.add_argument("--allow-unconfined-shell", action="store_true",
+                        help="let run_shell run commands even where the OS sandbox is missing")
     parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
                         help="limit tool-call function and parameter names to the offered tools (default on)")
 
@@ -61,6 +63,10 @@ def _launcher(args, tools, workspace):
 
             model = ensure_model(args.base, progress=progress, log=log)
         engine = Engine.load(model, mtp=not args.no_mtp, mtp_depth=args.mtp_depth)
-        return Agent(engine, tools.registry, workspace, approve=approve, sampling=Sampling(guide_calls=args.guide_calls))
+        from agent.headless import shell_sandbox
+
+        sandbox = shell_sandbox(workspace, args.allow_unconfined_shell)  # None: the agent makes and owns one
+        return Agent(engine, tools.registry, workspace, approve=approve, sampling=Sampling(guide_calls=args.guide_calls),
+                     sandbox=sandbox)
 
     return launch

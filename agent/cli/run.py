@@ -12,7 +12,11 @@ def add_arguments(parser):
     parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head")
     parser.add_argument("--max-steps", type=int, default=8, help="model turns before giving up (default 8)")
     parser.add_argument("--max-tokens", type=int, default=512, help="tokens per model turn (default 512)")
-    parser.add_argument("--approve", choices=["all", "none"], default="none", help="answer to approvals of write/edit and of MCP servers set to ask (default none)")
+    parser.add_argument("--approve", choices=["all", "none", "shell"], default="none",
+                        help="answer to approvals: all, none, or shell (shell commands only); approvals cover "
+                             "write/edit, shell commands and MCP servers set to ask (default none)")
+    parser.add_argument("--allow-unconfined-shell", action="store_true",
+                        help="let run_shell run commands even where the OS sandbox is missing")
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout, the last being 'done'")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
@@ -27,7 +31,7 @@ def run(args) -> int:
 
     from agent.agent import Agent, Sampling
     from agent.approval import POLICIES
-    from agent.headless import load_engine, open_trace, run_headless
+    from agent.headless import load_engine, open_trace, run_headless, shell_sandbox
     from agent.toolset import plan_tools
     from optiq_runtime.errors import BadInputError
     from optiq_runtime.progress import stderr_callback
@@ -42,8 +46,13 @@ def run(args) -> int:
     tools = plan_tools(args.tools, args.mcp, workspace)
     engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
     sampling = Sampling(max_tokens=args.max_tokens, guide_calls=args.guide_calls)
-    with tools.start():
-        agent = Agent(engine, tools.registry, workspace, POLICIES[args.approve], max_steps=args.max_steps,
-                      sampling=sampling, trace=open_trace())
-        with agent:
-            return run_headless(agent, args.prompt, json_lines=args.json)
+    sandbox = shell_sandbox(workspace, args.allow_unconfined_shell)
+    try:
+        with tools.start():
+            agent = Agent(engine, tools.registry, workspace, POLICIES[args.approve], max_steps=args.max_steps,
+                          sampling=sampling, trace=open_trace(), sandbox=sandbox)
+            with agent:
+                return run_headless(agent, args.prompt, json_lines=args.json)
+    finally:
+        if sandbox is not None:
+            sandbox.close()

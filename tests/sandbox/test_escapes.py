@@ -32,6 +32,10 @@ ESCAPES = [
     ("setattr_builtin", "import math\nsetattr(math, 'pi', 3)", "policy"),
     ("builtins_name", "__builtins__['open']('{m}', 'w')", "policy"),
     ("type_three_args", "X = type('X', (), {{}})", "policy"),
+    ("type_of_type", "T = type(type(0))\nT('X', (), {{}})", "policy"),
+    ("type_of_enum_class", "import re\ntype(re.RegexFlag)", "policy"),
+    ("str_subclass_name", "class S(str):\n    def startswith(self, p):\n        return False\ngetattr((), S('__class__'))", "runtime"),
+    ("str_subclass_hasattr", "class S(str):\n    def startswith(self, p):\n        return False\nhasattr((), S('__class__'))", "runtime"),
     # class-hierarchy walks
     ("subclasses", "().__class__.__bases__[0].__subclasses__()", "policy"),
     ("object_subclasses", "object.__subclasses__()", "policy"),

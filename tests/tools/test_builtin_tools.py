@@ -33,11 +33,13 @@ def call(name, ctx, **arguments):
 
 def test_tools_in_order_with_flags():
     tools = builtin_tools()
-    assert [t.name for t in tools] == ["run_python", "read_file", "write_file", "edit_file", "list_dir", "search_files"]
+    assert [t.name for t in tools] == ["run_python", "read_file", "write_file", "edit_file", "list_dir", "search_files",
+                                       "run_shell"]
     flags = {t.name: (t.side_effects, t.sandboxed) for t in tools}
     assert flags["run_python"] == (False, True)
     assert flags["write_file"] == (True, False) and flags["edit_file"] == (True, False)
     assert flags["read_file"] == (False, False)
+    assert flags["run_shell"] == (True, True)
     for tool in tools:
         assert tool.description and tool.parameters["type"] == "object"
         assert tool.openai()["function"]["name"] == tool.name

@@ -75,6 +75,18 @@ async def test_deny_leaves_the_file_alone(scripted_app, tmp_path):
         assert card.state == "rejected" and "denied" in str(card.title)
 
 
+async def test_a_shell_command_is_shown_before_it_runs(scripted_app, tmp_path):
+    app = scripted_app([call("run_shell", command="touch made.txt"), "Not run."])
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "make a file")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        assert "touch made.txt" in shown(app.screen.query_one("#approval-arguments"))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: done_count(app) == 1)
+        assert not (tmp_path / "made.txt").exists()
+        assert cards(app)[0].state == "rejected"
+
+
 async def test_allow_for_the_session_asks_once(scripted_app, tmp_path):
     replies = [call("write_file", path="a.txt", content="1"), "one", call("write_file", path="b.txt", content="2"), "two"]
     app = scripted_app(replies)

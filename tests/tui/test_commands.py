@@ -70,6 +70,7 @@ async def test_tools_model_mtp_and_unknown(scripted_app):
         text = transcript_text(app)
         assert "### run_python (sandboxed)" in text and '"code"' in text
         assert "### write_file (asks for approval)" in text
+        assert "Sandbox confinement" in text and "**filesystem**" in text
         assert "tiny-agent-optiq" in text and "/models/tiny-agent-optiq" in text
         assert app.agent.engine.mtp_enabled is False
         assert "MTP off" in str(app.chat.query_one(StatusBar).render())

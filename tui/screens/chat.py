@@ -346,7 +346,13 @@ class ChatScreen(Screen[None]):
         self.status.context_used = 0
 
     async def _command_tools(self, argument: str) -> None:
-        await self._show_markdown(tools_markdown(self.agent.registry))
+        from sandbox import SandboxError, confinement
+
+        try:  # found once per process by starting a sandbox: off the UI thread
+            layers = await asyncio.to_thread(confinement)
+        except SandboxError as error:
+            layers = {"sandbox": f"could not start: {error}"}
+        await self._show_markdown(tools_markdown(self.agent.registry, layers))
 
     async def _command_model(self, argument: str) -> None:
         await self._show_markdown(model_markdown(self.agent.engine))

@@ -15,7 +15,7 @@ from textual.widgets import Collapsible, Static
 RESULT_LINES = 40
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 BUSY = ("writing", "called", "running")  # states that show the spinner
-CODE_ARGUMENTS = {("run_python", "code"): "python"}
+CODE_ARGUMENTS = {("run_python", "code"): "python", ("run_shell", "command"): "bash"}
 
 # state -> (symbol, words); "done" and "failed" add the duration
 STATES = {

@@ -1,0 +1,64 @@
+"""`optiq doctor`: how optiq runs on this machine (sandbox confinement, BLAS, cache, default model)."""
+
+HELP = "Show how optiq runs here: the sandbox's confinement, the BLAS library, the cache folder and the default model."
+
+
+def add_arguments(parser):
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def run(args) -> int:
+    import json
+
+    report = collect()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def collect() -> dict:
+    """Every line of the report, as plain values."""
+    from optiq_runtime.firstrun import model_name
+    from optiq_runtime.home import cache_home, models_dir
+    from sandbox import SandboxError, confinement
+    from sandbox.oslayer import is_confined
+
+    try:
+        layers = confinement()
+        sandbox = {**layers, "confined": is_confined(layers)}
+    except SandboxError as error:
+        sandbox = {"error": str(error), "confined": False}
+    default_model = models_dir() / model_name(None)
+    return {
+        "sandbox": sandbox,
+        "blas": _blas(),
+        "cache": str(cache_home()),
+        "model": {"name": default_model.name, "path": str(default_model),
+                  "built": (default_model / "config.json").is_file()},
+    }
+
+
+def _blas() -> dict:
+    from optiq_runtime.fastcpu import find_openblas, openblas_active
+
+    library = find_openblas()
+    return {"path": str(library) if library else None, "active": openblas_active()}
+
+
+def format_report(report: dict) -> str:
+    sandbox, blas, model = report["sandbox"], report["blas"], report["model"]
+    if "error" in sandbox:
+        lines = [f"sandbox      could not start: {sandbox['error']}"]
+    else:
+        state = "confined" if sandbox["confined"] else "DEGRADED: Python keeps its language layer; run_shell refuses"
+        lines = [f"sandbox      {state}"]
+        lines += [f"  {layer:<11}{sandbox[layer]}" for layer in ("platform", "filesystem", "network", "syscalls", "user")]
+    if blas["path"]:
+        lines.append(f"blas         {blas['path']} ({'preloaded' if blas['active'] else 'found, not preloaded in this process'})")
+    else:
+        lines.append("blas         MLX's reference BLAS (no OpenBLAS found)")
+    lines.append(f"cache        {report['cache']}")
+    lines.append(f"model        {model['name']} ({'built' if model['built'] else 'built on first run'}: {model['path']})")
+    return "\n".join(lines)
