@@ -94,7 +94,7 @@ def _call(tools, workspace, args) -> int:
     if not validation.ok:
         raise BadInputError("; ".join(validation.errors))
     tool = tools.registry.get(args.name)
-    if tool.side_effects and not args.approve:
+    if tool.needs_approval(validation.arguments) and not args.approve:
         raise BadInputError(f"{tool.name} ({tool.source}) asks for approval before it runs; pass --approve to run "
                             f"{tool.name}({json.dumps(validation.arguments, ensure_ascii=False)})")
     runner = ToolRunner(workspace)

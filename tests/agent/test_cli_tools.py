@@ -79,6 +79,14 @@ def test_a_tool_that_asks_runs_only_with_approve(servers, tmp_path):
     assert ran.returncode == 0 and ran.stdout == "recorded x\n" and marker.read_text() == "x\n"
 
 
+def test_a_read_only_shell_command_runs_without_approve_and_a_writing_one_asks(tmp_path):
+    (tmp_path / "a.txt").write_text("hi\n")
+    listed = optiq("tools", "call", "run_shell", '{"command": "ls"}', "--workspace", str(tmp_path))
+    assert listed.returncode == 0 and "a.txt" in listed.stdout
+    refused = optiq("tools", "call", "run_shell", '{"command": "touch b.txt"}', "--workspace", str(tmp_path))
+    assert refused.returncode == 2 and "pass --approve" in refused.stderr and not (tmp_path / "b.txt").exists()
+
+
 def test_a_tool_error_exits_1(servers, tmp_path):
     result = optiq("tools", "call", "fail", '{"reason": "quota"}', "--mcp", servers, "--approve", cwd=tmp_path)
     assert result.returncode == 1 and "failed on purpose: quota" in result.stderr and result.stdout == ""
