@@ -25,6 +25,20 @@ def servers(tmp_path) -> str:
     return str(path)
 
 
+@pytest.fixture
+def shell_workspace():
+    """A folder commands may enter: as root they run as nobody, who cannot pass pytest's private tmp folders."""
+    import shutil
+    import tempfile
+
+    from sandbox import hand_to_workers
+
+    folder = Path(tempfile.mkdtemp(prefix="optiq-tools-ws-"))
+    hand_to_workers(folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_list_shows_every_tool_with_its_source_and_schema(servers, tmp_path):
     tools_file = tmp_path / "mine.py"
     tools_file.write_text("from pydantic import BaseModel\nfrom tools import Tool\n"
@@ -79,12 +93,12 @@ def test_a_tool_that_asks_runs_only_with_approve(servers, tmp_path):
     assert ran.returncode == 0 and ran.stdout == "recorded x\n" and marker.read_text() == "x\n"
 
 
-def test_a_read_only_shell_command_runs_without_approve_and_a_writing_one_asks(tmp_path):
-    (tmp_path / "a.txt").write_text("hi\n")
-    listed = optiq("tools", "call", "run_shell", '{"command": "ls"}', "--workspace", str(tmp_path))
+def test_a_read_only_shell_command_runs_without_approve_and_a_writing_one_asks(shell_workspace):
+    (shell_workspace / "a.txt").write_text("hi\n")
+    listed = optiq("tools", "call", "run_shell", '{"command": "ls"}', "--workspace", str(shell_workspace))
     assert listed.returncode == 0 and "a.txt" in listed.stdout
-    refused = optiq("tools", "call", "run_shell", '{"command": "touch b.txt"}', "--workspace", str(tmp_path))
-    assert refused.returncode == 2 and "pass --approve" in refused.stderr and not (tmp_path / "b.txt").exists()
+    refused = optiq("tools", "call", "run_shell", '{"command": "touch b.txt"}', "--workspace", str(shell_workspace))
+    assert refused.returncode == 2 and "pass --approve" in refused.stderr and not (shell_workspace / "b.txt").exists()
 
 
 def test_a_tool_error_exits_1(servers, tmp_path):
