@@ -6,7 +6,8 @@ A real server on a loopback port answers a fixed batch (plain questions, tool of
 - mtp: sent by ``--clients`` threads over keep-alive connections, MTP on and off alternating which
   goes first; requests/s and completion tokens/s are wall-clock numbers for the whole batch.
 - single: one client streams the batch, on the OpenAI route and on the Anthropic one (when the
-  server has it): time to first token (p50/p95) and completion tokens/s over the time in requests.
+  server has it), taking turns: time to first token (p50/p95) and completion tokens/s over the
+  time in requests.
 - sweep: 1, 4, 16, 64 clients released together, each sending ``--per-client`` streamed requests
   (max_tokens 16): throughput, time to first token p50/p95, and the count of each status
   ("reset" = no HTTP answer at all).
@@ -185,18 +186,28 @@ def report(result: dict, args) -> str:
     return "\n".join(lines)
 
 
-def single_rows(server: Server, requests: list[dict]) -> dict:
-    """One client streaming the batch on each API; MTP on (the default)."""
+def single_rows(server: Server, requests: list[dict], apis: list[str]) -> dict:
+    """One client streaming the batch on each API, MTP on (the default).
+
+    The APIs take turns request by request, so the engine's state (its MTP speed guard, the
+    machine's load) falls on each alike; the Anthropic request is three questions on from the
+    OpenAI one beside it, so that no prompt follows its own twin (whose cache it would reuse).
+    """
     server.service.engine.mtp_enabled = True
+    model = server.service.model_id
+    shapes = {"openai": serve_load.openai_body, "anthropic": serve_load.anthropic_body}
+    offsets = {"openai": 0, "anthropic": 3}
+    tallies = {api: serve_load.Tally() for api in apis}
+    for index in range(-2, len(requests)):  # the first two rounds warm up
+        for api in apis:
+            path, body = shapes[api](requests[(index + offsets[api]) % len(requests)], model)
+            answer = serve_load.send(server.port, path, body)
+            if index >= 0:
+                tallies[api].answers.append(answer)
     rows = {}
-    for name, shape in (("openai", serve_load.openai_body), ("anthropic", serve_load.anthropic_body)):
-        bodies = [shape(r) for r in requests]
-        serve_load.sequential(server.port, bodies[:2])  # warm-up
-        tally = serve_load.sequential(server.port, bodies)
-        if tally.statuses() == {"404": len(bodies)}:
-            rows[name] = None  # this server has no such route
-            continue
-        rows[name] = {**tally.row(), "tokens_per_s": round(tally.single_tokens_per_s(), 2)}
+    for api, tally in tallies.items():
+        unserved = tally.statuses() == {"404": len(requests)}  # this server has no such route
+        rows[api] = None if unserved else {**tally.row(), "tokens_per_s": round(tally.single_tokens_per_s(), 2)}
     return rows
 
 
@@ -254,6 +265,7 @@ def main() -> int:
     parser.add_argument("--no-fallback", action="store_true", help="keep MTP on even where it is slower than plain decoding")
     parser.add_argument("--sections", default="mtp,single,sweep,burst", help="which measurements (default all)")
     parser.add_argument("--sweep", default="1,4,16,64", help="client counts of the sweep (default 1,4,16,64)")
+    parser.add_argument("--apis", default="openai,anthropic", help="the APIs of the single-client rows (default both)")
     parser.add_argument("--per-client", type=int, default=2, help="requests each sweep client sends (default 2)")
     parser.add_argument("--queue-size", type=int, default=8, help="the server's queue (default 8, as optiq serve's)")
     parser.add_argument("--json", action="store_true")
@@ -270,7 +282,7 @@ def main() -> int:
         if "mtp" in sections:
             result.update(mtp_section(server, requests, args))
         if "single" in sections:
-            result["single"] = single_rows(server, requests)
+            result["single"] = single_rows(server, requests, args.apis.split(","))
         if "sweep" in sections:
             result["sweep"] = sweep_rows(server, [int(n) for n in args.sweep.split(",")], args.per_client)
         if "burst" in sections:

@@ -69,13 +69,13 @@ class Tally:
         }
 
 
-def openai_body(request: dict) -> tuple[str, dict]:
+def openai_body(request: dict, model: str | None = None) -> tuple[str, dict]:
     body = {**request, "stream": True, "stream_options": {"include_usage": True}}
     return "/v1/chat/completions", body
 
 
-def anthropic_body(request: dict) -> tuple[str, dict]:
-    body = {"model": "tiny-agent", "messages": request["messages"], "max_tokens": request["max_tokens"],
+def anthropic_body(request: dict, model: str | None = None) -> tuple[str, dict]:
+    body = {"model": model, "messages": request["messages"], "max_tokens": request["max_tokens"],
             "temperature": request.get("temperature", 1.0), "stream": True}
     if request.get("tools"):
         body["tools"] = [{"name": t["function"]["name"], "description": t["function"]["description"],

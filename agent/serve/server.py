@@ -21,7 +21,7 @@ from agent.serve.service import ServeConfig, Service
 from optiq_runtime.errors import BadInputError
 
 BACKLOG = 2048  # the kernel caps it at net.core.somaxconn
-SHUTDOWN_GRACE_S = 5
+SHUTDOWN_GRACE_S = 3  # running generations are stopped at once; this bounds the rest of a shutdown
 
 
 class Server:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ class Service:
         self.metrics = Metrics()
         self.created = int(time.time())
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optiq-model")
-        self._running: set[Hangup] = set()
+        self._running: set[Hangup] = set()  # added and removed on the loop, read by stop() from any thread
+        self._running_lock = threading.Lock()
 
     def models(self) -> dict[str, Any]:
         """The model list, readable as OpenAI's (``object``, ``data``) and as Anthropic's (``has_more``, ids)."""
@@ -173,13 +175,15 @@ class Service:
             self.queue.release()
             raise
         run = Run(completion, hangup, loop)
-        self._running.add(hangup)
+        with self._running_lock:
+            self._running.add(hangup)
         done = loop.run_in_executor(self._model_thread, run.generate, self.remember)
         done.add_done_callback(lambda _: self._finished(run))
         return run
 
     def _finished(self, run: Run) -> None:
-        self._running.discard(run.hangup)
+        with self._running_lock:
+            self._running.discard(run.hangup)
         self.metrics.generated(run.completion.outcome.stats)
         self.queue.release()
 
@@ -190,6 +194,8 @@ class Service:
 
     def stop(self) -> None:
         """End every running generation within a step and let the model thread go."""
-        for hangup in list(self._running):
+        with self._running_lock:
+            running = list(self._running)
+        for hangup in running:
             hangup.halt()
         self._model_thread.shutdown(wait=False, cancel_futures=True)
