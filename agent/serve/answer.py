@@ -23,6 +23,7 @@ from optiq_runtime.errors import OptiqError
 
 log = logging.getLogger("optiq.serve")
 
+CLIENT_LEFT = 499
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -84,7 +85,7 @@ class Answer:
         try:
             run = await self.service.start(self.request, hangup)
         except ClientGone:
-            return
+            return self._left()
         except Exception as error:  # noqa: BLE001 - the server's boundary: every failure becomes an answer
             return await self._fail(as_api_error(error))
         if self.request.stream:
@@ -100,7 +101,7 @@ class Answer:
         except Exception as error:  # noqa: BLE001
             return await self._fail(as_api_error(error))
         if hangup.is_set():
-            return  # the client is gone: nobody to answer
+            return self._left()  # nobody to answer
         body, headers = self.dialect.whole(run.completion, collected)
         for message in json_start(200, body, headers):
             await self._out(message)
@@ -118,6 +119,10 @@ class Answer:
             ending = self.dialect.stream_error(as_api_error(error))
         await self._events(ending)
         await self._out({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _left(self) -> None:
+        """Count a client that left before its answer began, as nginx does: 499, never sent."""
+        self.service.metrics.answered(CLIENT_LEFT)
 
     async def _fail(self, error: APIError) -> None:
         for message in json_start(error.status, self.dialect.error_body(error), error.headers):

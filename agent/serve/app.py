@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from agent.serve.anthropic import parse_messages, to_chat_request
 from agent.serve.anthropic_response import AnthropicDialect
-from agent.serve.answer import Answer
+from agent.serve.answer import CLIENT_LEFT, Answer
 from agent.serve.errors import APIError, body_timeout, internal_error, not_found, too_large
 from agent.serve.response import OpenAIDialect
 from agent.serve.service import Service
@@ -32,7 +32,7 @@ log = logging.getLogger("optiq.serve")
 
 
 def create_app(service: Service):
-    """The ASGI application serving ``service``, counting every answer's status for ``/metrics``."""
+    """The ASGI application serving ``service``, counting every API answer's status for ``/metrics``."""
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -54,9 +54,12 @@ def create_app(service: Service):
     return counting_statuses(app, service)
 
 
+UNCOUNTED = ("/health", "/metrics")  # the monitor's own requests would drown the clients' in the counts
+
+
 def counting_statuses(app, service: Service):
     async def counted(scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNCOUNTED:
             return await app(scope, receive, send)
 
         async def send_counted(message):
@@ -187,7 +190,7 @@ async def _http_error(request: Request, error: HTTPException) -> Response:
 
 
 async def _client_gone(request: Request, error: ClientDisconnect) -> Response:
-    return Response(status_code=499)  # nobody reads it; counted in /metrics as the client's leaving
+    return Response(status_code=CLIENT_LEFT)  # nobody reads it; counted in /metrics as the client's leaving
 
 
 async def _internal_error(request: Request, error: Exception) -> Response:

@@ -52,7 +52,7 @@ class Metrics:
         gauge = _family(lines)
         gauge("optiq_queue_waiting", "gauge", "requests waiting for the model", waiting)
         gauge("optiq_generating", "gauge", "1 while a generation runs", int(generating))
-        lines.append("# HELP optiq_requests_total HTTP answers by status")
+        lines.append("# HELP optiq_requests_total HTTP answers by status (499: the client left before its answer began)")
         lines.append("# TYPE optiq_requests_total counter")
         lines += [f'optiq_requests_total{{status="{status}"}} {count}' for status, count in sorted(self.statuses.items())]
         gauge("optiq_generations_total", "counter", "generations run (stopped ones included)", self.generations)

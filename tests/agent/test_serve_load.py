@@ -128,7 +128,9 @@ def test_a_queued_client_that_leaves_is_dropped_from_the_queue():
         status, _, answer = post(server.port, {"messages": QUESTION, "max_tokens": 2})
         assert status == 200 and json.loads(answer)["choices"][0]["message"]["content"] == "ok"
         assert len(engine.prompts) == 2  # the request that left never reached the model
-        assert metric(get(server.port, "/metrics"), "optiq_generations_interrupted_total") == 1
+        text = get(server.port, "/metrics")
+        assert metric(text, "optiq_generations_interrupted_total") == 1
+        assert metric(text, 'optiq_requests_total{status="499"}') == 1  # the one that left the queue
 
 
 class PacedEngine:
@@ -183,19 +185,27 @@ def test_a_client_that_disconnects_stops_the_model_within_one_step(random_engine
         assert random_engine.last_stats.finish_reason == "interrupted" and random_engine.last_stats.tokens < 400
 
 
+def read_to_close(connection: socket.socket) -> str:
+    """Everything the server sends until it closes the connection (as it does after 408 and 413)."""
+    data = b""
+    while chunk := connection.recv(4096):
+        data += chunk
+    return data.decode()
+
+
 def test_stalled_bodies_time_out_and_oversized_chunked_bodies_are_refused(engine):
     with Server(engine, ServeConfig(port=0, body_timeout_s=0.5, max_request_bytes=2048)) as server:
         stalled = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         stalled.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"messa")
         started = time.monotonic()
-        head = stalled.recv(4096).decode()
-        assert head.startswith("HTTP/1.1 408") and "request_timeout" in head and time.monotonic() - started < 5
+        answer = read_to_close(stalled)
+        assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer and time.monotonic() - started < 5
         stalled.close()
         chunked = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         chunk = b"x" * 1500
         chunked.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                         + (b"%X\r\n%s\r\n" % (len(chunk), chunk)) * 2 + b"0\r\n\r\n")
-        assert chunked.recv(4096).decode().startswith("HTTP/1.1 413")
+        assert read_to_close(chunked).startswith("HTTP/1.1 413")
         chunked.close()
         assert post(server.port, {"messages": QUESTION, "max_tokens": 2})[0] == 200
 
