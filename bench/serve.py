@@ -1,9 +1,17 @@
-"""`optiq serve` throughput with MTP on and off, measured in one run over the same batch of chat requests.
+"""`optiq serve` measured in one run: MTP on and off, one client on each API, and a load sweep.
 
 Run: python bench/serve.py [--model DIR] [--requests 8] [--max-tokens 64] [--clients 2] [--rounds 2]
-A real server on a loopback port answers a fixed batch (plain questions, tool offers, a forced call)
-sent by ``--clients`` threads over keep-alive connections; the two modes alternate which goes first.
-Requests/s and completion tokens/s are wall-clock numbers for the whole batch, queueing included.
+                           [--sections mtp,single,sweep,burst] [--sweep 1,4,16,64] [--queue-size 8]
+A real server on a loopback port answers a fixed batch (plain questions, tool offers, a forced call).
+- mtp: sent by ``--clients`` threads over keep-alive connections, MTP on and off alternating which
+  goes first; requests/s and completion tokens/s are wall-clock numbers for the whole batch.
+- single: one client streams the batch, on the OpenAI route and on the Anthropic one (when the
+  server has it), taking turns: time to first token (p50/p95) and completion tokens/s over the
+  time in requests.
+- sweep: 1, 4, 16, 64 clients released together, each sending ``--per-client`` streamed requests
+  (max_tokens 16): throughput, time to first token p50/p95, and the count of each status
+  ("reset" = no HTTP answer at all).
+- burst: 40 requests at the same moment, then four one after another.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import serve_load
 from agent.serve import ServeConfig, Server
 
 WEATHER = {
@@ -177,6 +186,74 @@ def report(result: dict, args) -> str:
     return "\n".join(lines)
 
 
+def single_rows(server: Server, requests: list[dict], apis: list[str]) -> dict:
+    """One client streaming the batch on each API, MTP on (the default).
+
+    The APIs take turns request by request, so the engine's state (its MTP speed guard, the
+    machine's load) falls on each alike; the Anthropic request is three questions on from the
+    OpenAI one beside it, so that no prompt follows its own twin (whose cache it would reuse).
+    """
+    server.service.engine.mtp_enabled = True
+    model = server.service.model_id
+    shapes = {"openai": serve_load.openai_body, "anthropic": serve_load.anthropic_body}
+    offsets = {"openai": 0, "anthropic": 3}
+    tallies = {api: serve_load.Tally() for api in apis}
+    for index in range(-2, len(requests)):  # the first two rounds warm up
+        for api in apis:
+            path, body = shapes[api](requests[(index + offsets[api]) % len(requests)], model)
+            answer = serve_load.send(server.port, path, body)
+            if index >= 0:
+                tallies[api].answers.append(answer)
+    rows = {}
+    for api, tally in tallies.items():
+        unserved = tally.statuses() == {"404": len(requests)}  # this server has no such route
+        rows[api] = None if unserved else {**tally.row(), "tokens_per_s": round(tally.single_tokens_per_s(), 2)}
+    return rows
+
+
+def sweep_rows(server: Server, counts: list[int], per_client: int) -> dict:
+    server.service.engine.mtp_enabled = True
+    rows = {}
+    for clients in counts:
+        bodies = [serve_load.openai_body(r) for r in batch(clients * per_client, 16)]
+        rows[str(clients)] = serve_load.burst(server.port, bodies, clients).row()
+    return rows
+
+
+def burst_rows(server: Server) -> dict:
+    """The issue's scenario: 40 chat completions (max_tokens 16) at once, then four in turn."""
+    server.service.engine.mtp_enabled = True
+    bodies = [serve_load.openai_body(r) for r in batch(40, 16)]
+    at_once = serve_load.burst(server.port, bodies, 40)
+    after = serve_load.sequential(server.port, bodies[:4])
+    return {"burst_40": at_once.row(), "after": after.row()}
+
+
+def load_report(result: dict) -> list[str]:
+    lines = []
+    single = result.get("single")
+    if single:
+        lines.append("one client, streamed:  TTFT p50 / p95      tok/s")
+        for name, row in single.items():
+            if row is None:
+                lines.append(f"  {name:9}  (no such route)")
+                continue
+            lines.append(f"  {name:9}  {row['ttft_p50_ms']:8.1f} / {row['ttft_p95_ms']:8.1f} ms  {row['tokens_per_s']:8.1f}  {row['statuses']}")
+        if single.get("openai") and single.get("anthropic"):
+            o, a = single["openai"], single["anthropic"]
+            lines.append(f"  anthropic / openai: TTFT p50 {a['ttft_p50_ms'] / o['ttft_p50_ms']:.2f}x, tok/s {a['tokens_per_s'] / o['tokens_per_s']:.2f}x")
+    for title, rows in (("sweep (clients)", result.get("sweep")), ("burst", result.get("burst"))):
+        if not rows:
+            continue
+        lines.append(f"{title}:  tok/s   TTFT p50 / p95 ms   statuses")
+        for name, row in rows.items():
+            p50, p95 = row["ttft_p50_ms"], row["ttft_p95_ms"]
+            ttft = "-" if p50 is None else f"{p50:.0f} / {p95:.0f}"
+            lines.append(f"  {name:>8}  {row['tokens_per_s']:7.1f}  {ttft:>17}  {row['statuses']}"
+                         + (f"  {row['missing_retry_after']} 429 without Retry-After" if row["missing_retry_after"] else ""))
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a model folder (default: the built default model, else the embedded base)")
@@ -186,24 +263,46 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2, help="concurrent client threads (default 2)")
     parser.add_argument("--rounds", type=int, default=2, help="on/off pairs, alternating which goes first (default 2)")
     parser.add_argument("--no-fallback", action="store_true", help="keep MTP on even where it is slower than plain decoding")
+    parser.add_argument("--sections", default="mtp,single,sweep,burst", help="which measurements (default all)")
+    parser.add_argument("--sweep", default="1,4,16,64", help="client counts of the sweep (default 1,4,16,64)")
+    parser.add_argument("--apis", default="openai,anthropic", help="the APIs of the single-client rows (default both)")
+    parser.add_argument("--per-client", type=int, default=2, help="requests each sweep client sends (default 2)")
+    parser.add_argument("--queue-size", type=int, default=8, help="the server's queue (default 8, as optiq serve's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     engine = load_engine(args.model, args.mtp_depth)
-    if not engine.mtp_available:
+    if "mtp" in sections and not engine.mtp_available:
         print(f"{engine.model_path} has no MTP head; there is nothing to compare", file=sys.stderr)
         return 1
     engine.auto_fallback = not args.no_fallback
     requests = batch(args.requests, args.max_tokens)
-    passes = []
-    with Server(engine, ServeConfig(port=0, queue_size=max(8, args.clients))) as server:
-        for mtp in (False, True):  # warm-up: first passes of each shape compile their graphs
-            run_pass(server, requests[:2], 1, mtp)
-        for round_ in range(args.rounds):
-            for mtp in ((True, False) if round_ % 2 == 0 else (False, True)):
-                passes.append(run_pass(server, requests, args.clients, mtp))
-    result = summary(passes)
-    print(json.dumps(result) if args.json else report(result, args))
+    result: dict = {}
+    with Server(engine, ServeConfig(port=0, queue_size=args.queue_size)) as server:
+        if "mtp" in sections:
+            result.update(mtp_section(server, requests, args))
+        if "single" in sections:
+            result["single"] = single_rows(server, requests, args.apis.split(","))
+        if "sweep" in sections:
+            result["sweep"] = sweep_rows(server, [int(n) for n in args.sweep.split(",")], args.per_client)
+        if "burst" in sections:
+            result["burst"] = burst_rows(server)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        lines = [report(result, args)] if "mtp" in sections else []
+        print("\n".join(lines + load_report(result)))
     return 0
+
+
+def mtp_section(server: Server, requests: list[dict], args) -> dict:
+    passes = []
+    for mtp in (False, True):  # warm-up: first passes of each shape compile their graphs
+        run_pass(server, requests[:2], 1, mtp)
+    for round_ in range(args.rounds):
+        for mtp in ((True, False) if round_ % 2 == 0 else (False, True)):
+            passes.append(run_pass(server, requests, args.clients, mtp))
+    return summary(passes)
 
 
 if __name__ == "__main__":

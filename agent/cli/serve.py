@@ -1,11 +1,11 @@
-"""`optiq serve`: serve an OpenAI-compatible chat completions API on loopback."""
+"""`optiq serve`: serve OpenAI chat completions and Anthropic Messages APIs on loopback."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-HELP = "Serve an OpenAI-compatible chat completions API on loopback."
+HELP = "Serve OpenAI- and Anthropic-compatible APIs (chat completions, messages) on loopback."
 
 
 def add_arguments(parser):
@@ -15,7 +15,7 @@ def add_arguments(parser):
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--mtp", action=argparse.BooleanOptionalAction, default=True, help="decode with the model's MTP head (default on)")
     parser.add_argument("--mtp-depth", type=int, default=2, help="tokens the MTP head drafts per step (default 2)")
-    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on /v1 routes and /metrics")
     parser.add_argument("--model-name", help="the model id clients send and /v1/models lists (default: the folder's name)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="the most tokens one answer may generate (default 4096)")
     parser.add_argument("--queue-size", type=int, default=8, help="requests that may wait while one generates; more get 429 (default 8)")

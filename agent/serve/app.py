@@ -1,279 +1,198 @@
-"""The HTTP side: routes, auth, body limits, JSON and Server-Sent Events, on the standard library's server.
+"""The HTTP side: routes, the API key, request bodies under a size and time limit, error shapes (Starlette).
 
-Each connection gets a thread (``ThreadingHTTPServer``); generations take turns through the
-service's queue. Every failure reaches the client as an OpenAI-style error object, never a stack
-trace, and the server goes on serving.
+Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` and
+``/v1/messages/count_tokens`` (Anthropic), ``GET /v1/models[/ID]`` (both APIs' fields),
+``GET /health`` (no key) and ``GET /metrics`` (Prometheus text). The key, when set, is accepted
+as ``Authorization: Bearer KEY`` (OpenAI clients) or ``x-api-key: KEY`` (Anthropic clients).
+Errors are Anthropic-shaped on ``/v1/messages`` and for clients that send ``anthropic-version``,
+OpenAI-shaped elsewhere; never a stack trace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import json
 import logging
-import select
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-from agent.serve.errors import APIError, bad_request, internal_error, not_found
-from agent.serve.queue import ClientGone
-from agent.serve.response import ChunkMaker, MessageBuilder, completion_body, completion_id, engine_headers
-from agent.serve.service import ServeConfig, Service
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from agent.serve.anthropic import parse_messages, to_chat_request
+from agent.serve.anthropic_response import AnthropicDialect
+from agent.serve.answer import CLIENT_LEFT, Answer
+from agent.serve.errors import APIError, body_timeout, internal_error, not_found, too_large
+from agent.serve.response import OpenAIDialect
+from agent.serve.service import Service
 from optiq_runtime.errors import OptiqError
 
 log = logging.getLogger("optiq.serve")
 
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
-MODELS_PATHS = ("/v1/models", "/models")
+
+def create_app(service: Service):
+    """The ASGI application serving ``service``, counting every API answer's status for ``/metrics``."""
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/chat/completions", chat, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/models", models, methods=["GET"]),
+        Route("/v1/models/{name:path}", model, methods=["GET"]),
+        Route("/models/{name:path}", model, methods=["GET"]),
+    ]
+    handlers = {
+        APIError: _api_error, HTTPException: _http_error, OptiqError: _optiq_error,
+        ClientDisconnect: _client_gone, Exception: _internal_error,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.service = service
+    return counting_statuses(app, service)
 
 
-class Handler(BaseHTTPRequestHandler):
-    """One connection; HTTP/1.1 keep-alive, streamed answers in chunked transfer encoding."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "optiq-serve"
-    timeout = 120  # seconds a socket may sit idle (a stalled client does not hold a thread forever)
-
-    @property
-    def service(self) -> Service:
-        return self.server.service  # type: ignore[attr-defined]
-
-    def do_GET(self) -> None:
-        self._dispatch(self._get)
-
-    def do_POST(self) -> None:
-        self._dispatch(self._post)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
-
-    # routing -------------------------------------------------------------------------
-    def _dispatch(self, route) -> None:
-        self._streaming = False
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        try:
-            route(path)
-        except APIError as error:
-            self._fail(error)
-        except OptiqError as error:  # the engine refused the input (written for a user to act on)
-            self._fail(bad_request(str(error)))
-        except ClientGone:
-            self.close_connection = True
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True  # the client left mid-answer; its generation has stopped
-        except Exception:  # noqa: BLE001 - the server's boundary: log it, answer 500, keep serving
-            log.exception("optiq serve: request %s %s failed", self.command, path)
-            self._fail(internal_error())
-
-    def _get(self, path: str) -> None:
-        if path == "/health":
-            return self._json(200, self.service.health())
-        self._authorize(path)
-        if path in MODELS_PATHS:
-            return self._json(200, self.service.models())
-        for prefix in MODELS_PATHS:
-            if path.startswith(prefix + "/"):
-                return self._model(path[len(prefix) + 1:])
-        raise _no_route(self.command, path)
-
-    def _post(self, path: str) -> None:
-        self._authorize(path)
-        if path not in CHAT_PATHS:
-            self._drain()
-            raise _no_route(self.command, path)
-        self._chat(self._body())
-
-    def _model(self, name: str) -> None:
-        if name != self.service.model_id:
-            raise not_found(f"the model {name!r} does not exist here; this server serves {self.service.model_id!r}", "model_not_found")
-        self._json(200, self.service.model_card())
-
-    # chat ----------------------------------------------------------------------------
-    def _chat(self, body: bytes) -> None:
-        service = self.service
-        request = service.parse(body)
-        ignored = request.ignored_fields()
-        extra = {"x-optiq-ignored-fields": ",".join(ignored)} if ignored else {}
-        with service.queue.slot(gone=self._client_gone):
-            completion = service.completion(request)
-            if request.stream:
-                self._stream(request, completion, extra)
-            else:
-                self._complete(completion, extra)
-            service.remember(completion)
-
-    def _complete(self, completion, headers: dict[str, str]) -> None:
-        builder = MessageBuilder()
-        pieces = completion.pieces(should_stop=self._client_gone)
-        try:
-            for piece in pieces:
-                builder.add(piece)
-        finally:
-            pieces.close()
-        if completion.outcome.stats.finish_reason == "interrupted":
-            raise ClientGone()
-        body = completion_body(completion_id(), self.service.model_id, completion, builder)
-        headers = {**headers, **engine_headers(completion), "x-optiq-tool-call-errors": str(len(builder.errors))}
-        self._json(200, body, headers)
-
-    def _stream(self, request, completion, headers: dict[str, str]) -> None:
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        maker = ChunkMaker(completion_id(), self.service.model_id, include_usage)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("x-optiq-mtp", "on" if self.service.engine.mtp_enabled else "off")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self._streaming = True
-        self._event(maker.first())
-        pieces = completion.pieces(should_stop=self._client_gone)
-        try:
-            for piece in pieces:
-                self._event(maker.piece(piece))
-        finally:
-            pieces.close()
-        for chunk in maker.last(completion):
-            self._event(chunk)
-        self._end_stream()
-
-    # HTTP plumbing -------------------------------------------------------------------
-    def _authorize(self, path: str) -> None:
-        key = self.service.config.api_key
-        if key is None:
-            return
-        header = self.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-            self._drain()
-            raise APIError(
-                401, "missing or wrong API key: send 'Authorization: Bearer KEY' with the key given to --api-key",
-                code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            raise APIError(411, "send the request body with a Content-Length header (chunked bodies are not accepted)", code="length_required")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            self.close_connection = True
-            raise APIError(400, "the Content-Length header is not a number", code="invalid_header") from None
-        limit = self.service.config.max_request_bytes
-        if length > limit:
-            self.close_connection = True  # the body stays unread
-            raise APIError(413, f"the request body is {length} bytes; this server accepts at most {limit}", code="request_too_large")
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _drain(self) -> None:
-        """Read and drop a body we will not use, so the connection stays usable."""
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if 0 < length <= self.service.config.max_request_bytes:
-            self.rfile.read(length)
-        elif length:
-            self.close_connection = True
-
-    def _client_gone(self) -> bool:
-        """Whether the client closed its side of the connection (readable with nothing to read)."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
-
-    def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _fail(self, error: APIError) -> None:
-        try:
-            if self._streaming:  # headers are gone: the error becomes the stream's last event
-                self._event(error.body())
-                self._end_stream()
-            else:
-                self._json(error.status, error.body(), error.headers)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True
-
-    def _event(self, body: dict[str, Any]) -> None:
-        self._write_chunk(f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode())
-
-    def _end_stream(self) -> None:
-        self._write_chunk(b"data: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-        self._streaming = False
-
-    def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
+UNCOUNTED = ("/health", "/metrics")  # the monitor's own requests would drown the clients' in the counts
 
 
-def _no_route(method: str, path: str) -> APIError:
-    return not_found(f"no route {method} {path}; this server answers POST /v1/chat/completions, GET /v1/models, GET /health")
+def counting_statuses(app, service: Service):
+    async def counted(scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in UNCOUNTED:
+            return await app(scope, receive, send)
+
+        async def send_counted(message):
+            if message["type"] == "http.response.start":
+                service.metrics.answered(message["status"])
+            await send(message)
+
+        await app(scope, receive, send_counted)
+
+    return counted
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address, service: Service):
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.service = service
-        super().__init__(address, Handler)
+# routes ------------------------------------------------------------------------------
+async def health(request: Request) -> Response:
+    return JSONResponse(_service(request).health())
 
 
-class Server:
-    """An OpenAI-compatible server for one engine; ``start()`` runs it in a thread, ``serve_forever()`` in this one."""
+async def metrics(request: Request) -> Response:
+    service = authorized(request)
+    return PlainTextResponse(service.render_metrics(), media_type="text/plain; version=0.0.4")
 
-    def __init__(self, engine: Any, config: ServeConfig | None = None, tools: Any = None):
-        self.config = config or ServeConfig()
-        self.service = Service(engine, self.config, tools)
-        self._httpd = _HTTPServer((self.config.host, self.config.port), self.service)
-        self._thread: threading.Thread | None = None
 
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
+async def models(request: Request) -> Response:
+    return JSONResponse(authorized(request).models())
 
-    @property
-    def url(self) -> str:
-        host = self.config.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/v1"
 
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever(poll_interval=0.5)
+async def model(request: Request) -> Response:
+    service = authorized(request)
+    name = request.path_params["name"]
+    if name != service.model_id:
+        raise not_found(f"the model {name!r} does not exist here; this server serves {service.model_id!r}", "model_not_found")
+    return JSONResponse(service.model_card())
 
-    def start(self) -> "Server":
-        self._thread = threading.Thread(target=self.serve_forever, name="optiq-serve", daemon=True)
-        self._thread.start()
-        return self
 
-    def close(self) -> None:
-        """Stop serving (if ``start`` ran it) and release the port."""
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
+async def chat(request: Request) -> Response:
+    service = authorized(request)
+    checked = service.parse(await read_body(request, service))
+    return Answer(service, checked, OpenAIDialect(service.model_id, checked))
 
-    def __enter__(self) -> "Server":
-        return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+async def messages(request: Request) -> Response:
+    service = authorized(request)
+    parsed = parse_messages(await read_body(request, service))
+    service.check_model(parsed.model)
+    checked = to_chat_request(parsed, service.context_length)
+    return Answer(service, checked, AnthropicDialect(service.model_id))
+
+
+async def count_tokens(request: Request) -> Response:
+    service = authorized(request)
+    parsed = parse_messages(await read_body(request, service), counting=True)
+    service.check_model(parsed.model)
+    return JSONResponse({"input_tokens": await service.count_tokens(to_chat_request(parsed, service.context_length))})
+
+
+# requests ----------------------------------------------------------------------------
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def authorized(request: Request) -> Service:
+    """The service, once the request carries the key (when one is set)."""
+    service = _service(request)
+    key = service.config.api_key
+    if key is None:
+        return service
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    offered = token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(offered.encode(), key.encode()):
+        raise APIError(
+            401, "missing or wrong API key: send 'Authorization: Bearer KEY' or 'x-api-key: KEY' with the key given to --api-key",
+            type="authentication_error", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"},
+        )
+    return service
+
+
+async def read_body(request: Request, service: Service) -> bytes:
+    """The body, refused with 413 beyond the size limit (before reading, when its length is declared) and 408 when it stalls."""
+    limit, seconds = service.config.max_request_bytes, service.config.body_timeout_s
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(int(declared), limit)
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(None, limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise body_timeout(seconds) from None
+    return b"".join(chunks)
+
+
+# errors ------------------------------------------------------------------------------
+def _anthropic(request: Request) -> bool:
+    return request.url.path.startswith("/v1/messages") or "anthropic-version" in request.headers
+
+
+def error_response(request: Request, error: APIError) -> Response:
+    body = error.anthropic_body() if _anthropic(request) else error.body()
+    headers = dict(error.headers)
+    if error.status in (408, 413):
+        headers["connection"] = "close"  # the rest of the body is not read
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+async def _api_error(request: Request, error: APIError) -> Response:
+    return error_response(request, error)
+
+
+async def _optiq_error(request: Request, error: OptiqError) -> Response:
+    return error_response(request, APIError(400, str(error)))
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    if error.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+        return error_response(request, APIError(405, message, code="method_not_allowed"))
+    if error.status_code != 404:
+        return error_response(request, APIError(error.status_code, str(error.detail)))
+    message = (
+        f"no route {request.method} {request.url.path}; this server answers POST /v1/chat/completions, "
+        "POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models, GET /health, GET /metrics"
+    )
+    return error_response(request, not_found(message))
+
+
+async def _client_gone(request: Request, error: ClientDisconnect) -> Response:
+    return Response(status_code=CLIENT_LEFT)  # nobody reads it; counted in /metrics as the client's leaving
+
+
+async def _internal_error(request: Request, error: Exception) -> Response:
+    log.error("optiq serve: request %s %s failed", request.method, request.url.path, exc_info=error)
+    return error_response(request, internal_error())

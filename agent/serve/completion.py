@@ -72,6 +72,7 @@ class Outcome:
     calls: list[Call] = field(default_factory=list)
     content: str = ""
     clean: bool = False  # the tokens seen are what the client got: the next request can extend them
+    stop_sequence: str | None = None  # the request's stop string that ended the output, if one did
     stats: Any = None
 
 
@@ -81,14 +82,15 @@ class StopScanner:
     def __init__(self, stops: list[str]):
         self.stops = [s for s in stops if s]
         self.held = ""
+        self.matched: str | None = None  # the stop string found (the earliest in the text)
 
     def feed(self, text: str) -> tuple[str, bool]:
         """The text safe to pass on, and whether a stop string was reached (the text ends before it)."""
         buffer = self.held + text
-        hits = [i for i in (buffer.find(s) for s in self.stops) if i >= 0]
-        if hits:
+        if any(s in buffer for s in self.stops):
             self.held = ""
-            return buffer[: min(hits)], True
+            end, self.matched = min((buffer.find(s), s) for s in self.stops if s in buffer)
+            return buffer[:end], True
         keep = max((_overlap(buffer, s) for s in self.stops), default=0)
         self.held = buffer[len(buffer) - keep:]
         return buffer[: len(buffer) - keep], False
@@ -149,6 +151,8 @@ class Completion:
     def _finish(self, stopped: bool) -> None:
         stats = self.outcome.stats = self.engine.last_stats
         reason = "stop" if stopped else stats.finish_reason
+        if stopped and self._scanner.matched in self.sampling.stops:
+            self.outcome.stop_sequence = self._scanner.matched
         # Ended at end-of-turn or at the length limit, the tokens seen are exactly what the client got.
         self.outcome.clean = reason in ("eos", "length")
         if reason == "length":

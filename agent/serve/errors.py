@@ -1,4 +1,5 @@
-"""Errors the server answers with, as OpenAI-style error objects: ``{"error": {message, type, param, code}}``."""
+"""Errors the server answers with: OpenAI's ``{"error": {message, type, param, code}}`` on its routes,
+Anthropic's ``{"type": "error", "error": {type, message}}`` on ``/v1/messages``."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ class APIError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    def anthropic_body(self) -> dict[str, Any]:
+        kind = ANTHROPIC_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+
+# Anthropic names its error types by HTTP status (https://docs.anthropic.com/en/api/errors).
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error",
+}
+
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
@@ -51,6 +63,15 @@ def queue_full(waiting: int) -> APIError:
         code="queue_full",
         headers={"Retry-After": "2"},
     )
+
+
+def too_large(length: int | None, limit: int) -> APIError:
+    size = f"{length} bytes" if length is not None else f"over {limit} bytes"
+    return APIError(413, f"the request body is {size}; this server accepts at most {limit}", code="request_too_large")
+
+
+def body_timeout(seconds: float) -> APIError:
+    return APIError(408, f"the request body did not arrive within {seconds:g} s", code="request_timeout")
 
 
 def internal_error() -> APIError:

@@ -1,15 +1,17 @@
-"""One generation at a time, the rest waiting in order; a full queue turns requests away at once."""
+"""One generation at a time, the rest waiting in order; a full queue turns requests away at once.
+
+Lives on the server's event loop (no locks: every call runs on that one thread). The slot is
+taken with ``acquire`` and given back with ``release``, which the server calls when the model
+thread is done with a generation, not when the client has read the answer: a slow reader does
+not hold up the model.
+"""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 from agent.serve.errors import queue_full
-
-POLL_S = 0.25
 
 
 class ClientGone(Exception):
@@ -17,54 +19,53 @@ class ClientGone(Exception):
 
 
 class GenerationQueue:
-    """A FIFO slot: ``with queue.slot(): ...`` runs alone; at most ``max_waiting`` wait behind it."""
+    """A FIFO slot: at most one holder, at most ``max_waiting`` waiting behind it."""
 
     def __init__(self, max_waiting: int):
         if max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0; got {max_waiting}")
         self.max_waiting = max_waiting
-        self._lock = threading.Lock()
-        self._busy = False
-        self._waiters: deque[threading.Event] = deque()
+        self.busy = False
+        self._waiters: deque[asyncio.Future] = deque()
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
-    @contextmanager
-    def slot(self, gone: Callable[[], bool] | None = None) -> Iterator[None]:
-        """Hold the slot for the block; raises ``APIError`` 429 when the queue is full, ``ClientGone`` if the client leaves."""
-        self._acquire(gone)
+    async def acquire(self, gone: asyncio.Event) -> None:
+        """Take the slot; ``APIError`` 429 at once when the queue is full, ``ClientGone`` when ``gone`` is set first."""
+        if not self.busy and not self._waiters:
+            self.busy = True
+            return
+        if len(self._waiters) >= self.max_waiting:
+            raise queue_full(len(self._waiters))
+        turn = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        hangup = asyncio.ensure_future(gone.wait())
         try:
-            yield
+            await asyncio.wait({turn, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (the server is stopping): leave the line as if gone
+            self._leave(turn)
+            raise
         finally:
-            self._release()
+            hangup.cancel()
+        if gone.is_set():
+            self._leave(turn)
+            raise ClientGone()
 
-    def _acquire(self, gone: Callable[[], bool] | None) -> None:
-        with self._lock:
-            if not self._busy and not self._waiters:
-                self._busy = True
+    def release(self) -> None:
+        """Pass the slot to the next in line, or free it."""
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
                 return
-            if len(self._waiters) >= self.max_waiting:
-                raise queue_full(len(self._waiters))
-            turn = threading.Event()
-            self._waiters.append(turn)
-        while not turn.wait(POLL_S):
-            if gone is not None and gone():
-                self._leave(turn)
-                raise ClientGone()
+        self.busy = False
 
-    def _leave(self, turn: threading.Event) -> None:
-        with self._lock:
+    def _leave(self, turn: asyncio.Future) -> None:
+        if turn.done() and not turn.cancelled():
+            self.release()  # the slot was handed over just as the client left: pass it on
+        else:
+            turn.cancel()
             if turn in self._waiters:
                 self._waiters.remove(turn)
-                return
-        self._release()  # the slot was handed over just as the client left: pass it on
-
-    def _release(self) -> None:
-        with self._lock:
-            if self._waiters:
-                self._waiters.popleft().set()  # the slot passes straight to the next in line
-            else:
-                self._busy = False
-

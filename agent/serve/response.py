@@ -10,12 +10,21 @@ Beyond OpenAI's fields, two are this server's own, both optional for clients:
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.serve.completion import Call, CallError, Completion, Content, Piece, Reasoning
+from agent.serve.errors import APIError
+from agent.serve.schema import ChatRequest
+
+
+def sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
+    """One Server-Sent Event (``event:`` line only when named)."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return (f"event: {event}\n" if event else "").encode() + f"data: {text}\n\n".encode()
 
 
 def completion_id() -> str:
@@ -155,3 +164,40 @@ class ChunkMaker:
         if self.include_usage:
             chunks.append({**self.chunk({}), "choices": [], "usage": usage(completion)})
         return chunks
+
+
+class OpenAIDialect:
+    """How one chat completions request is answered: whole (``chat.completion``) or as chunks, then ``[DONE]``."""
+
+    def __init__(self, model: str, request: ChatRequest):
+        self.model = model
+        ignored = request.ignored_fields()
+        self.headers = {"x-optiq-ignored-fields": ",".join(ignored)} if ignored else {}
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        self.chunks = ChunkMaker(completion_id(), model, include_usage)
+
+    def error_body(self, error: APIError) -> dict[str, Any]:
+        return error.body()
+
+    def collector(self) -> MessageBuilder:
+        return MessageBuilder()
+
+    def whole(self, completion: Completion, builder: MessageBuilder) -> tuple[dict[str, Any], dict[str, str]]:
+        body = completion_body(completion_id(), self.model, completion, builder)
+        headers = {**self.headers, **engine_headers(completion), "x-optiq-tool-call-errors": str(len(builder.errors))}
+        return body, headers
+
+    def stream_headers(self, completion: Completion) -> dict[str, str]:
+        return {"x-optiq-mtp": "on" if completion.engine.mtp_enabled else "off", **self.headers}
+
+    def opening(self, completion: Completion) -> list[bytes]:
+        return [sse(self.chunks.first())]
+
+    def piece(self, piece: Piece) -> list[bytes]:
+        return [sse(self.chunks.piece(piece))]
+
+    def closing(self, completion: Completion) -> list[bytes]:
+        return [sse(chunk) for chunk in self.chunks.last(completion)] + [sse("[DONE]")]
+
+    def stream_error(self, error: APIError) -> list[bytes]:
+        return [sse(error.body()), sse("[DONE]")]

@@ -135,29 +135,41 @@ class ChatRequest(BaseModel):
 
 def parse_request(body: bytes) -> ChatRequest:
     """The request in ``body``, checked; raises ``APIError`` (400 bad JSON, 422 bad fields, 400 bad tools)."""
+    data = read_json_object(body)
+    try:
+        request = ChatRequest.model_validate(data)
+    except ValidationError as error:
+        raise field_error(error) from None
+    check_request(request)
+    return request
+
+
+def read_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; raises 400 when it is not one."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise bad_request(f"the request body is not valid JSON: {error}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request(f"the request body must be a JSON object; got {type(data).__name__}", code="invalid_json")
-    try:
-        request = ChatRequest.model_validate(data)
-    except ValidationError as error:
-        raise _field_error(error) from None
+    return data
+
+
+def check_request(request: ChatRequest, max_stops: int | None = MAX_STOPS) -> None:
+    """What field types cannot say: message roles and their fields, tool schemas and names, the number of stops."""
     _check_messages(request)
     _check_tools(request)
-    if len(request.stops) > MAX_STOPS:
-        raise unprocessable(f"'stop' takes at most {MAX_STOPS} sequences; got {len(request.stops)}", "stop")
-    return request
+    if max_stops is not None and len(request.stops) > max_stops:
+        raise unprocessable(f"'stop' takes at most {max_stops} sequences; got {len(request.stops)}", "stop")
 
 
-def _field_error(error: ValidationError) -> APIError:
+def field_error(error: ValidationError, status: int = 422) -> APIError:
+    """The first problem pydantic found, as an error naming the field, what it expects and what came."""
     first = error.errors()[0]
     param = ".".join(str(part) for part in first["loc"]) or None
     got = json.dumps(first.get("input"), default=str)[:80]
     more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
-    return unprocessable(f"{param or 'the request'}: {first['msg']}; got {got}{more}", param)
+    return APIError(status, f"{param or 'the request'}: {first['msg']}; got {got}{more}", param=param, code="invalid_value")
 
 
 def _check_messages(request: ChatRequest) -> None:
