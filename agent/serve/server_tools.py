@@ -37,6 +37,10 @@ class ServerToolLoop:
         self._generated: list[int] = []
 
     @property
+    def engine(self):
+        return self.current.engine
+
+    @property
     def plan(self):
         return self.current.plan
 
