@@ -11,9 +11,11 @@ its own process, with OpenBLAS preloaded as ``optiq`` does.
 
 Then, on tiny-agent, it compares held-out KL from the unquantized base: uniform 4-bit; OptiQ at
 --budget 1.05; the recipe before issue #17 (per-layer KL probes, from git commit
-``OLD_RECIPE``) at the same budget; mlx-lm's ``dynamic_quant`` at its own settings (4/5-bit group
-64, 5.0 bits per weight, fed our calibration tokens), and OptiQ and the old recipe at the bytes
-dynamic_quant reached. And it times tiny-agent's first-run build as ``optiq`` does it.
+``OLD_RECIPE``) at the same budget; mlx-lm's ``dynamic_quant`` (4/8-bit group 64, fed our calibration tokens; at its
+own default of 4/5-bit and 5.0 bits per weight it lands at uniform's bytes on tiny-agent, whose
+unquantized norms count in its bits per weight) asked for the bits per weight that land at
+``--peer-bytes`` (1.34x uniform, issue #17's point), and OptiQ and the old recipe at the bytes it
+reached. And it times tiny-agent's first-run build as ``optiq`` does it.
 """
 
 from __future__ import annotations
@@ -121,23 +123,31 @@ def measure_shape(shape: str, tokens: int, work: Path) -> dict:
     }
 
 
-def dynamic_quant(base: Path, rows: mx.array, target_bpw: float = 5.0, low=(4, 64), high=(5, 64)) -> nn.Module:
-    """mlx-lm's dynamic_quant at its own defaults (4-bit, 5-bit, group 64, 5.0 bits per weight)."""
+def dynamic_quant(base: Path, rows: mx.array, bytes_ratio: float, uniform_bytes: int) -> nn.Module:
+    """mlx-lm's dynamic_quant (its gradient sensitivities and threshold search, 4/8-bit group 64) asked for
+    the bits per weight that land nearest ``bytes_ratio`` x uniform bytes (found by bisection)."""
     from mlx_lm.quant.dynamic_quant import estimate_sensitivities, estimate_threshold
 
     model, _ = load_network(base, upcast=True)
-    sensitivities = dict(estimate_sensitivities(model, rows, *low, *high, batch_size=4))
-    threshold = estimate_threshold(model, sensitivities, target_bpw, *low, *high)
-    quantized, _ = load_network(base, upcast=False)
+    sensitivities = dict(estimate_sensitivities(model, rows, 4, 64, 8, 64, batch_size=4))
 
-    def predicate(path, module):
-        if not hasattr(module, "to_quantized") or module.weight.shape[-1] % low[1]:
-            return False
-        bits, group = high if sensitivities.get(path, 0) > threshold else low
-        return {"group_size": group, "bits": bits}
+    def quantized_at(target_bpw: float) -> nn.Module:
+        threshold = estimate_threshold(model, sensitivities, target_bpw, 4, 64, 8, 64)
+        quantized, _ = load_network(base, upcast=False)
 
-    nn.quantize(quantized, class_predicate=predicate)
-    return quantized
+        def predicate(path, module):
+            if not hasattr(module, "to_quantized") or module.weight.shape[-1] % 64:
+                return False
+            return {"group_size": 64, "bits": 8 if sensitivities.get(path, 0) > threshold else 4}
+
+        nn.quantize(quantized, class_predicate=predicate)
+        return quantized
+
+    low, high = 4.0, 16.0
+    for _ in range(10):
+        middle = (low + high) / 2
+        low, high = (middle, high) if quantized_nbytes(quantized_at(middle)) < bytes_ratio * uniform_bytes else (low, middle)
+    return quantized_at(low)
 
 
 def old_recipe(out: Path, budget: float, tokens: int, work: Path, probes: Path | None = None) -> Path | None:
@@ -155,7 +165,7 @@ def old_recipe(out: Path, budget: float, tokens: int, work: Path, probes: Path |
     return out
 
 
-def quality(tokens: int, work: Path) -> dict:
+def quality(tokens: int, work: Path, peer_ratio: float, with_old: bool) -> dict:
     """Held-out KL on tiny-agent: uniform, OptiQ, the old recipe and dynamic_quant, at 1.05x and at equal bytes."""
     base = resolve_base(None)
     quiet = lambda line: None  # noqa: E731
@@ -164,13 +174,16 @@ def quality(tokens: int, work: Path) -> dict:
     optiq = build(BuildOptions(out=work / "optiq", base=base, budget=1.05, max_tokens=tokens), log=quiet)
     probes = optiq.path / "optiq" / "sensitivity.json"
     rows = calibration_tokens(load_tokenizer(base), seq_len=SEQ_LEN, max_tokens=tokens).rows
-    peer = dynamic_quant(base, rows)
+    peer = dynamic_quant(base, rows, peer_ratio, uniform_bytes)
     peer_bytes = quantized_nbytes(peer)
     peer_budget = peer_bytes / uniform_bytes
     optiq_equal = build(BuildOptions(out=work / "optiq_equal", base=base, budget=peer_budget, max_tokens=tokens,
                                      probes=probes), log=quiet)
-    folders = {"uniform": uniform.path, "optiq": optiq.path, "optiq_at_peer_bytes": optiq_equal.path}
-    old = old_recipe(work / "old", 1.05, tokens, work)
+    mixed_equal = build(BuildOptions(out=work / "optiq_3-8_equal", base=base, budget=peer_budget, max_tokens=tokens,
+                                     probes=probes, widths=(3, 5, 6)), log=quiet)
+    folders = {"uniform": uniform.path, "optiq": optiq.path, "optiq_at_peer_bytes": optiq_equal.path,
+               "optiq_3-8bit_at_peer_bytes": mixed_equal.path}
+    old = old_recipe(work / "old", 1.05, tokens, work) if with_old else None
     if old is not None:
         folders["old_recipe"] = old
         folders["old_recipe_at_peer_bytes"] = old_recipe(work / "old_equal", peer_budget, tokens, work,
@@ -238,6 +251,9 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=2048, help="calibration tokens of the real-size builds")
     parser.add_argument("--quality-tokens", type=int, default=4096, help="calibration tokens on tiny-agent")
     parser.add_argument("--no-quality", action="store_true", help="skip the tiny-agent comparison")
+    parser.add_argument("--peer-bytes", type=float, default=1.34,
+                        help="bytes (x uniform) dynamic_quant is asked to reach (default 1.34, issue #17's point)")
+    parser.add_argument("--no-old-recipe", action="store_true", help="skip the recipe before issue #17 (slow)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report: dict = {"scale": []}
@@ -248,7 +264,7 @@ def main() -> int:
             print(f"{shape}: done", file=sys.stderr, flush=True)
         if not args.no_quality:
             (work / "tiny").mkdir()
-            report["quality"] = quality(args.quality_tokens, work / "tiny")
+            report["quality"] = quality(args.quality_tokens, work / "tiny", args.peer_bytes, not args.no_old_recipe)
     report["checks"] = checks(report)
     if args.json:
         print(json.dumps(report, indent=1))

@@ -83,6 +83,13 @@ def test_bytes_are_what_is_on_disk_and_within_budget(optiq):
         assert key in meta
 
 
+def test_metadata_says_how_sensitivity_was_measured(optiq):
+    facts = metadata(optiq)["sensitivity"]
+    assert facts["estimator"] == "kl-gradient" and facts["tokens"] == 256
+    assert facts["batches"] * facts["batch_tokens"] >= 256 and facts["all_low_mean_kl"] > 0
+    assert metadata(optiq)["recipe"] == 3
+
+
 def test_mtp_tensors_survive(base, optiq):
     source = mx.load(str(base / "model.safetensors"))
     built = mx.load(str(optiq / "mtp.safetensors"))
@@ -128,8 +135,10 @@ def test_interrupted_build_leaves_nothing_finished_and_resumes(base, tmp_path):
         if event.stage == "sensitivity" and event.done >= event.total // 2:  # four even batches
             raise Interrupt
 
+    said = []
     with pytest.raises(Interrupt):
-        build(options, progress=stop_after_two_batches, log=quiet)
+        build(options, progress=stop_after_two_batches, log=said.append)
+    assert "4 batches of 64 tokens" in said[0]  # the size-dependent choice is said out loud
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [".model.partial"]
     state = Sensitivity.load(tmp_path / ".model.partial" / "optiq" / "sensitivity.json")
