@@ -18,7 +18,6 @@ nor the model's logits are ever held for more than one chunk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
