@@ -32,19 +32,23 @@ from optiq_runtime.allocate import Allocation, LayerChoice, Width, allocate
 from optiq_runtime.calibration import CALIBRATION_FILE, calibration_tokens, read_samples
 from optiq_runtime.checkpoint import Checkpoint, checkpoint_digest, open_base
 from optiq_runtime.errors import BadInputError, OptiqError
-from optiq_runtime.load import load_network, load_tokenizer, upcast_floats
+from optiq_runtime.load import load_network, load_tokenizer
 from optiq_runtime.progress import ProgressCallback
-from optiq_runtime.sensitivity import GROUP_SIZES, Sensitivity, Target, batch_rows, find_targets, fresh, probe
+from optiq_runtime.kl_gradient import ACTIVATION_BUDGET_BYTES, measure, tokens_per_batch
+from optiq_runtime.sensitivity import GROUP_SIZES, Sensitivity, Target, find_targets, fresh
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)
-# Written to metadata; a first-run build from an older recipe is rebuilt (2: finer group sizes).
-RECIPE_VERSION = 2
+# Written to metadata; a first-run build from an older recipe is rebuilt (2: finer group sizes;
+# 3: sensitivity from the KL gradient at the all-low model, one backward pass per batch).
+RECIPE_VERSION = 3
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
     "generation_config.json",
 )
 Log = Callable[[str], None]
+# Beside the working copy and one batch's activations: calibration, head chunks, allocator slack.
+WORKING_MEMORY_BYTES = 512 * 1024 * 1024
 
 
 def _stderr(line: str) -> None:
@@ -63,12 +67,10 @@ class BuildOptions:
     group_size: int = 64
     budget: float = 1.05
     calibration: str | os.PathLike | None = None
-    reference: str = "auto"
     force: bool = False
     seq_len: int = 256
     max_tokens: int | None = 8192
-    high_probe: str = "measured"
-    batch_tokens: int | None = None  # tokens per probe batch (None: as many as memory allows)
+    batch_tokens: int | None = None  # tokens per batch (None: as many as the activation budget allows)
     widths: tuple[int, ...] | None = None  # extra candidate bit widths besides bits and high_bits
     probes: Path | None = None  # a sensitivity.json to reuse when it matches this base, data and settings
     fine_group_size: int | None = 32  # the finer group size also offered (None: only group_size)
@@ -123,31 +125,40 @@ def check_options(options: BuildOptions) -> None:
                             f"({options.group_size})")
     if options.budget < 1.0:
         raise BadInputError(f"--budget {options.budget} is below uniform {options.bits}-bit (1.0); nothing fits in it")
-    if options.reference not in ("auto", "bf16", "uniform"):
-        raise BadInputError(f"--reference must be auto, bf16 or uniform, not {options.reference!r}")
     out = Path(options.out)
     if out.exists() and not options.force:
         raise BadInputError(f"output {str(out)!r} already exists; pass --force to replace it")
 
 
 def _available_memory() -> int:
+    """Bytes this process may still use: Metal's working set, else the kernel's MemAvailable."""
     if mx.metal.is_available():
         info = getattr(mx, "device_info", None) or mx.metal.device_info
         return int(info().get("max_recommended_working_set_size", 0))
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def choose_reference(requested: str, checkpoint: Checkpoint, log: Log) -> str:
-    """bf16 (computed in float32) when it fits in memory, else the uniform low-bit model, said out loud."""
-    if requested != "auto":
-        return requested
-    needed = 4 * checkpoint.parameters * 1.5
-    available = _available_memory()
-    if needed <= 0.7 * available:
-        return "bf16"
-    log(f"reference: uniform (the float32 reference needs ~{needed / 2**30:.1f} GiB, "
-        f"{available / 2**30:.1f} GiB available)")
-    return "uniform"
+def memory_needed(checkpoint: Checkpoint, method: str) -> int:
+    """Peak bytes a build is expected to need: the float32 working copy plus one batch's backward pass
+    (optiq), or the bf16 weights plus their quantized copy (uniform)."""
+    if method == "uniform":
+        return int(checkpoint.parameters * 2.6)
+    return 4 * checkpoint.parameters + ACTIVATION_BUDGET_BYTES + WORKING_MEMORY_BYTES
+
+
+def check_memory(checkpoint: Checkpoint, method: str) -> None:
+    """Refuse, before loading anything, a checkpoint whose build would not fit in memory."""
+    needed, available = memory_needed(checkpoint, method), _available_memory()
+    if needed > available:
+        raise BadInputError(
+            f"base {str(checkpoint.path)!r} ({checkpoint.parameters / 1e9:.2f}B parameters) needs ~{needed / 2**30:.1f} GiB "
+            f"to quantize with --method {method}, and {available / 2**30:.1f} GiB is available")
 
 
 def _as_bf16(model: nn.Module) -> nn.Module:
@@ -190,21 +201,6 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _working_models(checkpoint: Checkpoint, reference: str, options: BuildOptions) -> tuple[nn.Module, nn.Module]:
-    """(model probed, model whose bf16 weights are quantized): one float32 model, or a uniform one plus lazy bf16."""
-    if reference == "bf16":
-        model, _ = load_network(checkpoint.path, upcast=True)
-        return model, model
-    source, _ = load_network(checkpoint.path, upcast=False, lazy=True)
-    working, _ = load_network(checkpoint.path, upcast=False, lazy=True)
-    _as_bf16(working)
-    targets = find_targets(working, options.group_size)
-    _quantize(working, _widths(targets, {}, options))
-    upcast_floats(working)
-    mx.eval(working.parameters())
-    return working, source
-
-
 def _saved_probes(files: list[Path], fingerprint: str) -> Sensitivity | None:
     """Probes of the same base, data and settings from an earlier run (finished first)."""
     found = [s for s in (Sensitivity.load(f) for f in files) if s and s.fingerprint == fingerprint]
@@ -214,39 +210,36 @@ def _saved_probes(files: list[Path], fingerprint: str) -> Sensitivity | None:
 def measure_sensitivity(
     checkpoint: Checkpoint, options: BuildOptions, state_file: Path, log: Log, progress: ProgressCallback | None
 ) -> tuple[Sensitivity, dict]:
-    """Probe every layer (or resume / reuse saved probes); returns the probes and calibration facts."""
-    reference = choose_reference(options.reference, checkpoint, log)
-    model, source = _working_models(checkpoint, reference, options)
+    """Measure every module's sensitivity (or resume / reuse a saved run); returns it and calibration facts."""
+    model, _ = load_network(checkpoint.path, upcast=True)
     tokenizer = load_tokenizer(checkpoint.path, checkpoint.config)
     tokens = calibration_tokens(tokenizer, options.calibration, options.seq_len, options.max_tokens)
     calibration = {
         "file": str(options.calibration or CALIBRATION_FILE.name),
         "tokens": tokens.tokens, "digest": tokens.digest, "domains": tokens.domains,
     }
-    fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, reference, options.high_probe,
-                               options.bits, options.high_bits, options.group_size, options.seq_len)
-    log(f"calibration: {tokens.tokens} tokens from {calibration['file']}; reference: {reference}")
+    fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, options.bits, options.group_size,
+                               options.seq_len)
     earlier = [Path(options.out) / "optiq" / "sensitivity.json", state_file]
     if options.probes is not None:
         earlier.insert(0, Path(options.probes))
     state = _saved_probes(earlier, fingerprint)
     if state is None:
-        text = getattr(model, "language_model", model)
-        args = text.args if hasattr(text, "args") else None
-        vocab = getattr(args, "vocab_size", 0) or int(model(tokens.rows[:1, :1]).shape[-1])
-        hidden = getattr(args, "hidden_size", 1024)
-        per_batch = batch_rows(tokens.rows, vocab, hidden, len(model.layers))
-        if options.batch_tokens:
-            per_batch = max(1, min(per_batch, options.batch_tokens // options.seq_len))
-        batches = -(-tokens.rows.shape[0] // per_batch)
-        state = fresh(find_targets(source, options.group_size), fingerprint, reference,
-                      options.bits, options.high_bits, options.group_size, batches, options.high_probe)
+        most = max(1, (options.batch_tokens or tokens_per_batch(model, options.seq_len)) // options.seq_len)
+        rows = tokens.rows.shape[0]
+        batches = -(-rows // most)
+        per_batch = -(-rows // batches) * options.seq_len  # batches as even as whole rows allow
+        batches = -(-tokens.tokens // per_batch)
+        state = fresh(find_targets(model, options.group_size), fingerprint, options.bits, options.high_bits,
+                      options.group_size, batches, per_batch)
+        log(f"calibration: {tokens.tokens} tokens from {calibration['file']}; sensitivity: KL gradient at uniform "
+            f"{state.low}, {batches} batches of {per_batch} tokens (activation budget "
+            f"{ACTIVATION_BUDGET_BYTES // 2**20} MiB)")
     elif state.complete:
-        log(f"sensitivity: reusing {state.batches_done} probed batches")
+        log(f"sensitivity: reusing {state.batches_done} measured batches")
     else:
         log(f"sensitivity: resuming at batch {state.batches_done + 1} of {state.batches}")
-    if not state.complete:
-        probe(model, source, tokens.rows, state, state_file, progress)
+    measure(model, tokens.rows, state, options.candidates, state_file, progress)
     state.save(state_file)
     return state, calibration
 
@@ -357,6 +350,14 @@ def _uniform_choices(checkpoint: Checkpoint, options: BuildOptions) -> tuple[lis
     return targets, choices
 
 
+def _sensitivity_facts(state: Sensitivity | None) -> dict | None:
+    """How sensitivity was measured, including the size-dependent batch size."""
+    if state is None:
+        return None
+    return {"estimator": state.estimator, "batches": state.batches, "batch_tokens": state.batch_tokens,
+            "tokens": state.tokens_done, "all_low_mean_kl": state.all_low_kl_sum / max(1, state.tokens_done)}
+
+
 def _metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allocation: Allocation,
               widths: dict[str, dict], calibration: dict | None) -> dict:
     formats = {path: Width(width["bits"], width["group_size"]) for path, width in widths.items()}
@@ -409,6 +410,7 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
     checkpoint = open_base(options.base)
     if "quantization" in checkpoint.config or "quantization_config" in checkpoint.config:
         raise BadInputError(f"base {str(checkpoint.path)!r} is already quantized; give an unquantized (bf16) checkpoint")
+    check_memory(checkpoint, options.method)
     if options.calibration is not None:
         read_samples(options.calibration)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -418,6 +420,7 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
     options = replace(options, out=out)
     try:
         started = time.monotonic()
+        state = None
         if options.method == "optiq":
             state, calibration = measure_sensitivity(checkpoint, options, state_file, log, progress)
             targets, reference = state.targets(), state.reference
@@ -425,9 +428,11 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
         else:
             (targets, choices), calibration, reference = _uniform_choices(checkpoint, options), None, "none"
             allocation = allocate(choices, 1.0)
+        mx.clear_cache()
         _clear(work, state_file)
         widths = _widths(targets, allocation.widths, options)
         metadata = _metadata(options, checkpoint, reference, allocation, widths, calibration)
+        metadata["sensitivity"] = _sensitivity_facts(state)
         metadata["build_seconds"] = round(time.monotonic() - started, 2)
         written = _write_folder(checkpoint, work, widths, options, metadata)
         if written != allocation.bytes:

@@ -14,10 +14,9 @@ from optiq_runtime.home import models_dir
 from optiq_runtime.load import read_metadata
 from optiq_runtime.progress import ProgressCallback, stderr_callback
 
-# Fewer calibration tokens and estimated high-bit KL keep the first run short on a CPU;
-# `optiq quantize` probes more and measures both widths. Formats are BuildOptions' defaults
-# (4/8-bit at group size 64 or 32).
-FIRST_RUN_SETTINGS = {"seq_len": 128, "max_tokens": 1536, "high_probe": "estimated"}
+# Fewer calibration tokens keep the first run short on a CPU; `optiq quantize` measures over more.
+# Formats are BuildOptions' defaults (4/8-bit at group size 64 or 32).
+FIRST_RUN_SETTINGS = {"seq_len": 128, "max_tokens": 1536}
 
 
 def model_name(base: str | os.PathLike | None) -> str:

@@ -1,12 +1,11 @@
-"""Per-layer sensitivity: the KL of the model's next-token distribution from the reference's
-when one quantizable layer alone is quantized, at the low and at the high bit width (default
-group size); other formats (other bits, finer groups) are estimated by weight-error ratios.
-(On tiny-agent, probing 4g32 and 8g32 too doubled the probing time and moved the OptiQ build's
-held-out KL from 0.692x to 0.684x uniform: not worth it.)
+"""Per-module sensitivity state and the model cut at its decoder blocks.
 
-Every calibration batch runs the reference once, caching each decoder block's input; a probe
-then reruns only the blocks from its layer's block onwards. Probes are saved after every
-batch to ``sensitivity.json`` so an interrupted run resumes and a new budget needs no probing.
+``Sensitivity`` holds, per quantizable module, the summed token KL attributed to it at the low
+format (measured by ``kl_gradient``: one backward pass per calibration batch scores every module)
+and its squared weight error at each format, from which KL at the other formats is estimated
+(KL is quadratic in a small perturbation). It is saved after every batch to ``sensitivity.json``
+so an interrupted run resumes and a new budget needs no measuring. ``Stack`` runs the model block
+by block (chunked gated delta on the CPU) and is differentiable.
 """
 
 from __future__ import annotations
@@ -14,23 +13,21 @@ from __future__ import annotations
 import json
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten, tree_unflatten
+from mlx.utils import tree_flatten
 
 from optiq_runtime.allocate import LayerChoice, Width
-from optiq_runtime.kl import Reference, rows_per_batch
-from optiq_runtime.progress import Progress, ProgressCallback
 
-FORMAT_VERSION = 3  # 3: KL sums and weight errors keyed by format ("4g64"), errors at every group size
+FORMAT_VERSION = 4  # 4: KL from the gradient of KL at the all-low model (kl_gradient), not per-layer probes
 # Formats whose KL can be estimated from a measured one by the weight-error ratio.
 ESTIMABLE_BITS = (2, 3, 4, 5, 6, 8)
 GROUP_SIZES = (32, 64, 128)  # the group sizes MLX quantizes with
-ACTIVATION_BUDGET_BYTES = 512 * 1024 * 1024
+# Weight errors (used only as ratios between formats) are measured on at most this many evenly spaced rows.
+ERROR_ROWS = 512
 _BLOCK = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
@@ -76,6 +73,18 @@ def _block_of(path: str, blocks: int) -> int:
     return blocks if path.endswith("lm_head") else -1
 
 
+@mx.custom_function
+def lower_inverse(matrix: mx.array) -> mx.array:
+    """The inverse of a batch of lower-triangular matrices, differentiable (MLX's ``tri_inv`` has no vjp)."""
+    return mx.linalg.tri_inv(matrix, upper=False, stream=mx.cpu)
+
+
+@lower_inverse.vjp
+def _lower_inverse_vjp(primals, cotangent, output):
+    inverse = output.swapaxes(-1, -2)
+    return -(inverse @ cotangent @ inverse)
+
+
 def chunked_gated_delta(q: mx.array, k: mx.array, v: mx.array, log_g: mx.array, beta: mx.array,
                         chunk: int = 32) -> mx.array:
     """The gated delta rule over a whole sequence from a zero state, in chunks of matmuls.
@@ -102,8 +111,7 @@ def chunked_gated_delta(q: mx.array, k: mx.array, v: mx.array, log_g: mx.array, 
     lower = mx.tril(mx.ones((chunk, chunk), dtype=mx.bool_))
     decay = mx.exp(mx.where(lower, cum[..., :, None] - cum[..., None, :], -mx.inf))
     strict = mx.tril(mx.ones((chunk, chunk)), -1)
-    solve = mx.linalg.tri_inv(beta[..., None] * decay * strict * (k @ k.swapaxes(-1, -2)) + mx.eye(chunk),
-                              upper=False, stream=mx.cpu)
+    solve = lower_inverse(beta[..., None] * decay * strict * (k @ k.swapaxes(-1, -2)) + mx.eye(chunk))
     values = solve @ (beta[..., None] * v)
     keys = solve @ ((beta * mx.exp(cum))[..., None] * k)
     scores = decay * (q @ k.swapaxes(-1, -2))
@@ -180,10 +188,14 @@ class Stack:
             return self.text.lm_head(hidden)
         return self.inner.embed_tokens.as_linear(hidden)
 
-    def run_from(self, start: int, hidden: mx.array) -> mx.array:
+    def backbone(self, hidden: mx.array, start: int = 0) -> mx.array:
+        """The last block's output from block ``start``'s input."""
         for index in range(start, self.blocks):
             hidden = self.block(index, hidden)
-        return self.head(hidden)
+        return hidden
+
+    def run_from(self, start: int, hidden: mx.array) -> mx.array:
+        return self.head(self.backbone(hidden, start))
 
     def __call__(self, tokens: mx.array) -> mx.array:
         return self.run_from(0, self.embed(tokens)) if self.exact else self.model(tokens)
@@ -223,31 +235,9 @@ def qdq(weight: mx.array, bits: int, group_size: int) -> mx.array:
     return mx.dequantize(packed, scales.astype(mx.float32), biases.astype(mx.float32), group_size=group_size, bits=bits)
 
 
-def dense_with(module: nn.Module, weight: mx.array) -> nn.Module:
-    """A dense float32 module like ``module`` (quantized or not) computing with ``weight``."""
-    if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding)):
-        dense = nn.Embedding(*weight.shape)
-    else:
-        dense = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in module)
-        if "bias" in module:
-            dense.bias = module.bias.astype(mx.float32)
-    dense.weight = weight
-    return dense
-
-
-@contextmanager
-def swapped(model: nn.Module, path: str, original: nn.Module, replacement: nn.Module):
-    """Put ``replacement`` at ``path`` (where ``original`` is) for the duration, then restore ``original``."""
-    model.update_modules(tree_unflatten([(path, replacement)]))
-    try:
-        yield
-    finally:
-        model.update_modules(tree_unflatten([(path, original)]))
-
-
 @dataclass
 class Sensitivity:
-    """Probe results so far: per layer, the summed token KL at each probed format, and how far the run got."""
+    """Measured so far: per module the summed token KL at the low format and weight errors; how far the run got."""
 
     fingerprint: str
     reference: str
@@ -258,7 +248,9 @@ class Sensitivity:
     batches_done: int
     tokens_done: int
     layers: dict[str, dict]
-    high_probe: str = "measured"  # or "estimated": low-bit KL scaled by the layer's weight-error ratio
+    estimator: str = "kl-gradient"  # how kl_sum was measured (kl_gradient's docstring)
+    batch_tokens: int = 0  # calibration tokens per batch (chosen from the memory budget)
+    all_low_kl_sum: float = 0.0  # summed token KL of the model with every target at the low format
 
     @property
     def complete(self) -> bool:
@@ -273,23 +265,23 @@ class Sensitivity:
         return Width(self.high_bits, self.group_size)
 
     def mean_kl(self, path: str, width: Width) -> float:
-        """Mean token KL with this layer alone at ``width``: measured where probed, else estimated.
-
-        The estimate scales the low format's KL by the ratio of squared weight errors (KL is
-        quadratic in a small perturbation). With the uniform reference the probe measured what
-        promoting to the high format removes, which stands in for the low format's KL.
-        """
+        """Mean token KL with this module alone at ``width``: measured at the low format, else estimated
+        by the ratio of squared weight errors (KL is quadratic in a small perturbation)."""
         if self.tokens_done == 0:
             return 0.0
         layer = self.layers[path]
-        sums = layer["kl_sum"]
-        if self.reference != "uniform" and width.label in sums:
-            return max(0.0, sums[width.label] / self.tokens_done)  # float32 can leave a tiny negative
-        anchor = sums.get((self.high if self.reference == "uniform" else self.low).label, 0.0)
+        anchor = layer["kl_sum"].get(self.low.label, 0.0)
+        if width == self.low:
+            return max(0.0, anchor / self.tokens_done)  # an interaction can outweigh a module's own error
         mse = layer.get("mse", {})
         low_error = mse.get(self.low.label)
         ratio = mse.get(width.label, 0.0) / low_error if low_error else 0.0
         return max(0.0, anchor * ratio / self.tokens_done)
+
+    def missing_errors(self, widths: tuple[Width, ...]) -> list[Width]:
+        """Formats some non-fixed module has no weight error for."""
+        return sorted({w for w in widths for layer in self.layers.values()
+                       if not layer.get("fixed") and w.label not in layer.get("mse", {})})
 
     def targets(self) -> list[Target]:
         return [Target(p, l["block"], tuple(l["shape"]), l.get("fixed")) for p, l in self.layers.items()]
@@ -311,8 +303,8 @@ class Sensitivity:
     def to_json(self) -> dict:
         data = dict(vars(self), version=FORMAT_VERSION)
         for path, layer in self.layers.items():
-            widths = [w for w in map(Width.parse, layer.get("mse", {})) if w.bits in (self.bits, self.high_bits)]
-            data["layers"][path]["kl"] = {w.label: self.mean_kl(path, w) for w in sorted(widths) or [self.low, self.high]}
+            widths = [Width.parse(label) for label in layer.get("mse", {})]
+            data["layers"][path]["kl"] = {w.label: self.mean_kl(path, w) for w in sorted(widths) or [self.low]}
         return data
 
     def save(self, file: Path) -> None:
@@ -324,7 +316,7 @@ class Sensitivity:
 
     @classmethod
     def load(cls, file: Path) -> "Sensitivity | None":
-        """The saved probes, or None when there are none or they are from another format."""
+        """The saved state, or None when there is none or it is from another format."""
         try:
             data = json.loads(Path(file).read_text())
         except (OSError, json.JSONDecodeError):
@@ -337,119 +329,19 @@ class Sensitivity:
             return None
 
 
-def fresh(targets: list[Target], fingerprint: str, reference: str, bits: int, high_bits: int,
-          group_size: int, batches: int, high_probe: str = "measured") -> Sensitivity:
+def fresh(targets: list[Target], fingerprint: str, bits: int, high_bits: int, group_size: int,
+          batches: int, batch_tokens: int) -> Sensitivity:
     layers = {t.path: {"block": t.block, "shape": list(t.shape), "fixed": t.fixed, "kl_sum": {}} for t in targets}
-    return Sensitivity(fingerprint, reference, bits, high_bits, group_size, batches, 0, 0, layers, high_probe)
+    return Sensitivity(fingerprint, "bf16", bits, high_bits, group_size, batches, 0, 0, layers,
+                       batch_tokens=batch_tokens)
 
 
-def weight_errors(weight: mx.array) -> dict[str, float]:
-    """Squared weight error at each estimable format (KL grows with it about linearly), keyed by label."""
-    exact = weight.astype(mx.float32)
+def weight_errors(weight: mx.array, widths: tuple[Width, ...]) -> dict[str, float]:
+    """Squared weight error at each format (KL grows with it about linearly), keyed by label, over
+    at most ``ERROR_ROWS`` evenly spaced rows."""
+    exact = weight[:: -(-weight.shape[0] // ERROR_ROWS)].astype(mx.float32)
     found = {}
-    for group_size in GROUP_SIZES:
-        if weight.shape[-1] % group_size:
-            continue
-        errors = {Width(bits, group_size).label: mx.square(qdq(weight, bits, group_size) - exact).sum()
-                  for bits in ESTIMABLE_BITS}
-        mx.eval(list(errors.values()))  # one group size at a time bounds the memory of a large embedding
-        found.update({label: error.item() for label, error in errors.items()})
+    for width in widths:
+        if weight.shape[-1] % width.group_size == 0:
+            found[width.label] = mx.square(qdq(exact, width.bits, width.group_size) - exact).sum().item()
     return found
-
-
-def batch_rows(rows: mx.array, vocab_size: int, hidden_size: int, blocks: int) -> int:
-    """Rows per batch: bounded by the reference logits and by the cached block inputs."""
-    seq_len = rows.shape[1]
-    by_acts = ACTIVATION_BUDGET_BYTES // max(1, 4 * seq_len * hidden_size * (blocks + 1))
-    return max(1, min(rows_per_batch(seq_len, vocab_size, max_rows=rows.shape[0]), by_acts))
-
-
-class Prober:
-    """Runs the probes of one model over calibration rows, resuming from and saving to a state file."""
-
-    def __init__(self, model: nn.Module, source: nn.Module, targets: list[Target], state: Sensitivity):
-        self.model = model
-        self.stack = Stack(model)
-        self.state = state
-        self.targets = [t for t in targets if not t.fixed]
-        if state.reference == "uniform":
-            self.widths = (state.high,)
-        elif state.high_probe == "estimated":
-            self.widths = (state.low,)
-        else:
-            self.widths = (state.low, state.high)
-        modules = dict(tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module))
-        sources = dict(tree_flatten(source.leaf_modules(), is_leaf=nn.Module.is_module))
-        self.modules = {t.path: modules[t.path] for t in self.targets}
-        self.sources = {t.path: sources[t.path] for t in self.targets}
-        for t in self.targets:
-            if "mse" not in state.layers[t.path]:
-                state.layers[t.path]["mse"] = weight_errors(self.sources[t.path].weight)
-        params = sum(t.shape[0] * t.shape[1] for t in self.targets)
-        self._checked = False
-        self._cache: dict | None = {} if params * 4 * len(self.widths) < ACTIVATION_BUDGET_BYTES else None
-
-    @property
-    def probes_per_batch(self) -> int:
-        return len(self.targets) * len(self.widths)
-
-    def _weight(self, path: str, width: Width) -> mx.array:
-        key = (path, width)
-        if self._cache is not None and key in self._cache:
-            return self._cache[key]
-        weight = qdq(self.sources[path].weight, width.bits, width.group_size)
-        mx.eval(weight)
-        if self._cache is not None:
-            self._cache[key] = weight
-        return weight
-
-    def _logits(self, target: Target, tokens: mx.array, acts: list[mx.array]) -> mx.array:
-        if not self.stack.exact:
-            return self.model(tokens)
-        if target.block < 0:
-            return self.stack.run_from(0, self.stack.embed(tokens))
-        return self.stack.run_from(target.block, acts[target.block])
-
-    def _activations(self, tokens: mx.array) -> list[mx.array]:
-        """Cached block inputs; the first batch also checks the cut (chunked, then mlx-lm's own blocks)."""
-        acts = self.stack.activations(tokens)
-        mx.eval(acts)
-        if self._checked:
-            return acts
-        self._checked = True
-        if not self.stack.verify(tokens, acts) and self.stack.chunked:
-            self.stack.chunked = False
-            acts = self.stack.activations(tokens)
-            mx.eval(acts)
-            self.stack.verify(tokens, acts)
-        return acts
-
-    def run_batch(self, tokens: mx.array, progress: Progress) -> None:
-        acts = self._activations(tokens)
-        reference = Reference.from_logits(self.stack.head(acts[-1]) if self.stack.exact else self.model(tokens))
-        batch_sums = {}
-        for target in self.targets:
-            for width in self.widths:
-                original = self.modules[target.path]
-                with swapped(self.model, target.path, original, dense_with(original, self._weight(target.path, width))):
-                    batch_sums[target.path, width.label] = reference.kl(self._logits(target, tokens, acts)).sum().item()
-                progress.advance()
-        for (path, label), kl in batch_sums.items():  # only whole batches count, so a resumed run adds up right
-            sums = self.state.layers[path]["kl_sum"]
-            sums[label] = sums.get(label, 0.0) + kl
-        self.state.batches_done += 1
-        self.state.tokens_done += tokens.size
-
-
-def probe(model: nn.Module, source: nn.Module, rows: mx.array, state: Sensitivity, state_file: Path | None,
-          progress: ProgressCallback | None = None) -> Sensitivity:
-    """Probe every target over ``rows`` (continuing ``state``), saving after each batch."""
-    prober = Prober(model, source, find_targets(source, state.group_size), state)
-    per_batch = -(-rows.shape[0] // state.batches)
-    bar = Progress("sensitivity", state.batches * prober.probes_per_batch, progress,
-                   done=state.batches_done * prober.probes_per_batch)
-    for index in range(state.batches_done, state.batches):
-        prober.run_batch(rows[index * per_batch : (index + 1) * per_batch], bar)
-        if state_file is not None:
-            state.save(state_file)
-    return state

@@ -19,11 +19,11 @@ def add_arguments(parser):
     parser.add_argument("--budget", type=float, default=1.05,
                         help="quantized bytes at most this times uniform --bits (default 1.05)")
     parser.add_argument("--calibration", help="JSONL calibration file (default: the shipped six-domain mix)")
-    parser.add_argument("--reference", choices=["auto", "bf16", "uniform"], default="auto")
-    parser.add_argument("--tokens", type=int, default=8192, help="calibration tokens to probe with (default 8192)")
+    parser.add_argument("--tokens", type=int, default=8192,
+                        help="calibration tokens sensitivity is measured over (default 8192)")
     parser.add_argument("--widths", help="extra candidate bit widths besides --bits and --high-bits, e.g. 3,5,6, "
                         "each offered at --group-size and --fine-group-size (their KL is estimated from the "
-                        "probes by weight-error ratios)")
+                        "measured sensitivity by weight-error ratios)")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the build's metadata as JSON")
 
@@ -72,7 +72,7 @@ def run(args) -> int:
     options = BuildOptions(
         out=args.out, base=args.base, method=args.method, bits=args.bits, high_bits=args.high_bits,
         group_size=args.group_size, budget=args.budget, calibration=args.calibration,
-        reference=args.reference, force=args.force, max_tokens=args.tokens, widths=widths,
+        force=args.force, max_tokens=args.tokens, widths=widths,
         fine_group_size=_fine_group_size(args.fine_group_size),
     )
     result = build(options, progress=stderr_callback())

@@ -31,7 +31,7 @@ def test_model_names():
 
 def test_builds_once_then_reuses(monkeypatch, tmp_path):
     monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256, "high_probe": "estimated"})
+    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256})
     base = write_random_checkpoint(tmp_path / "base", seed=7)
     events, lines = [], []
     folder = ensure_model(base, progress=events.append, log=lines.append)
@@ -52,7 +52,7 @@ def test_builds_once_then_reuses(monkeypatch, tmp_path):
 
 def test_a_build_by_an_older_recipe_is_rebuilt(monkeypatch, tmp_path):
     monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256, "high_probe": "estimated"})
+    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256})
     base = write_random_checkpoint(tmp_path / "base", seed=7)
     folder = ensure_model(base, progress=lambda _: None, log=lambda _: None)
     meta_file = folder / "optiq" / "metadata.json"
@@ -64,6 +64,12 @@ def test_a_build_by_an_older_recipe_is_rebuilt(monkeypatch, tmp_path):
     ensure_model(base, progress=lambda _: None, log=lines.append)
     assert any("building" in line for line in lines)
     assert json.loads(meta_file.read_text())["recipe"] == firstrun.RECIPE_VERSION
+    meta = json.loads(meta_file.read_text())
+    meta["recipe"] = 2  # per-layer KL probes, before the KL gradient
+    meta_file.write_text(json.dumps(meta))
+    lines = []
+    ensure_model(base, progress=lambda _: None, log=lines.append)
+    assert any("building" in line for line in lines) and json.loads(meta_file.read_text())["recipe"] == 3
 
 
 def test_progress_lines_carry_an_eta():
@@ -87,7 +93,7 @@ def test_a_second_process_waits_for_the_first_build(monkeypatch, tmp_path):
     from optiq_runtime import build as build_module
 
     monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256, "high_probe": "estimated"})
+    monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256})
     base = write_random_checkpoint(tmp_path / "base", seed=9)
     folder = tmp_path / "home" / "models" / "base-OptiQ-4bit"
     folder.parent.mkdir(parents=True)

@@ -83,6 +83,13 @@ def test_bytes_are_what_is_on_disk_and_within_budget(optiq):
         assert key in meta
 
 
+def test_metadata_says_how_sensitivity_was_measured(optiq):
+    facts = metadata(optiq)["sensitivity"]
+    assert facts["estimator"] == "kl-gradient" and facts["tokens"] == 256
+    assert facts["batches"] * facts["batch_tokens"] >= 256 and facts["all_low_mean_kl"] > 0
+    assert metadata(optiq)["recipe"] == 3
+
+
 def test_mtp_tensors_survive(base, optiq):
     source = mx.load(str(base / "model.safetensors"))
     built = mx.load(str(optiq / "mtp.safetensors"))
@@ -122,20 +129,20 @@ class Interrupt(Exception):
 
 def test_interrupted_build_leaves_nothing_finished_and_resumes(base, tmp_path):
     out = tmp_path / "model"
-    options = BuildOptions(out=out, base=base, high_probe="estimated", batch_tokens=64, **{**SMALL, "seq_len": 32})
-    calls = []
+    options = BuildOptions(out=out, base=base, batch_tokens=64, **{**SMALL, "seq_len": 32})
 
-    def stop_in_second_batch(event):
-        calls.append(event.done)
-        if event.stage == "sensitivity" and event.done > event.total // 2 + 1:
+    def stop_after_two_batches(event):
+        if event.stage == "sensitivity" and event.done >= event.total // 2:  # four even batches
             raise Interrupt
 
+    said = []
     with pytest.raises(Interrupt):
-        build(options, progress=stop_in_second_batch, log=quiet)
+        build(options, progress=stop_after_two_batches, log=said.append)
+    assert "4 batches of 64 tokens" in said[0]  # the size-dependent choice is said out loud
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [".model.partial"]
     state = Sensitivity.load(tmp_path / ".model.partial" / "optiq" / "sensitivity.json")
-    assert state is not None and 0 < state.batches_done < state.batches
+    assert state is not None and state.batches_done == 2 < state.batches == 4
 
     lines = []
     result = build(options, log=lines.append)
@@ -198,7 +205,7 @@ def test_cli_without_fine_groups_builds_the_4_8_bit_group_64_recipe(base, tmp_pa
 def test_extra_widths_reuse_probes_and_load_in_stock_mlx_lm(base, optiq, tmp_path):
     out = tmp_path / "mixed"
     lines = []
-    result = build(BuildOptions(out=out, base=base, budget=1.0, widths=(3, 5), high_probe="measured",
+    result = build(BuildOptions(out=out, base=base, budget=1.0, widths=(3, 5),
                                 probes=optiq / "optiq" / "sensitivity.json", **SMALL), log=lines.append)
     assert any("reusing" in line for line in lines)
     meta = result.metadata
@@ -209,23 +216,20 @@ def test_extra_widths_reuse_probes_and_load_in_stock_mlx_lm(base, optiq, tmp_pat
     assert mx.array_equal(stock(TOKENS), load_model(out, upcast=False).model(TOKENS)).item()
 
 
-def test_uniform_reference_when_the_float32_model_does_not_fit(base, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["optiq", "uniform"])
+def test_a_checkpoint_too_large_for_memory_is_refused_before_loading(base, tmp_path, monkeypatch, capsys, method):
     from optiq_runtime import build as build_module
     from optiq_runtime.checkpoint import open_base
 
     checkpoint = open_base(base)
-    lines = []
-    assert build_module.choose_reference("auto", checkpoint, lines.append) == "bf16" and not lines
-    monkeypatch.setattr(build_module, "_available_memory", lambda: checkpoint.parameters)
-    assert build_module.choose_reference("auto", checkpoint, lines.append) == "uniform"
-    assert "reference: uniform" in lines[0]
-
-    result = build(BuildOptions(out=tmp_path / "u", base=base, reference="auto", high_probe="estimated", **SMALL),
-                   log=quiet)
-    meta = result.metadata
-    assert meta["reference"] == "uniform" and meta["counts"]["8"] >= 1
-    assert meta["bytes"]["optiq"] <= meta["bytes"]["limit"]
-    assert mlx_load(str(tmp_path / "u"))[0](TOKENS).shape[-1] > 0
+    assert build_module.memory_needed(checkpoint, "optiq") > 4 * checkpoint.parameters
+    monkeypatch.setattr(build_module, "_available_memory", lambda: 2 * checkpoint.parameters)
+    monkeypatch.setattr(build_module, "load_network", None)  # loading anything would fail differently
+    out = tmp_path / "big"
+    assert main(["quantize", "--base", str(base), "--out", str(out), "--method", method]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "needs ~" in error and "GiB is available" in error
+    assert f"--method {method}" in error and not out.exists() and not (tmp_path / ".big.partial").exists()
 
 
 def test_a_quantized_base_is_refused(optiq, tmp_path):
