@@ -61,10 +61,10 @@ def _best(run) -> float:
 
 
 def model_size(folder: str | Path) -> ModelSize:
-    """Counted from the safetensors headers of the main model's weight files (no weights are read)."""
+    """Counted from the safetensors headers of the main model's weights (no weights are read; no MTP head)."""
     shapes: dict[str, tuple[int, int]] = {}  # name -> (elements, bytes)
     for file in sorted(Path(folder).glob("model*.safetensors")):
-        shapes.update(_header(file))
+        shapes.update((k, v) for k, v in _header(file).items() if not k.startswith("mtp."))  # a base's MTP head
     quantization = json.loads((Path(folder) / "config.json").read_text()).get("quantization") or {}
     params = weight_bytes = 0
     for name, (elements, nbytes) in shapes.items():
