@@ -59,16 +59,20 @@ def fortran_shim(library: Path) -> str | None:
     """
     if library != wheel_openblas() or _system_has(_FORTRAN_RUNTIME):
         return None
-    bundled = sorted((Path(sysconfig.get_paths()["purelib"]) / "mlx_cpu.libs").glob("libgfortran*.so*"))
+    libs = Path(sysconfig.get_paths()["purelib"]) / "mlx_cpu.libs"
+    bundled = sorted(libs.glob("libgfortran*.so*"))
     if not bundled:
         return None
     from optiq_runtime.home import cache_home
 
     folder = cache_home() / "fortran"
-    link = folder / _FORTRAN_RUNTIME
-    if not link.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(bundled[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    # Its own dependencies (libquadmath) are found beside the link, under their bundled names.
+    links = {_FORTRAN_RUNTIME: bundled[0], **{f.name: f for f in libs.iterdir()}}
+    for name, target in links.items():
+        link = folder / name
+        if not link.is_symlink():
+            link.symlink_to(target)
     return str(folder)
 
 
@@ -94,6 +98,28 @@ def blas_advice() -> str | None:
 def openblas_active() -> bool:
     """Whether this process was started with OpenBLAS preloaded."""
     return "openblas" in os.environ.get("LD_PRELOAD", "")
+
+
+def advise_once(stream=None) -> bool:
+    """Print ``blas_advice()`` to ``stream`` (stderr) the first time on this machine; whether it printed.
+
+    A marker in the cache folder remembers it was said; the build screen shows it every time.
+    """
+    advice = blas_advice()
+    if advice is None:
+        return False
+    from optiq_runtime.home import cache_home
+
+    marker = cache_home() / "blas-advice-shown"
+    if marker.exists():
+        return False
+    print(advice, file=stream or sys.stderr)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(advice + "\n")
+    except OSError:
+        pass  # a read-only cache folder: the advice comes again next time, which is harmless
+    return True
 
 
 def preload_env(env: dict[str, str] | None = None) -> dict[str, str] | None:
