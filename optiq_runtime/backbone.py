@@ -175,11 +175,16 @@ class Drafter:
         return self.head.norm(out) if self.chain_normed else out
 
     def __call__(self, tokens: mx.array, hidden: mx.array, cache: KVCache) -> tuple[mx.array, mx.array]:
-        """The head's outputs (before its norm) and logits for ``tokens`` following the positions of ``hidden``."""
+        """The head's outputs (before its norm) for ``tokens`` following the positions of ``hidden``, and logits.
+
+        The logits are every position's for a short pass, the last position's only for a long one
+        (a catch-up over a prompt drafts from its end: a vocabulary row per prompt token would cost
+        a float32 copy of the output layer's size for every thousand tokens).
+        """
         count = tokens.shape[-1]
         if count > MAX_FAST_TOKENS or cache.keys is None or not compiled_passes():
             out = self.head(self.backbone.embed(tokens[None]), hidden, cache)
-            return out, self.backbone.output(self.head.norm(out))
+            return out, self.backbone.output(self.head.norm(out[:, -1:] if count > MAX_FAST_TOKENS else out))
         offset = cache.offset
         keys, values = reserve(cache, offset + count)
         out, logits, keys, values = self._pass(tokens[None], hidden, keys, values, mx.array(offset))

@@ -17,7 +17,7 @@ import numpy as np
 
 GEMM_SIZE = 1024
 READ_BYTES = 128 << 20
-_REPEATS = 5
+_REPEATS = 10
 
 
 @dataclass(frozen=True)
