@@ -66,14 +66,22 @@ def fortran_shim(library: Path) -> str | None:
     from optiq_runtime.home import cache_home
 
     folder = cache_home() / "fortran"
-    folder.mkdir(parents=True, exist_ok=True)
     # Its own dependencies (libquadmath) are found beside the link, under their bundled names.
     links = {_FORTRAN_RUNTIME: bundled[0], **{f.name: f for f in libs.iterdir()}}
-    for name, target in links.items():
-        link = folder / name
-        if not link.is_symlink():
-            link.symlink_to(target)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, target in links.items():
+            _link(folder / name, target)
+    except OSError:
+        return None  # a read-only cache folder: no preload rather than a failing one
     return str(folder)
+
+
+def _link(link: Path, target: Path) -> None:
+    try:
+        link.symlink_to(target)
+    except FileExistsError:
+        pass  # made by an earlier run, or by another optiq process just now
 
 
 def _system_has(soname: str) -> bool:
