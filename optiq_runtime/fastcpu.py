@@ -155,10 +155,24 @@ def reexec_with_openblas(argv: list[str]) -> None:
     """
     env = preload_env()
     if env is None:
+        _one_thread_on_the_wheel()
         return
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+def _one_thread_on_the_wheel() -> None:
+    """Start the wheel's OpenBLAS on one thread (engines raise it where their CPU plan measured a gain).
+
+    It splits even the quantizer's small matmuls over every core: the thread hand-offs made
+    tiny-agent's first build 4x slower than on one thread (131 s vs 33 s on a busy 2-core
+    machine; Debian's OpenBLAS: 26 s). Set here, not by ``OPENBLAS_NUM_THREADS``, which numpy's
+    own OpenBLAS reads too.
+    """
+    wheel = wheel_openblas()
+    if wheel is not None and blas_library() == str(wheel):
+        set_blas_threads(1)
 
 
 def set_blas_threads(count: int) -> bool:

@@ -82,3 +82,16 @@ def test_advice_is_one_line_said_once_where_no_openblas_is_found(tmp_path, monke
     assert advice and "\n" not in advice and "libopenblas0-pthread" in advice and "slower" in advice
     assert fastcpu.advise_once() and not fastcpu.advise_once()
     assert capsys.readouterr().err == advice + "\n"
+
+
+def test_the_wheels_openblas_starts_on_one_thread():
+    """Its default (every core) makes small matmuls slower; engines raise it where their plan measures a gain."""
+    wheel = fastcpu.wheel_openblas()
+    if wheel is None or not sys.platform.startswith("linux"):
+        pytest.skip("the cmeel-openblas wheel is not installed here")
+    code = ("import ctypes, os; from optiq_runtime.fastcpu import reexec_with_openblas; reexec_with_openblas(['-c', ''])\n"
+            "print(ctypes.CDLL(os.environ['LD_PRELOAD'].split(':')[0]).openblas_get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OPENBLAS_NUM_THREADS")}
+    env.update(LD_PRELOAD=str(wheel), OPTIQ_OPENBLAS_PRELOADED="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "1", out.stderr
