@@ -5,7 +5,7 @@ through BLAS, and its cost grows with the tokens of a pass, so a 512-token prefi
 512 times what one token does. Float32 copies of the weights run through BLAS instead. Which
 form wins, for single-token passes (decode, MTP drafts and verification) and for prefill
 chunks, and how many BLAS threads each should use, depends on the machine and the model's
-shapes; it is measured on the model's own largest layer (seconds), and recorded in
+shapes; it is measured on the model's own largest layer (seconds), and its timings recorded in
 ``$OPTIQ_HOME/cpuplan.json`` under a key naming the machine, the BLAS library and that shape.
 
 Decode and verification always use the same form: MTP's greedy output is exact only when a
@@ -36,6 +36,9 @@ PREFILL_PROBE_TOKENS = 64
 VERIFY_PROBE_TOKENS = 3
 # Float32 copies are made only when they fit in this share of the memory available at load.
 MEMORY_SHARE = 0.5
+# A second BLAS thread is used only when it saves at least this share of the time: near a tie,
+# one thread leaves the other core to the rest of the machine.
+THREAD_GAIN = 0.1
 _REPEATS = 3
 _ROWS_AT_ONCE = 16384
 
@@ -86,7 +89,7 @@ def plan_for(modules: list[nn.Module], *, dense_bytes: int, refresh: bool = Fals
         return None
     key = plan_key(probe)
     cached = None if refresh else read_plans().get(key)
-    plan = CpuPlan(**cached) if cached else _store(measure(probe, key))
+    plan = _choose(cached["timings_ms"], key) if cached else _store(measure(probe, key))
     if plan.dense and dense_bytes > MEMORY_SHARE * available_memory():
         plan.decode, plan.prefill, plan.memory_limited = "quantized", "quantized", True
     return plan
@@ -106,19 +109,20 @@ def measure(probe: _Probe, key: str) -> CpuPlan:
     set_blas_threads(1)
     for name, x in (("decode", x_one), ("verify", x_verify), ("prefill", x_chunk)):
         timings[f"{name}_quantized"] = _time(lambda x=x: _quantized_matmul(probe, x))
-    return _choose(timings, key)
+    return _choose({k: round(v * 1e3, 3) for k, v in timings.items()}, key)
 
 
-def _choose(timings: dict[str, float], key: str) -> CpuPlan:
+def _choose(timings_ms: dict[str, float], key: str) -> CpuPlan:
+    """The fastest form and thread count of each kind (two threads only where they save ``THREAD_GAIN``)."""
     def best(kinds: tuple[str, ...]) -> tuple[str, int]:
-        options = {(form, threads): sum(timings[f"{k}_{form}" + (f"_{threads}t" if form == "dense" else "")] for k in kinds)
-                   for form, threads in (("dense", 1), ("dense", 2), ("quantized", 1))}
-        return min(options, key=options.get)
+        dense = {threads: sum(timings_ms[f"{k}_dense_{threads}t"] for k in kinds) for threads in (1, 2)}
+        threads = 2 if dense[2] < (1 - THREAD_GAIN) * dense[1] else 1
+        quantized = sum(timings_ms[f"{k}_quantized"] for k in kinds)
+        return ("dense", threads) if dense[threads] < quantized else ("quantized", 1)
 
     decode, decode_threads = best(("decode", "verify"))
     prefill, prefill_threads = best(("prefill",))
-    rounded = {k: round(v * 1e3, 3) for k, v in timings.items()}
-    return CpuPlan(decode, prefill, decode_threads, prefill_threads, key, rounded)
+    return CpuPlan(decode, prefill, decode_threads, prefill_threads, key, dict(timings_ms))
 
 
 def _time(run) -> float:
