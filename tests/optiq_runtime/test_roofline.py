@@ -1,6 +1,5 @@
 """Machine limits and model sizes for the roofline shares `optiq bench decode` prints."""
 
-from checkpoints import write_random_checkpoint
 
 from optiq_runtime.load import load_network
 from optiq_runtime.roofline import Limits, ModelSize, fractions, measure_limits, model_size
