@@ -6,7 +6,8 @@ function of the token ids and every cache array, composed from mlx-lm's own Qwen
 modules. Attention in that graph writes into the KV cache's preallocated buffer at an
 offset given as an array, so one graph serves every position; only the buffer's capacity
 (doubled when full) and the number of tokens make new graphs. Prefill runs mlx-lm's
-modules as they are.
+modules as they are, except that off Metal the Gated DeltaNet recurrence runs in its
+chunked matmul form (``optiq_runtime.deltanet``), not token by token.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mlx_lm.models.cache import ArraysCache, KVCache
 from mlx_lm.models.gated_delta import gated_delta_update, normalize_qk
 from mlx_lm.models.qwen3_5 import TextModelArgs
 
+from optiq_runtime.deltanet import prefill_linear_layer
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
 
@@ -57,6 +59,8 @@ class Backbone:
         self._fa_idx = kinds.index(False) if False in kinds else None
         self._ssm_idx = kinds.index(True) if True in kinds else None
         self.rollback = "positions"  # or "replay": how a verification's rejected tail is taken back
+        # mlx-lm steps the DeltaNet recurrence token by token off Metal; the chunked form is matmuls.
+        self.chunked_deltanet = not (mx.metal.is_available() and mx.default_device() == mx.gpu)
         self._step = mx.compile(self.step_graph)
         self._step_positions = mx.compile(partial(self.step_graph, positions=True))
         self._replays = {i: _replay_graph(layer) for i, layer in enumerate(self.layers) if layer.is_linear}
@@ -81,7 +85,10 @@ class Backbone:
         for i, (layer, layer_cache) in enumerate(zip(self.layers, cache.main)):
             if record is not None and layer.is_linear:
                 record[i] = h
-            h = layer(h, mask=ssm_mask if layer.is_linear else fa_mask, cache=layer_cache)
+            if layer.is_linear and ssm_mask is None and self.chunked_deltanet:
+                h = prefill_linear_layer(layer, h, layer_cache)
+            else:
+                h = layer(h, mask=ssm_mask if layer.is_linear else fa_mask, cache=layer_cache)
         return h
 
     def step(self, tokens: mx.array, cache: HybridCache, rewind: Rewind | None = None) -> tuple[mx.array, mx.array]:
@@ -168,11 +175,16 @@ class Drafter:
         return self.head.norm(out) if self.chain_normed else out
 
     def __call__(self, tokens: mx.array, hidden: mx.array, cache: KVCache) -> tuple[mx.array, mx.array]:
-        """The head's outputs (before its norm) and logits for ``tokens`` following the positions of ``hidden``."""
+        """The head's outputs (before its norm) for ``tokens`` following the positions of ``hidden``, and logits.
+
+        The logits are every position's for a short pass, the last position's only for a long one
+        (a catch-up over a prompt drafts from its end: a vocabulary row per prompt token would cost
+        a float32 copy of the output layer's size for every thousand tokens).
+        """
         count = tokens.shape[-1]
         if count > MAX_FAST_TOKENS or cache.keys is None or not compiled_passes():
             out = self.head(self.backbone.embed(tokens[None]), hidden, cache)
-            return out, self.backbone.output(self.head.norm(out))
+            return out, self.backbone.output(self.head.norm(out[:, -1:] if count > MAX_FAST_TOKENS else out))
         offset = cache.offset
         keys, values = reserve(cache, offset + count)
         out, logits, keys, values = self._pass(tokens[None], hidden, keys, values, mx.array(offset))

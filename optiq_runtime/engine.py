@@ -20,6 +20,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from optiq_runtime.backbone import Backbone, Drafter, text_args
+from optiq_runtime.cpuplan import CpuPlan, apply_plan, plan_for, quantized_layers
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.fused import FusedRounds
 from optiq_runtime.guide import CallGuide
@@ -34,9 +35,8 @@ log = logging.getLogger("optiq")
 # Plain steps run first in an MTP run while the engine has too few plain step times (the first is not timed).
 PROBE_STEPS = 4
 MAX_DEPTH = 8
-# Quantized models whose float32 weights fit in this are dequantized on the CPU backend (see Engine.load).
-DEQUANTIZE_LIMIT = 2 << 30
-# OpenBLAS threads once a model is loaded for generation: decode passes multiply a few rows.
+# OpenBLAS threads once a model is loaded for generation, unless its CPU plan measured otherwise:
+# decode passes multiply a few rows.
 DECODE_BLAS_THREADS = 1
 
 
@@ -66,7 +66,8 @@ class Engine:
         self.mtp_depth = mtp_depth
         self.mtp_enabled = mtp and head is not None
         self.auto_fallback = True
-        self.dequantized = False  # quantized layers turned into float32 ones at load (CPU backend)
+        self.dequantized = False  # float32 copies of quantized layers made at load (CPU backend)
+        self.cpu_plan: CpuPlan | None = None  # which weights and BLAS threads each kind of pass uses
         self.last_stats = GenerationStats()
         self._lock = threading.Lock()
         self._state: HybridCache | None = None
@@ -78,10 +79,10 @@ class Engine:
     def load(cls, path=None, *, mtp: bool = True, mtp_depth: int = 2, dequantize: bool | None = None) -> "Engine":
         """Load a model folder (default: the embedded base) and its MTP head when it has one.
 
-        ``dequantize`` (default: on the CPU backend, for models whose float32 weights stay under
-        ``DEQUANTIZE_LIMIT``) turns quantized layers back into float32 ones holding the same
-        values: MLX's CPU quantized matmul costs about twice a float32 one per token and grows
-        linearly with the tokens of a pass, which would make verifying drafts as dear as decoding them.
+        On the CPU backend a quantized model runs as this machine's measured plan says
+        (``optiq_runtime.cpuplan``): float32 copies of its layers for the kinds of pass where
+        they are faster and fit in memory. ``dequantize`` True / False forces copies for every
+        pass / none.
         """
         from optiq_runtime.fastcpu import set_blas_threads
         from optiq_runtime.load import load_model
@@ -91,9 +92,10 @@ class Engine:
         head = load_mtp_head(loaded.path, text_args(loaded.model))
         if head is None and mtp:
             log.warning("optiq: %s has no MTP head; decoding without MTP", loaded.path)
-        dequantized = _dequantize([m for m in (loaded.model, head) if m is not None], dequantize)
+        plan = _cpu_plan([m for m in (loaded.model, head) if m is not None], dequantize)
         engine = cls(loaded.model, loaded.tokenizer, loaded.path, head, mtp=mtp, mtp_depth=mtp_depth)
-        engine.dequantized = dequantized
+        engine.dequantized, engine.cpu_plan = plan is not None and plan.dense, plan
+        engine._set_threads(prefill=False)
         return engine
 
     @property
@@ -147,7 +149,11 @@ class Engine:
         try:
             suffix = prompt[stats.reused_prompt_tokens:]
             allowed = limits.mask([])
-            first = decoder.prefill(suffix, allowed) if suffix else decoder.next_from_tail(allowed)
+            self._set_threads(prefill=True)
+            try:
+                first = decoder.prefill(suffix, allowed) if suffix else decoder.next_from_tail(allowed)
+            finally:
+                self._set_threads(prefill=False)
             self._prompt_snapshot = state.snapshot()
             if mode.mtp:
                 decoder.prime(first, self.mtp_depth)
@@ -167,6 +173,14 @@ class Engine:
             if self._state is state:
                 state.settle()
         stats.decode_s, stats.decode_cpu_s = time.perf_counter() - decode_start, time.process_time() - cpu_start
+
+    def _set_threads(self, *, prefill: bool) -> None:
+        """BLAS threads for prefill or for decoding, as the CPU plan measured (unchanged without one)."""
+        if self.cpu_plan is None:
+            return
+        from optiq_runtime.fastcpu import set_blas_threads
+
+        set_blas_threads(self.cpu_plan.prefill_threads if prefill else self.cpu_plan.decode_threads)
 
     def _cache_for(self, prompt: list[int]) -> tuple[HybridCache, int]:
         """A cache holding the longest reusable prefix of ``prompt``, and that prefix's length."""
@@ -266,30 +280,31 @@ class _Mode:
             log.info("optiq: %s", reason)
 
 
-def _dequantize(modules: list[nn.Module], wanted: bool | None) -> bool:
-    """Dequantize ``modules`` in place when ``wanted`` (None: on the CPU backend, within DEQUANTIZE_LIMIT)."""
+def _cpu_plan(modules: list[nn.Module], forced: bool | None) -> CpuPlan | None:
+    """Measure (or recall) and apply the CPU plan of ``modules``; None off the CPU backend or when nothing is quantized.
+
+    ``forced`` True / False: float32 copies for every pass / for none, without measuring.
+    """
+    from optiq_runtime.backbone import MAX_FAST_TOKENS
     from optiq_runtime.load import cpu_backend
 
-    if wanted is None:
-        wanted = cpu_backend() and sum(float32_nbytes(m) for m in modules) <= DEQUANTIZE_LIMIT
-    if not wanted or not any(_quantized(m) for m in modules):
-        return False
-    from mlx_lm.utils import dequantize_model
-
+    if forced is False or not any(quantized_layers(m) for m in modules):
+        return None
+    if forced:
+        plan = CpuPlan(decode="dense", prefill="dense", key="forced")
+    elif not cpu_backend():
+        return None
+    else:
+        plan = plan_for(modules, dense_bytes=sum(float32_nbytes(m) for m in modules))
     for module in modules:
-        dequantize_model(module)
-    mx.eval([m.parameters() for m in modules])
-    return True
-
-
-def _quantized(module: nn.Module) -> list[nn.Module]:
-    return [m for _, m in module.named_modules() if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))]
+        apply_plan(module, plan, MAX_FAST_TOKENS)
+    return plan
 
 
 def float32_nbytes(module: nn.Module) -> int:
     """The size of ``module``'s weights once every quantized layer is float32."""
     elements = sum(v.size for _, v in tree_flatten(module.parameters()))
-    for layer in _quantized(module):
+    for layer in quantized_layers(module):
         extras = [a for a in (layer.scales, getattr(layer, "biases", None)) if a is not None]
         elements += layer.weight.size * (32 // layer.bits - 1) - sum(a.size for a in extras)
     return 4 * elements

@@ -63,9 +63,10 @@ def _with_default_command(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``optiq`` console script."""
     if argv is None:
-        from optiq_runtime.fastcpu import reexec_with_openblas
+        from optiq_runtime.fastcpu import advise_once, reexec_with_openblas
 
         reexec_with_openblas(sys.argv)
+        advise_once()
         argv = sys.argv[1:]
     args = build_parser().parse_args(_with_default_command(list(argv)))
     try:

@@ -48,7 +48,17 @@ def run(args) -> int:
     engine.auto_fallback = not args.no_fallback
     if not engine.mtp_available:
         raise BadInputError(f"{engine.model_path} has no MTP head; there is nothing to compare")
+    from optiq_runtime.roofline import measure_limits, model_size
+
+    before = measure_limits()
     result = measure_decode(engine, read_prompts(args.prompts), args.tokens, args.repeat, ignore_eos=args.ignore_eos)
+    # The better of two measurements, either side of the decoding: a busy moment lowers one.
+    # MLX's freed buffers go back first, so the numpy arrays do not add to the run's peak memory.
+    import mlx.core as mx
+
+    mx.clear_cache()
+    result.roofline = Roofline(before.best(measure_limits()), model_size(engine.model_path))
+    result.plan = engine.cpu_plan
     print(json.dumps(result.to_json()) if args.json else result.report())
     return 0
 
@@ -145,6 +155,19 @@ def _generate(engine, prompt: list[int], tokens: int, mtp: bool) -> list[int]:
 
 
 @dataclass
+class Roofline:
+    """This machine's limits measured in the benchmark's run, and the model's size against them."""
+
+    limits: object  # optiq_runtime.roofline.Limits
+    size: object  # optiq_runtime.roofline.ModelSize
+
+    def fractions(self, prefill_tok_s: float, decode_tok_s: float) -> dict:
+        from optiq_runtime.roofline import fractions
+
+        return fractions(self.limits, self.size, prefill_tok_s, decode_tok_s)
+
+
+@dataclass
 class DecodeResult:
     """Decode totals of each mode over one benchmark run.
 
@@ -169,6 +192,8 @@ class DecodeResult:
     pair_cpu_speedups: list[float] = field(default_factory=list)
     round_costs: list[float] = field(default_factory=list)
     identical: bool = True
+    roofline: Roofline | None = None
+    plan: object = None  # the engine's optiq_runtime.cpuplan.CpuPlan, when it has one
 
     def add(self, stats, mtp: bool) -> None:
         self.prompt_tokens[mtp] += stats.prompt_tokens - stats.reused_prompt_tokens
@@ -242,7 +267,12 @@ class DecodeResult:
             "tokens": self.tokens,
             "prompts": self.prompts,
             "fallbacks": len(self.fallbacks),
+            "roofline": self._fractions(),
+            "cpu_plan": _plan_summary(self.plan),
         }
+
+    def _fractions(self) -> dict | None:
+        return self.roofline.fractions(self.prefill_tok_s(False), self.plain_tok_s) if self.roofline else None
 
     def report(self) -> str:
         acceptance = "  ".join(f"{i + 1}: {a:.0%}" for i, a in enumerate(self.acceptance)) or "-"
@@ -261,7 +291,25 @@ class DecodeResult:
         ]
         if self.fallbacks:
             lines.append(f"MTP fell back to plain decoding in {len(self.fallbacks)} run(s): {self.fallbacks[0]}")
+        if (roof := self._fractions()) is not None:
+            lines += [
+                f"this machine now: float32 GEMM {roof['gemm_gflops']:.0f} GFLOP/s, memory reads {roof['read_gb_s']:.1f} GB/s "
+                f"(numpy, measured in this run); the model: {roof['params'] / 1e9:.3f}B parameters, "
+                f"{roof['weight_bytes'] / 1e9:.3f} GB of weights",
+                f"prefill {roof['prefill_fraction']:.1%} of the GEMM limit ({roof['prefill_limit_tok_s']:.0f} tok/s at 2 flops "
+                f"per parameter); plain decode {roof['decode_fraction']:.1%} of the read limit "
+                f"({roof['decode_limit_tok_s']:.1f} tok/s reading every weight once)",
+            ]
+        if self.plan is not None:
+            lines.append(f"CPU plan: {_plan_summary(self.plan)}")
         return "\n".join(lines)
+
+
+def _plan_summary(plan) -> str | None:
+    if plan is None:
+        return None
+    return (f"decode {plan.decode} weights on {plan.decode_threads} BLAS thread(s), "
+            f"prefill {plan.prefill} weights on {plan.prefill_threads}")
 
 
 def _sum(totals: list[int], counts: list[int]) -> list[int]:

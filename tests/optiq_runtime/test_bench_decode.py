@@ -29,6 +29,10 @@ def test_json_report(folder, tmp_path, capsys):
     assert "round_cost" in result and "cpu_time_speedup" in result
     assert min(result["speedup_pairs"]) <= result["speedup"] <= max(result["speedup_pairs"])
     assert len(result["acceptance"]) == 2 and result["prompts"] == 2
+    roof = result["roofline"]  # this machine's limits measured in the same run, and the shares of them
+    assert roof["gemm_gflops"] > 0 and roof["read_gb_s"] > 0 and roof["params"] > 0 and roof["weight_bytes"] > 0
+    assert roof["prefill_fraction"] == pytest.approx(result["prefill_tok_s"]["plain"] / roof["prefill_limit_tok_s"], rel=0.05)
+    assert roof["decode_fraction"] == pytest.approx(result["plain_tok_s"] / roof["decode_limit_tok_s"], rel=0.05)
 
 
 def test_every_run_decodes_the_asked_tokens(folder):
@@ -46,6 +50,7 @@ def test_text_report(folder, capsys):
     out = capsys.readouterr().out
     assert "fell back" not in out
     assert "speedup" in out and "greedy outputs identical: yes" in out and "depth 3" in out
+    assert "of the GEMM limit" in out and "of the read limit" in out
 
 
 def test_no_head_is_an_error(tmp_path):

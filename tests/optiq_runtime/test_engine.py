@@ -119,17 +119,20 @@ def test_greedy_mtp_matches_plain_on_built_model(built_folder, depth):
     assert engine.generate(PROMPT, max_tokens=40) == tokens
 
 
-def test_cpu_backend_dequantizes_small_quantized_models(built_folder):
+def test_cpu_backend_runs_quantized_models_as_the_measured_plan_says(built_folder):
     import mlx.nn as nn
 
-    engine = Engine.load(built_folder)
+    planned = Engine.load(built_folder)
+    assert planned.cpu_plan is not None and planned.dequantized == planned.cpu_plan.dense
+    engine = Engine.load(built_folder, dequantize=True)
     assert engine.dequantized
     assert not any(isinstance(m, nn.QuantizedLinear) for _, m in engine.model.named_modules())
     assert not any(isinstance(m, nn.QuantizedLinear) for _, m in engine.head.named_modules())
     kept = Engine.load(built_folder, dequantize=False)
     assert not kept.dequantized and any(isinstance(m, nn.QuantizedLinear) for _, m in kept.model.named_modules())
     # The same weights, so the same greedy tokens.
-    assert engine.generate(PROMPT, max_tokens=24) == kept.generate(PROMPT, max_tokens=24)
+    tokens = engine.generate(PROMPT, max_tokens=24)
+    assert tokens == kept.generate(PROMPT, max_tokens=24) == planned.generate(PROMPT, max_tokens=24)
 
 
 def test_long_prompt_and_growing_kv_buffers(loaded, monkeypatch):

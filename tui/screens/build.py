@@ -8,6 +8,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import ProgressBar, Static
 
+from optiq_runtime.fastcpu import blas_advice
 from optiq_runtime.progress import ProgressEvent
 
 
@@ -34,6 +35,8 @@ class BuildScreen(Screen[None]):
                 "This happens once; later runs open at once.",
                 id="build-explain",
             )
+            advice = blas_advice()  # the build is where slow CPU math costs most
+            yield Static(advice or "", id="build-advice").set_styles(f"display: {'block' if advice else 'none'};")
             yield Static("", id="build-log")
             yield Static("starting", id="build-stage")
             yield ProgressBar(total=1, show_eta=False, id="build-bar")
