@@ -1,6 +1,7 @@
-"""`optiq doctor`: how optiq runs on this machine (sandbox confinement, BLAS, cache, default model)."""
+"""`optiq doctor`: how optiq runs on this machine (sandbox confinement, BLAS, CPU plans, cache, default model)."""
 
-HELP = "Show how optiq runs here: the sandbox's confinement, the BLAS library, the cache folder and the default model."
+HELP = ("Show how optiq runs here: the sandbox's confinement, the BLAS library, the CPU execution plans measured "
+        "on this machine, the cache folder and the default model.")
 
 
 def add_arguments(parser):
@@ -34,6 +35,7 @@ def collect() -> dict:
     return {
         "sandbox": sandbox,
         "blas": _blas(),
+        "cpu_plan": _cpu_plan(),
         "cache": str(cache_home()),
         "model": {"name": default_model.name, "path": str(default_model),
                   "built": (default_model / "config.json").is_file()},
@@ -45,6 +47,26 @@ def _blas() -> dict:
 
     library = find_openblas()
     return {"path": str(library) if library else None, "active": openblas_active()}
+
+
+def _cpu_plan() -> dict:
+    from optiq_runtime.cpuplan import describe
+
+    return describe()
+
+
+def _plan_lines(plan: dict) -> list[str]:
+    """The CPU backend's execution plans, one line per measured layer shape (``optiq_runtime.cpuplan``)."""
+    lines = [f"cpu plan     {plan['cpu']}, {plan['cores']} cores, backend {plan['backend']}"]
+    if plan.get("blas_advice"):
+        lines.append(f"  advice     {plan['blas_advice']}")
+    if not plan["plans"]:
+        lines.append(f"  plans      none measured yet (a model's first load measures its own; {plan['plans_file']})")
+    for key, entry in sorted(plan["plans"].items()):
+        limited = ", memory-limited" if entry.get("memory_limited") else ""
+        lines.append(f"  {key}  prefill {entry['prefill']} x{entry['prefill_threads']} threads, "
+                     f"decode {entry['decode']} x{entry['decode_threads']}{limited}")
+    return lines
 
 
 def format_report(report: dict) -> str:
@@ -59,6 +81,7 @@ def format_report(report: dict) -> str:
         lines.append(f"blas         {blas['path']} ({'preloaded' if blas['active'] else 'found, not preloaded in this process'})")
     else:
         lines.append("blas         MLX's reference BLAS (no OpenBLAS found)")
+    lines += _plan_lines(report["cpu_plan"])
     lines.append(f"cache        {report['cache']}")
     lines.append(f"model        {model['name']} ({'built' if model['built'] else 'built on first run'}: {model['path']})")
     return "\n".join(lines)

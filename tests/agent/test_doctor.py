@@ -38,3 +38,20 @@ def test_run_takes_the_shell_approval_and_unconfined_flags():
     args = build_parser().parse_args(["run", "hi", "--approve", "shell", "--allow-unconfined-shell"])
     assert args.approve == "shell" and args.allow_unconfined_shell
     assert build_parser().parse_args(["chat", "--allow-unconfined-shell"]).allow_unconfined_shell
+
+
+def test_the_cpu_plans_measured_here_are_listed(tmp_path, monkeypatch):
+    import mlx.nn as nn
+
+    from optiq_runtime.cpuplan import plan_for
+
+    before = optiq("doctor", home=str(tmp_path))
+    assert "none measured yet" in before.stdout and json.loads(optiq("doctor", "--json", home=str(tmp_path)).stdout)[
+        "cpu_plan"]["plans"] == {}
+    monkeypatch.setenv("OPTIQ_HOME", str(tmp_path))
+    layer = nn.QuantizedLinear(256, 512, bits=4, group_size=64)
+    plan = plan_for([layer], dense_bytes=256 * 512 * 4)
+    report = json.loads(optiq("doctor", "--json", home=str(tmp_path)).stdout)
+    assert list(report["cpu_plan"]["plans"]) == [plan.key]
+    line = next(line for line in optiq("doctor", home=str(tmp_path)).stdout.splitlines() if plan.key in line)
+    assert f"prefill {plan.prefill} x{plan.prefill_threads} threads, decode {plan.decode}" in line
