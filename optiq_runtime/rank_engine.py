@@ -131,3 +131,24 @@ def _guide_from(spec: dict | None, tokenizer) -> CallGuide | None:
         for name, s in spec["functions"].items()
     }
     return CallGuide(TokenPieces.of(tokenizer), functions, spec["prefix"])
+
+
+def open_tensor_parallel(path, group: mx.distributed.Group, *, mtp: bool = True, mtp_depth: int = 2) -> LeaderEngine | None:
+    """Under ``mlx.launch``: rank 0's engine (closed at exit), or None on the other ranks once rank 0 is done.
+
+    The other ranks load their slice and follow rank 0 until it closes; only rank 0 may print or serve.
+    """
+    import atexit
+
+    from optiq_runtime.errors import BadInputError
+    from optiq_runtime.tensor_parallel import load_sharded
+
+    if path is None:
+        raise BadInputError("under mlx.launch, give --model DIR (a model folder every host can read)")
+    engine = load_sharded(path, group, mtp=mtp, mtp_depth=mtp_depth)
+    if group.rank() != 0:
+        follow(engine, group)
+        return None
+    leader = LeaderEngine(engine, group)
+    atexit.register(leader.close)
+    return leader
