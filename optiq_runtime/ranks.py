@@ -43,3 +43,8 @@ def barrier(group: mx.distributed.Group) -> None:
 def _sum(values, group: mx.distributed.Group) -> np.ndarray:
     summed = mx.distributed.all_sum(mx.array(np.asarray(values, dtype=np.int32)), group=group, stream=mx.cpu)
     return np.array(summed)
+
+
+def count(flag: bool, group: mx.distributed.Group) -> int:
+    """How many ranks of ``group`` passed True."""
+    return int(_sum([int(flag)], group)[0])
