@@ -23,7 +23,7 @@ def run(args) -> int:
     import sys
 
     from agent.evaluate import ResultsFile, evaluate
-    from agent.shard import Plan
+    from agent.shard import PARTS, Plan, merge
     from agent.suite import load_suite
     from optiq_runtime.errors import BadInputError
     from optiq_runtime.progress import stderr_callback
@@ -45,7 +45,10 @@ def run(args) -> int:
     results = ResultsFile(out / "results.jsonl")
     if not args.resume and results.path.exists() and results.path.stat().st_size:
         raise BadInputError(f"{out} already holds results; pass --resume to continue them, or another --out")
-    Plan([s.label for s in specs], [e.id for e in entries]).write(out)
+    plan = Plan([s.label for s in specs], [e.id for e in entries])
+    if args.resume and (out / PARTS).is_dir() and Plan.read(out) == plan:
+        merge([out], out)  # results a sharded run left in parts/: one process resumes after them too
+    plan.write(out)
     sys.stderr.write(f"optiq eval: {len(entries)} entries x {len(specs)} model(s); results in {out}\n")
     evaluate(entries, specs, results, progress=stderr_callback())
     ids = {e.id for e in entries}

@@ -92,6 +92,13 @@ def test_shards_in_separate_folders_merge_into_the_one_process_results(suite, on
     again = optiq_eval(str(suite), "--model", model, "--out", str(folders[0]), "--shard", "0/2")
     assert again.returncode == 2 and "--resume" in again.stderr
 
+    shard0 = (folders[0] / "parts" / "shard-0-of-2.jsonl").read_text().splitlines()
+    rest = optiq_eval(str(suite), "--model", model, "--out", str(folders[0]), "--resume")  # one process finishes the run
+    assert rest.returncode == 0, rest.stderr
+    assert verdicts(folders[0]) == verdicts(one_process[0])
+    kept = {line for line in (folders[0] / "results.jsonl").read_text().splitlines()}
+    assert set(shard0) <= kept  # shard 0's results were kept, not run again
+
 
 @pytest.mark.slow
 def test_two_ranks_under_mlx_launch_equal_one_process_and_resume(suite, one_process, tmp_path):
