@@ -61,7 +61,10 @@ def test_two_ranks_give_one_process_tokens_plain_mtp_sampled_and_guided(which, t
     model = embedded_base_path() if which == "tiny-agent" else write_random_checkpoint(tmp_path / "random", seed=1)
     alone, ranked = one_process(model), two_ranks(model)
     weights = (alone.pop("weights"), ranked.pop("weights"))
+    (kv, linear), (rank_kv, rank_linear) = alone.pop("heads"), ranked.pop("heads")
     assert ranked == alone
+    # Each rank's caches hold its heads only (a single KV head is repeated on both, as mlx-lm shards it).
+    assert 2 * rank_linear == linear and rank_kv == max(1, kv // 2)
     assert ranked["mtp"][-1] and not ranked["plain"][-1]  # MTP rounds ran where asked
     assert len(set(ranked["plain"][0])) > 1  # not a degenerate repetition
     assert weights[1] <= 0.6 * weights[0], weights

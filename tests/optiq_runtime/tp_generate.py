@@ -35,8 +35,13 @@ def runs(engine) -> dict:
         out["mtp" if mtp else "plain"] = [first, longer, closed, after, engine.last_stats.mtp_used]
     sampled = engine.generate(prompt + [13], max_tokens=16, temperature=0.8, seed=3)
     guided = engine.generate(asked, max_tokens=40, guide=CallGuide.for_tools(tok, TOOLS))
-    out.update(sampled=sampled, guided=guided, weights=resident_bytes(engine.model, engine.head))
+    out.update(sampled=sampled, guided=guided, weights=resident_bytes(engine.model, engine.head), heads=cache_heads(engine._state))
     return out
+
+
+def cache_heads(state) -> list[int]:
+    """Heads held by this rank's first KV cache and first DeltaNet state."""
+    return [state.main[state.kv_ids[0]].keys.shape[1], state.main[state.linear_ids[0]].cache[1].shape[1]]
 
 
 def main(path: str) -> None:
