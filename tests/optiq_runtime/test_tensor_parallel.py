@@ -56,9 +56,13 @@ class _Pretend:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["tiny-agent", "random"])
+@pytest.mark.parametrize("which", ["tiny-agent", "random", "untied"])
 def test_two_ranks_give_one_process_tokens_plain_mtp_sampled_and_guided(which, tmp_path):
-    model = embedded_base_path() if which == "tiny-agent" else write_random_checkpoint(tmp_path / "random", seed=1)
+    """Tied embeddings split by vocabulary rows; an untied lm_head split by mlx-lm and gathered."""
+    if which == "tiny-agent":
+        model = embedded_base_path()
+    else:
+        model = write_random_checkpoint(tmp_path / which, seed=2, tie_word_embeddings=which == "random")
     alone, ranked = one_process(model), two_ranks(model)
     weights = (alone.pop("weights"), ranked.pop("weights"))
     (kv, linear), (rank_kv, rank_linear) = alone.pop("heads"), ranked.pop("heads")
