@@ -235,17 +235,20 @@ def evaluate(
     progress: ProgressCallback | None = None,
     sampling: Sampling | None = None,
     extra_tools: Sequence[Tool] = (),
+    only: set[tuple[str, str]] | None = None,
 ) -> None:
     """Run every entry on every model, skipping pairs ``results`` already holds.
 
     sampling: overrides the defaults (greedy, seeded; 256 tokens for BFCL, 512 per agent step).
+    only: the (model label, entry id) pairs this process runs (its share of a sharded run; default all).
     """
     finished = results.finished()
     for spec in models:
-        todo = [e for e in entries if (spec.label, e.id) not in finished]
+        share = [e for e in entries if only is None or (spec.label, e.id) in only]
+        todo = [e for e in share if (spec.label, e.id) not in finished]
         if not todo:
             continue
-        bar = Progress(spec.label, len(entries), progress, done=len(entries) - len(todo))
+        bar = Progress(spec.label, len(share), progress, done=len(share) - len(todo))
         try:
             engine = spec.load()
         except Exception as error:  # any loader failure is reported per entry; the other models still run

@@ -17,7 +17,7 @@ from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.base import create_attention_mask, create_ssm_mask
+from mlx_lm.models.base import create_attention_mask, create_ssm_mask, gather_last_axis
 from mlx_lm.models.cache import ArraysCache, KVCache
 from mlx_lm.models.gated_delta import gated_delta_update, normalize_qk
 from mlx_lm.models.qwen3_5 import TextModelArgs
@@ -54,6 +54,7 @@ class Backbone:
         self.args = text_args(model)
         self.body = text.model
         self.lm_head = None if self.args.tie_word_embeddings else text.lm_head
+        self._vocab_group = getattr(text, "sharding_group", None)  # an lm_head split over ranks (mlx-lm's shard)
         self.layers = list(self.body.layers)
         kinds = [layer.is_linear for layer in self.layers]
         self._fa_idx = kinds.index(False) if False in kinds else None
@@ -75,7 +76,8 @@ class Backbone:
     def output(self, normed: mx.array) -> mx.array:
         if self.lm_head is None:
             return self.body.embed_tokens.as_linear(normed)
-        return self.lm_head(normed)
+        logits = self.lm_head(normed)
+        return logits if self._vocab_group is None else gather_last_axis(logits, self._vocab_group)
 
     def forward(self, tokens: mx.array, cache: HybridCache, record: dict | None = None) -> mx.array:
         """Hidden states ``[1, S, D]`` before the final norm, through mlx-lm's modules (prefill)."""
@@ -240,6 +242,8 @@ def _linear_layer_positions(layer, x, conv, state):
         outs.append(y)
         states.append(state)
     out = attn.out_proj(attn.norm(mx.concatenate(outs, axis=1), z).reshape(batch, length, -1))
+    if attn.sharding_group is not None:  # tensor parallel: each rank holds some heads (mlx-lm's ``shard``)
+        out = mx.distributed.all_sum(out, group=attn.sharding_group)
     h = x + out
     return h + layer.mlp(layer.post_attention_layernorm(h)), list(zip(convs, states))
 

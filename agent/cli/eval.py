@@ -8,8 +8,10 @@ DEFAULT_SUITE = "generated"
 
 
 def add_arguments(parser):
-    parser.add_argument("suite", nargs="?", help="JSONL suite file or folder, or a shipped suite's name: "
-                        f"{', '.join(SHIPPED_SUITES)} (default: {DEFAULT_SUITE})")
+    parser.add_argument("suite", nargs="*", metavar="SUITE | merge DIR...",
+                        help="JSONL suite file or folder, or a shipped suite's name: "
+                             f"{', '.join(SHIPPED_SUITES)} (default: {DEFAULT_SUITE}); "
+                             "'merge DIR...' merges sharded results folders")
     parser.add_argument("--model", action="append", help="model folder; repeat to compare (default: the OptiQ build of the embedded base)")
     parser.add_argument("--out", help=f"results folder (default: {RESULTS_ROOT}/<time>; with --resume, the latest there)")
     parser.add_argument("--limit", type=int, help="only the first N entries of the suite")
@@ -20,36 +22,81 @@ def add_arguments(parser):
     parser.add_argument("--mcp", action="append", metavar="FILE",
                         help="an MCP servers file whose tools agent tasks get beside the built-ins; repeatable "
                              "(only these: the user's default file is not read, so scores do not depend on it)")
+    parser.add_argument("--shard", metavar="I/N", help="run only process I's share (0-based) of N; needs --out; merge with 'optiq eval merge'")
+    parser.add_argument("--peer-timeout", type=float, default=120.0,
+                        help="under mlx.launch: seconds rank 0 waits for a rank that stopped reporting before merging without it (default 120)")
 
 
 def run(args) -> int:
-    import json
     import sys
 
     from agent.evaluate import ResultsFile, evaluate
     from agent.mcp_files import read_files
-    from agent.report import format_table, summarize
+    from agent.shard import PARTS, Plan, merge
     from agent.suite import load_suite
     from optiq_runtime.errors import BadInputError
     from optiq_runtime.progress import stderr_callback
+    from optiq_runtime.ranks import launched
 
+    if args.suite[:1] == ["merge"]:
+        return _merge(args)
+    if len(args.suite) > 1:
+        raise BadInputError(f"give one SUITE (a file or a folder); got {len(args.suite)}: {' '.join(args.suite)}")
     if args.limit is not None and args.limit < 1:
         raise BadInputError(f"--limit must be at least 1; got {args.limit}")
-    entries = load_suite(_suite_path(args.suite))[: args.limit]
-    servers = read_files(args.mcp or [])  # a bad file is bad input before anything runs
+    from agent.mcp_files import read_files
+    entries = load_suite(args.suite[0] if args.suite else _shipped_suite())[: args.limit]
     specs = _guided_specs(_model_specs(args.model), args.guide_calls)
+    if args.shard or launched():
+        from agent.cli.eval_ranks import run_sharded
+
+        with _mcp_tools(servers) as tools:
+            return run_sharded(args, entries, specs, tools)
     out = _out_folder(args.out, args.resume)
     results = ResultsFile(out / "results.jsonl")
     if not args.resume and results.path.exists() and results.path.stat().st_size:
         raise BadInputError(f"{out} already holds results; pass --resume to continue them, or another --out")
+    plan = Plan([s.label for s in specs], [e.id for e in entries])
+    if args.resume and (out / PARTS).is_dir() and Plan.read(out) == plan:
+        merge([out], out)  # results a sharded run left in parts/: one process resumes after them too
+    plan.write(out)
     sys.stderr.write(f"optiq eval: {len(entries)} entries x {len(specs)} model(s); results in {out}\n")
     with _mcp_tools(servers) as tools:
         evaluate(entries, specs, results, progress=stderr_callback(), extra_tools=tools)
     ids = {e.id for e in entries}
     records = [r for r in results.read() if r["id"] in ids]
-    summary = summarize(records, [spec.label for spec in specs])
+    report(records, [spec.label for spec in specs], out, args.json)
+    return 0
+
+
+def report(records, labels, out, as_json: bool) -> None:
+    """Write ``summary.json`` beside the results and print the table (or the summary as JSON)."""
+    import json
+
+    from agent.report import format_table, summarize
+
+    summary = summarize(records, labels)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary) if args.json else format_table(summary))
+    print(json.dumps(summary) if as_json else format_table(summary))
+
+
+def _merge(args) -> int:
+    """``optiq eval merge DIR...``: one results.jsonl, summary and table from sharded folders."""
+    import sys
+    from pathlib import Path
+
+    from agent.shard import describe_missing, merge
+    from optiq_runtime.errors import BadInputError
+
+    folders = [Path(d).expanduser() for d in args.suite[1:]]
+    if not folders:
+        raise BadInputError("optiq eval merge needs at least one results folder")
+    out = Path(args.out).expanduser() if args.out else folders[0]
+    merged = merge(folders, out)
+    report(merged.records, merged.plan.models, out, args.json)
+    if merged.missing:
+        sys.stderr.write(f"optiq eval: {describe_missing(merged.missing)}; run them with --resume --out {out}\n")
+        return 1
     return 0
 
 

@@ -35,6 +35,8 @@ def run(args) -> int:
     from agent.toolset import plan_tools
     from optiq_runtime.errors import BadInputError
     from optiq_runtime.progress import stderr_callback
+    from optiq_runtime.rank_engine import open_tensor_parallel
+    from optiq_runtime.ranks import launched, world
 
     if args.max_steps < 1:
         raise BadInputError(f"--max-steps must be at least 1; got {args.max_steps}")
@@ -44,7 +46,12 @@ def run(args) -> int:
     if not workspace.is_dir():
         raise BadInputError(f"--workspace {workspace} is not a folder")
     tools = plan_tools(args.tools, args.mcp, workspace)
-    engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
+    if launched():  # tensor parallel under mlx.launch: rank 0 runs the agent, the others its model's slices
+        engine = open_tensor_parallel(args.model, world(), mtp=not args.no_mtp)
+        if engine is None:
+            return 0
+    else:
+        engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
     sampling = Sampling(max_tokens=args.max_tokens, guide_calls=args.guide_calls)
     sandbox = shell_sandbox(workspace, args.allow_unconfined_shell)
     try:

@@ -36,6 +36,8 @@ def run(args) -> int:
     config.check()  # before minutes of model loading
     tools = _server_tools(args.mcp)
     engine = _load_engine(args)
+    if engine is None:
+        return 0  # a rank other than 0 under mlx.launch: it ran rank 0's generations
     server = Server(engine, config, tools.start().registry if tools.servers else None)
     mtp = f"MTP on, depth {engine.mtp_depth}" if engine.mtp_enabled else "MTP off"
     print(f"optiq serve: {server.service.model_id} ({mtp}) at {server.url}  (Ctrl-C stops)", file=sys.stderr)
@@ -69,6 +71,12 @@ def _load_engine(args):
 
     if args.model and args.base:
         raise BadInputError("give --model (a built folder) or --base (to build from), not both")
+    from optiq_runtime.ranks import launched, world
+
+    if launched():  # tensor parallel: rank 0 serves, the others follow it
+        from optiq_runtime.rank_engine import open_tensor_parallel
+
+        return open_tensor_parallel(args.model, world(), mtp=args.mtp, mtp_depth=args.mtp_depth)
     path = args.model
     if path is None:
         from optiq_runtime.firstrun import ensure_model
