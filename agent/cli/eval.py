@@ -44,8 +44,8 @@ def run(args) -> int:
         raise BadInputError(f"give one SUITE (a file or a folder); got {len(args.suite)}: {' '.join(args.suite)}")
     if args.limit is not None and args.limit < 1:
         raise BadInputError(f"--limit must be at least 1; got {args.limit}")
-    from agent.mcp_files import read_files
-    entries = load_suite(args.suite[0] if args.suite else _shipped_suite())[: args.limit]
+    entries = load_suite(_suite_path(args.suite[0] if args.suite else None))[: args.limit]
+    servers = read_files(args.mcp or [])  # a bad file is bad input before anything runs
     specs = _guided_specs(_model_specs(args.model), args.guide_calls)
     if args.shard or launched():
         from agent.cli.eval_ranks import run_sharded
