@@ -2,6 +2,8 @@
 
 import argparse
 
+from agent.cli.mtp_flags import add_mtp_arguments, mtp_mode
+
 HELP = "Run the agent headless on one prompt and print the answer."
 
 
@@ -9,7 +11,7 @@ def add_arguments(parser):
     parser.add_argument("prompt", help="the request")
     parser.add_argument("--model", help="a built model folder")
     parser.add_argument("--base", help="base checkpoint to build the default model from (default: the embedded tiny-agent)")
-    parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head")
+    add_mtp_arguments(parser)
     parser.add_argument("--max-steps", type=int, default=8, help="model turns before giving up (default 8)")
     parser.add_argument("--max-tokens", type=int, default=512, help="tokens per model turn (default 512)")
     parser.add_argument("--approve", choices=["all", "none"], default="none", help="answer to write/edit approvals (default none)")
@@ -37,7 +39,8 @@ def run(args) -> int:
     if not workspace.is_dir():
         raise BadInputError(f"--workspace {workspace} is not a folder")
     registry = agent_registry(args.tools)
-    engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
+    engine = load_engine(args.model, args.base, mtp=mtp_mode(args), mtp_depth=args.mtp_depth,
+                         progress=stderr_callback())
     sampling = Sampling(max_tokens=args.max_tokens, guide_calls=args.guide_calls)
     agent = Agent(engine, registry, workspace, POLICIES[args.approve], max_steps=args.max_steps, sampling=sampling, trace=open_trace())
     with agent:
