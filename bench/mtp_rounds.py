@@ -57,29 +57,37 @@ def round_costs(model: Path, tokens: int) -> dict[int, float | None]:
 
 def draft_vocab_costs(model: Path, tokens: int, repeat: int) -> dict:
     """Depth-1 round costs (plain steps) drafting over the whole vocabulary and over the draft vocabulary, alternating."""
-    from agent.cli.bench import measure_decode
     from optiq_runtime.calibration import CALIBRATION_FILE, read_samples
     from optiq_runtime.draft_vocab import DEFAULT_K, frequent_tokens, read_draft_vocab
     from optiq_runtime.engine import Engine
 
     engine = Engine.load(model, mtp="on", mtp_depth=1)
     engine.auto_fallback = False
+    engine.tokenizer.eos_token_ids = set()  # every run decodes ``tokens`` tokens
     vocab = engine.backbone.args.vocab_size
     top = read_draft_vocab(model) or frequent_tokens(engine.tokenizer, read_samples(CALIBRATION_FILE), DEFAULT_K, vocab)
-    prompts = ["Count from one to twenty.", "Write a short note about rivers."]
-    costs: dict[str, list[float]] = {"full": [], "draft": []}
+    prompt = engine.tokenizer.encode("Count from one to twenty.")
+    steps: list[float] = []
+    rounds: dict[str, list[float]] = {"full": [], "draft": []}
     identical = True
-    for _ in range(repeat):
+    for index in range(repeat + 1):  # the first pass compiles the graphs and is not counted
         for name, ids in (("full", None), ("draft", top)):
+            # runs reuse the prompt's cache (no prefill); plain and MTP alternate so both see the same load
+            engine.mtp_enabled = False
+            plain = engine.generate(prompt, max_tokens=tokens)
+            plain_steps = engine.last_stats.plain_step_s
             engine.use_draft_vocab(ids)
-            result = measure_decode(engine, prompts, tokens, 1, ignore_eos=True)
-            identical = identical and result.identical
-            if result.round_cost:
-                costs[name].append(result.round_cost)
+            engine.mtp_enabled = True
+            identical = identical and engine.generate(prompt, max_tokens=tokens) == plain
+            if index:
+                steps += plain_steps
+                rounds[name] += engine.last_stats.round_s
+    step = statistics.median(steps)
+    costs = {name: [r / step for r in times] for name, times in rounds.items()}
     full, draft = (statistics.median(costs[n]) if costs[n] else None for n in ("full", "draft"))
     return {"vocab_size": vocab, "k": len(top), "round_cost_full": full, "round_cost_draft_vocab": draft,
             "cut": 1 - draft / full if full and draft else None, "identical": identical,
-            "samples": {n: [round(c, 3) for c in v] for n, v in costs.items()}}
+            "plain_step_s": step, "rounds": {n: len(v) for n, v in costs.items()}}
 
 
 def quantized_real_shape(folder: Path) -> Path:

@@ -31,6 +31,7 @@ COST_VERSION = 1
 DEPTHS = (1, 2, 3)
 COSTS_FILE = "mtp_costs.json"
 MEASURE_TOKENS = 64  # tokens per run at most while measuring (held-out agent turns are short)
+MIN_TOKENS = 12  # ... and at least, on models whose steps are slow
 MEASURE_PROMPTS = 24  # held-out turns measured at most (optiq bench decode's default turns)
 TIMED_PROMPTS = 6  # ... of which this many at every depth
 MIN_PROMPTS = 2  # turns measured however long they take
@@ -200,8 +201,8 @@ def measure(engine, depths=DEPTHS, *, prompts: list[list[int]] | None = None, to
     started = time.perf_counter()
     policy.guard_enabled = False
     try:
-        for depth in (None, *depths):  # warm-up: each depth's first rounds compile its graphs
-            _run(engine, prompts[0], min(tokens, 16), depth)
+        warm = {depth: _run(engine, prompts[0], min(tokens, 16), depth) for depth in (None, *depths)}  # compiles graphs
+        tokens = _affordable(tokens, warm[None].plain_step_s, len(depths), budget_s)
         runs: dict[int | None, list] = {d: [] for d in (None, *depths)}
         timed: dict[int | None, list] = {d: [] for d in (None, *depths)}
         for index, prompt in enumerate(prompts):
@@ -215,6 +216,14 @@ def measure(engine, depths=DEPTHS, *, prompts: list[list[int]] | None = None, to
     finally:
         policy.mode, policy.depth, policy.guard_enabled = saved
     return _model(engine, runs, timed, deepest, time.perf_counter() - started)
+
+
+def _affordable(tokens: int, steps: list[float], depths: int, budget_s: float) -> int:
+    """Fewer tokens per run (at least ``MIN_TOKENS``) where slow steps would make the first turns overrun the budget."""
+    if not steps:
+        return tokens
+    runs = MIN_PROMPTS * (1 + depths)
+    return max(MIN_TOKENS, min(tokens, int(budget_s / (runs * statistics.median(steps) * 2))))
 
 
 def _run(engine, prompt: list[int], tokens: int, depth: int | None):
