@@ -257,6 +257,8 @@ class Agent:
             decode_tok_s=stats.decode_tok_s,
             acceptance=stats.acceptance if stats.mtp_used else None,
             seconds=seconds,
+            mtp=stats.mtp_used,
+            mtp_reason=stats.fallback_reason or stats.mtp_reason,
         )
 
     # -- acting on an output

@@ -16,7 +16,8 @@ from agent.toolset import agent_registry  # noqa: F401 - re-exported: callers im
 from optiq_runtime.errors import BadInputError
 
 
-def load_engine(model: str | None, base: str | None = None, *, mtp: bool = True, progress: Any = None) -> Any:
+def load_engine(model: str | None, base: str | None = None, *, mtp="auto", mtp_depth: int | None = None,
+                progress: Any = None) -> Any:
     """The engine for ``--model DIR``, or for the default OptiQ build of ``base`` (built on first run)."""
     from optiq_runtime.engine import Engine
 
@@ -26,7 +27,7 @@ def load_engine(model: str | None, base: str | None = None, *, mtp: bool = True,
         from optiq_runtime.firstrun import ensure_model
 
         model = str(ensure_model(base, progress=progress))
-    return Engine.load(model, mtp=mtp)
+    return Engine.load(model, mtp=mtp, mtp_depth=mtp_depth)
 
 
 def shell_sandbox(workspace: Any, allow_unconfined: bool) -> Any:

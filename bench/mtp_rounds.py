@@ -6,12 +6,19 @@ that cost falls as the backbone deepens. In one run this decodes the embedded ti
 depths 1 and 2 (greedy, end of turn ignored, speed guard off), and prints each round's cost in
 plain steps and the tokens per round MTP needs to break even and to be 1.4x faster. Random
 weights have no useful drafts: this measures cost, not acceptance.
+
+``--draft-vocab`` measures instead what the reduced draft vocabulary (optiq_runtime.draft_vocab)
+saves at Qwen3.5-0.8B's shape: a depth-1 round's cost in plain steps with the head drafting over
+the whole 248,320-token vocabulary and over the K most frequent calibration tokens, alternating
+in one run. ``--model DIR`` takes a built model of that shape (default: a random 0.8B-shaped
+checkpoint written and uniformly quantized to 4 bits in a temporary folder, which takes minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -48,10 +55,76 @@ def round_costs(model: Path, tokens: int) -> dict[int, float | None]:
     return costs
 
 
+def draft_vocab_costs(model: Path, tokens: int, repeat: int) -> dict:
+    """Depth-1 round costs (plain steps) drafting over the whole vocabulary and over the draft vocabulary, alternating."""
+    from optiq_runtime.calibration import CALIBRATION_FILE, read_samples
+    from optiq_runtime.draft_vocab import DEFAULT_K, frequent_tokens, read_draft_vocab
+    from optiq_runtime.engine import Engine
+
+    engine = Engine.load(model, mtp="on", mtp_depth=1)
+    engine.auto_fallback = False
+    engine.tokenizer.eos_token_ids = set()  # every run decodes ``tokens`` tokens
+    vocab = engine.backbone.args.vocab_size
+    top = read_draft_vocab(model) or frequent_tokens(engine.tokenizer, read_samples(CALIBRATION_FILE), DEFAULT_K, vocab)
+    prompt = engine.tokenizer.encode("Count from one to twenty.")
+    steps: list[float] = []
+    rounds: dict[str, list[float]] = {"full": [], "draft": []}
+    identical = True
+    for index in range(repeat + 1):  # the first pass compiles the graphs and is not counted
+        for name, ids in (("full", None), ("draft", top)):
+            # runs reuse the prompt's cache (no prefill); plain and MTP alternate so both see the same load
+            engine.mtp_enabled = False
+            plain = engine.generate(prompt, max_tokens=tokens)
+            plain_steps = engine.last_stats.plain_step_s
+            engine.use_draft_vocab(ids)
+            engine.mtp_enabled = True
+            identical = identical and engine.generate(prompt, max_tokens=tokens) == plain
+            if index:
+                steps += plain_steps
+                rounds[name] += engine.last_stats.round_s
+    step = statistics.median(steps)
+    costs = {name: [r / step for r in times] for name, times in rounds.items()}
+    full, draft = (statistics.median(costs[n]) if costs[n] else None for n in ("full", "draft"))
+    return {"vocab_size": vocab, "k": len(top), "round_cost_full": full, "round_cost_draft_vocab": draft,
+            "cut": 1 - draft / full if full and draft else None, "identical": identical,
+            "plain_step_s": step, "rounds": {n: len(v) for n, v in costs.items()}}
+
+
+def quantized_real_shape(folder: Path) -> Path:
+    """A random Qwen3.5-0.8B-shaped checkpoint, uniformly quantized to 4 bits (as ``optiq quantize --method uniform``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from checkpoints import write_real_shape_checkpoint
+
+    from optiq_runtime.build import BuildOptions, build
+
+    base = write_real_shape_checkpoint(folder / "base", "0.8B")
+    return build(BuildOptions(out=folder / "u4", base=str(base), method="uniform")).path
+
+
+def main_draft_vocab(args) -> int:
+    with tempfile.TemporaryDirectory() as work:
+        model = Path(args.model) if args.model else quantized_real_shape(Path(work))
+        result = draft_vocab_costs(model, args.tokens, args.repeat)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"vocabulary {result['vocab_size']}, draft vocabulary K={result['k']}")
+    print(f"depth-1 round: {result['round_cost_full']:.2f} plain steps drafting over the whole vocabulary, "
+          f"{result['round_cost_draft_vocab']:.2f} over the draft vocabulary: {result['cut']:.0%} cheaper")
+    print(f"greedy outputs identical to plain decoding: {'yes' if result['identical'] else 'NO'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64, help="tokens per run (default 64)")
+    parser.add_argument("--draft-vocab", action="store_true", help="measure the reduced draft vocabulary at the 0.8B shape")
+    parser.add_argument("--model", help="with --draft-vocab: a built model folder of that shape")
+    parser.add_argument("--repeat", type=int, default=2, help="with --draft-vocab: full/reduced alternations (default 2)")
+    parser.add_argument("--json", action="store_true", help="with --draft-vocab: one JSON object")
     args = parser.parse_args()
+    if args.draft_vocab:
+        return main_draft_vocab(args)
     from optiq_runtime.embedded import embedded_base_path
 
     base = embedded_base_path()

@@ -13,6 +13,7 @@ chunked matmul form (``optiq_runtime.deltanet``), not token by token.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import partial
 
 import mlx.core as mx
@@ -164,8 +165,11 @@ def _replay_graph(layer):
 class Drafter:
     """The MTP head over a backbone: each draft pass is one compiled graph, like the backbone's."""
 
-    def __init__(self, head: MTPHead, backbone: Backbone):
+    def __init__(self, head: MTPHead, backbone: Backbone, projection: Callable[[mx.array], mx.array] | None = None):
         self.head, self.backbone = head, backbone
+        # The draft logits' projection: the backbone's own output head, or a reduced draft
+        # vocabulary's (optiq_runtime.draft_vocab), which leaves -inf outside its tokens.
+        self.output = projection or backbone.output
         # Drafts past the first feed the head its own output in place of h_t. The head is
         # trained on the backbone's pre-norm states only, so its pre-norm output is the
         # analogue; True feeds the normed output instead (as vLLM's Qwen3-Next MTP does).
@@ -186,7 +190,7 @@ class Drafter:
         count = tokens.shape[-1]
         if count > MAX_FAST_TOKENS or cache.keys is None or not compiled_passes():
             out = self.head(self.backbone.embed(tokens[None]), hidden, cache)
-            return out, self.backbone.output(self.head.norm(out[:, -1:] if count > MAX_FAST_TOKENS else out))
+            return out, self.output(self.head.norm(out[:, -1:] if count > MAX_FAST_TOKENS else out))
         offset = cache.offset
         keys, values = reserve(cache, offset + count)
         out, logits, keys, values = self._pass(tokens[None], hidden, keys, values, mx.array(offset))
@@ -197,7 +201,7 @@ class Drafter:
         """The traced body of a draft pass: ``(outputs before the norm, logits, KV buffers)``."""
         x = self.head.project(self.backbone.embed(tokens), hidden)
         out, keys, values = attention_layer(self.head.layers[0], x, keys, values, offset)
-        return out, self.backbone.output(self.head.norm(out)), keys, values
+        return out, self.output(self.head.norm(out)), keys, values
 
 
 def _linear_layer(layer, x, conv, state):

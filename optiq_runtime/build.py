@@ -31,6 +31,7 @@ from mlx.utils import tree_flatten, tree_map_with_path
 from optiq_runtime.allocate import Allocation, LayerChoice, Width, allocate
 from optiq_runtime.calibration import CALIBRATION_FILE, calibration_tokens, read_samples
 from optiq_runtime.checkpoint import Checkpoint, checkpoint_digest, open_base
+from optiq_runtime.draft_vocab import build_draft_vocab
 from optiq_runtime.errors import BadInputError, OptiqError
 from optiq_runtime.load import load_network, load_tokenizer
 from optiq_runtime.progress import ProgressCallback
@@ -297,6 +298,8 @@ def _write_folder(checkpoint: Checkpoint, folder: Path, widths: dict[str, dict],
     config = _config(checkpoint, widths, options)
     if checkpoint.has_mtp:
         config["mtp"] = write_mtp(checkpoint, folder, options.bits, options.group_size)
+        if draft := build_draft_vocab(folder, checkpoint, options.calibration):
+            config["mtp"]["draft_vocab"] = draft
     metadata["mtp"] = checkpoint.has_mtp
     (folder / "optiq").mkdir(exist_ok=True)
     (folder / "optiq" / "metadata.json").write_text(json.dumps(metadata, indent=1))

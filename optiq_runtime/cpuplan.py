@@ -285,6 +285,13 @@ def _layer_dequantized(layer) -> mx.array:
     return weight
 
 
+def short_pass_form(layer: nn.Module) -> nn.Module:
+    """The layer a short pass (decoding, drafting) runs through: a ``DualLinear``'s chosen form, else ``layer``."""
+    if isinstance(layer, DualLinear):
+        return layer.dense if layer.dense_short else layer.quantized
+    return layer
+
+
 def apply_plan(module: nn.Module, plan: CpuPlan, short_tokens: int) -> None:
     """Give ``module``'s quantized layers the forms ``plan`` asks for, in place, one layer at a time.
 

@@ -20,21 +20,19 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from optiq_runtime.backbone import Backbone, Drafter, text_args
-from optiq_runtime.cpuplan import CpuPlan, apply_plan, plan_for, quantized_layers
+from optiq_runtime.cpuplan import CpuPlan, apply_plan, plan_for, quantized_layers, short_pass_form
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.fused import FusedRounds
 from optiq_runtime.guide import CallGuide
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
+from optiq_runtime.mtp_policy import MAX_DEPTH, Decision, MtpPolicy, RunMode, check_depth
 from optiq_runtime.sampling import KeyStream, SamplingParams
 from optiq_runtime.speculative import Decoder
-from optiq_runtime.stats import GenerationStats, MtpHistory, SpeedGuard, StepTimes
+from optiq_runtime.stats import GenerationStats
 
 log = logging.getLogger("optiq")
 
-# Plain steps run first in an MTP run while the engine has too few plain step times (the first is not timed).
-PROBE_STEPS = 4
-MAX_DEPTH = 8
 # OpenBLAS threads once a model is loaded for generation, unless its CPU plan measured otherwise:
 # decode passes multiply a few rows.
 DECODE_BLAS_THREADS = 1
@@ -49,54 +47,123 @@ class Step:
 
 
 class Engine:
-    """Streams generations from one model; ``mtp_enabled`` can change between runs."""
+    """Streams generations from one model; ``policy`` (MTP on, off or auto, and the depth) can change between runs.
 
-    def __init__(self, model, tokenizer, model_path: Path, head: MTPHead | None, *, mtp: bool = True, mtp_depth: int = 2):
-        if not 1 <= mtp_depth <= MAX_DEPTH:
-            raise BadInputError(f"--mtp-depth must be between 1 and {MAX_DEPTH}; got {mtp_depth}")
+    ``mtp``: ``"auto"``, ``"on"``/True or ``"off"``/False; ``mtp_depth`` None lets the policy choose.
+    """
+
+    def __init__(self, model, tokenizer, model_path: Path, head: MTPHead | None, *, mtp="on", mtp_depth: int | None = None):
+        check_depth(mtp_depth)
         self.model = model
         self.tokenizer = tokenizer
         self.model_path = Path(model_path)
         self.backbone = Backbone(model)
         self.head = head
-        self.drafter = Drafter(head, self.backbone) if head is not None else None
-        # Greedy MTP rounds as one graph each (False: drafts, verification and catch-up apart).
-        self.fused = FusedRounds(self.backbone, self.drafter) if head is not None else None
+        self.draft_tokens: list[int] | None = None  # the reduced draft vocabulary, when drafting over one
+        self.drafter, self.fused = None, None
+        self.use_draft_vocab(None)
         self.fuse_rounds = True
-        self.mtp_depth = mtp_depth
-        self.mtp_enabled = mtp and head is not None
-        self.auto_fallback = True
+        self.policy = MtpPolicy(mtp, mtp_depth, available=head is not None)
+        self.blas_threads: int | None = None  # OpenBLAS decode threads set at load (part of the machine's MTP cost key)
         self.dequantized = False  # float32 copies of quantized layers made at load (CPU backend)
         self.cpu_plan: CpuPlan | None = None  # which weights and BLAS threads each kind of pass uses
         self.last_stats = GenerationStats()
         self._lock = threading.Lock()
         self._state: HybridCache | None = None
         self._prompt_snapshot: Snapshot | None = None
-        self._plain_times = StepTimes()  # plain decode steps, for the speed guard
-        self._mtp_history = MtpHistory()
 
     @classmethod
-    def load(cls, path=None, *, mtp: bool = True, mtp_depth: int = 2, dequantize: bool | None = None) -> "Engine":
+    def load(cls, path=None, *, mtp="auto", mtp_depth: int | None = None, dequantize: bool | None = None) -> "Engine":
         """Load a model folder (default: the embedded base) and its MTP head when it has one.
 
         On the CPU backend a quantized model runs as this machine's measured plan says
         (``optiq_runtime.cpuplan``): float32 copies of its layers for the kinds of pass where
         they are faster and fit in memory. ``dequantize`` True / False forces copies for every
         pass / none.
+
+        With ``mtp="auto"`` the MTP cost model of this build on this machine is read from its
+        cache, or measured first (seconds on tiny-agent; see ``optiq_runtime.mtp_cost``).
         """
+        from optiq_runtime.draft_vocab import read_draft_vocab
         from optiq_runtime.fastcpu import set_blas_threads
         from optiq_runtime.load import load_model
 
+        policy = MtpPolicy(mtp, mtp_depth)  # a bad --mtp or --mtp-depth fails before the model loads
         loaded = load_model(path)
-        set_blas_threads(DECODE_BLAS_THREADS)
+        blas = DECODE_BLAS_THREADS if set_blas_threads(DECODE_BLAS_THREADS) else None
         head = load_mtp_head(loaded.path, text_args(loaded.model))
-        if head is None and mtp:
+        if head is None and policy.mode != "off":
             log.warning("optiq: %s has no MTP head; decoding without MTP", loaded.path)
         plan = _cpu_plan([m for m in (loaded.model, head) if m is not None], dequantize)
-        engine = cls(loaded.model, loaded.tokenizer, loaded.path, head, mtp=mtp, mtp_depth=mtp_depth)
+        engine = cls(loaded.model, loaded.tokenizer, loaded.path, head, mtp=policy.mode, mtp_depth=mtp_depth)
         engine.dequantized, engine.cpu_plan = plan is not None and plan.dense, plan
         engine._set_threads(prefill=False)
+        engine.blas_threads = plan.decode_threads if plan is not None else blas
+        if head is not None:
+            engine.use_draft_vocab(read_draft_vocab(loaded.path))
+        if head is not None and policy.mode == "auto":
+            engine.measure_mtp()
         return engine
+
+    def use_draft_vocab(self, tokens: list[int] | None) -> None:
+        """Draft over ``tokens`` only (None: the whole vocabulary); verification always uses the whole vocabulary."""
+        from optiq_runtime.draft_vocab import DraftProjection
+
+        if self.head is None:
+            return
+        projection = None
+        if tokens is not None:
+            output = self.backbone.lm_head if self.backbone.lm_head is not None else self.backbone.body.embed_tokens
+            projection = DraftProjection(short_pass_form(output), tokens, self.backbone.args.vocab_size)
+        self.draft_tokens = tokens
+        self.drafter = Drafter(self.head, self.backbone, projection)
+        # Greedy MTP rounds as one graph each (engine.fuse_rounds False: drafts, verification and catch-up apart).
+        self.fused = FusedRounds(self.backbone, self.drafter)
+
+    def measure_mtp(self, *, fresh: bool = False) -> None:
+        """Give the policy this build's MTP cost model on this machine: cached, else measured now (``fresh``: always)."""
+        from optiq_runtime.mtp_cost import DEPTHS, load_or_measure, measure
+
+        depths = tuple(sorted({*DEPTHS, self.policy.depth or DEPTHS[0]}))
+        self.policy.costs = measure(self, depths) if fresh else load_or_measure(self, depths)
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies this model build as the engine runs it (for the MTP cost cache)."""
+        from optiq_runtime.mtp_cost import model_fingerprint
+
+        return model_fingerprint(self.model_path, self.dequantized, self.fuse_rounds, len(self.draft_tokens or ()))
+
+    @property
+    def mtp_decision(self) -> Decision:
+        """MTP on or off for the next run, at which depth, and why."""
+        return self.policy.decision
+
+    @property
+    def mtp_enabled(self) -> bool:
+        return self.policy.decision.mtp
+
+    @mtp_enabled.setter
+    def mtp_enabled(self, on: bool) -> None:
+        self.policy.mode = "on" if on else "off"
+
+    @property
+    def mtp_depth(self) -> int:
+        """The depth MTP runs at (when on): the one asked for, else the policy's choice."""
+        return self.policy.decision.depth or self.policy.depth or 2
+
+    @mtp_depth.setter
+    def mtp_depth(self, depth: int) -> None:
+        self.policy.depth = check_depth(depth)
+
+    @property
+    def auto_fallback(self) -> bool:
+        """Whether the in-run speed guard (and its memory of losing runs) may turn MTP off."""
+        return self.policy.guard_enabled
+
+    @auto_fallback.setter
+    def auto_fallback(self, on: bool) -> None:
+        self.policy.guard_enabled = on
 
     @property
     def mtp_available(self) -> bool:
@@ -107,7 +174,7 @@ class Engine:
         with self._lock:
             self._state, self._prompt_snapshot = None, None
             if mtp_history:
-                self._mtp_history = MtpHistory()
+                self.policy.forget_history()
 
     def stream(
         self,
@@ -144,7 +211,7 @@ class Engine:
         started = time.perf_counter()
         state, stats.reused_prompt_tokens = self._cache_for(prompt)
         decoder = Decoder(self.backbone, self.drafter, state, params, keys, self.fused if self.fuse_rounds else None)
-        mode = _Mode(self, stats)
+        mode = self.policy.start_run(stats)
         limits = _Limits(max_tokens, stop, guide, self.backbone.args.vocab_size)
         try:
             suffix = prompt[stats.reused_prompt_tokens:]
@@ -156,7 +223,7 @@ class Engine:
                 self._set_threads(prefill=False)
             self._prompt_snapshot = state.snapshot()
             if mode.mtp:
-                decoder.prime(first, self.mtp_depth)
+                decoder.prime(first, mode.depth)
             decode_start, cpu_start = time.perf_counter(), time.process_time()
             stats.prefill_s = decode_start - started
             for step in self._decode(decoder, mode, first, limits, should_stop, stats):
@@ -194,7 +261,7 @@ class Engine:
         self._state, self._prompt_snapshot = self.backbone.new_cache(self.head is not None), None
         return self._state, 0
 
-    def _decode(self, decoder: Decoder, mode: "_Mode", first: int, limits: "_Limits", should_stop, stats) -> Iterator[Step]:
+    def _decode(self, decoder: Decoder, mode: RunMode, first: int, limits: "_Limits", should_stop, stats) -> Iterator[Step]:
         detok = self.tokenizer.detokenizer
         eos = set(self.tokenizer.eos_token_ids)
         generated: list[int] = []
@@ -221,63 +288,6 @@ class Engine:
                 tokens, commit, interrupted = [], None, True
                 continue
             tokens, commit = mode.advance(decoder, emitted[-1], limits.mask(generated))
-
-
-class _Mode:
-    """Plain steps or MTP rounds for one run: probes the plain step time when unknown, falls back when MTP loses."""
-
-    def __init__(self, engine: Engine, stats: GenerationStats):
-        self.engine, self.stats = engine, stats
-        self.mtp = engine.mtp_enabled and engine.head is not None
-        if self.mtp and engine.auto_fallback and (reason := engine._mtp_history.skip_reason()):
-            self.mtp, stats.fallback_reason = False, reason
-        stats.mtp_used, stats.depth = self.mtp, engine.mtp_depth if self.mtp else 0
-        known = len(engine._plain_times) >= PROBE_STEPS - 1
-        self.probe = PROBE_STEPS if self.mtp and engine.auto_fallback and not known else 0
-        self.guard: SpeedGuard | None = None
-        self.plain_steps = 0
-
-    def advance(self, decoder: Decoder, last: int, allowed: mx.array | None = None):
-        """The next tokens after ``last`` and how to commit a prefix of them (None: nothing to undo).
-
-        A limited next token (``allowed``) is always a plain step: a round's drafts would be unguided.
-        """
-        started = time.perf_counter()
-        self.stats.steps += 1
-        if allowed is not None:
-            return [decoder.plain_step(last, allowed)], None
-        if not self.mtp or self.probe:
-            token = decoder.plain_step(last)
-            self.probe = max(0, self.probe - 1)
-            self.plain_steps += 1
-            if self.plain_steps > 1:  # the first also starts the pipeline
-                self.engine._plain_times.add(time.perf_counter() - started)
-            return [token], None
-        proposal = decoder.mtp_round(last, self.engine.mtp_depth)
-        self.stats.record_round(proposal.accepted, proposal.drafted)
-        self._check(time.perf_counter() - started, len(proposal.tokens))
-        return proposal.tokens, proposal.commit
-
-    def finish(self) -> None:
-        """Say what an MTP round cost, and remember what MTP was worth, once the run was long enough to tell."""
-        if self.guard is None or len(self.guard.rounds) < self.guard.min_rounds:
-            return
-        self.stats.round_cost = self.guard.rounds.median / self.guard.plain_step_s
-        if self.engine.auto_fallback:
-            self.engine._mtp_history.record(self.guard.speedup)
-
-    def _check(self, spent: float, tokens: int) -> None:
-        if self.guard is None:
-            if not len(self.engine._plain_times):
-                return  # no plain step time to compare with (no probe without auto_fallback)
-            self.guard = SpeedGuard(self.engine._plain_times.median)
-        self.guard.record(spent, tokens)
-        if not self.engine.auto_fallback:
-            return
-        reason = self.guard.verdict(self.stats.acceptance)
-        if reason:
-            self.stats.fallback_reason, self.mtp = reason, False
-            log.info("optiq: %s", reason)
 
 
 def _cpu_plan(modules: list[nn.Module], forced: bool | None) -> CpuPlan | None:

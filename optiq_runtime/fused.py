@@ -91,7 +91,7 @@ class FusedRounds:
         all_values = mx.concatenate([values_buffer] + [v for _, v in chained], axis=2)
         h = x + attend(layer.self_attn, queries, all_keys, all_values, visible, gate)
         out = h + layer.mlp(layer.post_attention_layernorm(h))
-        return out, self.backbone.output(head.norm(out))
+        return out, self.drafter.output(head.norm(out))
 
 
 @dataclass

@@ -27,6 +27,11 @@ class GenerationStats:
     mtp_used: bool = False
     round_cost: float | None = None  # median MTP round time in plain steps: MTP pays above this many tokens per round
     fallback_reason: str | None = None
+    mtp_reason: str = ""  # the policy's decision for this run ("MTP off: a round costs 3.50 steps for 1.60 tokens")
+    mtp_predicted: float | None = None  # the cost model's speed-up for that decision
+    # Durations of the timed plain steps (all but a run's first) and of the MTP rounds, for the cost model.
+    plain_step_s: list[float] = field(default_factory=list)
+    round_s: list[float] = field(default_factory=list)
     finish_reason: str = ""
 
     @property

@@ -47,6 +47,8 @@ def model_markdown(engine: Any) -> str:
         ("method", str(meta.get("method", "—"))),
         ("MTP", f"{mtp} (depth {getattr(engine, 'mtp_depth', '—')})"),
     ]
+    if (decision := getattr(engine, "mtp_decision", None)) is not None:
+        rows.append(("MTP policy", decision.reason))
     return "## Model\n\n" + "\n".join(f"- **{key}**: {value}" for key, value in rows) + "\n"
 
 

@@ -21,13 +21,20 @@ class Prompt:
 
     def tokens(self, tokenizer) -> list[int]:
         kwargs = {"tools": list(self.tools)} if self.tools else {}
-        return list(tokenizer.apply_chat_template(list(self.messages), add_generation_prompt=True, tokenize=True, **kwargs))
+        # Rendered as the agent renders its turns (agent.chat.ChatRenderer: no thinking block).
+        return list(tokenizer.apply_chat_template(list(self.messages), add_generation_prompt=True, tokenize=True,
+                                                  enable_thinking=False, **kwargs))
 
 
 def add_arguments(parser):
     parser.add_argument("what", choices=["decode"])
     parser.add_argument("--model", help="a model folder (default: the built default model, else the embedded base)")
-    parser.add_argument("--mtp-depth", type=int, default=2, help="tokens drafted per verification (default 2)")
+    parser.add_argument("--mtp", choices=["auto", "on", "off"], default="auto",
+                        help="the MTP policy measured against plain decoding (default auto, what optiq runs with)")
+    parser.add_argument("--mtp-depth", type=int, default=None, help="tokens drafted per verification (default: the policy's choice)")
+    parser.add_argument("--depths", default="1,2,3",
+                        help="MTP depths also measured forced on, beside the cost model's prediction (default 1,2,3; 'none' skips)")
+    parser.add_argument("--turns", type=int, default=DEFAULT_TURNS, help=f"default prompts: the first N held-out turns (default {DEFAULT_TURNS})")
     parser.add_argument("--tokens", type=int, default=128, help="at most this many tokens per run (default 128)")
     parser.add_argument("--ignore-eos", action="store_true", help="decode exactly --tokens tokens, past the end of the turn")
     parser.add_argument("--prompts", help="JSONL chat samples (each assistant turn is a prompt) or text samples, "
@@ -42,28 +49,47 @@ def run(args) -> int:
 
     from optiq_runtime.errors import BadInputError
 
-    if args.tokens < 1 or args.repeat < 1:
-        raise BadInputError(f"--tokens and --repeat must be at least 1; got {args.tokens} and {args.repeat}")
-    engine = _load_engine(args.model, args.mtp_depth)
-    engine.auto_fallback = not args.no_fallback
+    if args.tokens < 1 or args.repeat < 1 or args.turns < 1:
+        raise BadInputError(f"--tokens, --repeat and --turns must be at least 1; got {args.tokens}, {args.repeat} and {args.turns}")
+    depths = parse_depths(args.depths)
+    prompts = read_prompts(args.prompts, args.turns)
+    engine = _load_engine(args.model, args.mtp, args.mtp_depth)
     if not engine.mtp_available:
         raise BadInputError(f"{engine.model_path} has no MTP head; there is nothing to compare")
+    decision = engine.mtp_decision
+    settings = {"policy": Setting(args.mtp, args.mtp_depth, guard=not args.no_fallback)}
+    settings.update({str(d): Setting("on", d, guard=False) for d in depths})
     from optiq_runtime.roofline import measure_limits, model_size
 
     before = measure_limits()
-    result = measure_decode(engine, read_prompts(args.prompts), args.tokens, args.repeat, ignore_eos=args.ignore_eos)
+    results = measure_settings(engine, prompts, args.tokens, args.repeat, settings, ignore_eos=args.ignore_eos)
     # The better of two measurements, either side of the decoding: a busy moment lowers one.
     # MLX's freed buffers go back first, so the numpy arrays do not add to the run's peak memory.
     import mlx.core as mx
 
     mx.clear_cache()
-    result.roofline = Roofline(before.best(measure_limits()), model_size(engine.model_path))
-    result.plan = engine.cpu_plan
-    print(json.dumps(result.to_json()) if args.json else result.report())
+    chosen = results.pop("policy")
+    chosen.roofline = Roofline(before.best(measure_limits()), model_size(engine.model_path))
+    chosen.plan = engine.cpu_plan
+    report = BenchReport(chosen, decision, results, engine.policy.costs)
+    print(json.dumps(report.to_json()) if args.json else report.text())
     return 0
 
 
-def read_prompts(path: str | None) -> list[Prompt]:
+def parse_depths(text: str) -> list[int]:
+    """``1,2,3`` as depths; ``none`` as none."""
+    from optiq_runtime.errors import BadInputError
+    from optiq_runtime.mtp_policy import check_depth
+
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [check_depth(int(part)) for part in text.split(",")]
+    except ValueError:
+        raise BadInputError(f"--depths takes depths separated by commas (1,2,3) or 'none'; got {text!r}") from None
+
+
+def read_prompts(path: str | None, turns: int = DEFAULT_TURNS) -> list[Prompt]:
     """The prompts of ``path``, or the first ``DEFAULT_TURNS`` assistant turns of the held-out agent conversations.
 
     A ``.jsonl`` file holds samples (``{"messages": [...], "tools": [...]}``: every assistant turn
@@ -76,7 +102,7 @@ def read_prompts(path: str | None) -> list[Prompt]:
 
     if path is None:
         chats = [s for s in read_samples(HELDOUT_FILE) if s.messages]
-        return [p for s in chats for p in assistant_turns(s.messages, s.tools)][:DEFAULT_TURNS]
+        return [p for s in chats for p in assistant_turns(s.messages, s.tools)][:turns]
     file = Path(path).expanduser()
     if not file.is_file():
         raise BadInputError(f"--prompts {path} is not a file")
@@ -100,7 +126,7 @@ def _user(text: str) -> Prompt:
     return Prompt(({"role": "user", "content": text},))
 
 
-def _load_engine(model: str | None, depth: int):
+def _load_engine(model: str | None, mtp: str, depth: int | None):
     from optiq_runtime.engine import Engine
 
     if model is None:
@@ -110,44 +136,74 @@ def _load_engine(model: str | None, depth: int):
             ensure_model = None
         if ensure_model is not None:
             model = str(ensure_model(None))
-    return Engine.load(model, mtp=True, mtp_depth=depth)
+    return Engine.load(model, mtp=mtp, mtp_depth=depth)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How the engine decodes in one column of the benchmark: the MTP mode, the depth, the speed guard."""
+
+    mode: str
+    depth: int | None = None
+    guard: bool = True
+
+    def apply(self, engine) -> None:
+        engine.policy.mode, engine.policy.depth, engine.policy.guard_enabled = self.mode, self.depth, self.guard
+
+
+PLAIN = Setting("off")
 
 
 def measure_decode(engine, prompts: list, tokens: int, repeat: int, *, ignore_eos: bool = False) -> "DecodeResult":
-    """Plain and MTP decoding of the same prompts, alternating (and swapping which goes first) so both see the same load.
+    """Plain and MTP decoding (forced on at the engine's depth) of the same prompts; see ``measure_settings``."""
+    setting = Setting("on", engine.mtp_depth, guard=engine.auto_fallback)
+    return measure_settings(engine, prompts, tokens, repeat, {"mtp": setting}, ignore_eos=ignore_eos)["mtp"]
+
+
+def measure_settings(engine, prompts: list, tokens: int, repeat: int, settings: dict[str, Setting], *,
+                     ignore_eos: bool = False) -> dict[str, "DecodeResult"]:
+    """Plain decoding and each setting over the same prompts, run by run in a rotating order so all see the same load.
 
     ``prompts`` are ``Prompt``s or user messages; runs end at the end of the turn or after
-    ``tokens`` tokens (exactly ``tokens`` with ``ignore_eos``).
+    ``tokens`` tokens (exactly ``tokens`` with ``ignore_eos``). Each result compares a setting
+    with the plain runs of the same prompts. The engine's policy is restored afterwards.
     """
     encoded = [(p if isinstance(p, Prompt) else _user(p)).tokens(engine.tokenizer) for p in prompts]
-    result = DecodeResult(depth=engine.mtp_depth, tokens=tokens, prompts=len(prompts))
-    eos = engine.tokenizer.eos_token_ids
+    results = {name: DecodeResult(depth=s.depth or engine.mtp_depth, tokens=tokens, prompts=len(prompts)) for name, s in settings.items()}
+    policy = engine.policy
+    saved, eos = (policy.mode, policy.depth, policy.guard_enabled), engine.tokenizer.eos_token_ids
     if ignore_eos:
         engine.tokenizer.eos_token_ids = set()
     try:
-        _alternate(engine, encoded, tokens, repeat, result)
+        _alternate(engine, encoded, tokens, repeat, settings, results)
     finally:
         engine.tokenizer.eos_token_ids = eos
-    return result
+        policy.mode, policy.depth, policy.guard_enabled = saved
+    return results
 
 
-def _alternate(engine, encoded: list[list[int]], tokens: int, repeat: int, result: "DecodeResult") -> None:
-    for mtp in (False, True):  # warm-up: the first passes of each shape compile their graphs
-        _generate(engine, encoded[0], min(tokens, 32), mtp)
+def _alternate(engine, encoded: list[list[int]], tokens: int, repeat: int, settings: dict[str, Setting],
+               results: dict[str, "DecodeResult"]) -> None:
+    columns = [None, *settings]  # None: plain
+    for name in columns:  # warm-up: the first passes of each shape compile their graphs
+        _generate(engine, encoded[0], min(tokens, 32), settings.get(name, PLAIN))
     for round_ in range(repeat):
         for index, prompt in enumerate(encoded):
-            order = (False, True) if (round_ + index) % 2 == 0 else (True, False)
+            shift = (round_ + index) % len(columns)
+            order = columns[shift:] + columns[:shift]
             outputs, stats = {}, {}
-            for mtp in order:
-                outputs[mtp] = _generate(engine, prompt, tokens, mtp)
-                stats[mtp] = engine.last_stats
-                result.add(engine.last_stats, mtp)
-            result.identical = result.identical and outputs[False] == outputs[True]
-            result.add_pair(stats[False], stats[True])
+            for name in order:
+                outputs[name] = _generate(engine, prompt, tokens, settings.get(name, PLAIN))
+                stats[name] = engine.last_stats
+            for name, result in results.items():
+                result.add(stats[None], False)
+                result.add(stats[name], True)
+                result.identical = result.identical and outputs[None] == outputs[name]
+                result.add_pair(stats[None], stats[name])
 
 
-def _generate(engine, prompt: list[int], tokens: int, mtp: bool) -> list[int]:
-    engine.mtp_enabled = mtp
+def _generate(engine, prompt: list[int], tokens: int, setting: Setting) -> list[int]:
+    setting.apply(engine)
     # Each run prefills on its own (no run reuses the other's cache), and every MTP run tries
     # MTP (its in-run speed guard still applies).
     engine.reset(mtp_history=True)
@@ -317,3 +373,51 @@ def _sum(totals: list[int], counts: list[int]) -> list[int]:
     return [(totals[i] if i < len(totals) else 0) + (counts[i] if i < len(counts) else 0) for i in range(width)]
 
 
+
+
+@dataclass
+class BenchReport:
+    """The default policy against plain decoding, and each forced depth's measured speed-up beside its prediction."""
+
+    policy: DecodeResult
+    decision: object  # optiq_runtime.mtp_policy.Decision
+    depths: dict[str, DecodeResult]
+    costs: object | None  # optiq_runtime.mtp_cost.CostModel, when the policy has one
+
+    def predicted(self, depth: int) -> float | None:
+        cost = self.costs.depths.get(depth) if self.costs is not None else None
+        return round(cost.speedup, 3) if cost is not None else None
+
+    @property
+    def identical(self) -> bool:
+        return self.policy.identical and all(r.identical for r in self.depths.values())
+
+    def to_json(self) -> dict:
+        data = self.policy.to_json()
+        data["identical"] = self.identical
+        data["policy"] = self.decision.to_dict()
+        data["depths"] = {
+            name: {"predicted_speedup": self.predicted(int(name)), "speedup": round(r.speedup, 3),
+                   "prediction_error": _error(self.predicted(int(name)), r.speedup),
+                   "acceptance": [round(a, 3) for a in r.acceptance], "tokens_per_step": round(r.tokens_per_step, 3),
+                   "round_cost": round(r.round_cost, 3) if r.round_cost else None, "identical": r.identical}
+            for name, r in self.depths.items()
+        }
+        if self.costs is not None:
+            data["cost_model"] = {"plain_step_s": round(self.costs.plain_step_s, 5), "measured_s": self.costs.measured_s}
+        return data
+
+    def text(self) -> str:
+        lines = [f"policy: {self.decision.reason}", self.policy.report()]
+        for name, r in self.depths.items():
+            predicted = self.predicted(int(name))
+            guess = f"predicted {predicted:.2f}x" if predicted is not None else "not predicted"
+            acceptance = " ".join(f"{a:.0%}" for a in r.acceptance) or "-"
+            lines.append(f"depth {name} forced on: {r.speedup:.2f}x measured, {guess}; acceptance {acceptance}; "
+                         f"identical {'yes' if r.identical else 'NO'}")
+        return "\n".join(lines)
+
+
+def _error(predicted: float | None, measured: float) -> float | None:
+    """The prediction's relative error against the measured speed-up."""
+    return round(predicted / measured - 1, 3) if predicted is not None and measured > 0 else None

@@ -2,14 +2,15 @@
 
 import argparse
 
+from agent.cli.mtp_flags import add_mtp_arguments, mtp_mode
+
 HELP = "Open the terminal agent (the default command)."
 
 
 def add_arguments(parser):
     parser.add_argument("--model", help="a built model folder (default: the OptiQ model built from --base on first run)")
     parser.add_argument("--base", help="base checkpoint: local folder or Hugging Face id (default: the embedded tiny-agent)")
-    parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head")
-    parser.add_argument("--mtp-depth", type=int, default=2, help="tokens the MTP head drafts per step (default 2)")
+    add_mtp_arguments(parser)
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
     parser.add_argument("--mcp", action="append", metavar="FILE",
@@ -33,6 +34,7 @@ def run(args) -> int:
     workspace = Path(args.workspace or ".").expanduser().resolve()
     if not workspace.is_dir():
         raise BadInputError(f"--workspace {workspace} is not a folder")
+    mtp_mode(args)  # contradicting MTP flags fail before the screen opens
     tools = plan_tools(args.tools, args.mcp, workspace)  # bad --tools or --mcp files fail here, before the screen opens
     pending = workspace_servers(workspace)
     trust = pending if pending is not None and pending.servers and not pending.approved else None
@@ -62,7 +64,7 @@ def _launcher(args, tools, workspace):
             from optiq_runtime.firstrun import ensure_model
 
             model = ensure_model(args.base, progress=progress, log=log)
-        engine = Engine.load(model, mtp=not args.no_mtp, mtp_depth=args.mtp_depth)
+        engine = Engine.load(model, mtp=mtp_mode(args), mtp_depth=args.mtp_depth)
         from agent.headless import shell_sandbox
 
         sandbox = shell_sandbox(workspace, args.allow_unconfined_shell)  # None: the agent makes and owns one

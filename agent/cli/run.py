@@ -2,6 +2,8 @@
 
 import argparse
 
+from agent.cli.mtp_flags import add_mtp_arguments, mtp_mode
+
 HELP = "Run the agent headless on one prompt and print the answer."
 
 
@@ -9,7 +11,7 @@ def add_arguments(parser):
     parser.add_argument("prompt", help="the request")
     parser.add_argument("--model", help="a built model folder")
     parser.add_argument("--base", help="base checkpoint to build the default model from (default: the embedded tiny-agent)")
-    parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head")
+    add_mtp_arguments(parser)
     parser.add_argument("--max-steps", type=int, default=8, help="model turns before giving up (default 8)")
     parser.add_argument("--max-tokens", type=int, default=512, help="tokens per model turn (default 512)")
     parser.add_argument("--approve", choices=["all", "none", "shell"], default="none",
@@ -47,11 +49,13 @@ def run(args) -> int:
         raise BadInputError(f"--workspace {workspace} is not a folder")
     tools = plan_tools(args.tools, args.mcp, workspace)
     if launched():  # tensor parallel under mlx.launch: rank 0 runs the agent, the others its model's slices
-        engine = open_tensor_parallel(args.model, world(), mtp=not args.no_mtp)
+        # auto needs a measurement every rank would have to share: under tensor parallelism MTP is on unless turned off
+        engine = open_tensor_parallel(args.model, world(), mtp=mtp_mode(args) != "off", mtp_depth=args.mtp_depth or 2)
         if engine is None:
             return 0
     else:
-        engine = load_engine(args.model, args.base, mtp=not args.no_mtp, progress=stderr_callback())
+        engine = load_engine(args.model, args.base, mtp=mtp_mode(args), mtp_depth=args.mtp_depth,
+                             progress=stderr_callback())
     sampling = Sampling(max_tokens=args.max_tokens, guide_calls=args.guide_calls)
     sandbox = shell_sandbox(workspace, args.allow_unconfined_shell)
     try:

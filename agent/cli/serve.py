@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from agent.cli.mtp_flags import add_mtp_arguments, mtp_mode
+
 HELP = "Serve OpenAI- and Anthropic-compatible APIs (chat completions, messages) on loopback."
 
 
@@ -13,8 +15,7 @@ def add_arguments(parser):
     parser.add_argument("--base", help="base checkpoint to build the OptiQ model from: local folder or Hugging Face id (default: the embedded tiny-agent)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1); any other needs --api-key")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    parser.add_argument("--mtp", action=argparse.BooleanOptionalAction, default=True, help="decode with the model's MTP head (default on)")
-    parser.add_argument("--mtp-depth", type=int, default=2, help="tokens the MTP head drafts per step (default 2)")
+    add_mtp_arguments(parser)
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on /v1 routes and /metrics")
     parser.add_argument("--model-name", help="the model id clients send and /v1/models lists (default: the folder's name)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="the most tokens one answer may generate (default 4096)")
@@ -39,7 +40,7 @@ def run(args) -> int:
     if engine is None:
         return 0  # a rank other than 0 under mlx.launch: it ran rank 0's generations
     server = Server(engine, config, tools.start().registry if tools.servers else None)
-    mtp = f"MTP on, depth {engine.mtp_depth}" if engine.mtp_enabled else "MTP off"
+    mtp = engine.mtp_decision.reason
     print(f"optiq serve: {server.service.model_id} ({mtp}) at {server.url}  (Ctrl-C stops)", file=sys.stderr)
     try:
         server.serve_forever()
@@ -76,10 +77,11 @@ def _load_engine(args):
     if launched():  # tensor parallel: rank 0 serves, the others follow it
         from optiq_runtime.rank_engine import open_tensor_parallel
 
-        return open_tensor_parallel(args.model, world(), mtp=args.mtp, mtp_depth=args.mtp_depth)
+        # auto needs a measurement every rank would have to share: under tensor parallelism MTP is on unless turned off
+        return open_tensor_parallel(args.model, world(), mtp=mtp_mode(args) != "off", mtp_depth=args.mtp_depth or 2)
     path = args.model
     if path is None:
         from optiq_runtime.firstrun import ensure_model
 
         path = ensure_model(args.base)  # built on the first run, reused after
-    return Engine.load(path, mtp=args.mtp, mtp_depth=args.mtp_depth)
+    return Engine.load(path, mtp=mtp_mode(args), mtp_depth=args.mtp_depth)

@@ -14,7 +14,7 @@ from tools.registry import Registry
 
 @pytest.fixture(scope="module")
 def engine():
-    return Engine.load(embedded_base_path())
+    return Engine.load(embedded_base_path(), mtp="on")
 
 
 def make_agent(engine, workspace, **kwargs):

@@ -78,7 +78,7 @@ def test_task_checks(tmp_path):
 
 @pytest.fixture(scope="module")
 def engine():
-    return Engine.load(embedded_base_path())
+    return Engine.load(embedded_base_path(), mtp="on")
 
 
 def run_suite(engine, suite, out, specs=None):

@@ -20,7 +20,8 @@ def folder(tmp_path_factory):
 def test_json_report(folder, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Say hello.\n\nCount to five.\n")
-    assert main(["bench", "decode", "--model", str(folder), "--tokens", "12", "--repeat", "1", "--prompts", str(prompts), "--json"]) == 0
+    assert main(["bench", "decode", "--model", str(folder), "--tokens", "12", "--repeat", "1", "--prompts", str(prompts), "--json",
+                 "--mtp", "on", "--mtp-depth", "2", "--depths", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"plain_tok_s", "mtp_tok_s", "speedup", "acceptance", "identical"} <= set(result)
     assert result["identical"] is True
@@ -33,12 +34,15 @@ def test_json_report(folder, tmp_path, capsys):
     assert roof["gemm_gflops"] > 0 and roof["read_gb_s"] > 0 and roof["params"] > 0 and roof["weight_bytes"] > 0
     assert roof["prefill_fraction"] == pytest.approx(result["prefill_tok_s"]["plain"] / roof["prefill_limit_tok_s"], rel=0.05)
     assert roof["decode_fraction"] == pytest.approx(result["plain_tok_s"] / roof["decode_limit_tok_s"], rel=0.05)
+    assert result["policy"]["mtp"] is True and result["policy"]["depth"] == 2 and "--mtp on" in result["policy"]["reason"]
+    assert set(result["depths"]) == {"1"} and result["depths"]["1"]["identical"] is True
+    assert len(result["depths"]["1"]["acceptance"]) == 1
 
 
 def test_every_run_decodes_the_asked_tokens(folder):
     from optiq_runtime.engine import Engine
 
-    engine = Engine.load(folder)
+    engine = Engine.load(folder, mtp="on")
     eos = set(engine.tokenizer.eos_token_ids)
     result = measure_decode(engine, ["Hi.", "Bye."], tokens=10, repeat=1, ignore_eos=True)
     assert result.plain_tokens == result.mtp_tokens == 2 * 9  # after the first (prefill) token
@@ -46,7 +50,8 @@ def test_every_run_decodes_the_asked_tokens(folder):
 
 
 def test_text_report(folder, capsys):
-    assert main(["bench", "decode", "--model", str(folder), "--tokens", "8", "--repeat", "1", "--mtp-depth", "3", "--no-fallback"]) == 0
+    assert main(["bench", "decode", "--model", str(folder), "--tokens", "8", "--repeat", "1", "--mtp", "on", "--mtp-depth", "3", "--no-fallback",
+                 "--depths", "none"]) == 0
     out = capsys.readouterr().out
     assert "fell back" not in out
     assert "speedup" in out and "greedy outputs identical: yes" in out and "depth 3" in out
@@ -79,7 +84,7 @@ def test_jsonl_prompts_take_chats_and_texts(tmp_path):
 def test_runs_stop_at_the_end_of_the_turn_unless_told(folder):
     from optiq_runtime.engine import Engine
 
-    engine = Engine.load(folder)
+    engine = Engine.load(folder, mtp="on")
     eos = next(iter(engine.tokenizer.eos_token_ids))
     engine.tokenizer.eos_token_ids = {eos}
     result = measure_decode(engine, ["Hi."], tokens=40, repeat=1)

@@ -88,7 +88,7 @@ def test_greedy_mtp_matches_plain_with_partial_acceptance(loaded, depth, noise):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_greedy_mtp_matches_plain_on_embedded_model(depth):
-    engine = Engine.load(embedded_base_path(), mtp_depth=depth)
+    engine = Engine.load(embedded_base_path(), mtp="on", mtp_depth=depth)
     engine.auto_fallback = False
     assert engine.mtp_available and engine.mtp_enabled
     tokens = engine.generate(PROMPT, max_tokens=40)
@@ -110,7 +110,7 @@ def built_folder(tmp_path_factory):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_greedy_mtp_matches_plain_on_built_model(built_folder, depth):
-    engine = Engine.load(built_folder, mtp_depth=depth)
+    engine = Engine.load(built_folder, mtp="on", mtp_depth=depth)
     engine.auto_fallback = False
     assert engine.mtp_available
     tokens = engine.generate(PROMPT, max_tokens=40)

@@ -12,7 +12,7 @@ from optiq_runtime.speculative import Decoder
 
 @pytest.fixture(scope="module")
 def engine():
-    engine = Engine.load(embedded_base_path())
+    engine = Engine.load(embedded_base_path(), mtp="on")
     engine.auto_fallback = False
     return engine
 

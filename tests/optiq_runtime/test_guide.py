@@ -72,7 +72,7 @@ def test_tool_parameters_reads_openai_tools_and_bare_docs_and_skips_junk():
 
 @pytest.fixture(scope="module")
 def engine():
-    return Engine.load(embedded_base_path())
+    return Engine.load(embedded_base_path(), mtp="on")
 
 
 def test_every_allowed_token_keeps_the_name_on_track(engine):

@@ -27,7 +27,7 @@ def embedded_app(workspace, agents: list) -> OptiqApp:
     def launch(progress, approve, log):
         from optiq_runtime.engine import Engine
 
-        agents.append(Agent(Engine.load(), Registry(builtin_tools()), workspace, approve=approve))
+        agents.append(Agent(Engine.load(mtp="on"), Registry(builtin_tools()), workspace, approve=approve))
         return agents[-1]
 
     return OptiqApp(launch)

@@ -176,6 +176,8 @@ class ChatScreen(Screen[None]):
         status.model = Path(engine.model_path).name
         status.mix = quant_mix(model_metadata(engine).get("counts")) or "unquantized"
         status.mtp = engine.mtp_enabled if getattr(engine, "mtp_available", False) else None
+        decision = getattr(engine, "mtp_decision", None)
+        status.mtp_reason = decision.reason if decision is not None else ""
         status.context_size = self.agent.context_tokens
 
     # -- a turn
@@ -239,6 +241,8 @@ class ChatScreen(Screen[None]):
         status.tok_s = stats.decode_tok_s
         status.context_used = stats.prompt_tokens + stats.tokens
         status.acceptance = stats.acceptance if self.agent.engine.mtp_enabled else None
+        if getattr(stats, "mtp_reason", ""):
+            status.mtp, status.mtp_reason = stats.mtp, stats.mtp_reason
 
     async def on_turn_ended(self, message: TurnEnded) -> None:
         if self._quitting:
@@ -369,6 +373,8 @@ class ChatScreen(Screen[None]):
         else:
             engine.mtp_enabled = argument == "on"
             self.status.mtp = engine.mtp_enabled
+            decision = getattr(engine, "mtp_decision", None)
+            self.status.mtp_reason = decision.reason if decision is not None else ""
             self.status.acceptance = None
             await self.transcript.note(f"MTP {argument}")
 

@@ -24,6 +24,7 @@ class StatusBar(Static):
     model: reactive[str] = reactive("")
     mix: reactive[str] = reactive("")
     mtp: reactive[bool | None] = reactive(None)  # None: the model has no MTP head
+    mtp_reason: reactive[str] = reactive("")  # the MTP policy's why ("MTP off: a round costs 3.50 steps ...")
     acceptance: reactive[float | None] = reactive(None)
     tok_s: reactive[float | None] = reactive(None)
     context_used: reactive[int] = reactive(0)
@@ -43,8 +44,9 @@ class StatusBar(Static):
         if self.mtp is None:
             return "MTP n/a" if self.model else ""
         if not self.mtp:
-            return "MTP off"
-        return "MTP on" + (f" {self.acceptance:.0%}" if self.acceptance is not None else "")
+            return self.mtp_reason or "MTP off"
+        on = self.mtp_reason.split(":", 1)[0] if self.mtp_reason else "MTP on"
+        return on + (f" {self.acceptance:.0%}" if self.acceptance is not None else "")
 
     def _show_speed(self) -> str:
         return f"{self.tok_s:.1f} tok/s" if self.tok_s is not None else ""

@@ -1,0 +1,101 @@
+"""The MTP policy (auto/on/off from a measured cost model), its cache per machine, and the reduced draft vocabulary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from checkpoints import write_random_checkpoint
+
+from optiq_runtime.embedded import embedded_base_path
+from optiq_runtime.engine import Engine
+from optiq_runtime.errors import BadInputError
+from optiq_runtime.mtp_cost import CostModel, DepthCost, costs_file, machine_key, measure, read_costs, write_costs
+from optiq_runtime.mtp_policy import MIN_SPEEDUP, MtpPolicy
+
+
+def costs(**speedups) -> CostModel:
+    depths = {int(d[1:]): DepthCost(round_cost=2.0, tokens_per_round=2.0 * s, speedup=s) for d, s in speedups.items()}
+    return CostModel(machine_key(), "model", 0.01, 1.0, depths)
+
+
+def test_auto_turns_mtp_on_at_the_best_depth_only_when_it_pays():
+    assert MtpPolicy("auto", costs=costs(d1=1.2, d2=1.4, d3=1.1)).decision.depth == 2
+    off = MtpPolicy("auto", costs=costs(d1=1.0, d2=0.7)).decision
+    assert not off.mtp and off.reason.startswith("MTP off: a round costs 2.00 steps for 2.00 tokens")
+    assert not MtpPolicy("auto", costs=costs(d1=MIN_SPEEDUP - 0.01)).decision.mtp
+    assert MtpPolicy("auto", costs=costs(d1=MIN_SPEEDUP)).decision.mtp
+    assert not MtpPolicy("auto").decision.mtp  # not measured: off
+
+
+def test_forced_modes_and_depth():
+    assert MtpPolicy("on", costs=costs(d1=0.5)).decision.mtp
+    assert MtpPolicy(True, 3).decision.depth == 3
+    assert not MtpPolicy("off", costs=costs(d1=2.0)).decision.mtp
+    assert not MtpPolicy("on", available=False).decision.mtp
+    assert MtpPolicy("auto", 1, costs=costs(d1=1.3, d2=2.0)).decision.depth == 1  # the depth asked for
+    with pytest.raises(BadInputError):
+        MtpPolicy("sometimes")
+    with pytest.raises(BadInputError):
+        MtpPolicy("on", 0)
+
+
+def test_cost_cache_is_keyed_by_machine(tmp_path):
+    file = tmp_path / "optiq" / "mtp_costs.json"
+    model = costs(d1=1.5)
+    write_costs(file, model)
+    assert read_costs(file, model.machine, "model").depths[1].speedup == 1.5
+    other = {**model.machine, "threads": model.machine["threads"] + 7}
+    assert read_costs(file, other, "model") is None  # another machine measures again
+    assert read_costs(file, model.machine, "another build") is None
+    write_costs(file, CostModel(other, "model", 0.02, 1.0, {}))
+    assert len(json.loads(file.read_text())["entries"]) == 2
+
+
+def test_shipped_model_caches_outside_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
+    assert str(costs_file(embedded_base_path())).startswith(str(tmp_path / "home"))
+    built = tmp_path / "built"
+    (built / "optiq").mkdir(parents=True)
+    assert costs_file(built) == built.resolve() / "optiq" / "mtp_costs.json"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine.load(embedded_base_path(), mtp="on")
+
+
+def test_measured_model_and_auto_decision(engine):
+    model = measure(engine, (1, 2), tokens=12, budget_s=0.0, timed_prompts=2)
+    assert set(model.depths) == {1, 2} and model.plain_step_s > 0
+    for depth, cost in model.depths.items():
+        assert cost.round_cost > 0 and 1.0 <= cost.tokens_per_round <= 1 + depth + 1e-9
+        assert len(cost.acceptance) == depth
+    assert engine.policy.mode == "on" and engine.auto_fallback  # restored after measuring
+    engine.policy.costs, engine.policy.mode = model, "auto"
+    try:
+        decision = engine.mtp_decision
+        assert decision.mtp == (max(c.speedup for c in model.depths.values()) >= MIN_SPEEDUP)
+        engine.generate(engine.tokenizer.encode("Hello"), max_tokens=4)
+        assert engine.last_stats.mtp_reason == decision.reason
+    finally:
+        engine.policy.costs, engine.policy.mode = None, "on"
+
+
+def test_load_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
+    folder = write_random_checkpoint(tmp_path / "model", seed=5)
+    first = Engine.load(folder)
+    file = folder / "optiq" / "mtp_costs.json"
+    assert first.policy.costs is not None and file.is_file()
+    stamp = file.stat().st_mtime_ns
+    second = Engine.load(folder)
+    assert second.policy.costs.to_json() == first.policy.costs.to_json() and file.stat().st_mtime_ns == stamp
+    assert second.mtp_decision.reason
+
+
+def test_policy_owns_its_history(engine):
+    engine.reset(mtp_history=True)
+    assert len(engine.policy.history.speedups) == 0
+    engine.generate(engine.tokenizer.encode("Count: one two three"), max_tokens=24)
+    assert engine.last_stats.mtp_used and engine.last_stats.round_s
