@@ -107,5 +107,7 @@ def prefill_linear_layer(layer, x: mx.array, cache) -> mx.array:
     y, cache[1] = chunked_gated_delta(q, k, v, log_decay(attn.A_log, a, attn.dt_bias), mx.sigmoid(b), state)
     cache.advance(length)
     out = attn.out_proj(attn.norm(y.astype(q.dtype), z).reshape(batch, length, -1))
+    if getattr(attn, "sharding_group", None) is not None:  # tensor parallel: this rank's heads only (mlx-lm's shard)
+        out = mx.distributed.all_sum(out, group=attn.sharding_group)
     h = x + out
     return h + layer.mlp(layer.post_attention_layernorm(h))
