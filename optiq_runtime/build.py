@@ -132,17 +132,13 @@ def check_options(options: BuildOptions) -> None:
 
 
 def _available_memory() -> int:
-    """Bytes this process may still use: Metal's working set, else the kernel's MemAvailable."""
+    """Bytes this process may still use: Metal's working set, else the machine's available memory."""
+    from optiq_runtime.machine import available_memory
+
     if mx.metal.is_available():
         info = getattr(mx, "device_info", None) or mx.metal.device_info
         return int(info().get("max_recommended_working_set_size", 0))
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return available_memory()
 
 
 def memory_needed(checkpoint: Checkpoint, method: str) -> int:

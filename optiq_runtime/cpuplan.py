@@ -28,6 +28,7 @@ from mlx.utils import tree_unflatten
 
 from optiq_runtime.fastcpu import blas_library, set_blas_threads
 from optiq_runtime.home import cache_home
+from optiq_runtime.machine import available_memory, cpu_name
 
 PLAN_FILE = "cpuplan.json"
 # Tokens of the multi-token pass measured for prefill (a prefill chunk is longer; the ratio holds).
@@ -159,30 +160,9 @@ def _largest_linear(modules: list[nn.Module]) -> _Probe | None:
 def plan_key(probe: _Probe) -> str:
     """The machine, its BLAS, MLX's version and the probe's shape and quantization, as one short string."""
     rows, cols = probe.shape
-    parts = [platform.machine(), _cpu_name(), str(os.cpu_count()), mx.__version__, blas_library() or "reference",
+    parts = [platform.machine(), cpu_name(), str(os.cpu_count()), mx.__version__, blas_library() or "reference",
              f"{rows}x{cols}", f"{probe.bits}b{probe.group_size}g", str(probe.scales.dtype)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (MemAvailable on Linux, else all physical memory)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def plans_file() -> Path:
@@ -217,7 +197,7 @@ def describe() -> dict:
         "backend": "cpu" if mx.default_device().type == mx.DeviceType.cpu else "gpu",
         "blas": blas_library() or "reference (MLX's bundled BLAS)",
         "blas_advice": blas_advice(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "plans_file": str(plans_file()),
         "plans": read_plans(),

@@ -17,13 +17,14 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import mlx.core as mx
+
+from optiq_runtime.machine import cpu_name
 
 log = logging.getLogger("optiq")
 
@@ -88,7 +89,7 @@ def machine_key(blas_threads: int | None = None) -> dict:
     cpu = cpu_backend()
     key = {
         "backend": "cpu" if cpu else "gpu",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "blas_threads": blas_threads,
         "mlx": mx.__version__,
@@ -96,16 +97,6 @@ def machine_key(blas_threads: int | None = None) -> dict:
     if not cpu:
         key["gpu"] = _gpu_name()
     return key
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _gpu_name() -> str:
