@@ -20,10 +20,10 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask, create_ssm_mask, gather_last_axis
 from mlx_lm.models.cache import ArraysCache, KVCache
-from mlx_lm.models.gated_delta import gated_delta_update, normalize_qk
+from mlx_lm.models.gated_delta import gated_delta_update
 from mlx_lm.models.qwen3_5 import TextModelArgs
 
-from optiq_runtime.deltanet import prefill_linear_layer
+from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
 
@@ -227,15 +227,7 @@ def _linear_layer_positions(layer, x, conv, state):
     kept = attn.conv_kernel_size - 1
     convs = [window[:, t + 1:t + 1 + kept] for t in range(length)]
     mixed = nn.silu(attn.conv1d(window))
-    q, k, v = (
-        part.reshape(batch, length, heads, dim)
-        for part, heads, dim in zip(
-            mx.split(mixed, [attn.key_dim, 2 * attn.key_dim], -1),
-            (attn.num_k_heads, attn.num_k_heads, attn.num_v_heads),
-            (attn.head_k_dim, attn.head_k_dim, attn.head_v_dim),
-        )
-    )
-    q, k = normalize_qk(q, k, inv_scale=attn.head_k_dim**-0.5, eps=1e-6)
+    q, k, v = normalized_qkv(attn, mixed)
     outs, states = [], []
     for t in range(length):
         step = slice(t, t + 1)

@@ -78,6 +78,21 @@ def depthwise_conv(conv: nn.Conv1d, window: mx.array) -> mx.array:
     return out + conv.bias if "bias" in conv else out
 
 
+def normalized_qkv(attn, mixed: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """The convolved projection split into per-head queries, keys and values, queries and keys normalized (mlx-lm's)."""
+    batch, length, _ = mixed.shape
+    q, k, v = (
+        part.reshape(batch, length, heads, dim)
+        for part, heads, dim in zip(
+            mx.split(mixed, [attn.key_dim, 2 * attn.key_dim], -1),
+            (attn.num_k_heads, attn.num_k_heads, attn.num_v_heads),
+            (attn.head_k_dim, attn.head_k_dim, attn.head_v_dim),
+        )
+    )
+    q, k = normalize_qk(q, k, inv_scale=attn.head_k_dim**-0.5, eps=1e-6)
+    return q, k, v
+
+
 def prefill_linear_layer(layer, x: mx.array, cache) -> mx.array:
     """mlx-lm's Gated DeltaNet decoder layer over a prompt chunk (no mask), its recurrence chunked.
 
@@ -94,15 +109,7 @@ def prefill_linear_layer(layer, x: mx.array, cache) -> mx.array:
     window = mx.concatenate([conv, qkv], axis=1)
     cache[0] = mx.contiguous(window[:, -(attn.conv_kernel_size - 1):, :])
     mixed = nn.silu(depthwise_conv(attn.conv1d, window))
-    q, k, v = (
-        part.reshape(batch, length, heads, dim)
-        for part, heads, dim in zip(
-            mx.split(mixed, [attn.key_dim, 2 * attn.key_dim], -1),
-            (attn.num_k_heads, attn.num_k_heads, attn.num_v_heads),
-            (attn.head_k_dim, attn.head_k_dim, attn.head_v_dim),
-        )
-    )
-    q, k = normalize_qk(q, k, inv_scale=attn.head_k_dim**-0.5, eps=1e-6)
+    q, k, v = normalized_qkv(attn, mixed)
     state = cache[1] if cache[1] is not None else mx.zeros((batch, attn.num_v_heads, attn.head_v_dim, attn.head_k_dim))
     y, cache[1] = chunked_gated_delta(q, k, v, log_decay(attn.A_log, a, attn.dt_bias), mx.sigmoid(b), state)
     cache.advance(length)
