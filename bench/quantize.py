@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -48,21 +49,32 @@ def quiet(_line: str) -> None:
     pass
 
 
-def dynamic_quant(base: Path, rows: mx.array, target_bpw: float) -> tuple[nn.Module, int]:
-    """mlx-lm's gradient-based sensitivities and threshold search at ``target_bpw``, 4/8 bits, group 64."""
+def dynamic_quant_at(base: Path, rows: mx.array) -> Callable[[float], nn.Module]:
+    """mlx-lm's gradient-based sensitivities (computed once); the returned function builds the model its threshold
+    search picks for a target bits per weight, 4/8 bits, group 64."""
     from mlx_lm.quant.dynamic_quant import estimate_sensitivities, estimate_threshold
 
     model, _ = load_network(base, upcast=True)
     sensitivities = dict(estimate_sensitivities(model, rows, 4, 64, 8, 64, batch_size=4))
-    threshold = estimate_threshold(model, sensitivities, target_bpw, 4, 64, 8, 64)
-    quantized, _ = load_network(base, upcast=False)
 
-    def predicate(path, module):
-        if not hasattr(module, "to_quantized") or module.weight.shape[-1] % 64:
-            return False
-        return {"group_size": 64, "bits": 8 if sensitivities.get(path, 0) > threshold else 4}
+    def quantized_at(target_bpw: float) -> nn.Module:
+        threshold = estimate_threshold(model, sensitivities, target_bpw, 4, 64, 8, 64)
+        quantized, _ = load_network(base, upcast=False)
 
-    nn.quantize(quantized, class_predicate=predicate)
+        def predicate(path, module):
+            if not hasattr(module, "to_quantized") or module.weight.shape[-1] % 64:
+                return False
+            return {"group_size": 64, "bits": 8 if sensitivities.get(path, 0) > threshold else 4}
+
+        nn.quantize(quantized, class_predicate=predicate)
+        return quantized
+
+    return quantized_at
+
+
+def dynamic_quant(base: Path, rows: mx.array, target_bpw: float) -> tuple[nn.Module, int]:
+    """mlx-lm's dynamic_quant at ``target_bpw``, and the bytes it reached."""
+    quantized = dynamic_quant_at(base, rows)(target_bpw)
     return quantized, quantized_nbytes(quantized)
 
 

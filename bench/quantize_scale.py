@@ -127,23 +127,9 @@ def dynamic_quant(base: Path, rows: mx.array, bytes_ratio: float, uniform_bytes:
     """mlx-lm's dynamic_quant (its gradient sensitivities and threshold search, 4/8-bit group 64) asked for
     the bits per weight that land nearest below ``bytes_ratio`` x uniform bytes (found by bisection; on
     tiny-agent its threshold search stops at 1.021x however many bits are asked for)."""
-    from mlx_lm.quant.dynamic_quant import estimate_sensitivities, estimate_threshold
+    from quantize import dynamic_quant_at  # bench/quantize.py, beside this file
 
-    model, _ = load_network(base, upcast=True)
-    sensitivities = dict(estimate_sensitivities(model, rows, 4, 64, 8, 64, batch_size=4))
-
-    def quantized_at(target_bpw: float) -> nn.Module:
-        threshold = estimate_threshold(model, sensitivities, target_bpw, 4, 64, 8, 64)
-        quantized, _ = load_network(base, upcast=False)
-
-        def predicate(path, module):
-            if not hasattr(module, "to_quantized") or module.weight.shape[-1] % 64:
-                return False
-            return {"group_size": 64, "bits": 8 if sensitivities.get(path, 0) > threshold else 4}
-
-        nn.quantize(quantized, class_predicate=predicate)
-        return quantized
-
+    quantized_at = dynamic_quant_at(base, rows)
     low, high = 4.0, 16.0
     for _ in range(10):
         middle = (low + high) / 2
