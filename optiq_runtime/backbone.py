@@ -23,7 +23,7 @@ from mlx_lm.models.cache import ArraysCache, KVCache
 from mlx_lm.models.gated_delta import gated_delta_update
 from mlx_lm.models.qwen3_5 import TextModelArgs
 
-from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer
+from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer, projected_inputs
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
 
@@ -218,11 +218,8 @@ def _linear_layer_positions(layer, x, conv, state):
     no batch padding), with the recurrence stepped one token at a time to keep each state.
     """
     attn = layer.linear_attn
-    inputs = layer.input_layernorm(x)
+    inputs, qkv, z, b, a = projected_inputs(layer, x)
     batch, length, _ = inputs.shape
-    qkv = attn.in_proj_qkv(inputs)
-    z = attn.in_proj_z(inputs).reshape(batch, length, attn.num_v_heads, attn.head_v_dim)
-    b, a = attn.in_proj_b(inputs), attn.in_proj_a(inputs)
     window = mx.concatenate([conv, qkv], axis=1)
     kept = attn.conv_kernel_size - 1
     convs = [window[:, t + 1:t + 1 + kept] for t in range(length)]

@@ -78,6 +78,15 @@ def depthwise_conv(conv: nn.Conv1d, window: mx.array) -> mx.array:
     return out + conv.bias if "bias" in conv else out
 
 
+def projected_inputs(layer, x: mx.array) -> tuple[mx.array, mx.array, mx.array, mx.array, mx.array]:
+    """A Gated DeltaNet layer's normed input and its projections ``qkv``, ``z`` (per head), ``b`` and ``a`` (mlx-lm's)."""
+    attn = layer.linear_attn
+    inputs = layer.input_layernorm(x)
+    batch, length, _ = inputs.shape
+    z = attn.in_proj_z(inputs).reshape(batch, length, attn.num_v_heads, attn.head_v_dim)
+    return inputs, attn.in_proj_qkv(inputs), z, attn.in_proj_b(inputs), attn.in_proj_a(inputs)
+
+
 def normalized_qkv(attn, mixed: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """The convolved projection split into per-head queries, keys and values, queries and keys normalized (mlx-lm's)."""
     batch, length, _ = mixed.shape
@@ -100,11 +109,8 @@ def prefill_linear_layer(layer, x: mx.array, cache) -> mx.array:
     weights), updating ``cache`` (an mlx-lm ``ArraysCache``) the same way.
     """
     attn = layer.linear_attn
-    inputs = layer.input_layernorm(x)
+    inputs, qkv, z, b, a = projected_inputs(layer, x)
     batch, length, _ = inputs.shape
-    qkv = attn.in_proj_qkv(inputs)
-    z = attn.in_proj_z(inputs).reshape(batch, length, attn.num_v_heads, attn.head_v_dim)
-    b, a = attn.in_proj_b(inputs), attn.in_proj_a(inputs)
     conv = cache[0] if cache[0] is not None else mx.zeros((batch, attn.conv_kernel_size - 1, attn.conv_dim), inputs.dtype)
     window = mx.concatenate([conv, qkv], axis=1)
     cache[0] = mx.contiguous(window[:, -(attn.conv_kernel_size - 1):, :])
