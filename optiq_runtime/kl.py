@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import mlx.core as mx
 import numpy as np
 
+from optiq_runtime.forward import fast_forward
 from optiq_runtime.progress import Progress, ProgressCallback
 
 # Rows per forward pass are chosen so that one batch of full-vocabulary logits stays near this size.
@@ -79,8 +80,6 @@ def summarize(values: np.ndarray) -> KLReport:
 
 def per_token_kl(model, reference, rows: mx.array, progress: ProgressCallback | None = None) -> np.ndarray:
     """Per-token KL of ``model`` from ``reference`` (mlx-lm models) over packed rows."""
-    from optiq_runtime.sensitivity import fast_forward
-
     model, reference = fast_forward(model, rows[:1]), fast_forward(reference, rows[:1])
     batch = rows_per_batch(rows.shape[1], _vocab(reference, rows))
     steps = Progress("kl", rows.shape[0], progress)
@@ -96,8 +95,6 @@ def per_token_kl(model, reference, rows: mx.array, progress: ProgressCallback | 
 def per_token_kl_many(models: dict, reference, rows: mx.array,
                       progress: ProgressCallback | None = None) -> dict[str, np.ndarray]:
     """Per-token KL of several models from one reference, which runs once per batch."""
-    from optiq_runtime.sensitivity import fast_forward
-
     models = {name: fast_forward(model, rows[:1]) for name, model in models.items()}
     reference = fast_forward(reference, rows[:1])
     batch = rows_per_batch(rows.shape[1], _vocab(reference, rows))

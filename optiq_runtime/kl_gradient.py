@@ -28,7 +28,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 from optiq_runtime.allocate import Width
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.progress import Progress, ProgressCallback
-from optiq_runtime.sensitivity import Sensitivity, Stack, Target, fast_forward, qdq, weight_errors
+from optiq_runtime.forward import Stack, fast_forward
+from optiq_runtime.sensitivity import Sensitivity, Target, qdq, weight_errors
 
 # Bytes the head's live chunk of logits (about eight [tokens, chunk] float32 arrays) may take.
 HEAD_BUDGET_BYTES = 128 * 1024 * 1024

@@ -1,7 +1,8 @@
 """`optiq eval`: score one or more models on an evaluation suite and print a comparison table."""
 
+from agent.cli.eval_output import RESULTS_ROOT, out_folder, report
+
 HELP = "Score one or more models on an evaluation suite and print a comparison table."
-RESULTS_ROOT = "optiq-eval"
 # Shipped suites by name: the corpus generator's own, and requests written by hand the way people write.
 SHIPPED_SUITES = {"generated": "eval_suite.jsonl", "people": "people_suite.jsonl"}
 DEFAULT_SUITE = "generated"
@@ -52,7 +53,7 @@ def run(args) -> int:
 
         with _mcp_tools(servers) as tools:
             return run_sharded(args, entries, specs, tools)
-    out = _out_folder(args.out, args.resume)
+    out = out_folder(args.out, args.resume)
     results = ResultsFile(out / "results.jsonl")
     if not args.resume and results.path.exists() and results.path.stat().st_size:
         raise BadInputError(f"{out} already holds results; pass --resume to continue them, or another --out")
@@ -67,17 +68,6 @@ def run(args) -> int:
     records = [r for r in results.read() if r["id"] in ids]
     report(records, [spec.label for spec in specs], out, args.json)
     return 0
-
-
-def report(records, labels, out, as_json: bool) -> None:
-    """Write ``summary.json`` beside the results and print the table (or the summary as JSON)."""
-    import json
-
-    from agent.report import format_table, summarize
-
-    summary = summarize(records, labels)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary) if as_json else format_table(summary))
 
 
 def _merge(args) -> int:
@@ -157,22 +147,3 @@ def _guided_specs(specs, guide):
 
     unguided = [replace(s, label=f"{s.label} (unguided)", guide_calls=False) for s in specs]
     return {"on": specs, "off": unguided, "both": [s for pair in zip(specs, unguided) for s in pair]}[guide]
-
-
-def _out_folder(out, resume):
-    import time
-    from pathlib import Path
-
-    from optiq_runtime.errors import BadInputError
-
-    if out:
-        folder = Path(out).expanduser()
-    elif resume:
-        runs = sorted(p for p in Path(RESULTS_ROOT).glob("*") if p.is_dir())
-        if not runs:
-            raise BadInputError(f"--resume: no earlier run in {RESULTS_ROOT}/; give --out")
-        folder = runs[-1]
-    else:
-        folder = Path(RESULTS_ROOT) / time.strftime("%Y%m%d-%H%M%S")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

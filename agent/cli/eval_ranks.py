@@ -15,7 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from agent.cli.eval import _out_folder, report
+from agent.cli.eval_output import out_folder, report
 from agent.evaluate import ResultsFile, evaluate
 from agent.shard import PARTS, Heartbeat, Plan, Shard, describe_missing, finished_pairs, merge, parse_shard, part_file, result_files, wait_for
 from optiq_runtime.errors import BadInputError
@@ -56,7 +56,7 @@ def _run_shard(args, entries, specs, plan: Plan, shard: Shard, extra_tools=()) -
 
 def _run_ranks(args, entries, specs, plan: Plan, group, extra_tools=()) -> int:
     rank, shard = group.rank(), Shard(group.rank(), group.size())
-    chosen = str(_out_folder(args.out, args.resume)) if rank == 0 else None
+    chosen = str(out_folder(args.out, args.resume)) if rank == 0 else None
     out = Path(broadcast_bytes(chosen.encode() if chosen else None, group).decode())
     shared = _meet(out, plan, args.resume, group)
     finished = finished_pairs(out)

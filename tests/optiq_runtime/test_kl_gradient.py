@@ -13,10 +13,11 @@ from mlx.utils import tree_flatten
 
 from optiq_runtime import kl_gradient
 from optiq_runtime.allocate import Width
+from optiq_runtime.forward import fast_forward, lower_inverse
 from optiq_runtime.kl import Reference
 from optiq_runtime.kl_gradient import ErrorInjector, batch_scores, tokens_per_batch
 from optiq_runtime.load import load_network
-from optiq_runtime.sensitivity import fast_forward, find_targets, lower_inverse, qdq
+from optiq_runtime.sensitivity import find_targets, qdq
 
 LOW = Width(4, 64)
 
