@@ -40,6 +40,7 @@ from typing import Any, Iterator
 from agent.approval import Approver, ApprovalDecision, ApprovalRequest, approve_none, preview
 from agent.chat import ChatRenderer, Transcript
 from agent.context import TOOL_OUTPUT_CHARS, cap_output, trim_old_results
+from agent.engine import Engine
 from agent.events import (
     ApprovalEvent,
     ApprovalRequestEvent,
@@ -59,25 +60,13 @@ from agent.toolrun import ToolRunner
 from agent.toolcalls import Parsed, StreamParser, collect
 from optiq_runtime.errors import OptiqError
 from optiq_runtime.guide import CallGuide
+from optiq_runtime.sampling import Sampling
 from tools.registry import Registry
 from tools.tool import Tool
 from tools.validate import validate_call
 
 CHARS_PER_TOKEN = 3  # a cautious guess, only used to size how much old output to trim
 INTERRUPTED = "interrupted by the user"
-
-
-@dataclass
-class Sampling:
-    """Decoding settings; the defaults are greedy and seeded, so runs repeat exactly."""
-
-    max_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int = 0
-    # Tool-call names limited to the offered ones while the model writes them (optiq_runtime.guide).
-    guide_calls: bool = True
 
 
 @dataclass
@@ -105,7 +94,7 @@ class Agent:
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         registry: Registry,
         workspace: Path,
         approve: Approver = approve_none,
@@ -225,12 +214,9 @@ class Agent:
         parser = StreamParser(self._renderer.tools, in_reasoning=self._in_reasoning)
         generation, events = Generation(), []
         started = time.monotonic()
-        s = self.sampling
-        guide = CallGuide.for_tools(self.engine.tokenizer, self._renderer.tools) if s.guide_calls else None
-        steps = self.engine.stream(
-            prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-            seed=s.seed, should_stop=self._interrupt.is_set, guide=guide,
-        )
+        guided = self.sampling.guide_calls
+        guide = CallGuide.for_tools(self.engine.tokenizer, self._renderer.tools) if guided else None
+        steps = self.engine.stream(prompt, self.sampling, should_stop=self._interrupt.is_set, guide=guide)
         for step in steps:
             generation.token_ids += list(step.tokens)
             for event in parser.feed(step.text):

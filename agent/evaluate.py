@@ -16,14 +16,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from agent.agent import Agent, Sampling
+from agent.agent import Agent
 from agent.approval import approve_all
 from agent.bfcl import ast_check
 from agent.chat import ChatRenderer
+from agent.engine import Engine
 from agent.suite import AgentTask, BadEntry, BfclEntry, Entry
 from agent.toolcalls import parse_tool_calls
 from optiq_runtime.guide import CallGuide
 from optiq_runtime.progress import Progress, ProgressCallback
+from optiq_runtime.sampling import Sampling
 from tools.bfcl import to_openai_tool
 from tools.tool import Tool
 from tools.validate import validate_call
@@ -52,7 +54,7 @@ class TaskResult:
     trace: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_entry(engine: Any, entry: Entry, model: str, sampling: Sampling | None = None, guide_calls: bool = True,
+def run_entry(engine: Engine, entry: Entry, model: str, sampling: Sampling | None = None, guide_calls: bool = True,
               extra_tools: Sequence[Tool] = ()) -> TaskResult:
     """Score one entry; a bad entry becomes a failed result carrying its error.
 
@@ -73,7 +75,7 @@ def run_entry(engine: Any, entry: Entry, model: str, sampling: Sampling | None =
     return result
 
 
-def run_bfcl(engine: Any, entry: BfclEntry, model: str, sampling: Sampling) -> TaskResult:
+def run_bfcl(engine: Engine, entry: BfclEntry, model: str, sampling: Sampling) -> TaskResult:
     """One generation over the entry's functions, parsed and checked; nothing is executed."""
     tools = [to_openai_tool(doc) for doc in entry.functions]
     renderer = ChatRenderer(engine.tokenizer, tools)
@@ -103,13 +105,10 @@ def _checker_category(category: str) -> str:
     return "simple_python" if category in ("simple", "live_simple") else category
 
 
-def _generate(engine: Any, prompt: list[int], sampling: Sampling, tools: list[dict]) -> tuple[str, list[int]]:
+def _generate(engine: Engine, prompt: list[int], sampling: Sampling, tools: list[dict]) -> tuple[str, list[int]]:
     text, tokens = [], []
     guide = CallGuide.for_tools(engine.tokenizer, tools) if sampling.guide_calls else None
-    for step in engine.stream(
-        prompt, max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
-        top_k=sampling.top_k, seed=sampling.seed, guide=guide,
-    ):
+    for step in engine.stream(prompt, sampling, guide=guide):
         text.append(step.text)
         tokens += list(step.tokens)
     return "".join(text), tokens
@@ -119,7 +118,7 @@ def _decode_seconds(tokens: int, tok_s: float) -> float:
     return tokens / tok_s if tok_s else 0.0
 
 
-def run_agent_task(engine: Any, task: AgentTask, model: str, sampling: Sampling, extra_tools: Sequence[Tool] = ()) -> TaskResult:
+def run_agent_task(engine: Engine, task: AgentTask, model: str, sampling: Sampling, extra_tools: Sequence[Tool] = ()) -> TaskResult:
     """The full loop in a fresh workspace seeded with the task's files; writes are approved there.
 
     A task's ``before`` requests run first in the same session; the checks look at the last request.
@@ -224,7 +223,7 @@ class ModelSpec:
     """A model to evaluate: a short ``label`` for the table and a loader that gives its engine."""
 
     label: str
-    load: Callable[[], Any]
+    load: Callable[[], Engine]
     guide_calls: bool = True  # tool-call names guided to the offered ones (optiq_runtime.guide)
 
 

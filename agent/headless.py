@@ -8,16 +8,19 @@ error.
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.agent import Agent
 from agent.session import SessionWriter, new_session_path
 from agent.toolset import agent_registry  # noqa: F401 - re-exported: callers import it from here
 from optiq_runtime.errors import BadInputError
 
+if TYPE_CHECKING:  # the engine loads mlx-lm: imported when a model is loaded, not when this module is
+    from optiq_runtime.engine import Engine
+
 
 def load_engine(model: str | None, base: str | None = None, *, mtp="auto", mtp_depth: int | None = None,
-                progress: Any = None) -> Any:
+                progress: Any = None) -> Engine:
     """The engine for ``--model DIR``, or for the default OptiQ build of ``base`` (built on first run)."""
     from optiq_runtime.engine import Engine
 

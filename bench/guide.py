@@ -28,12 +28,13 @@ def requests(count: int) -> list:
 
 def run(engine, chat, guided: bool) -> dict:
     from optiq_runtime.guide import CallGuide
+    from optiq_runtime.sampling import Sampling
     from optiq_runtime.tiny.quality import call_matches, first_call, parse_calls, prompt_text
 
     tokenizer = engine.tokenizer
     guide = CallGuide.for_tools(tokenizer, chat.tools) if guided else None
     ids = tokenizer.encode(prompt_text(tokenizer, chat), add_special_tokens=False)
-    out = engine.generate(ids, max_tokens=96, guide=guide)
+    out = engine.generate(ids, Sampling(max_tokens=96), guide=guide)
     stats = engine.last_stats
     limited = sum(guide.allowed(out[:i]) is not None for i in range(len(out))) if guide else 0
     calls = parse_calls(tokenizer.decode(out))

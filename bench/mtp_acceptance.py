@@ -23,12 +23,13 @@ def acceptance(folder: Path, turns: int, tokens: int) -> tuple[float, int]:
     """(accepted first drafts / drafted, drafted) over the held-out turns at depth 1."""
     from optiq_runtime.engine import Engine
     from optiq_runtime.mtp_cost import heldout_prompts
+    from optiq_runtime.sampling import Sampling
 
     engine = Engine.load(folder, mtp="on", mtp_depth=1)
     engine.auto_fallback = False
     drafted = accepted = 0
     for prompt in heldout_prompts(engine.tokenizer, turns):
-        engine.generate(prompt, max_tokens=tokens)
+        engine.generate(prompt, Sampling(max_tokens=tokens))
         drafted += sum(engine.last_stats.drafted[:1])
         accepted += sum(engine.last_stats.accepted[:1])
     return (accepted / drafted if drafted else 0.0), drafted

@@ -60,6 +60,7 @@ def draft_vocab_costs(model: Path, tokens: int, repeat: int) -> dict:
     from optiq_runtime.calibration import CALIBRATION_FILE, read_samples
     from optiq_runtime.draft_vocab import DEFAULT_K, frequent_tokens, read_draft_vocab
     from optiq_runtime.engine import Engine
+    from optiq_runtime.sampling import Sampling
 
     engine = Engine.load(model, mtp="on", mtp_depth=1)
     engine.auto_fallback = False
@@ -74,11 +75,11 @@ def draft_vocab_costs(model: Path, tokens: int, repeat: int) -> dict:
         for name, ids in (("full", None), ("draft", top)):
             # runs reuse the prompt's cache (no prefill); plain and MTP alternate so both see the same load
             engine.mtp_enabled = False
-            plain = engine.generate(prompt, max_tokens=tokens)
+            plain = engine.generate(prompt, Sampling(max_tokens=tokens))
             plain_steps = engine.last_stats.plain_step_s
             engine.use_draft_vocab(ids)
             engine.mtp_enabled = True
-            identical = identical and engine.generate(prompt, max_tokens=tokens) == plain
+            identical = identical and engine.generate(prompt, Sampling(max_tokens=tokens)) == plain
             if index:
                 steps += plain_steps
                 rounds[name] += engine.last_stats.round_s

@@ -85,6 +85,7 @@ def tp_job(model: str, tokens: int) -> None:
     """Run under mlx.launch (or alone for the reference): rank 0 prints one JSON line."""
     from optiq_runtime.engine import Engine
     from optiq_runtime.ranks import world
+    from optiq_runtime.sampling import Sampling
     from optiq_runtime.tensor_parallel import load_sharded, resident_bytes, shard_head
 
     group = world()
@@ -110,10 +111,10 @@ def tp_job(model: str, tokens: int) -> None:
 def _decode(engine, prompt: list[int], tokens: int, mtp: bool) -> tuple[list[int], float]:
     engine.mtp_enabled = mtp
     engine.reset()
-    engine.generate(prompt, max_tokens=4)  # compiles the graphs
+    engine.generate(prompt, Sampling(max_tokens=4))  # compiles the graphs
     engine.reset()
     started = time.perf_counter()
-    generated = engine.generate(prompt, max_tokens=tokens)
+    generated = engine.generate(prompt, Sampling(max_tokens=tokens))
     return generated, (time.perf_counter() - started) / max(1, len(generated))
 
 

@@ -27,7 +27,7 @@ from optiq_runtime.guide import CallGuide
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
 from optiq_runtime.mtp_policy import MAX_DEPTH, Decision, MtpPolicy, RunMode, check_depth
-from optiq_runtime.sampling import KeyStream, SamplingParams
+from optiq_runtime.sampling import KeyStream, Sampling
 from optiq_runtime.speculative import Decoder
 from optiq_runtime.stats import GenerationStats
 
@@ -169,6 +169,11 @@ class Engine:
     def mtp_available(self) -> bool:
         return self.head is not None
 
+    @property
+    def context_length(self) -> int | None:
+        """The model's context in tokens: its config's ``max_position_embeddings``, else the tokenizer's limit."""
+        return getattr(self.backbone.args, "max_position_embeddings", None) or getattr(self.tokenizer, "model_max_length", None)
+
     def reset(self, *, mtp_history: bool = False) -> None:
         """Forget the cached sequence (and, with ``mtp_history``, what MTP was worth in past runs)."""
         with self._lock:
@@ -179,40 +184,36 @@ class Engine:
     def stream(
         self,
         prompt_tokens: list[int],
+        sampling: Sampling = Sampling(),
         *,
-        max_tokens: int = 512,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        seed: int | None = None,
         stop: Callable[[list[int]], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
         guide: CallGuide | None = None,
     ) -> Iterator[Step]:
-        """Generate after ``prompt_tokens``; stops at EOS, ``max_tokens``, ``stop(tokens)`` or ``should_stop()``.
+        """Generate after ``prompt_tokens``; stops at EOS, ``sampling.max_tokens``, ``stop(tokens)`` or ``should_stop()``.
 
         ``guide`` limits the tokens of tool-call names to the offered ones (see ``optiq_runtime.guide``).
         """
         if not prompt_tokens:
             raise BadInputError("the prompt is empty; expected at least one token")
-        if max_tokens < 1:
-            raise BadInputError(f"max_tokens must be at least 1; got {max_tokens}")
-        params = SamplingParams(temperature, top_p, top_k)
+        if sampling.max_tokens < 1:
+            raise BadInputError(f"max_tokens must be at least 1; got {sampling.max_tokens}")
         with self._lock:
-            yield from self._generate(list(prompt_tokens), max_tokens, params, KeyStream(seed), stop, should_stop, guide)
+            yield from self._generate(list(prompt_tokens), sampling, stop, should_stop, guide)
 
-    def generate(self, prompt_tokens: list[int], **kwargs) -> list[int]:
+    def generate(self, prompt_tokens: list[int], sampling: Sampling = Sampling(), **options) -> list[int]:
         """All tokens of one generation (see ``stream``)."""
-        return [t for step in self.stream(prompt_tokens, **kwargs) for t in step.tokens]
+        return [t for step in self.stream(prompt_tokens, sampling, **options) for t in step.tokens]
 
     # internals ----------------------------------------------------------------------
-    def _generate(self, prompt, max_tokens, params, keys, stop, should_stop, guide) -> Iterator[Step]:
+    def _generate(self, prompt, sampling: Sampling, stop, should_stop, guide) -> Iterator[Step]:
         stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
         started = time.perf_counter()
         state, stats.reused_prompt_tokens = self._cache_for(prompt)
-        decoder = Decoder(self.backbone, self.drafter, state, params, keys, self.fused if self.fuse_rounds else None)
+        fused = self.fused if self.fuse_rounds else None
+        decoder = Decoder(self.backbone, self.drafter, state, sampling, KeyStream(sampling.seed), fused)
         mode = self.policy.start_run(stats)
-        limits = _Limits(max_tokens, stop, guide, self.backbone.args.vocab_size)
+        limits = _Limits(sampling.max_tokens, stop, guide, self.backbone.args.vocab_size)
         try:
             suffix = prompt[stats.reused_prompt_tokens:]
             allowed = limits.mask([])

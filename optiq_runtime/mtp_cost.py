@@ -25,6 +25,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from optiq_runtime.machine import cpu_name
+from optiq_runtime.sampling import Sampling
 
 log = logging.getLogger("optiq")
 
@@ -220,7 +221,7 @@ def _affordable(tokens: int, steps: list[float], depths: int, budget_s: float) -
 def _run(engine, prompt: list[int], tokens: int, depth: int | None):
     """One greedy run, plain (``depth`` None) or MTP at ``depth``; its stats."""
     engine.policy.mode, engine.policy.depth = ("off", None) if depth is None else ("on", depth)
-    engine.generate(prompt, max_tokens=tokens)
+    engine.generate(prompt, Sampling(max_tokens=tokens))
     return engine.last_stats
 
 

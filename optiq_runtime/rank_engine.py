@@ -13,22 +13,28 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import mlx.core as mx
 
+from optiq_runtime.engine import Engine, Step
 from optiq_runtime.errors import OptiqError
 from optiq_runtime.guide import CallGuide, Signature, TokenPieces
+from optiq_runtime.mtp_policy import Decision
 from optiq_runtime.ranks import broadcast_bytes, broadcast_flag
+from optiq_runtime.sampling import Sampling
+from optiq_runtime.stats import GenerationStats
 
 
 class LeaderEngine:
     """Rank 0's view of a tensor-parallel ``Engine``: the same surface, each call mirrored on the other ranks."""
 
-    def __init__(self, engine, group: mx.distributed.Group):
+    def __init__(self, engine: Engine, group: mx.distributed.Group):
         self.engine, self.group = engine, group
         self.closed = False
 
-    def __getattr__(self, name):  # tokenizer, model_path, last_stats, head, mtp_depth, ...
+    def __getattr__(self, name):  # what only rank 0 reads and no caller needs mirrored: model, head, policy, ...
         return getattr(self.engine, name)
 
     @property
@@ -39,20 +45,49 @@ class LeaderEngine:
     def mtp_enabled(self, value: bool) -> None:
         self.engine.mtp_enabled = value  # sent with each request
 
-    def stream(self, prompt_tokens: list[int], *, max_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
-               top_k: int = 0, seed: int | None = None, stop: Callable[[list[int]], bool] | None = None,
-               should_stop: Callable[[], bool] | None = None, guide: CallGuide | None = None) -> Iterator:
+    @property
+    def tokenizer(self):
+        return self.engine.tokenizer
+
+    @property
+    def model_path(self) -> Path:
+        return self.engine.model_path
+
+    @property
+    def last_stats(self) -> GenerationStats:
+        return self.engine.last_stats
+
+    @property
+    def mtp_available(self) -> bool:
+        return self.engine.mtp_available
+
+    @property
+    def mtp_depth(self) -> int:
+        return self.engine.mtp_depth
+
+    @property
+    def mtp_decision(self) -> Decision:
+        return self.engine.mtp_decision
+
+    @property
+    def context_length(self) -> int | None:
+        return self.engine.context_length
+
+    def stream(self, prompt_tokens: list[int], sampling: Sampling = Sampling(), *,
+               stop: Callable[[list[int]], bool] | None = None, should_stop: Callable[[], bool] | None = None,
+               guide: CallGuide | None = None) -> Iterator[Step]:
         """``Engine.stream``, run on every rank."""
-        seed = secrets.randbits(63) if seed is None else seed
+        if sampling.seed is None:
+            sampling = replace(sampling, seed=secrets.randbits(63))
         request = {
-            "op": "stream", "prompt": list(prompt_tokens), "max_tokens": max_tokens, "temperature": temperature,
-            "top_p": top_p, "top_k": top_k, "seed": seed, "mtp": self.engine.mtp_enabled,
-            "stop": stop is not None, "guide": _guide_spec(guide),
+            "op": "stream", "prompt": list(prompt_tokens), "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k, "seed": sampling.seed,
+            "mtp": self.engine.mtp_enabled, "stop": stop is not None, "guide": _guide_spec(guide),
         }
         self._send(request)
         steps = self.engine.stream(
-            prompt_tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
-            stop=self._decided(stop) if stop else None, should_stop=self._decided(should_stop), guide=guide,
+            prompt_tokens, sampling, stop=self._decided(stop) if stop else None,
+            should_stop=self._decided(should_stop), guide=guide,
         )
         try:
             yield from steps
@@ -62,8 +97,8 @@ class LeaderEngine:
                 broadcast_flag(True, self.group)  # the followers ask whether to stop next: yes
             raise
 
-    def generate(self, prompt_tokens: list[int], **kwargs) -> list[int]:
-        return [t for step in self.stream(prompt_tokens, **kwargs) for t in step.tokens]
+    def generate(self, prompt_tokens: list[int], sampling: Sampling = Sampling(), **options) -> list[int]:
+        return [t for step in self.stream(prompt_tokens, sampling, **options) for t in step.tokens]
 
     def reset(self, *, mtp_history: bool = False) -> None:
         self._send({"op": "reset", "mtp_history": mtp_history})
@@ -87,7 +122,7 @@ class LeaderEngine:
         broadcast_bytes(json.dumps(request).encode(), self.group)
 
 
-def follow(engine, group: mx.distributed.Group) -> None:
+def follow(engine: Engine, group: mx.distributed.Group) -> None:
     """Run rank 0's requests on this rank until it says stop (ranks other than 0 call this instead of serving)."""
     while True:
         request = json.loads(broadcast_bytes(None, group))
@@ -99,18 +134,17 @@ def follow(engine, group: mx.distributed.Group) -> None:
         _follow_stream(engine, group, request)
 
 
-def _follow_stream(engine, group: mx.distributed.Group, request: dict) -> None:
+def _follow_stream(engine: Engine, group: mx.distributed.Group, request: dict) -> None:
     def told(*_) -> bool:
         return broadcast_flag(False, group)
 
     engine.mtp_enabled = request["mtp"] and engine.head is not None
     guide = _guide_from(request["guide"], engine.tokenizer)
     try:
-        for _ in engine.stream(
-            request["prompt"], max_tokens=request["max_tokens"], temperature=request["temperature"],
-            top_p=request["top_p"], top_k=request["top_k"], seed=request["seed"],
-            stop=told if request["stop"] else None, should_stop=told, guide=guide,
-        ):
+        sampling = Sampling(max_tokens=request["max_tokens"], temperature=request["temperature"],
+                            top_p=request["top_p"], top_k=request["top_k"], seed=request["seed"])
+        for _ in engine.stream(request["prompt"], sampling, stop=told if request["stop"] else None,
+                               should_stop=told, guide=guide):
             pass
     except OptiqError:
         pass  # rank 0 raised the same error for the same request, before any collective

@@ -17,7 +17,7 @@ from optiq_runtime.backbone import Backbone, Drafter
 from optiq_runtime.fused import FusedDecoding, FusedRounds
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.proposal import Proposal, accepted_prefix
-from optiq_runtime.sampling import KeyStream, SamplingParams, draw, pick, probabilities
+from optiq_runtime.sampling import KeyStream, Sampling, draw, pick, probabilities
 
 PREFILL_CHUNK = 512
 
@@ -56,19 +56,19 @@ class _Ahead:
 class Decoder:
     """Token steps for one generation over a ``HybridCache`` (plain or MTP)."""
 
-    def __init__(self, backbone: Backbone, drafter: Drafter | None, cache: HybridCache, params: SamplingParams,
+    def __init__(self, backbone: Backbone, drafter: Drafter | None, cache: HybridCache, sampling: Sampling,
                  keys: KeyStream, fused: FusedRounds | None = None):
         self.backbone, self.drafter, self.cache = backbone, drafter, cache
-        self.params, self.keys = params, keys
+        self.sampling, self.keys = sampling, keys
         # Greedy rounds run as one graph each when given; sampled ones always run step by step.
-        self.fused = FusedDecoding(fused, cache, backbone, self._fresh_drafts) if fused and params.greedy else None
+        self.fused = FusedDecoding(fused, cache, backbone, self._fresh_drafts) if fused and sampling.greedy else None
         self._ahead: _Ahead | None = None
 
     def _pick(self, logits: mx.array, allowed: mx.array | None = None) -> tuple[mx.array, mx.array | None]:
         """The chosen token (lazy), among the ``allowed`` ones when a mask is given."""
         if allowed is not None:
             logits = mx.where(allowed, logits, -mx.inf)
-        return pick(logits, self.params, None if self.params.greedy else self.keys.next())
+        return pick(logits, self.sampling, None if self.sampling.greedy else self.keys.next())
 
     def prefill(self, tokens: list[int], allowed: mx.array | None = None) -> int:
         """Feed ``tokens`` (at least one) and return the first generated token (within ``allowed``)."""
@@ -157,13 +157,13 @@ class Decoder:
 
     def _verdict(self, fed: mx.array, logits: mx.array, draft_probs: list[mx.array]) -> tuple[list[int], int, int]:
         """The fed token ids, how many drafts are accepted, and the main model's token after them."""
-        if self.params.greedy:
+        if self.sampling.greedy:
             targets = mx.argmax(logits, axis=-1)
             mx.eval(fed, targets)
             fed_ids, target_ids = fed.tolist(), targets.tolist()
             accepted = accepted_prefix(fed_ids[1:], target_ids)
             return fed_ids, accepted, target_ids[accepted]
-        target_probs = probabilities(logits, self.params)
+        target_probs = probabilities(logits, self.sampling)
         accept, candidates = rejection_sample(fed[1:], mx.stack(draft_probs), target_probs, self.keys)
         mx.eval(fed, accept, candidates)
         accepted = (accept.tolist() + [False]).index(False)

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent.engine import Engine
 from agent.session import SessionWriter, export_markdown, new_session_path
 from tui.widgets.status_bar import quant_mix
 
 
-def model_metadata(engine: Any) -> dict:
+def model_metadata(engine: Engine) -> dict:
     """The built model's ``optiq/metadata.json``, or {} for a model that has none."""
     file = Path(engine.model_path) / "optiq" / "metadata.json"
     try:
@@ -35,19 +36,19 @@ def tools_markdown(registry: Any, confinement: dict[str, str] | None = None) -> 
     return "\n\n".join(parts)
 
 
-def model_markdown(engine: Any) -> str:
+def model_markdown(engine: Engine) -> str:
     """Which model runs, where it came from and how it was quantized."""
     meta = model_metadata(engine)
-    mtp = "on" if engine.mtp_enabled else ("off" if getattr(engine, "mtp_available", False) else "not available")
+    mtp = "on" if engine.mtp_enabled else ("off" if engine.mtp_available else "not available")
     rows = [
         ("model", Path(engine.model_path).name),
         ("folder", str(engine.model_path)),
         ("built from", meta.get("base", "not built by optiq (loaded as it is)")),
         ("quantization", quant_mix(meta.get("counts")) or "none"),
         ("method", str(meta.get("method", "—"))),
-        ("MTP", f"{mtp} (depth {getattr(engine, 'mtp_depth', '—')})"),
+        ("MTP", f"{mtp} (depth {engine.mtp_depth})"),
     ]
-    if (decision := getattr(engine, "mtp_decision", None)) is not None:
+    if (decision := engine.mtp_decision) is not None:
         rows.append(("MTP policy", decision.reason))
     return "## Model\n\n" + "\n".join(f"- **{key}**: {value}" for key, value in rows) + "\n"
 

@@ -203,11 +203,13 @@ def _alternate(engine, encoded: list[list[int]], tokens: int, repeat: int, setti
 
 
 def _generate(engine, prompt: list[int], tokens: int, setting: Setting) -> list[int]:
+    from optiq_runtime.sampling import Sampling
+
     setting.apply(engine)
     # Each run prefills on its own (no run reuses the other's cache), and every MTP run tries
     # MTP (its in-run speed guard still applies).
     engine.reset(mtp_history=True)
-    return engine.generate(prompt, max_tokens=tokens)
+    return engine.generate(prompt, Sampling(max_tokens=tokens))
 
 
 @dataclass

@@ -52,9 +52,10 @@ def _launcher(args, tools, workspace):
     """What the app calls in a worker thread: start the MCP servers, build the model on first run, load it, make the agent."""
 
     def launch(progress, approve, log):
-        from agent.agent import Agent, Sampling
+        from agent.agent import Agent
         from agent.mcp_files import session_servers
         from optiq_runtime.engine import Engine
+        from optiq_runtime.sampling import Sampling
 
         # read again: the workspace file may be approved now (and the screen has said if it was not)
         tools.servers, tools.notes = session_servers(args.mcp, workspace)[0], []

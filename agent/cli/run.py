@@ -31,7 +31,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from pathlib import Path
 
-    from agent.agent import Agent, Sampling
+    from agent.agent import Agent
     from agent.approval import POLICIES
     from agent.headless import load_engine, open_trace, run_headless, shell_sandbox
     from agent.toolset import plan_tools
@@ -39,6 +39,7 @@ def run(args) -> int:
     from optiq_runtime.progress import stderr_callback
     from optiq_runtime.rank_engine import open_tensor_parallel
     from optiq_runtime.ranks import launched, world
+    from optiq_runtime.sampling import Sampling
 
     if args.max_steps < 1:
         raise BadInputError(f"--max-steps must be at least 1; got {args.max_steps}")

@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.engine import Engine
 from agent.events import ErrorEvent, Event, ReasoningEvent, TextEvent, ToolCallEvent
 from agent.serve.prompt import Plan
 from agent.toolcalls import CALL_OPEN, StreamParser
 from optiq_runtime.guide import CallGuide
+from optiq_runtime.sampling import Sampling
+from optiq_runtime.stats import GenerationStats
 from tools.validate import validate_call
 
 
@@ -53,17 +56,6 @@ Piece = Content | Reasoning | Call | CallError
 
 
 @dataclass
-class Sampling:
-    max_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
-    stops: list[str] = field(default_factory=list)
-    guide_calls: bool = True  # tool-call names limited to the request's tools (optiq_runtime.guide)
-
-
-@dataclass
 class Outcome:
     """How a generation ended and what it cost; filled in as it runs."""
 
@@ -73,7 +65,7 @@ class Outcome:
     content: str = ""
     clean: bool = False  # the tokens seen are what the client got: the next request can extend them
     stop_sequence: str | None = None  # the request's stop string that ended the output, if one did
-    stats: Any = None
+    stats: GenerationStats | None = None
 
 
 class StopScanner:
@@ -115,7 +107,7 @@ def new_call_id() -> str:
 class Completion:
     """Runs ``plan`` on ``engine``; iterate ``pieces()`` once, then read ``outcome``."""
 
-    def __init__(self, engine: Any, plan: Plan, sampling: Sampling):
+    def __init__(self, engine: Engine, plan: Plan, sampling: Sampling):
         self.engine = engine
         self.plan = plan
         self.sampling = sampling
@@ -123,17 +115,13 @@ class Completion:
         self._parser = StreamParser(plan.tools, in_reasoning=plan.in_reasoning)
         # With calls not allowed the output ends where the model opens one.
         internal = list(plan.end_markers) + ([] if plan.allow_calls else [CALL_OPEN])
-        self._scanner = StopScanner(sampling.stops + internal)
+        self._scanner = StopScanner([*sampling.stops, *internal])
 
     def pieces(self, should_stop: Callable[[], bool] | None = None) -> Iterator[Piece]:
-        s = self.sampling
         yield from self._translate(self._parser.feed(self.plan.prefill))
-        guided = s.guide_calls and self.plan.allow_calls
-        steps = self.engine.stream(
-            self.plan.tokens, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
-            top_k=s.top_k, seed=s.seed, should_stop=should_stop,
-            guide=CallGuide.for_tools(self.engine.tokenizer, self.plan.tools, self.plan.prefill) if guided else None,
-        )
+        guided = self.sampling.guide_calls and self.plan.allow_calls
+        guide = CallGuide.for_tools(self.engine.tokenizer, self.plan.tools, self.plan.prefill) if guided else None
+        steps = self.engine.stream(self.plan.tokens, self.sampling, should_stop=should_stop, guide=guide)
         stopped = False
         try:
             for step in steps:

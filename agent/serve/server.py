@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from agent.engine import Engine
 from agent.serve.app import create_app
 from agent.serve.service import ServeConfig, Service
 from optiq_runtime.errors import BadInputError
@@ -27,7 +28,7 @@ SHUTDOWN_GRACE_S = 3  # running generations are stopped at once; this bounds the
 class Server:
     """An OpenAI- and Anthropic-compatible server for one engine; ``start()`` runs it in a thread, ``serve_forever()`` in this one."""
 
-    def __init__(self, engine: Any, config: ServeConfig | None = None, tools: Any = None):
+    def __init__(self, engine: Engine, config: ServeConfig | None = None, tools: Any = None):
         self.config = config or ServeConfig()
         self.service = Service(engine, self.config, tools)
         self._socket = _listen(self.config.host, self.config.port)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from agent.context import cap_output
+from agent.engine import Engine
 from agent.serve.completion import Call, Completion, Piece
 from agent.serve.schema import ChatRequest, FunctionSpec, Message, ToolSpec
 from agent.toolrun import ToolRunner
@@ -37,7 +38,7 @@ class ServerToolLoop:
         self._generated: list[int] = []
 
     @property
-    def engine(self):
+    def engine(self) -> Engine:
         return self.current.engine
 
     @property

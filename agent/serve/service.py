@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from agent.serve.completion import Completion, Sampling
+from agent.engine import Engine
+from agent.serve.completion import Completion
 from agent.serve.errors import bad_request, not_found
 from agent.serve.metrics import Metrics
 from agent.serve.prompt import Plan, PromptBuilder
@@ -18,6 +19,7 @@ from agent.serve.queue import GenerationQueue
 from agent.serve.run import Hangup, Run
 from agent.serve.schema import ChatRequest, parse_request
 from optiq_runtime.errors import BadInputError
+from optiq_runtime.sampling import Sampling
 
 DEFAULT_CONTEXT = 4096
 
@@ -62,19 +64,16 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve anywhere
 
 
-def context_length(engine: Any) -> int:
-    """The model's context in tokens: its config's ``max_position_embeddings``, else the tokenizer's limit."""
-    args = getattr(getattr(engine, "backbone", None), "args", None)
-    length = getattr(args, "max_position_embeddings", None)
-    if not length:
-        length = getattr(engine.tokenizer, "model_max_length", None)
+def context_length(engine: Engine) -> int:
+    """The model's context in tokens (``DEFAULT_CONTEXT`` when it does not say, or says something absurd)."""
+    length = engine.context_length
     return int(length) if length and length < 10**8 else DEFAULT_CONTEXT
 
 
 class Service:
     """One engine behind a queue; turns checked requests into ``Completion``s run on the model thread."""
 
-    def __init__(self, engine: Any, config: ServeConfig, tools: Any = None):
+    def __init__(self, engine: Engine, config: ServeConfig, tools: Any = None):
         config.check()
         self.tools = tools  # the server's own tools (optiq serve --mcp): a Registry, run by the server
         self.engine = engine
@@ -162,7 +161,7 @@ class Service:
             top_p=self.config.top_p if request.top_p is None else request.top_p,
             top_k=request.top_k or 0,
             seed=request.seed,
-            stops=request.stops,
+            stops=tuple(request.stops),
             guide_calls=self.config.guide_calls,
         )
 

@@ -8,6 +8,7 @@ import time
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Step
 from optiq_runtime.load import load_tokenizer
+from optiq_runtime.sampling import Sampling
 from optiq_runtime.stats import GenerationStats
 
 
@@ -17,7 +18,8 @@ class ScriptedEngine:
     def __init__(self, outputs: list[str], step_s: float = 0.0):
         self.tokenizer = load_tokenizer(embedded_base_path())
         self.model_path = embedded_base_path()
-        self.mtp_enabled, self.mtp_depth = False, 2
+        self.mtp_enabled, self.mtp_depth, self.mtp_available, self.mtp_decision = False, 2, False, None
+        self.context_length = self.tokenizer.model_max_length  # as the real engine reports tiny-agent's
         self.outputs = list(outputs)
         self.step_s = step_s
         self.last_stats = GenerationStats()
@@ -25,7 +27,8 @@ class ScriptedEngine:
         self.stopped_early = threading.Event()
         self.prompts: list[list[int]] = []
 
-    def stream(self, prompt, *, max_tokens, should_stop=None, **sampling):
+    def stream(self, prompt_tokens, sampling=Sampling(), *, stop=None, should_stop=None, guide=None):
+        prompt, max_tokens = prompt_tokens, sampling.max_tokens
         self.prompts.append(list(prompt))
         ids = self.tokenizer.encode(self.outputs.pop(0), add_special_tokens=False)
         self.last_stats = GenerationStats(prompt_tokens=len(prompt), finish_reason="eos")

@@ -4,10 +4,11 @@ import threading
 
 import pytest
 
-from agent.agent import Agent, Sampling
+from agent.agent import Agent
 from agent.session import SessionWriter, load_trace
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
+from optiq_runtime.sampling import Sampling
 from tools.builtin import builtin_tools
 from tools.registry import Registry
 

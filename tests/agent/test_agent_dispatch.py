@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.agent import Agent, Sampling
+from agent.agent import Agent
 from agent.approval import ApprovalDecision, approve_all, approve_none
 from optiq_runtime.engine import Step
 from optiq_runtime.load import load_tokenizer
 from optiq_runtime.embedded import embedded_base_path
+from optiq_runtime.sampling import Sampling
 from optiq_runtime.stats import GenerationStats
 from tools.builtin import builtin_tools
 from tools.registry import Registry
@@ -27,8 +28,12 @@ class ScriptedOutputs:
         self.outputs = list(outputs)
         self.prompts: list[list[int]] = []
         self.last_stats = GenerationStats()
+        self.model_path = embedded_base_path()
+        self.mtp_enabled, self.mtp_depth, self.mtp_available, self.mtp_decision = False, 2, False, None
+        self.context_length = None
 
-    def stream(self, prompt, *, max_tokens, should_stop=None, **sampling):
+    def stream(self, prompt_tokens, sampling=Sampling(), *, stop=None, should_stop=None, guide=None):
+        prompt, max_tokens = prompt_tokens, sampling.max_tokens
         self.prompts.append(list(prompt))
         ids = self.tokenizer.encode(self.outputs.pop(0), add_special_tokens=False)
         self.last_stats = GenerationStats(prompt_tokens=len(prompt), finish_reason="eos")

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from agent.agent import Sampling
 from agent.events import DoneEvent, ToolCall, ToolCallEvent, ToolValidatedEvent
 from agent.evaluate import ModelSpec, ResultsFile, check_task, evaluate
 from agent.report import format_table, summarize
@@ -12,6 +11,7 @@ from agent.suite import AgentTask, BadEntry, BfclEntry, load_suite
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
 from optiq_runtime.errors import BadInputError
+from optiq_runtime.sampling import Sampling
 
 AREA = {"name": "circle_area", "description": "Area of a circle.",
         "parameters": {"type": "dict", "properties": {"radius": {"type": "float"}}, "required": ["radius"]}}

@@ -22,6 +22,7 @@ from checkpoints import write_random_checkpoint
 from agent.serve import ServeConfig, Server
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
+from optiq_runtime.sampling import Sampling
 from tests.agent.scripted_engine import ScriptedEngine
 
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -144,14 +145,14 @@ class PacedEngine:
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
-    def stream(self, prompt, *, should_stop=None, **sampling):
+    def stream(self, prompt_tokens, sampling=Sampling(), *, stop=None, should_stop=None, guide=None):
         def paced() -> bool:
             time.sleep(self.step_s)
-            stop = bool(should_stop and should_stop())
-            self.checks.append((time.monotonic(), stop))
-            return stop
+            halt = bool(should_stop and should_stop())
+            self.checks.append((time.monotonic(), halt))
+            return halt
 
-        return self.engine.stream(prompt, should_stop=paced, **sampling)
+        return self.engine.stream(prompt_tokens, sampling, stop=stop, should_stop=paced, guide=guide)
 
 
 @pytest.fixture(scope="module")

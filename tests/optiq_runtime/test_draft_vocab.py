@@ -16,6 +16,7 @@ from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.guide import CallGuide
+from optiq_runtime.sampling import Sampling
 
 K = 256  # of tiny-agent's 4096 tokens: small enough that many drafts fall outside it
 
@@ -57,9 +58,9 @@ def test_greedy_outputs_equal_plain_ones(engine, depth, fused):
             ids = prompt_ids(engine.tokenizer, chat)
             for guide in (None, CallGuide.for_tools(engine.tokenizer, chat.tools)):
                 engine.mtp_enabled = False
-                plain = engine.generate(ids, max_tokens=64, guide=guide)
+                plain = engine.generate(ids, Sampling(max_tokens=64), guide=guide)
                 engine.mtp_enabled = True
-                assert engine.generate(ids, max_tokens=64, guide=guide) == plain
+                assert engine.generate(ids, Sampling(max_tokens=64), guide=guide) == plain
                 assert engine.last_stats.mtp_used and sum(engine.last_stats.drafted)
     finally:
         engine.fuse_rounds, engine.mtp_depth = True, 2
@@ -67,7 +68,7 @@ def test_greedy_outputs_equal_plain_ones(engine, depth, fused):
 
 def test_drafts_stay_inside_the_draft_vocabulary_when_sampling(engine):
     chat = unseen_schema_chats(1)[0]
-    out = engine.generate(prompt_ids(engine.tokenizer, chat), max_tokens=32, temperature=1.0, seed=3)
+    out = engine.generate(prompt_ids(engine.tokenizer, chat), Sampling(max_tokens=32, temperature=1.0, seed=3))
     assert out and engine.last_stats.mtp_used
 
 

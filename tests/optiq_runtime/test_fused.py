@@ -6,7 +6,7 @@ import pytest
 
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
-from optiq_runtime.sampling import KeyStream, SamplingParams
+from optiq_runtime.sampling import KeyStream, Sampling
 from optiq_runtime.speculative import Decoder
 
 
@@ -24,7 +24,7 @@ def _prompt(engine) -> list[int]:
 
 def _decoder(engine) -> Decoder:
     cache = engine.backbone.new_cache(True)
-    return Decoder(engine.backbone, engine.drafter, cache, SamplingParams(0.0, 1.0, 0), KeyStream(0), engine.fused)
+    return Decoder(engine.backbone, engine.drafter, cache, Sampling(temperature=0.0, top_p=1.0, top_k=0), KeyStream(0), engine.fused)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
@@ -54,7 +54,7 @@ def test_fused_and_step_by_step_rounds_generate_the_same(engine, depth):
     for fuse in (True, False):
         engine.fuse_rounds, engine.mtp_depth = fuse, depth
         engine.reset()
-        outputs[fuse] = engine.generate(prompt, max_tokens=48)
+        outputs[fuse] = engine.generate(prompt, Sampling(max_tokens=48))
         assert engine.last_stats.mtp_used and sum(engine.last_stats.drafted) > 0
     engine.fuse_rounds, engine.mtp_depth = True, 2
     assert outputs[True] == outputs[False]
@@ -66,14 +66,14 @@ def test_generating_again_from_the_cached_sequence(engine, extra):
     next token) and the tail is empty; a run from exactly that sequence re-pairs the last position."""
     prompt = _prompt(engine)
     engine.reset()
-    first = engine.generate(prompt, max_tokens=6)
+    first = engine.generate(prompt, Sampling(max_tokens=6))
     sequence = list(engine._state.tokens) + first[-1:] * extra
     assert engine._state.tail == [] and sequence[: len(prompt)] == prompt
-    again = engine.generate(sequence, max_tokens=24)
+    again = engine.generate(sequence, Sampling(max_tokens=24))
     assert engine.last_stats.reused_prompt_tokens == len(sequence) - extra
     engine.mtp_enabled = False
     engine.reset()
-    plain = engine.generate(sequence, max_tokens=24)
+    plain = engine.generate(sequence, Sampling(max_tokens=24))
     engine.mtp_enabled = True
     assert again == plain
 
@@ -88,7 +88,7 @@ def test_a_generation_in_another_thread_continues_the_cached_sequence(engine):
 
     def run(name, tokens):
         try:
-            results[name] = engine.generate(tokens, max_tokens=8)
+            results[name] = engine.generate(tokens, Sampling(max_tokens=8))
         except Exception as error:  # surfaced below
             results[name] = error
 

@@ -9,6 +9,7 @@ import pytest
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
 from optiq_runtime.guide import CallGuide, Signature, Slot, TokenPieces, open_slot, tool_parameters
+from optiq_runtime.sampling import Sampling
 from optiq_runtime.tiny import corpus as C
 from optiq_runtime.tiny.quality import parse_calls, prompt_text
 
@@ -117,7 +118,8 @@ def guided_reply(engine, request: str, tools: list[dict], opening: str = "", max
     tokenizer = engine.tokenizer
     chat = C.Chat("test", [{"role": "user", "content": request}], tools)
     ids = tokenizer.encode(prompt_text(tokenizer, chat) + opening, add_special_tokens=False)
-    return tokenizer.decode(engine.generate(ids, max_tokens=max_tokens, guide=CallGuide.for_tools(tokenizer, tools, opening)))
+    guide = CallGuide.for_tools(tokenizer, tools, opening)
+    return tokenizer.decode(engine.generate(ids, Sampling(max_tokens=max_tokens), guide=guide))
 
 
 def offered_names_only(text: str, tools: list[dict]) -> bool:
@@ -131,8 +133,8 @@ def offered_names_only(text: str, tools: list[dict]) -> bool:
 def test_guided_calls_name_only_offered_functions_and_parameters(engine):
     tokenizer = engine.tokenizer
     chats = unseen_schema_chats(12)
-    unguided = [tokenizer.decode(engine.generate(prompt_ids(tokenizer, c), max_tokens=96)) for c in chats]
-    guided = [tokenizer.decode(engine.generate(prompt_ids(tokenizer, c), max_tokens=96,
+    unguided = [tokenizer.decode(engine.generate(prompt_ids(tokenizer, c), Sampling(max_tokens=96))) for c in chats]
+    guided = [tokenizer.decode(engine.generate(prompt_ids(tokenizer, c), Sampling(max_tokens=96),
                                                guide=CallGuide.for_tools(tokenizer, c.tools))) for c in chats]
     # The premise: left alone, tiny-agent misnames something in some of these calls.
     assert not all(offered_names_only(text, c.tools) for text, c in zip(unguided, chats))
@@ -155,9 +157,9 @@ def test_guided_mtp_decoding_equals_guided_plain_decoding(engine, depth, fused):
         for chat in unseen_schema_chats(4):
             ids, guide = prompt_ids(tokenizer, chat), CallGuide.for_tools(tokenizer, chat.tools)
             engine.mtp_enabled = False
-            plain = engine.generate(ids, max_tokens=80, guide=guide)
+            plain = engine.generate(ids, Sampling(max_tokens=80), guide=guide)
             engine.mtp_enabled = True
-            assert engine.generate(ids, max_tokens=80, guide=guide) == plain
+            assert engine.generate(ids, Sampling(max_tokens=80), guide=guide) == plain
             assert engine.last_stats.mtp_used
     finally:
         engine.auto_fallback, engine.fuse_rounds, engine.mtp_depth, engine.mtp_enabled = True, True, 2, True
@@ -169,7 +171,7 @@ def test_sampled_guided_calls_stay_within_the_offered_names(engine):
     try:
         called = 0
         for seed, chat in enumerate(unseen_schema_chats(6)):
-            out = engine.generate(prompt_ids(tokenizer, chat), max_tokens=96, temperature=1.0, seed=seed,
+            out = engine.generate(prompt_ids(tokenizer, chat), Sampling(max_tokens=96, temperature=1.0, seed=seed),
                                   guide=CallGuide.for_tools(tokenizer, chat.tools))
             text = tokenizer.decode(out)
             if "</function>" in text:

@@ -17,6 +17,7 @@ from optiq_runtime.checkpoint import inspect_checkpoint
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.load import load_model
 from optiq_runtime.mtp import MTP_FILE, MTPHead, load_mtp_head, mtp_sources
+from optiq_runtime.sampling import Sampling
 
 NORMS = (
     "pre_fc_norm_embedding.weight",
@@ -111,5 +112,5 @@ def test_checkpoint_without_head_decodes_plainly_with_a_notice(tmp_path, caplog)
     notices = [r.getMessage() for r in caplog.records if "no MTP head" in r.getMessage()]
     assert len(notices) == 1 and "\n" not in notices[0]
     assert not engine.mtp_available and not engine.mtp_enabled
-    tokens = engine.generate([1, 5, 9, 13], max_tokens=8)
+    tokens = engine.generate([1, 5, 9, 13], Sampling(max_tokens=8))
     assert len(tokens) > 0 and not engine.last_stats.mtp_used

@@ -12,6 +12,7 @@ from optiq_runtime.engine import Engine
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.mtp_cost import CostModel, DepthCost, costs_file, machine_key, measure, read_costs, write_costs
 from optiq_runtime.mtp_policy import MIN_SPEEDUP, MtpPolicy
+from optiq_runtime.sampling import Sampling
 
 
 def costs(**speedups) -> CostModel:
@@ -76,7 +77,7 @@ def test_measured_model_and_auto_decision(engine):
     try:
         decision = engine.mtp_decision
         assert decision.mtp == (max(c.speedup for c in model.depths.values()) >= MIN_SPEEDUP)
-        engine.generate(engine.tokenizer.encode("Hello"), max_tokens=4)
+        engine.generate(engine.tokenizer.encode("Hello"), Sampling(max_tokens=4))
         assert engine.last_stats.mtp_reason == decision.reason
     finally:
         engine.policy.costs, engine.policy.mode = None, "on"
@@ -97,5 +98,5 @@ def test_load_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
 def test_policy_owns_its_history(engine):
     engine.reset(mtp_history=True)
     assert len(engine.policy.history.speedups) == 0
-    engine.generate(engine.tokenizer.encode("Count: one two three"), max_tokens=24)
+    engine.generate(engine.tokenizer.encode("Count: one two three"), Sampling(max_tokens=24))
     assert engine.last_stats.mtp_used and engine.last_stats.round_s

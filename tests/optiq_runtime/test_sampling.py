@@ -8,21 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optiq_runtime.sampling import KeyStream, SamplingParams, pick, probabilities
+from optiq_runtime.sampling import KeyStream, Sampling, pick, probabilities
 from optiq_runtime.speculative import accepted_prefix, rejection_sample
 
 
 def test_temperature_top_k_top_p():
     logits = mx.log(mx.array([0.5, 0.3, 0.15, 0.05]))
-    plain = np.array(probabilities(logits, SamplingParams(temperature=1.0)))
+    plain = np.array(probabilities(logits, Sampling(temperature=1.0)))
     assert np.allclose(plain, [0.5, 0.3, 0.15, 0.05], atol=1e-6)
-    top2 = np.array(probabilities(logits, SamplingParams(temperature=1.0, top_k=2)))
+    top2 = np.array(probabilities(logits, Sampling(temperature=1.0, top_k=2)))
     assert np.allclose(top2, [0.625, 0.375, 0, 0], atol=1e-6)
-    nucleus = np.array(probabilities(logits, SamplingParams(temperature=1.0, top_p=0.8)))
+    nucleus = np.array(probabilities(logits, Sampling(temperature=1.0, top_p=0.8)))
     assert np.allclose(nucleus, [0.625, 0.375, 0, 0], atol=1e-6)  # 0.5 + 0.3 reaches 0.8
-    nucleus = np.array(probabilities(logits, SamplingParams(temperature=1.0, top_p=0.81)))
+    nucleus = np.array(probabilities(logits, Sampling(temperature=1.0, top_p=0.81)))
     assert np.allclose(nucleus, np.array([0.5, 0.3, 0.15, 0]) / 0.95, atol=1e-6)
-    cold = np.array(probabilities(logits, SamplingParams(temperature=0.5)))
+    cold = np.array(probabilities(logits, Sampling(temperature=0.5)))
     assert np.allclose(cold, np.array([0.25, 0.09, 0.0225, 0.0025]) / 0.365, atol=1e-5)
 
 
@@ -30,7 +30,7 @@ def test_temperature_top_k_top_p():
 @given(st.lists(st.floats(-5, 5), min_size=2, max_size=30), st.floats(0.05, 1.0), st.integers(0, 40))
 def test_probabilities_are_a_distribution_over_the_best_tokens(values, top_p, top_k):
     logits = mx.array(values)
-    probs = np.array(probabilities(logits, SamplingParams(temperature=0.7, top_p=top_p, top_k=top_k)))
+    probs = np.array(probabilities(logits, Sampling(temperature=0.7, top_p=top_p, top_k=top_k)))
     assert probs.sum() == pytest.approx(1.0, abs=1e-5)
     kept = probs > 0
     assert kept.any()
@@ -38,12 +38,12 @@ def test_probabilities_are_a_distribution_over_the_best_tokens(values, top_p, to
         assert kept.sum() <= top_k + sum(v == sorted(values)[-top_k] for v in values)  # ties at the k-th value
     # Whatever is kept is at least as likely as whatever is dropped (before filtering).
     if (~kept).any():
-        unfiltered = np.array(probabilities(logits, SamplingParams(temperature=0.7)))
+        unfiltered = np.array(probabilities(logits, Sampling(temperature=0.7)))
         assert unfiltered[kept].min() >= unfiltered[~kept].max()
 
 
 def test_greedy_pick_is_argmax():
-    token, probs = pick(mx.array([[0.1, 3.0, -1.0]]), SamplingParams(), None)
+    token, probs = pick(mx.array([[0.1, 3.0, -1.0]]), Sampling(), None)
     assert token.tolist() == [1] and probs is None
 
 

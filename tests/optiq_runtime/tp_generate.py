@@ -12,6 +12,7 @@ from optiq_runtime.engine import Engine
 from optiq_runtime.guide import CallGuide
 from optiq_runtime.rank_engine import open_tensor_parallel
 from optiq_runtime.ranks import launched, world
+from optiq_runtime.sampling import Sampling
 from optiq_runtime.tensor_parallel import resident_bytes
 
 TOOLS = [{"type": "function", "function": {"name": "circle_area", "description": "Area of a circle.", "parameters": {
@@ -26,15 +27,15 @@ def runs(engine) -> dict:
     for mtp in (False, True):
         engine.mtp_enabled = mtp
         engine.reset()
-        first = engine.generate(prompt, max_tokens=24)
-        longer = engine.generate(prompt + first[:5] + [7], max_tokens=24)
-        steps = engine.stream(prompt + [9], max_tokens=24)
+        first = engine.generate(prompt, Sampling(max_tokens=24))
+        longer = engine.generate(prompt + first[:5] + [7], Sampling(max_tokens=24))
+        steps = engine.stream(prompt + [9], Sampling(max_tokens=24))
         closed = [t for step in islice(steps, 2) for t in step.tokens]
         steps.close()
-        after = engine.generate(prompt + [9, 11], max_tokens=24)
+        after = engine.generate(prompt + [9, 11], Sampling(max_tokens=24))
         out["mtp" if mtp else "plain"] = [first, longer, closed, after, engine.last_stats.mtp_used]
-    sampled = engine.generate(prompt + [13], max_tokens=16, temperature=0.8, seed=3)
-    guided = engine.generate(asked, max_tokens=40, guide=CallGuide.for_tools(tok, TOOLS))
+    sampled = engine.generate(prompt + [13], Sampling(max_tokens=16, temperature=0.8, seed=3))
+    guided = engine.generate(asked, Sampling(max_tokens=40), guide=CallGuide.for_tools(tok, TOOLS))
     out.update(sampled=sampled, guided=guided, weights=resident_bytes(engine.model, engine.head), heads=cache_heads(engine._state))
     return out
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from optiq_runtime.engine import Step
+from optiq_runtime.sampling import Sampling
 from optiq_runtime.stats import GenerationStats
 
 
@@ -69,11 +70,13 @@ class ScriptedEngine:
         self.mtp_available = True
         self.mtp_enabled = True
         self.mtp_depth = 2
+        self.mtp_decision = None
+        self.context_length = None
         self.last_stats = GenerationStats()
         self.prompts: list[list[int]] = []
         self.started = threading.Event()
 
-    def stream(self, prompt_tokens, *, should_stop=None, **sampling):
+    def stream(self, prompt_tokens, sampling=Sampling(), *, stop=None, should_stop=None, guide=None):
         self.prompts.append(list(prompt_tokens))
         reply = self.replies.pop(0) if self.replies else "(no more scripted replies)"
         self.started.set()

@@ -175,8 +175,8 @@ class ChatScreen(Screen[None]):
         status = self.status
         status.model = Path(engine.model_path).name
         status.mix = quant_mix(model_metadata(engine).get("counts")) or "unquantized"
-        status.mtp = engine.mtp_enabled if getattr(engine, "mtp_available", False) else None
-        decision = getattr(engine, "mtp_decision", None)
+        status.mtp = engine.mtp_enabled if engine.mtp_available else None
+        decision = engine.mtp_decision
         status.mtp_reason = decision.reason if decision is not None else ""
         status.context_size = self.agent.context_tokens
 
@@ -368,12 +368,12 @@ class ChatScreen(Screen[None]):
             await self.transcript.note(f"MTP is {state}; say /mtp on or /mtp off", "error")
         elif self.generating:
             await self.transcript.note("/mtp waits for the answer to finish", "error")
-        elif argument == "on" and not getattr(engine, "mtp_available", False):
+        elif argument == "on" and not engine.mtp_available:
             await self.transcript.note("this model has no MTP head; it decodes without MTP", "error")
         else:
             engine.mtp_enabled = argument == "on"
             self.status.mtp = engine.mtp_enabled
-            decision = getattr(engine, "mtp_decision", None)
+            decision = engine.mtp_decision
             self.status.mtp_reason = decision.reason if decision is not None else ""
             self.status.acceptance = None
             await self.transcript.note(f"MTP {argument}")
