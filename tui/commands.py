@@ -1,28 +1,29 @@
-"""Slash commands and keys: what exists, how a prompt line names one, what completes a prefix."""
+"""Slash commands and keys: what a command is, how a prompt line names one, what completes a prefix.
+
+The commands themselves (each with its handler) are the chat screen's table, ``tui.screens.chat.COMMANDS``;
+its help, hints and completion are all read from that table.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Command:
-    """One slash command: its name (without the slash), how to call it, what it does."""
+    """One slash command: its name (without the slash), how to call it, what it does, what runs it.
+
+    ``run(screen, argument)`` is called with the screen that owns the table; ``needs_model``: refused
+    (with a note) until the model is loaded.
+    """
 
     name: str
     usage: str
     help: str
-
-
-COMMANDS: tuple[Command, ...] = (
-    Command("help", "/help", "keys and commands (also F1)"),
-    Command("clear", "/clear", "forget the conversation and clear the screen"),
-    Command("tools", "/tools", "the tools on offer and their argument schemas"),
-    Command("mtp", "/mtp on|off", "decode with or without the MTP draft head"),
-    Command("model", "/model", "which model runs and where it came from"),
-    Command("save", "/save", "export this session's trace (JSONL and Markdown)"),
-    Command("quit", "/quit", "leave (same as Ctrl+Q)"),
-)
+    run: Callable[[Any, str], Awaitable[None]]
+    needs_model: bool = True
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("Enter", "send the prompt"),
@@ -44,19 +45,19 @@ class Invocation:
     argument: str
 
 
-def parse(text: str) -> Invocation | None:
-    """The command a prompt line invokes, or None when the line is a request for the model."""
+def parse(text: str, commands: Sequence[Command]) -> Invocation | None:
+    """The command of ``commands`` a prompt line invokes, or None when the line is a request for the model."""
     line = text.strip()
     if not line.startswith("/") or "\n" in line:
         return None
     name, _, argument = line[1:].partition(" ")
-    found = next((c for c in COMMANDS if c.name == name.lower()), None)
+    found = next((c for c in commands if c.name == name.lower()), None)
     return Invocation(found, name, argument.strip())
 
 
-def complete(text: str) -> list[Command]:
-    """The commands whose name starts with what follows the slash (none once a space was typed)."""
+def complete(text: str, commands: Sequence[Command]) -> list[Command]:
+    """The ``commands`` whose name starts with what follows the slash (none once a space was typed)."""
     if not text.startswith("/") or " " in text or "\n" in text:
         return []
     prefix = text[1:].lower()
-    return [c for c in COMMANDS if c.name.startswith(prefix)]
+    return [c for c in commands if c.name.startswith(prefix)]

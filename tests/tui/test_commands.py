@@ -12,6 +12,7 @@ from tests.tui.conftest import SIZE, ask, ready, shown, wait_for
 from tui import OptiqApp
 from tui.commands import complete, parse
 from tui.screens.build import BuildScreen
+from tui.screens.chat import COMMANDS
 from tui.screens.help import HelpScreen
 from tui.widgets.command_hints import CommandHints
 from tui.widgets.prompt import PromptInput
@@ -22,11 +23,11 @@ pytestmark = pytest.mark.anyio
 
 
 def test_parse_and_complete():
-    assert parse("what is /help?") is None
-    assert parse("/mtp off").command.name == "mtp" and parse("/mtp off").argument == "off"
-    assert parse("/nope").command is None
-    assert [c.name for c in complete("/m")] == ["mtp", "model"]
-    assert complete("/mtp ") == [] and complete("hello") == []
+    assert parse("what is /help?", COMMANDS) is None
+    assert parse("/mtp off", COMMANDS).command.name == "mtp" and parse("/mtp off", COMMANDS).argument == "off"
+    assert parse("/nope", COMMANDS).command is None
+    assert [c.name for c in complete("/m", COMMANDS)] == ["mtp", "model"]
+    assert complete("/mtp ", COMMANDS) == [] and complete("hello", COMMANDS) == []
 
 
 async def command(pilot, text: str) -> None:

@@ -23,9 +23,10 @@ from textual.timer import Timer
 from textual.widgets import Markdown, TextArea
 
 from agent.approval import ApprovalDecision, ApprovalRequest, Approver
+from agent.events import StatsEvent
 from optiq_runtime.errors import OptiqError
 from optiq_runtime.progress import ProgressCallback
-from tui.commands import Invocation, parse
+from tui.commands import Command, Invocation, parse
 from tui.describe import model_markdown, model_metadata, save_session, tools_markdown
 from tui.diff import proposed_diff
 from tui.messages import AgentEvent, AgentEvents, AgentReady, BuildLog, BuildProgress, LoadFailed, TurnEnded
@@ -88,8 +89,8 @@ class ChatScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Transcript(id="transcript")
-        yield CommandHints(id="hints")
-        yield PromptInput(id="prompt", placeholder="Ask optiq…  (/ for commands, F1 for help)")
+        yield CommandHints(COMMANDS, id="hints")
+        yield PromptInput(id="prompt", placeholder="Ask optiq…  (/ for commands, F1 for help)", commands=COMMANDS)
         yield StatusBar(id="status")
 
     def on_mount(self) -> None:
@@ -236,12 +237,12 @@ class ChatScreen(Screen[None]):
             if event.type == "stats":
                 self._show_stats(event)
 
-    def _show_stats(self, stats: Any) -> None:
+    def _show_stats(self, stats: StatsEvent) -> None:
         status = self.status
         status.tok_s = stats.decode_tok_s
         status.context_used = stats.prompt_tokens + stats.tokens
         status.acceptance = stats.acceptance if self.agent.engine.mtp_enabled else None
-        if getattr(stats, "mtp_reason", ""):
+        if stats.mtp_reason:
             status.mtp, status.mtp_reason = stats.mtp, stats.mtp_reason
 
     async def on_turn_ended(self, message: TurnEnded) -> None:
@@ -265,7 +266,7 @@ class ChatScreen(Screen[None]):
         stats = self.agent.engine.last_stats
         if stats.decode_tok_s > 0:
             self.status.tok_s = stats.decode_tok_s
-        if getattr(stats, "mtp_used", False):
+        if stats.mtp_used:
             self.status.acceptance = stats.acceptance
 
     def action_interrupt(self) -> None:
@@ -314,7 +315,7 @@ class ChatScreen(Screen[None]):
 
     async def on_prompt_input_submitted(self, message: PromptInput.Submitted) -> None:
         self.query_one(CommandHints).show_for("")
-        invocation = parse(message.text)
+        invocation = parse(message.text, COMMANDS)
         if invocation is None:
             self.send(message.text)
         else:
@@ -322,25 +323,26 @@ class ChatScreen(Screen[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.app.screen, HelpScreen):
-            self.app.push_screen(HelpScreen())
+            self.app.push_screen(HelpScreen(COMMANDS))
 
     # -- slash commands
 
     async def run_command(self, invocation: Invocation) -> None:
-        if invocation.command is None:
+        command = invocation.command
+        if command is None:
             await self.transcript.note(f"unknown command /{invocation.name}; /help lists the commands", "error")
-            return
-        name = invocation.command.name
-        if name == "help":
-            self.action_help()
-        elif name == "quit":
-            await self.app.action_quit()
-        elif self.agent is None:
-            await self.transcript.note(f"/{name} needs the model, which is not loaded yet", "error")
+        elif command.needs_model and self.agent is None:
+            await self.transcript.note(f"/{command.name} needs the model, which is not loaded yet", "error")
         else:
-            await getattr(self, f"_command_{name}")(invocation.argument)
+            await command.run(self, invocation.argument)
 
-    async def _command_clear(self, argument: str) -> None:
+    async def _help(self, argument: str) -> None:
+        self.action_help()
+
+    async def _quit(self, argument: str) -> None:
+        await self.app.action_quit()
+
+    async def _clear(self, argument: str) -> None:
         if self.generating:
             await self.transcript.note("/clear waits for the answer to finish (Escape interrupts it)", "error")
             return
@@ -349,7 +351,7 @@ class ChatScreen(Screen[None]):
         await self.transcript.clear()
         self.status.context_used = 0
 
-    async def _command_tools(self, argument: str) -> None:
+    async def _tools(self, argument: str) -> None:
         from sandbox import SandboxError, confinement
 
         try:  # found once per process by starting a sandbox: off the UI thread
@@ -358,10 +360,10 @@ class ChatScreen(Screen[None]):
             layers = {"sandbox": f"could not start: {error}"}
         await self._show_markdown(tools_markdown(self.agent.registry, layers))
 
-    async def _command_model(self, argument: str) -> None:
+    async def _model(self, argument: str) -> None:
         await self._show_markdown(model_markdown(self.agent.engine))
 
-    async def _command_mtp(self, argument: str) -> None:
+    async def _mtp(self, argument: str) -> None:
         engine = self.agent.engine
         if argument not in ("on", "off"):
             state = "on" if engine.mtp_enabled else "off"
@@ -378,13 +380,25 @@ class ChatScreen(Screen[None]):
             self.status.acceptance = None
             await self.transcript.note(f"MTP {argument}")
 
-    async def _command_save(self, argument: str) -> None:
+    async def _save(self, argument: str) -> None:
         path = save_session(self.events, Path(argument).expanduser() if argument else None)
         await self.transcript.note(f"session saved: {path} (and {path.with_suffix('.md').name})")
 
     async def _show_markdown(self, text: str) -> None:
         await self.transcript.end_blocks()
         await self.transcript.add(Markdown(text, classes="command-output"))
+
+
+# The slash commands: /help, the hints above the prompt and Tab completion all read this table.
+COMMANDS: tuple[Command, ...] = (
+    Command("help", "/help", "keys and commands (also F1)", ChatScreen._help, needs_model=False),
+    Command("clear", "/clear", "forget the conversation and clear the screen", ChatScreen._clear),
+    Command("tools", "/tools", "the tools on offer and their argument schemas", ChatScreen._tools),
+    Command("mtp", "/mtp on|off", "decode with or without the MTP draft head", ChatScreen._mtp),
+    Command("model", "/model", "which model runs and where it came from", ChatScreen._model),
+    Command("save", "/save", "export this session's trace (JSONL and Markdown)", ChatScreen._save),
+    Command("quit", "/quit", "leave (same as Ctrl+Q)", ChatScreen._quit, needs_model=False),
+)
 
 
 def merge_text(events: list[Any]) -> list[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -9,10 +11,10 @@ from textual.screen import ModalScreen
 from rich.table import Table
 from textual.widgets import Static
 
-from tui.commands import COMMANDS, KEYS
+from tui.commands import KEYS, Command
 
 
-def help_table() -> Table:
+def help_table(commands: Sequence[Command]) -> Table:
     """Keys, then commands, in two aligned columns."""
     table = Table(box=None, show_header=False, padding=(0, 2, 0, 0), expand=True)
     table.add_column(style="bold", no_wrap=True)
@@ -22,7 +24,7 @@ def help_table() -> Table:
         table.add_row(key, what)
     table.add_row("", "")
     table.add_row("[u]Commands[/u]", "")
-    for command in COMMANDS:
+    for command in commands:
         table.add_row(command.usage, command.help)
     return table
 
@@ -33,10 +35,14 @@ class HelpScreen(ModalScreen[None]):
     CSS_PATH = "help.tcss"
     BINDINGS = [Binding("escape,f1,q", "close", "Close")]
 
+    def __init__(self, commands: Sequence[Command]) -> None:
+        super().__init__()
+        self.commands = commands
+
     def compose(self) -> ComposeResult:
         with Vertical(id="help-dialog"):
             yield Static("optiq: keys and commands", id="help-title")
-            yield Static(help_table(), id="help-text")
+            yield Static(help_table(self.commands), id="help-text")
             yield Static("Escape closes this help", id="help-hint")
 
     def action_close(self) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.commands import complete
+from tui.commands import Command, complete
 
 
 class CommandHints(Static):
@@ -16,8 +18,12 @@ class CommandHints(Static):
     CommandHints.-shown { display: block; }
     """
 
+    def __init__(self, commands: Sequence[Command], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.commands = commands
+
     def show_for(self, text: str) -> None:
-        matches = complete(text)
+        matches = complete(text, self.commands)
         self.set_class(bool(matches), "-shown")
         lines = Text()
         for index, command in enumerate(matches):

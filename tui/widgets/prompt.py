@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
 
-from tui.commands import complete
+from tui.commands import Command, complete
 
 NEWLINE_KEYS = ("shift+enter", "ctrl+j")
 
@@ -28,9 +29,10 @@ class PromptInput(TextArea):
         def control(self) -> "PromptInput":
             return self.prompt
 
-    def __init__(self, *, id: str | None = None, placeholder: str = "") -> None:
+    def __init__(self, *, id: str | None = None, placeholder: str = "", commands: Sequence[Command] = ()) -> None:
         super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
                          placeholder=placeholder)
+        self.commands = commands  # the slash commands Tab completes
         self.sent: list[str] = []
         self._browsing: int | None = None  # index into history while Up/Down browse it
         self._draft = ""
@@ -51,7 +53,7 @@ class PromptInput(TextArea):
             self._browse(-1)
         elif key == "down" and row == self.document.line_count - 1 and self._browsing is not None:
             self._browse(+1)
-        elif key == "tab" and complete(self.text):
+        elif key == "tab" and complete(self.text, self.commands):
             self.complete_command()
         else:
             return False
@@ -84,7 +86,7 @@ class PromptInput(TextArea):
 
     def complete_command(self) -> None:
         """Complete the slash command being typed as far as the matching commands agree."""
-        names = [command.name for command in complete(self.text)]
+        names = [command.name for command in complete(self.text, self.commands)]
         if not names:
             return
         common = os.path.commonprefix(names)
