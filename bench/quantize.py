@@ -27,7 +27,8 @@ from typing import Callable
 import mlx.core as mx
 import mlx.nn as nn
 
-from optiq_runtime.build import BuildOptions, build, quantized_nbytes
+from optiq_runtime.build import BuildOptions, build
+from optiq_runtime.build_weights import quantized_nbytes
 from optiq_runtime.calibration import calibration_tokens, heldout_tokens
 from optiq_runtime.checkpoint import resolve_base
 from optiq_runtime.fastcpu import preload_env

@@ -35,7 +35,8 @@ import mlx.nn as nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from optiq_runtime.build import BuildOptions, build, quantized_nbytes  # noqa: E402
+from optiq_runtime.build import BuildOptions, build  # noqa: E402
+from optiq_runtime.build_weights import quantized_nbytes  # noqa: E402
 from optiq_runtime.calibration import calibration_tokens, heldout_tokens  # noqa: E402
 from optiq_runtime.checkpoint import resolve_base  # noqa: E402
 from optiq_runtime.fastcpu import preload_env  # noqa: E402

@@ -7,7 +7,9 @@ import re
 import sys
 from pathlib import Path
 
-from optiq_runtime.build import RECIPE_VERSION, BuildBusy, BuildOptions, build, wait_for
+from optiq_runtime.build import BuildOptions, build
+from optiq_runtime.build_metadata import RECIPE_VERSION
+from optiq_runtime.build_publish import BuildBusy, wait_for
 from optiq_runtime.checkpoint import checkpoint_digest, open_base
 from optiq_runtime.embedded import EMBEDDED_NAME
 from optiq_runtime.home import models_dir

@@ -90,7 +90,8 @@ def test_a_second_process_waits_for_the_first_build(monkeypatch, tmp_path):
     import fcntl
     import threading
 
-    from optiq_runtime import build as build_module
+    from optiq_runtime.build import BuildOptions, build
+    from optiq_runtime.build_publish import BuildBusy
 
     monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(firstrun, "FIRST_RUN_SETTINGS", {"seq_len": 64, "max_tokens": 256})
@@ -101,8 +102,8 @@ def test_a_second_process_waits_for_the_first_build(monkeypatch, tmp_path):
     holder = open(lock_file, "w")
     fcntl.flock(holder, fcntl.LOCK_EX)  # as if another process were building
 
-    with pytest.raises(build_module.BuildBusy):
-        build_module.build(build_module.BuildOptions(out=folder, base=base, method="uniform"), log=lambda _: None)
+    with pytest.raises(BuildBusy):
+        build(BuildOptions(out=folder, base=base, method="uniform"), log=lambda _: None)
     lines = []
     release = threading.Timer(0.5, lambda: (fcntl.flock(holder, fcntl.LOCK_UN), holder.close()))
     release.start()

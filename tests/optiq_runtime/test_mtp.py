@@ -12,7 +12,7 @@ from checkpoints import write_random_checkpoint
 from mlx.utils import tree_flatten
 
 from optiq_runtime.engine import Engine
-from optiq_runtime.build import write_mtp
+from optiq_runtime.build_mtp import write_mtp
 from optiq_runtime.checkpoint import inspect_checkpoint
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.load import load_model

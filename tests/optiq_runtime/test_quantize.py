@@ -218,13 +218,14 @@ def test_extra_widths_reuse_probes_and_load_in_stock_mlx_lm(base, optiq, tmp_pat
 
 @pytest.mark.parametrize("method", ["optiq", "uniform"])
 def test_a_checkpoint_too_large_for_memory_is_refused_before_loading(base, tmp_path, monkeypatch, capsys, method):
-    from optiq_runtime import build as build_module
+    from optiq_runtime import build_choices, build_folder, build_memory
     from optiq_runtime.checkpoint import open_base
 
     checkpoint = open_base(base)
-    assert build_module.memory_needed(checkpoint, "optiq") > 4 * checkpoint.parameters
-    monkeypatch.setattr(build_module, "_available_memory", lambda: 2 * checkpoint.parameters)
-    monkeypatch.setattr(build_module, "load_network", None)  # loading anything would fail differently
+    assert build_memory.memory_needed(checkpoint, "optiq") > 4 * checkpoint.parameters
+    monkeypatch.setattr(build_memory, "_available_memory", lambda: 2 * checkpoint.parameters)
+    for loader in (build_choices, build_folder):  # loading anything would fail differently
+        monkeypatch.setattr(loader, "load_network", None)
     out = tmp_path / "big"
     assert main(["quantize", "--base", str(base), "--out", str(out), "--method", method]) == 2
     error = capsys.readouterr().err.strip()
