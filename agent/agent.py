@@ -42,6 +42,7 @@ from agent.chat import ChatRenderer, Transcript
 from agent.context import TOOL_OUTPUT_CHARS, cap_output, trim_old_results
 from agent.engine import Engine
 from agent.events import (
+    AgentEvent,
     ApprovalEvent,
     ApprovalRequestEvent,
     DoneEvent,
@@ -80,13 +81,19 @@ class Generation:
 
 @dataclass
 class _Turn:
-    """What one ``send`` has done so far."""
+    """What one ``send`` has done so far.
+
+    The loop's helpers either return a value and yield nothing, or yield events and return nothing;
+    what the second kind produce besides events lands here (``generation``, ``new``, ``repeated``).
+    """
 
     start: float
     steps: int = 0
     tokens: int = 0
-    failed: set[str] = field(default_factory=set)
-    repeated: str = ""
+    failed: set[str] = field(default_factory=set)  # calls that failed, so a repeat ends the turn
+    repeated: str = ""  # why the turn ends on a repeated failing call ('' while it goes on)
+    generation: Generation = field(default_factory=Generation)  # the latest model output
+    new: list[dict[str, Any]] = field(default_factory=list)  # messages since that output: the next prompt's tail
 
 
 class Agent:
@@ -125,7 +132,7 @@ class Agent:
 
     # -- public surface
 
-    def send(self, text: str) -> Iterator[Any]:
+    def send(self, text: str) -> Iterator[AgentEvent]:
         """Run one user request to its end, yielding every event; the last one is ``done``."""
         self._interrupt.clear()
         for event in self._turn(text):
@@ -156,35 +163,40 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the loop
+    # -- the loop (each ``yield`` below is where an event comes from; ``yield from`` only to a helper
+    #    that yields events and returns nothing)
 
-    def _turn(self, text: str) -> Iterator[Any]:
+    def _turn(self, text: str) -> Iterator[AgentEvent]:
         turn = _Turn(start=time.monotonic())
         yield UserEvent(text=text)
-        new = [self._add({"role": "user", "content": text})]
-        generation = Generation()
+        turn.new = [self._add({"role": "user", "content": text})]
         while turn.steps < self.max_steps:
             turn.steps += 1
             try:
-                prompt = yield from self._prompt(new)
-                generation = yield from self._generate(prompt, turn)
+                prompt, trimmed = self._prompt(turn.new)
+                if trimmed:
+                    yield NoticeEvent(message=f"trimmed {trimmed} old tool result(s) to fit the context "
+                                              f"({len(prompt)} prompt tokens)")
+                yield from self._generate(prompt, turn)
             except (OptiqError, RuntimeError) as error:  # the engine failed (bad prompt, out of memory): end the turn cleanly
                 self._transcript.reset()
                 yield ErrorEvent(message=f"generation failed: {error}", raw="")
                 yield self._done(turn, Generation(), "error", f"generation failed: {error}")
                 return
+            generation = turn.generation
             self._add(_assistant_message(generation))
             stop = self._stop_after(generation)
             if stop:
-                yield from self._close_calls(generation.parsed.calls, INTERRUPTED)
+                yield from self._close_calls(generation.parsed.calls, INTERRUPTED, turn)
                 yield self._done(turn, generation, *stop)
                 return
-            new = yield from self._act(generation, turn)
+            turn.new = []
+            yield from self._act(generation, turn)
             if turn.repeated or self._interrupt.is_set():
                 reason = ("repeated_failure", turn.repeated) if turn.repeated else ("interrupted", INTERRUPTED)
                 yield self._done(turn, generation, *reason)
                 return
-        yield self._done(turn, generation, "max_steps", f"stopped after {self.max_steps} steps without an answer")
+        yield self._done(turn, turn.generation, "max_steps", f"stopped after {self.max_steps} steps without an answer")
 
     def _stop_after(self, generation: Generation) -> tuple[str, str] | None:
         """Why the turn ends with this output, or None when its calls are to be answered and the loop go on."""
@@ -197,20 +209,19 @@ class Agent:
             return "length", f"the answer reached the {self.sampling.max_tokens}-token limit"
         return "answered", ""
 
-    def _prompt(self, new: list[dict[str, Any]]) -> Iterator[Any]:
-        """The next prompt's tokens; old tool output is trimmed first when the context would overflow."""
+    def _prompt(self, new: list[dict[str, Any]]) -> tuple[list[int], int]:
+        """The next prompt's tokens, and how many old tool results were trimmed first to fit the context."""
         prompt = self._transcript.prompt(self.messages, new)
         overflow = len(prompt) + self.sampling.max_tokens - self.context_tokens
-        if overflow > 0:
-            trimmed = trim_old_results(self.messages, overflow * CHARS_PER_TOKEN)
-            if trimmed:
-                self._transcript.reset()
-                prompt = self._transcript.prompt(self.messages, new)
-                yield NoticeEvent(message=f"trimmed {trimmed} old tool result(s) to fit the context ({len(prompt)} prompt tokens)")
-        return prompt
+        trimmed = trim_old_results(self.messages, overflow * CHARS_PER_TOKEN) if overflow > 0 else 0
+        if trimmed:
+            self._transcript.reset()
+            prompt = self._transcript.prompt(self.messages, new)
+        return prompt, trimmed
 
-    def _generate(self, prompt: list[int], turn: _Turn) -> Iterator[Any]:
-        """Stream one model output through the parser, yielding its events, then ``stats``."""
+    def _generate(self, prompt: list[int], turn: _Turn) -> Iterator[AgentEvent]:
+        """Stream one model output through the parser, yielding its events, then ``stats``; the output goes to
+        ``turn.generation``."""
         parser = StreamParser(self._renderer.tools, in_reasoning=self._in_reasoning)
         generation, events = Generation(), []
         started = time.monotonic()
@@ -229,8 +240,8 @@ class Agent:
         generation.truncated = self.engine.last_stats.finish_reason == "length"
         self._transcript.generated(generation.token_ids)
         turn.tokens += len(generation.token_ids)
+        turn.generation = generation
         yield self._stats(turn.steps, prompt, generation, time.monotonic() - started)
-        return generation
 
     def _stats(self, step: int, prompt: list[int], generation: Generation, seconds: float) -> StatsEvent:
         stats = self.engine.last_stats
@@ -247,76 +258,84 @@ class Agent:
             mtp_reason=stats.fallback_reason or stats.mtp_reason,
         )
 
-    # -- acting on an output
+    # -- acting on an output: every call gets a tool message in ``turn.new``
 
-    def _act(self, generation: Generation, turn: _Turn) -> Iterator[Any]:
-        """Answer every call of ``generation`` with a tool message; returns the new messages."""
-        new: list[dict[str, Any]] = []
+    def _act(self, generation: Generation, turn: _Turn) -> Iterator[AgentEvent]:
+        """Answer every call of ``generation`` (malformed ones first), until one repeats a failure."""
         for index, error in enumerate(generation.parsed.errors):
             bad = ToolCall(name="", arguments={}, raw=error.raw, id=call_id(1000 + index, error.raw))
             if f"raw:{error.raw}" in turn.failed:
-                new.append((yield from self._repeat(bad, turn)))
-                return new
-            new.append((yield from self._finish(bad, error.message, ok=False, turn=turn, key=f"raw:{error.raw}")))
+                yield from self._repeat(bad, turn)
+                return
+            yield self._result(bad, error.message, ok=False, turn=turn, key=f"raw:{error.raw}")
         for call in generation.parsed.calls:
             if self._interrupt.is_set():
-                new += (yield from self._close_calls([call], INTERRUPTED))
+                yield from self._close_calls([call], INTERRUPTED, turn)
                 continue
-            new.append((yield from self._call(call, turn)))
+            yield from self._call(call, turn)
             if turn.repeated:
-                return new
-        return new
+                return
 
-    def _call(self, call: ToolCall, turn: _Turn) -> Iterator[Any]:
+    def _call(self, call: ToolCall, turn: _Turn) -> Iterator[AgentEvent]:
+        """Validate one call; a valid one goes on to approval and its tool."""
         validation = validate_call(call, self.registry)
         key = _call_key(call.name, validation.arguments if validation.ok else call.arguments)
         if key in turn.failed:
-            return (yield from self._repeat(call, turn))
-        if not validation.ok:
+            yield from self._repeat(call, turn)
+        elif not validation.ok:
             yield ToolRejectedEvent(call=call, reason="invalid", errors=validation.errors)
-            return (yield from self._finish(call, "\n".join(validation.errors), ok=False, turn=turn, key=key))
-        call = call.model_copy(update={"arguments": validation.arguments})
-        yield ToolValidatedEvent(call=call)
-        tool = self.registry.get(call.name)
-        if tool.needs_approval(call.arguments) and not (yield from self._approved(call, tool)):
-            message = f"the user denied this {tool.name} call; it did not run. Do not retry it; answer without it."
-            yield ToolRejectedEvent(call=call, reason="denied", errors=[message])
-            return (yield from self._finish(call, message, ok=False, turn=turn, key=key))
+            yield self._result(call, "\n".join(validation.errors), ok=False, turn=turn, key=key)
+        else:
+            call = call.model_copy(update={"arguments": validation.arguments})
+            yield ToolValidatedEvent(call=call)
+            yield from self._run(call, self.registry.get(call.name), turn, key)
+
+    def _run(self, call: ToolCall, tool: Tool, turn: _Turn, key: str) -> Iterator[AgentEvent]:
+        """Ask for approval when the tool needs it (the user's answer comes between its two events), then run it."""
+        if tool.needs_approval(call.arguments) and tool.name not in self._allowed:
+            request = ApprovalRequest(call=call, preview=preview(call.name, call.arguments))
+            yield ApprovalRequestEvent(call=call, preview=request.preview)
+            decision = self._decide(request, tool)
+            yield ApprovalEvent(call_id=call.id, decision=decision.value)
+            if decision is ApprovalDecision.DENY:
+                message = f"the user denied this {tool.name} call; it did not run. Do not retry it; answer without it."
+                yield ToolRejectedEvent(call=call, reason="denied", errors=[message])
+                yield self._result(call, message, ok=False, turn=turn, key=key)
+                return
         started = time.monotonic()
         content, ok = self._runner.execute(tool, call.arguments)
-        return (yield from self._finish(call, content, ok=ok, turn=turn, key=key, seconds=time.monotonic() - started))
+        yield self._result(call, content, ok=ok, turn=turn, key=key, seconds=time.monotonic() - started)
 
-    def _repeat(self, call: ToolCall, turn: _Turn) -> Iterator[Any]:
-        turn.repeated = f"the model repeated a call that had already failed: {_show_call(call)}"
-        yield ToolRejectedEvent(call=call, reason="repeated", errors=[turn.repeated])
-        return (yield from self._finish(call, turn.repeated + "; stopping", ok=False, turn=turn, key=""))
-
-    def _approved(self, call: ToolCall, tool: Tool) -> Iterator[Any]:
-        if tool.name in self._allowed:
-            return True
-        request = ApprovalRequest(call=call, preview=preview(call.name, call.arguments))
-        yield ApprovalRequestEvent(call=call, preview=request.preview)
+    def _decide(self, request: ApprovalRequest, tool: Tool) -> ApprovalDecision:
+        """The user's answer (may block); allowing for the session lets the tool run unasked until ``reset``."""
         decision = ApprovalDecision(self.approve(request))
-        yield ApprovalEvent(call_id=call.id, decision=decision.value)
         if decision is ApprovalDecision.ALLOW_SESSION:
             self._allowed.add(tool.name)
-        return decision is not ApprovalDecision.DENY
+        return decision
 
-    def _finish(self, call: ToolCall, content: str, *, ok: bool, turn: _Turn, key: str, seconds: float = 0.0) -> Iterator[Any]:
-        """Cap the result, report it, add the tool message; remember the call when it failed."""
+    def _repeat(self, call: ToolCall, turn: _Turn) -> Iterator[AgentEvent]:
+        """A call that failed before, made again unchanged: rejected, and the turn ends (``turn.repeated``)."""
+        turn.repeated = f"the model repeated a call that had already failed: {_show_call(call)}"
+        yield ToolRejectedEvent(call=call, reason="repeated", errors=[turn.repeated])
+        yield self._result(call, turn.repeated + "; stopping", ok=False, turn=turn, key="")
+
+    def _result(self, call: ToolCall, content: str, *, ok: bool, turn: _Turn, key: str,
+                seconds: float = 0.0) -> ToolResultEvent:
+        """Cap the result, add the tool message (also to ``turn.new``), remember the call when it failed.
+
+        Returns the event that reports it, for the caller to yield.
+        """
         content = cap_output(content, self.tool_output_chars)
         if not ok and key:
             turn.failed.add(key)
-        yield ToolResultEvent(call_id=call.id, name=call.name, content=content, ok=ok, seconds=seconds)
-        return self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
+        turn.new.append(self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content}))
+        return ToolResultEvent(call_id=call.id, name=call.name, content=content, ok=ok, seconds=seconds)
 
-    def _close_calls(self, calls: list[ToolCall], reason: str) -> Iterator[Any]:
+    def _close_calls(self, calls: list[ToolCall], reason: str, turn: _Turn) -> Iterator[AgentEvent]:
         """Answer calls that will not run, so every call in the history has a result."""
-        new = []
         for call in calls:
+            turn.new.append(self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": reason}))
             yield ToolResultEvent(call_id=call.id, name=call.name, content=reason, ok=False)
-            new.append(self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": reason}))
-        return new
 
     def _add(self, message: dict[str, Any]) -> dict[str, Any]:
         self.messages.append(message)
