@@ -6,7 +6,7 @@ own packed arrays in place (numpy views of them: no second copy of the weights),
 runs near the read limit. It is compiled on first use with the system C compiler into
 ``$OPTIQ_HOME/kernels/`` under a name keyed by its source, the compiler and this CPU's flags,
 and loaded with ctypes; with no compiler, or a library that will not load or computes wrong
-values, layers keep MLX's kernels and ``status()`` says why.
+values, layers keep MLX's kernels and ``status()`` says why. ``OPTIQ_NO_KERNEL=1`` turns it off.
 
 Calling it is a host round trip: the input is evaluated, multiplied here, and the product goes
 back into MLX as a new array, so a pass through it cannot be part of an ``mx.compile``d graph.
@@ -32,6 +32,7 @@ from optiq_runtime.home import cache_home
 
 log = logging.getLogger("optiq")
 
+DISABLE_VAR = "OPTIQ_NO_KERNEL"
 SOURCE = Path(__file__).with_name("qmatmul.c")
 BITS = (2, 3, 4, 5, 6, 8)
 GROUP_SIZES = (32, 64, 128)
@@ -83,19 +84,21 @@ def _cpu_flags() -> str:
     return platform.machine()
 
 
-def kernels_dir() -> Path:
-    return cache_home() / "kernels"
+def _loaded() -> _Library | str:
+    """The library, built when needed and checked against MLX; or why it cannot be used."""
+    if os.environ.get(DISABLE_VAR):
+        return f"turned off by {DISABLE_VAR}"
+    return _built(compiler(), cache_home())
 
 
 @functools.cache
-def _loaded() -> _Library | str:
-    """The library, built when needed and checked against MLX; or why it cannot be used."""
+def _built(cc: str | None, home: Path) -> _Library | str:
+    """``_loaded`` once per compiler and cache folder."""
     if mx.default_device().type != mx.DeviceType.cpu:
         return "not the CPU backend"
-    cc = compiler()
     if cc is None:
         return f"no C compiler ({os.environ.get('CC') or 'cc, gcc, clang'} not found)"
-    path = kernels_dir() / f"qmatmul-{library_key(cc)}.so"
+    path = home / "kernels" / f"qmatmul-{library_key(cc)}.so"
     if path.exists():
         library = _open(path)
         if library is not None:
@@ -158,13 +161,18 @@ def status() -> KernelStatus:
     if isinstance(library, str):
         return KernelStatus(False, library)
     vector = "AVX2/FMA" if library.handle.optiq_qmm_vectorized() else "scalar"
-    return KernelStatus(True, f"{vector}, {THREADS} thread(s), {library.path.name}")
+    return KernelStatus(True, f"{vector}, up to {THREADS} thread(s), {library.path.name}")
 
 
 def supports(layer: nn.Module) -> bool:
     """Whether ``layer`` (a quantized linear or embedding) is one the kernel multiplies."""
     return (getattr(layer, "mode", "affine") == "affine" and getattr(layer, "bits", None) in BITS
             and getattr(layer, "group_size", None) in GROUP_SIZES)
+
+
+def supports_here(layer: nn.Module) -> bool:
+    """Whether the kernel is usable in this process and takes ``layer``."""
+    return supports(layer) and status().available
 
 
 @dataclass(frozen=True)
@@ -213,7 +221,7 @@ def _multiply(library: _Library, x: np.ndarray, weights: _Weights, threads: int)
 class KernelLinear(nn.Module):
     """A quantized linear layer's product through the kernel, over the layer's own arrays (no copy)."""
 
-    def __init__(self, layer: nn.Module, threads: int = THREADS):
+    def __init__(self, layer: nn.Module, threads: int = 1):
         super().__init__()
         library = _loaded()
         if isinstance(library, str):
@@ -224,17 +232,28 @@ class KernelLinear(nn.Module):
                                     layer.bits)
 
     def __call__(self, x: mx.array) -> mx.array:
+        x = x if x.dtype == mx.float32 else x.astype(mx.float32)
         mx.eval(x)
-        host = np.asarray(x if x.dtype == mx.float32 else x.astype(mx.float32))
-        out = mx.array(_multiply(self._library, host, self._weights, self._threads))
+        out = mx.array(_multiply(self._library, np.asarray(x), self._weights, self._threads))
         out = out.reshape(*x.shape[:-1], out.shape[-1])
-        return out + self.layer.bias if "bias" in self.layer else out
+        bias = getattr(self.layer, "bias", None) if isinstance(self.layer, nn.Module) and "bias" in self.layer else None
+        return out if bias is None else out + bias
+
+
+def host_product(module: nn.Module) -> bool:
+    """Whether ``module`` multiplies through the kernel (a host round trip, never inside a compiled graph)."""
+    return isinstance(module, (KernelLinear, KernelEmbedding))
+
+
+def runs_on_host(module: nn.Module) -> bool:
+    """Whether some layer of ``module`` multiplies through the kernel, so that its passes cannot be compiled."""
+    return any(host_product(m) for _, m in module.named_modules())
 
 
 class KernelEmbedding(nn.Module):
     """A quantized embedding whose ``as_linear`` (a tied output layer) goes through the kernel for short passes."""
 
-    def __init__(self, layer: nn.QuantizedEmbedding, short_tokens: int, threads: int = THREADS):
+    def __init__(self, layer: nn.QuantizedEmbedding, short_tokens: int, threads: int = 1):
         super().__init__()
         self.layer = layer
         self.short_tokens = short_tokens

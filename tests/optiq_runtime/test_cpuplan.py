@@ -27,7 +27,7 @@ def home(tmp_path, monkeypatch):
 def test_plan_is_measured_once_and_recorded(home):
     model = _quantized_model()
     plan = plan_for([model], dense_bytes=1)
-    assert plan.decode in ("dense", "quantized") and plan.prefill in ("dense", "quantized")
+    assert plan.decode in ("dense", "quantized", "kernel") and plan.prefill in ("dense", "quantized", "kernel")
     assert plan.decode_threads in (1, 2) and {"decode_quantized", "prefill_dense_1t"} <= set(plan.timings_ms)
     recorded = json.loads((home / cpuplan.PLAN_FILE).read_text())
     assert recorded[plan.key]["timings_ms"] == plan.timings_ms
@@ -58,10 +58,10 @@ def test_applied_plan_computes_the_same_values(decode, prefill):
 
 def test_dual_linear_picks_its_form_by_the_tokens_of_the_pass():
     layer = _quantized_model().layers[1]
-    dual = DualLinear(layer, 4, dense_short=False, dense_long=True)
+    dual = DualLinear(layer, cpuplan.dense_linear(layer), 4)
     short, long = mx.random.normal((1, 4, 64)), mx.random.normal((1, 5, 64))
     assert mx.array_equal(dual(short), layer(short)).item()
-    assert mx.array_equal(dual(long), dual.dense(long)).item()
+    assert mx.array_equal(dual(long), dual.long(long)).item()
 
 
 def test_large_layers_are_dequantized_in_blocks(monkeypatch):
