@@ -148,6 +148,14 @@ INLINE int buffered_blocks(const uint32_t *row, const float *x, int T, int K, in
 }
 #endif
 
+/* Rows are read ahead of use: one core's sequential stream alone leaves DRAM's bandwidth mostly idle. */
+#define PREFETCH_ROWS 4
+
+INLINE void prefetch_row(const uint32_t *row, int words, int wanted) {
+    if (!wanted) return;
+    for (int i = 0; i < words; i += 16) __builtin_prefetch(row + i, 0, 0);
+}
+
 /* One output row for T tokens: y[t * N + n]. */
 INLINE void row_product(const uint32_t *row, const float *scales, const float *biases, const float *x,
                         const float *xp, const float *sums, int T, int K, int N, int n, int bits, int group,
@@ -173,9 +181,11 @@ INLINE void row_product(const uint32_t *row, const float *scales, const float *b
 INLINE void rows(const float *x, const float *xp, const float *sums, int T, int K, const uint32_t *w,
                  const float *scales, const float *biases, int N, int n0, int n1, int bits, int group, float *y) {
     const int words = K * bits / 32, groups = K / group;
-    for (int n = n0; n < n1; n++)
+    for (int n = n0; n < n1; n++) {
+        prefetch_row(w + (size_t)(n + PREFETCH_ROWS) * words, words, n + PREFETCH_ROWS < n1);
         row_product(w + (size_t)n * words, scales + (size_t)n * groups, biases ? biases + (size_t)n * groups : NULL,
                     x, xp, sums, T, K, N, n, bits, group, y);
+    }
 }
 
 #define ROWS_FOR(count) \
