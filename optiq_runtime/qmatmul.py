@@ -2,10 +2,10 @@
 
 MLX's CPU matrix-vector products read quantized weights at a small fraction of this machine's
 memory bandwidth, and decoding is nothing but matrix-vector products. ``qmatmul.c`` reads MLX's
-own packed arrays in place (numpy views of them: no second copy of the weights), so decoding
-runs near the read limit. It is compiled on first use with the system C compiler into
-``$OPTIQ_HOME/kernels/`` under a name keyed by its source, the compiler and this CPU's flags,
-and loaded with ctypes; with no compiler, or a library that will not load or computes wrong
+own packed arrays in place (numpy views of them: no second copy of the weights), with its own
+thread pool, so decoding runs nearer the read limit. It is compiled on first use with the system
+C compiler into ``$OPTIQ_HOME/kernels/`` under a name keyed by its source, the compiler and this
+CPU's flags, and loaded with ctypes; with no compiler, or a library that will not load or computes wrong
 values, layers keep MLX's kernels and ``status()`` says why. ``OPTIQ_NO_KERNEL=1`` turns it off.
 
 Calling it is a host round trip: the input is evaluated, multiplied here, and the product goes
@@ -37,8 +37,7 @@ SOURCE = Path(__file__).with_name("qmatmul.c")
 BITS = (2, 3, 4, 5, 6, 8)
 GROUP_SIZES = (32, 64, 128)
 THREADS = min(os.cpu_count() or 1, 8)
-_FLAGS = ("-O3", "-march=native", "-fPIC", "-shared")
-_OPENMP = "-fopenmp"
+_FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-pthread")
 
 
 @dataclass(frozen=True)
@@ -115,19 +114,16 @@ def _build(cc: str, path: Path) -> str | None:
     """Compile the source into ``path`` (written beside it, then renamed); an error line, or None."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
-    error = ""
-    for extra in ((_OPENMP,), ()):  # a compiler without OpenMP still builds the one-thread kernel
-        command = [cc, *_FLAGS, *extra, str(SOURCE), "-o", str(partial)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return f"the kernel did not compile ({cc}: {exc})"
-        if done.returncode == 0:
-            partial.replace(path)
-            return None
-        error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    command = [cc, *_FLAGS, str(SOURCE), "-o", str(partial)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"the kernel did not compile ({cc}: {exc})"
+    if done.returncode == 0:
+        partial.replace(path)
+        return None
     partial.unlink(missing_ok=True)
-    return f"the kernel did not compile ({cc}: {error})"
+    return f"the kernel did not compile ({cc}: {(done.stderr.strip().splitlines() or ['no output'])[-1]})"
 
 
 def _open(path: Path) -> _Library | None:

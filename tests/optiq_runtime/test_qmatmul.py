@@ -40,8 +40,9 @@ def _close(got: mx.array, expected: mx.array) -> bool:
 @pytest.mark.parametrize("bits", qmatmul.BITS)
 @pytest.mark.parametrize("group_size", qmatmul.GROUP_SIZES)
 def test_kernel_matches_mlx_at_every_width_group_and_pass_length(home, bits, group_size):
-    # Odd row counts and a width that is not a multiple of the 2/4/8-bit block (tails take the scalar path).
-    for rows, cols in ((37, 3 * group_size), (5, 384 + group_size), (130, 640)):
+    # Odd row counts, a width that is not a multiple of the 2/4/8-bit block (tails take the scalar
+    # path), and a layer big enough to be shared between threads.
+    for rows, cols in ((37, 3 * group_size), (5, 384 + group_size), (130, 640), (601, 512)):
         layer = _layer(rows, cols, bits, group_size)
         for threads in (1, 2):
             product = KernelLinear(layer, threads)
@@ -128,3 +129,16 @@ def test_a_broken_cached_library_is_rebuilt_with_a_note(tmp_path):
     notes = [line for line in again.stderr.splitlines() if "rebuilding" in line]
     assert len(notes) == 1 and str(library) in notes[0]
     assert library.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_products_from_several_python_threads_at_once(home):
+    """The pool serves one product at a time; a concurrent caller computes alone, rightly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    layer = _layer(1024, 512, 4, 64)
+    library, weights = qmatmul._loaded(), KernelLinear(layer)._weights
+    inputs = [np.asarray(mx.random.normal((2, 512))) for _ in range(16)]
+    expected = [layer(mx.array(x)) for x in inputs]
+    with ThreadPoolExecutor(4) as pool:  # numpy only in the threads: MLX's streams belong to one thread
+        got = list(pool.map(lambda x: qmatmul._multiply(library, x, weights, 2), inputs))
+    assert all(_close(mx.array(g), e) for g, e in zip(got, expected))
