@@ -46,6 +46,10 @@ MEMORY_SHARE = 0.5
 # A second BLAS thread is used only when it saves at least this share of the time: near a tie,
 # one thread leaves the other core to the rest of the machine.
 THREAD_GAIN = 0.1
+# The kernel is chosen only where it takes at most this share of the best other form's time: a
+# model using it runs its passes uncompiled, which the probe layer's timing does not show (on
+# tiny-agent compiled graphs are most of the speed).
+KERNEL_SHARE = 0.5
 _REPEATS = 3
 _ROWS_AT_ONCE = 16384
 
@@ -142,7 +146,7 @@ def _choose(timings_ms: dict[str, float], key: str) -> CpuPlan:
     def best(kinds: tuple[str, ...]) -> tuple[str, int]:
         dense, kernel = threaded("dense", kinds), threaded("kernel", kinds)
         quantized = sum(timings_ms[f"{k}_quantized"] for k in kinds)
-        if kernel[0] < min(dense[0], quantized):
+        if kernel[0] < KERNEL_SHARE * min(dense[0], quantized):
             return "kernel", kernel[1]
         return ("dense", dense[1]) if dense[0] < quantized else ("quantized", 1)
 

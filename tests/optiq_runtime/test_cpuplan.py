@@ -69,3 +69,13 @@ def test_large_layers_are_dequantized_in_blocks(monkeypatch):
     layer = _quantized_model().layers[0]  # 64 rows: three blocks, the last one short
     expected = mx.dequantize(layer.weight, layer.scales, layer.biases, group_size=32, bits=4)
     assert mx.array_equal(cpuplan.dense_embedding(layer).weight, expected).item()
+
+
+def test_the_kernel_is_chosen_only_where_it_saves_more_than_compiled_graphs_give():
+    timings = {f"{kind}_{form}": 1.0 for kind in ("decode", "verify", "prefill") for form in
+               ("dense_1t", "dense_2t", "quantized", "kernel_2t")}
+    timings.update({f"{kind}_kernel_1t": 0.6 for kind in ("decode", "verify", "prefill")}, prefill_dense_1t=0.9)
+    assert cpuplan._choose(timings, "k").decode != "kernel"  # 0.6x the others: not enough
+    timings.update({f"{kind}_kernel_1t": 0.1 for kind in ("decode", "verify")})
+    plan = cpuplan._choose(timings, "k")
+    assert (plan.decode, plan.decode_threads, plan.prefill) == ("kernel", 1, "dense")
