@@ -33,7 +33,7 @@ from mlx.utils import tree_unflatten
 from optiq_runtime.fastcpu import blas_library, set_blas_threads
 from optiq_runtime.home import cache_home
 from optiq_runtime.machine import available_memory, cpu_name
-from optiq_runtime.qmatmul import KernelEmbedding, KernelLinear, supports, supports_here
+from optiq_runtime.qmatmul import KernelEmbedding, KernelLinear, KernelMLP, supports, supports_here
 from optiq_runtime.qmatmul import status as kernel_status
 
 PLAN_FILE = "cpuplan.json"
@@ -329,7 +329,18 @@ def apply_plan(module: nn.Module, plan: CpuPlan, short_tokens: int) -> None:
             mx.eval(replacement.parameters())
             module.update_modules(tree_unflatten([(name, replacement)]))
         del layer
+    _host_mlps(module, short_tokens)
     mx.clear_cache()
+
+
+def _host_mlps(module: nn.Module, short_tokens: int) -> None:
+    """mlx-lm Qwen3.5 MLPs whose three layers the kernel serves in short passes, run on the host as one."""
+    from mlx_lm.models.qwen3_5 import MLP
+
+    for name, mlp in [(n, m) for n, m in module.named_modules() if isinstance(m, MLP)]:
+        forms = [short_pass_form(getattr(mlp, p)) for p in ("gate_proj", "up_proj", "down_proj")]
+        if all(isinstance(f, KernelLinear) and "bias" not in f.layer for f in forms):
+            module.update_modules(tree_unflatten([(name, KernelMLP(mlp, *forms, short_tokens))]))
 
 
 def _replacement(layer: nn.Module, plan: CpuPlan, short_tokens: int) -> nn.Module | None:

@@ -227,10 +227,14 @@ class KernelLinear(nn.Module):
         self._weights = _Weights.of(layer.weight, layer.scales, getattr(layer, "biases", None), layer.group_size,
                                     layer.bits)
 
+    def host(self, x: np.ndarray) -> np.ndarray:
+        """The product of a host array (float32) without the layer's bias: ``[tokens, out]``."""
+        return _multiply(self._library, x, self._weights, self._threads)
+
     def __call__(self, x: mx.array) -> mx.array:
         x = x if x.dtype == mx.float32 else x.astype(mx.float32)
         mx.eval(x)
-        out = mx.array(_multiply(self._library, np.asarray(x), self._weights, self._threads))
+        out = mx.array(self.host(np.asarray(x)))
         out = out.reshape(*x.shape[:-1], out.shape[-1])
         bias = getattr(self.layer, "bias", None) if isinstance(self.layer, nn.Module) and "bias" in self.layer else None
         return out if bias is None else out + bias
@@ -262,3 +266,35 @@ class KernelEmbedding(nn.Module):
         if x.size // x.shape[-1] <= self.short_tokens:
             return self._product(x)
         return self.layer.as_linear(x)
+
+
+@dataclass(frozen=True)
+class _Products:
+    gate: KernelLinear
+    up: KernelLinear
+    down: KernelLinear
+
+
+class KernelMLP(nn.Module):
+    """mlx-lm's Qwen3.5 MLP (``down(silu(gate(x)) * up(x))``) on the host for short passes: one round trip, not two.
+
+    ``gate``, ``up``, ``down``: the kernel products of the MLP's layers; longer passes run ``mlp`` as it is.
+    """
+
+    def __init__(self, mlp: nn.Module, gate: KernelLinear, up: KernelLinear, down: KernelLinear, short_tokens: int):
+        super().__init__()
+        self.mlp = mlp
+        self.short_tokens = short_tokens
+        self._products = _Products(gate, up, down)  # not a tuple: a Module would list their arrays as its own
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if x.size // x.shape[-1] > self.short_tokens:
+            return self.mlp(x)
+        gate, up, down = self._products.gate, self._products.up, self._products.down
+        x = x if x.dtype == mx.float32 else x.astype(mx.float32)
+        mx.eval(x)
+        host = np.asarray(x)
+        g, u = gate.host(host), up.host(host)
+        hidden = g / (1.0 + np.exp(-g)) * u  # silu(g) * u, as mlx-lm's swiglu
+        out = down.host(hidden)
+        return mx.array(out).reshape(*x.shape[:-1], out.shape[-1])

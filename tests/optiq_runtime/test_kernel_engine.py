@@ -9,7 +9,7 @@ from optiq_runtime.cpuplan import CpuPlan, apply_plan
 from optiq_runtime.engine import Engine
 from optiq_runtime.load import load_model
 from optiq_runtime.mtp import load_mtp_head
-from optiq_runtime.qmatmul import KernelEmbedding, KernelLinear, status
+from optiq_runtime.qmatmul import KernelEmbedding, KernelLinear, KernelMLP, status
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_kernel_decoding_gives_the_tokens_of_mlx_kernels(built_folder, prefill):
     expected = reference.generate(PROMPT, max_tokens=40)
     engine = _engine(built_folder, CpuPlan(decode="kernel", prefill=prefill), 2)
     kinds = {type(m) for _, m in engine.model.named_modules()}
-    assert {KernelLinear, KernelEmbedding} <= kinds and nn.QuantizedLinear in kinds
+    assert {KernelLinear, KernelEmbedding, KernelMLP} <= kinds and nn.QuantizedLinear in kinds
     assert not engine.backbone.compiled  # a host product cannot sit in a compiled graph
     engine.mtp_enabled = False
     assert engine.generate(PROMPT, max_tokens=40) == expected

@@ -142,3 +142,19 @@ def test_products_from_several_python_threads_at_once(home):
     with ThreadPoolExecutor(4) as pool:  # numpy only in the threads: MLX's streams belong to one thread
         got = list(pool.map(lambda x: qmatmul._multiply(library, x, weights, 2), inputs))
     assert all(_close(mx.array(g), e) for g, e in zip(got, expected))
+
+
+def test_an_mlp_runs_on_the_host_in_short_passes(home):
+    from mlx_lm.models.qwen3_5 import MLP
+
+    mx.random.seed(2)
+    mlp = MLP(128, 320)
+    nn.quantize(mlp, group_size=64, bits=4)
+    mx.eval(mlp.parameters())
+    x = {n: mx.random.normal((1, n, 128)) for n in (1, 3, 7)}
+    expected = {n: mlp(v) for n, v in x.items()}
+    model = nn.Sequential(mlp)
+    apply_plan(model, CpuPlan(decode="kernel", prefill="quantized"), short_tokens=4)
+    assert isinstance(model.layers[0], qmatmul.KernelMLP)
+    for n, v in x.items():
+        assert _close(model(v), expected[n])
