@@ -46,9 +46,9 @@ MEMORY_SHARE = 0.5
 # A second BLAS thread is used only when it saves at least this share of the time: near a tie,
 # one thread leaves the other core to the rest of the machine.
 THREAD_GAIN = 0.1
-# The kernel is chosen only where it takes at most this share of the best other form's time: a
-# model using it runs its passes uncompiled, which the probe layer's timing does not show (on
-# tiny-agent compiled graphs are most of the speed).
+# The kernel decodes only where it takes at most this share of the best other form's time: a
+# model using it runs its short passes uncompiled, which the probe layer's timing does not show
+# (on tiny-agent compiled graphs are most of the speed). Prefill is never compiled.
 KERNEL_SHARE = 0.5
 _REPEATS = 3
 _ROWS_AT_ONCE = 16384
@@ -143,15 +143,15 @@ def _choose(timings_ms: dict[str, float], key: str) -> CpuPlan:
         threads = 2 if times[2] < (1 - THREAD_GAIN) * times[1] else 1
         return times[threads], threads
 
-    def best(kinds: tuple[str, ...]) -> tuple[str, int]:
+    def best(kinds: tuple[str, ...], kernel_share: float) -> tuple[str, int]:
         dense, kernel = threaded("dense", kinds), threaded("kernel", kinds)
         quantized = sum(timings_ms[f"{k}_quantized"] for k in kinds)
-        if kernel[0] < KERNEL_SHARE * min(dense[0], quantized):
+        if kernel[0] < kernel_share * min(dense[0], quantized):
             return "kernel", kernel[1]
         return ("dense", dense[1]) if dense[0] < quantized else ("quantized", 1)
 
-    decode, decode_threads = best(("decode", "verify"))
-    prefill, prefill_threads = best(("prefill",))
+    decode, decode_threads = best(("decode", "verify"), KERNEL_SHARE)
+    prefill, prefill_threads = best(("prefill",), 1.0)
     kernel = kernel_status()
     note = kernel.detail if kernel.available else f"unavailable: {kernel.detail}"
     return CpuPlan(decode, prefill, decode_threads, prefill_threads, key, dict(timings_ms), kernel=note)

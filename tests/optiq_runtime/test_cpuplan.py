@@ -74,8 +74,9 @@ def test_large_layers_are_dequantized_in_blocks(monkeypatch):
 def test_the_kernel_is_chosen_only_where_it_saves_more_than_compiled_graphs_give():
     timings = {f"{kind}_{form}": 1.0 for kind in ("decode", "verify", "prefill") for form in
                ("dense_1t", "dense_2t", "quantized", "kernel_2t")}
-    timings.update({f"{kind}_kernel_1t": 0.6 for kind in ("decode", "verify", "prefill")}, prefill_dense_1t=0.9)
-    assert cpuplan._choose(timings, "k").decode != "kernel"  # 0.6x the others: not enough
+    timings.update({f"{kind}_kernel_1t": 0.6 for kind in ("decode", "verify", "prefill")})
+    plan = cpuplan._choose(timings, "k")
+    assert plan.decode != "kernel" and plan.prefill == "kernel"  # 0.6x the others: enough for prefill only
     timings.update({f"{kind}_kernel_1t": 0.1 for kind in ("decode", "verify")})
     plan = cpuplan._choose(timings, "k")
-    assert (plan.decode, plan.decode_threads, plan.prefill) == ("kernel", 1, "dense")
+    assert (plan.decode, plan.decode_threads, plan.prefill) == ("kernel", 1, "kernel")
