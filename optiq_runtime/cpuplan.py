@@ -8,9 +8,9 @@ chunks, and how many BLAS threads each should use, depends on the machine and th
 shapes; it is measured on the model's own largest layer (seconds), and its timings recorded in
 ``$OPTIQ_HOME/cpuplan.json`` under a key naming the machine, the BLAS library and that shape.
 
-A third form serves short passes only: the project's own quantized matmul
-(``optiq_runtime.qmatmul``), which reads the packed weights in place. Where it cannot be built
-or loaded, the plan records why and short passes keep MLX's kernels or the copies.
+A third form is the project's own quantized matmul (``optiq_runtime.qmatmul``), which reads the
+packed weights in place: made for short passes, timed for prefill chunks too. Where it cannot be
+built or loaded, the plan records why and layers keep MLX's kernels or the copies.
 
 Decode and verification always use the same form: MTP's greedy output is exact only when a
 verification pass computes what the plain step it replaces would have.
@@ -57,8 +57,8 @@ _ROWS_AT_ONCE = 16384
 @dataclass
 class CpuPlan:
     """Which weights each kind of pass uses (``dense``: float32 copies; ``quantized``; ``kernel``: the
-    project's quantized matmul, short passes only) and its BLAS threads; ``kernel`` says whether that
-    kernel was usable here, and why not when it was not."""
+    project's quantized matmul over the quantized weights) and its threads; ``kernel`` says whether
+    that kernel was usable here, and why not when it was not."""
 
     decode: str = "quantized"
     prefill: str = "quantized"
@@ -105,9 +105,8 @@ def plan_for(modules: list[nn.Module], *, dense_bytes: int, refresh: bool = Fals
     cached = None if refresh else read_plans().get(key)
     plan = _choose(cached["timings_ms"], key) if cached else _store(measure(probe, key))
     if plan.dense and dense_bytes > MEMORY_SHARE * available_memory():
+        plan = _choose({k: v for k, v in plan.timings_ms.items() if "_dense_" not in k}, key)
         plan.memory_limited = True
-        plan.prefill = "quantized"
-        plan.decode = "quantized" if plan.decode == "dense" else plan.decode
     return plan
 
 
