@@ -128,7 +128,7 @@ def measure(probe: _Probe, key: str) -> CpuPlan:
         for threads in (1, 2):
             product = KernelLinear(probe, threads)
             for name, x in (("decode", x_one), ("verify", x_verify), ("prefill", x_chunk)):
-                timings[f"{name}_kernel_{threads}t"] = _time(lambda x=x: product(x))
+                timings[f"{name}_kernel_{threads}t"] = _time(lambda x=x, product=product: product(x))
     return _choose({k: round(v * 1e3, 3) for k, v in timings.items()}, key)
 
 

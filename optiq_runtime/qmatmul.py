@@ -64,7 +64,7 @@ def compiler() -> str | None:
 def library_key(cc: str) -> str:
     """The source, the compiler (its version) and this CPU's flags, as one short string."""
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
     parts = [SOURCE.read_text(), cc, version, " ".join(_FLAGS), _cpu_flags()]
@@ -116,7 +116,7 @@ def _build(cc: str, path: Path) -> str | None:
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     command = [cc, *_FLAGS, str(SOURCE), "-o", str(partial)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"the kernel did not compile ({cc}: {exc})"
     if done.returncode == 0:
@@ -182,7 +182,7 @@ class _Weights:
     bits: int
 
     @classmethod
-    def of(cls, weight: mx.array, scales: mx.array, biases: mx.array | None, group_size: int, bits: int) -> "_Weights":
+    def of(cls, weight: mx.array, scales: mx.array, biases: mx.array | None, group_size: int, bits: int) -> _Weights:
         arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in (scales, biases) if a is not None]
         mx.eval(weight, *arrays)
         views = [_view(a) for a in (weight, *arrays)]
