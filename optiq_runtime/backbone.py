@@ -7,7 +7,9 @@ modules. Attention in that graph writes into the KV cache's preallocated buffer 
 offset given as an array, so one graph serves every position; only the buffer's capacity
 (doubled when full) and the number of tokens make new graphs. Prefill runs mlx-lm's
 modules as they are, except that off Metal the Gated DeltaNet recurrence runs in its
-chunked matmul form (``optiq_runtime.deltanet``), not token by token.
+chunked matmul form (``optiq_runtime.deltanet``), not token by token. A model with layers
+that multiply on the host (``optiq_runtime.qmatmul``) runs every pass that way: such a
+layer cannot be part of a compiled graph.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mlx_lm.models.qwen3_5 import TextModelArgs
 from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer, projected_inputs
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
+from optiq_runtime.qmatmul import runs_on_host
 
 # Passes of at most this many tokens run compiled (one graph per length and buffer size).
 MAX_FAST_TOKENS = 16
@@ -61,12 +64,26 @@ class Backbone:
         self._fa_idx = kinds.index(False) if False in kinds else None
         self._ssm_idx = kinds.index(True) if True in kinds else None
         self.rollback = "positions"  # or "replay": how a verification's rejected tail is taken back
+        self._on_host = runs_on_host(model)
         # mlx-lm steps the DeltaNet recurrence token by token off Metal; the chunked form is matmuls.
         self.chunked_deltanet = not (mx.metal.is_available() and mx.default_device() == mx.gpu)
         self._step = mx.compile(self.step_graph)
         self._step_positions = mx.compile(partial(self.step_graph, positions=True))
-        self._replays = {i: _replay_graph(layer) for i, layer in enumerate(self.layers) if layer.is_linear}
-        self.logits = mx.compile(lambda hidden: self.output(self.body.norm(hidden)))
+        self._replays = {i: partial(_replay, layer) for i, layer in enumerate(self.layers) if layer.is_linear}
+        self._compiled_replays = {i: mx.compile(replay) for i, replay in self._replays.items()}
+        self._logits = mx.compile(self._plain_logits)
+
+    def _plain_logits(self, hidden: mx.array) -> mx.array:
+        return self.output(self.body.norm(hidden))
+
+    def logits(self, hidden: mx.array) -> mx.array:
+        """The output layer over the final norm of ``hidden`` (compiled where short passes are)."""
+        return (self._logits if self.compiled else self._plain_logits)(hidden)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether short passes run as compiled graphs (not with ``OPTIQ_EAGER=1``, nor through the host kernel)."""
+        return compiled_passes() and not self._on_host
 
     def new_cache(self, with_mtp: bool) -> HybridCache:
         return HybridCache(self.layers, with_mtp)
@@ -121,10 +138,9 @@ class Backbone:
             (rewind.positions if positions else rewind.inputs).update(zip(cache.linear_ids, linear if positions else inputs))
         return hidden, logits
 
-    @staticmethod
-    def _fits_graph(tokens: mx.array, cache: HybridCache) -> bool:
+    def _fits_graph(self, tokens: mx.array, cache: HybridCache) -> bool:
         """Whether a compiled pass applies: few tokens, after a prefill (every cache array exists)."""
-        if tokens.shape[-1] > MAX_FAST_TOKENS or not compiled_passes():
+        if tokens.shape[-1] > MAX_FAST_TOKENS or not self.compiled:
             return False
         ready = all(cache.main[i].keys is not None for i in cache.kv_ids)
         return ready and all(a is not None for arrays in cache.linear_state() for a in arrays)
@@ -147,19 +163,16 @@ class Backbone:
 
     def replay(self, index: int, inputs: mx.array, layer_cache) -> None:
         """Advance DeltaNet layer ``index``'s cache over ``inputs`` (its layer inputs), skipping its outputs."""
-        layer_cache[0], layer_cache[1] = self._replays[index](inputs, *layer_cache.cache)
+        replays = self._compiled_replays if self.compiled else self._replays
+        layer_cache[0], layer_cache[1] = replays[index](inputs, *layer_cache.cache)
 
 
-def _replay_graph(layer):
-    """A Gated DeltaNet layer's cache update alone, compiled: ``(x, conv, state) -> (conv, state)``."""
-
-    def replay(x, conv, state):
-        cache = ArraysCache(size=2)
-        cache[0], cache[1] = conv, state
-        layer.linear_attn(layer.input_layernorm(x), None, cache)
-        return cache[0], cache[1]
-
-    return mx.compile(replay)
+def _replay(layer, x, conv, state):
+    """A Gated DeltaNet layer's cache update alone: ``(x, conv, state) -> (conv, state)``."""
+    cache = ArraysCache(size=2)
+    cache[0], cache[1] = conv, state
+    layer.linear_attn(layer.input_layernorm(x), None, cache)
+    return cache[0], cache[1]
 
 
 class Drafter:
@@ -188,7 +201,7 @@ class Drafter:
         a float32 copy of the output layer's size for every thousand tokens).
         """
         count = tokens.shape[-1]
-        if count > MAX_FAST_TOKENS or cache.keys is None or not compiled_passes():
+        if count > MAX_FAST_TOKENS or cache.keys is None or not self.backbone.compiled:
             out = self.head(self.backbone.embed(tokens[None]), hidden, cache)
             return out, self.output(self.head.norm(out[:, -1:] if count > MAX_FAST_TOKENS else out))
         offset = cache.offset

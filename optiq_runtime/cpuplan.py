@@ -8,6 +8,10 @@ chunks, and how many BLAS threads each should use, depends on the machine and th
 shapes; it is measured on the model's own largest layer (seconds), and its timings recorded in
 ``$OPTIQ_HOME/cpuplan.json`` under a key naming the machine, the BLAS library and that shape.
 
+A third form is the project's own quantized matmul (``optiq_runtime.qmatmul``), which reads the
+packed weights in place: made for short passes, timed for prefill chunks too. Where it cannot be
+built or loaded, the plan records why and layers keep MLX's kernels or the copies.
+
 Decode and verification always use the same form: MTP's greedy output is exact only when a
 verification pass computes what the plain step it replaces would have.
 """
@@ -29,6 +33,8 @@ from mlx.utils import tree_unflatten
 from optiq_runtime.fastcpu import blas_library, set_blas_threads
 from optiq_runtime.home import cache_home
 from optiq_runtime.machine import available_memory, cpu_name
+from optiq_runtime.qmatmul import KernelEmbedding, KernelLinear, KernelMLP, supports, supports_here
+from optiq_runtime.qmatmul import status as kernel_status
 
 PLAN_FILE = "cpuplan.json"
 # Tokens of the multi-token pass measured for prefill (a prefill chunk is longer; the ratio holds).
@@ -40,13 +46,19 @@ MEMORY_SHARE = 0.5
 # A second BLAS thread is used only when it saves at least this share of the time: near a tie,
 # one thread leaves the other core to the rest of the machine.
 THREAD_GAIN = 0.1
+# The kernel decodes only where it takes at most this share of the best other form's time: a
+# model using it runs its short passes uncompiled, which the probe layer's timing does not show
+# (on tiny-agent compiled graphs are most of the speed). Prefill is never compiled.
+KERNEL_SHARE = 0.5
 _REPEATS = 3
 _ROWS_AT_ONCE = 16384
 
 
 @dataclass
 class CpuPlan:
-    """Which weights each kind of pass uses (``dense``: float32 copies; ``quantized``) and its BLAS threads."""
+    """Which weights each kind of pass uses (``dense``: float32 copies; ``quantized``; ``kernel``: the
+    project's quantized matmul over the quantized weights) and its threads; ``kernel`` says whether
+    that kernel was usable here, and why not when it was not."""
 
     decode: str = "quantized"
     prefill: str = "quantized"
@@ -55,6 +67,7 @@ class CpuPlan:
     key: str = ""
     timings_ms: dict = field(default_factory=dict)
     memory_limited: bool = False
+    kernel: str = ""
 
     @property
     def dense(self) -> bool:
@@ -64,7 +77,7 @@ class CpuPlan:
 
 @dataclass(frozen=True)
 class _Probe:
-    """The layer measured: its packed weight, scales and biases, and its quantization."""
+    """The layer measured: its packed weight, scales and biases, and its quantization (a layer's attributes)."""
 
     weight: mx.array
     scales: mx.array
@@ -92,7 +105,8 @@ def plan_for(modules: list[nn.Module], *, dense_bytes: int, refresh: bool = Fals
     cached = None if refresh else read_plans().get(key)
     plan = _choose(cached["timings_ms"], key) if cached else _store(measure(probe, key))
     if plan.dense and dense_bytes > MEMORY_SHARE * available_memory():
-        plan.decode, plan.prefill, plan.memory_limited = "quantized", "quantized", True
+        plan = _choose({k: v for k, v in plan.timings_ms.items() if "_dense_" not in k}, key)
+        plan.memory_limited = True
     return plan
 
 
@@ -110,20 +124,36 @@ def measure(probe: _Probe, key: str) -> CpuPlan:
     set_blas_threads(1)
     for name, x in (("decode", x_one), ("verify", x_verify), ("prefill", x_chunk)):
         timings[f"{name}_quantized"] = _time(lambda x=x: _quantized_matmul(probe, x))
+    if kernel_status().available and supports(probe):
+        for threads in (1, 2):
+            product = KernelLinear(probe, threads)
+            for name, x in (("decode", x_one), ("verify", x_verify), ("prefill", x_chunk)):
+                timings[f"{name}_kernel_{threads}t"] = _time(lambda x=x, product=product: product(x))
     return _choose({k: round(v * 1e3, 3) for k, v in timings.items()}, key)
 
 
 def _choose(timings_ms: dict[str, float], key: str) -> CpuPlan:
-    """The fastest form and thread count of each kind (two threads only where they save ``THREAD_GAIN``)."""
-    def best(kinds: tuple[str, ...]) -> tuple[str, int]:
-        dense = {threads: sum(timings_ms[f"{k}_dense_{threads}t"] for k in kinds) for threads in (1, 2)}
-        threads = 2 if dense[2] < (1 - THREAD_GAIN) * dense[1] else 1
-        quantized = sum(timings_ms[f"{k}_quantized"] for k in kinds)
-        return ("dense", threads) if dense[threads] < quantized else ("quantized", 1)
+    """The fastest form and thread count of each kind (two threads only where they save ``THREAD_GAIN``).
 
-    decode, decode_threads = best(("decode", "verify"))
-    prefill, prefill_threads = best(("prefill",))
-    return CpuPlan(decode, prefill, decode_threads, prefill_threads, key, dict(timings_ms))
+    The threads are BLAS's for the dense form and the kernel's own for the kernel.
+    """
+    def threaded(form: str, kinds: tuple[str, ...]) -> tuple[float, int]:
+        times = {t: sum(timings_ms.get(f"{k}_{form}_{t}t", float("inf")) for k in kinds) for t in (1, 2)}
+        threads = 2 if times[2] < (1 - THREAD_GAIN) * times[1] else 1
+        return times[threads], threads
+
+    def best(kinds: tuple[str, ...], kernel_share: float) -> tuple[str, int]:
+        dense, kernel = threaded("dense", kinds), threaded("kernel", kinds)
+        quantized = sum(timings_ms[f"{k}_quantized"] for k in kinds)
+        if kernel[0] < kernel_share * min(dense[0], quantized):
+            return "kernel", kernel[1]
+        return ("dense", dense[1]) if dense[0] < quantized else ("quantized", 1)
+
+    decode, decode_threads = best(("decode", "verify"), KERNEL_SHARE)
+    prefill, prefill_threads = best(("prefill",), 1.0)
+    kernel = kernel_status()
+    note = kernel.detail if kernel.available else f"unavailable: {kernel.detail}"
+    return CpuPlan(decode, prefill, decode_threads, prefill_threads, key, dict(timings_ms), kernel=note)
 
 
 def _time(run) -> float:
@@ -160,8 +190,10 @@ def _largest_linear(modules: list[nn.Module]) -> _Probe | None:
 def plan_key(probe: _Probe) -> str:
     """The machine, its BLAS, MLX's version and the probe's shape and quantization, as one short string."""
     rows, cols = probe.shape
+    kernel = kernel_status()  # a rebuilt kernel is measured again
     parts = [platform.machine(), cpu_name(), str(os.cpu_count()), mx.__version__, blas_library() or "reference",
-             f"{rows}x{cols}", f"{probe.bits}b{probe.group_size}g", str(probe.scales.dtype)]
+             f"{rows}x{cols}", f"{probe.bits}b{probe.group_size}g", str(probe.scales.dtype),
+             kernel.detail if kernel.available else "no kernel"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -201,25 +233,24 @@ def describe() -> dict:
         "cores": os.cpu_count(),
         "plans_file": str(plans_file()),
         "plans": read_plans(),
+        "kernel": asdict(kernel_status()),
     }
 
 
 class DualLinear(nn.Module):
-    """A quantized linear layer beside its float32 copy; passes of at most ``short_tokens`` tokens are short.
+    """One layer in two forms: passes of at most ``short_tokens`` tokens run through ``short``, longer ones ``long``.
 
-    ``dense_short`` / ``dense_long``: whether short / long passes use the copy.
+    Each form is the quantized layer itself, its float32 copy or the kernel's product over the
+    quantized layer's own arrays.
     """
 
-    def __init__(self, layer: nn.QuantizedLinear, short_tokens: int, *, dense_short: bool, dense_long: bool):
+    def __init__(self, short: nn.Module, long: nn.Module, short_tokens: int):
         super().__init__()
-        self.quantized = layer
-        self.dense = dense_linear(layer)
+        self.short, self.long = short, long
         self.short_tokens = short_tokens
-        self.dense_short, self.dense_long = dense_short, dense_long
 
     def __call__(self, x: mx.array) -> mx.array:
-        short = x.size // x.shape[-1] <= self.short_tokens
-        return self.dense(x) if (self.dense_short if short else self.dense_long) else self.quantized(x)
+        return self.short(x) if x.size // x.shape[-1] <= self.short_tokens else self.long(x)
 
 
 def dense_linear(layer: nn.QuantizedLinear) -> nn.Linear:
@@ -266,34 +297,67 @@ def _layer_dequantized(layer) -> mx.array:
 
 
 def short_pass_form(layer: nn.Module) -> nn.Module:
-    """The layer a short pass (decoding, drafting) runs through: a ``DualLinear``'s chosen form, else ``layer``."""
+    """The layer a short pass (decoding, drafting) runs through: a ``DualLinear``'s chosen form, else ``layer``.
+
+    A kernel-served embedding gives its quantized layer (whose arrays a reduced draft vocabulary slices).
+    """
     if isinstance(layer, DualLinear):
-        return layer.dense if layer.dense_short else layer.quantized
+        return layer.short
+    if isinstance(layer, KernelEmbedding):
+        return layer.layer
     return layer
 
 
 def apply_plan(module: nn.Module, plan: CpuPlan, short_tokens: int) -> None:
     """Give ``module``'s quantized layers the forms ``plan`` asks for, in place, one layer at a time.
 
-    Both kinds dense: plain float32 layers. One kind: ``DualLinear``s. An embedding is dense when
-    decoding is: as a tied output layer it only ever sees short passes (prefill keeps the last
-    token's logits). Each layer is replaced and evaluated before the next, which bounds the
-    memory peak to the copies made so far plus one.
+    A layer whose two kinds of pass use one form becomes that form; otherwise a ``DualLinear``.
+    An embedding is only ever short as a tied output layer (prefill keeps the last token's
+    logits): dense when decoding is, served by the kernel when decoding is, else as it is.
+    A layer the kernel does not take keeps MLX's kernel for short passes. Each layer is
+    replaced and evaluated before the next, which bounds the memory peak to the copies made so
+    far plus one.
     """
-    if not plan.dense:
+    if plan.decode == plan.prefill == "quantized":
         return
-    short, long = plan.decode == "dense", plan.prefill == "dense"
     pending = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))]
     while pending:  # popped, so that a replaced layer's packed weights are freed at once
         name, layer = pending.pop()
-        if isinstance(layer, nn.QuantizedEmbedding):
-            replacement = dense_embedding(layer) if short else None
-        elif short and long:
-            replacement = dense_linear(layer)
-        else:
-            replacement = DualLinear(layer, short_tokens, dense_short=short, dense_long=long)
+        replacement = _replacement(layer, plan, short_tokens)
         if replacement is not None:
             mx.eval(replacement.parameters())
             module.update_modules(tree_unflatten([(name, replacement)]))
         del layer
+    _host_mlps(module, short_tokens)
     mx.clear_cache()
+
+
+def _host_mlps(module: nn.Module, short_tokens: int) -> None:
+    """mlx-lm Qwen3.5 MLPs whose three layers the kernel serves in short passes, run on the host as one."""
+    from mlx_lm.models.qwen3_5 import MLP
+
+    for name, mlp in [(n, m) for n, m in module.named_modules() if isinstance(m, MLP)]:
+        forms = [short_pass_form(getattr(mlp, p)) for p in ("gate_proj", "up_proj", "down_proj")]
+        if all(isinstance(f, KernelLinear) and "bias" not in f.layer for f in forms):
+            module.update_modules(tree_unflatten([(name, KernelMLP(mlp, *forms, short_tokens))]))
+
+
+def _replacement(layer: nn.Module, plan: CpuPlan, short_tokens: int) -> nn.Module | None:
+    """``layer`` in the forms ``plan`` asks for, or None where it stays as it is."""
+    if isinstance(layer, nn.QuantizedEmbedding):
+        if plan.decode == "kernel" and supports_here(layer):
+            return KernelEmbedding(layer, short_tokens, _kernel_threads(plan))
+        return dense_embedding(layer) if plan.decode == "dense" else None
+    dense = dense_linear(layer) if plan.dense else None
+    wanted = "kernel" in (plan.decode, plan.prefill) and supports_here(layer)
+    product = KernelLinear(layer, _kernel_threads(plan)) if wanted else None
+    forms = {"dense": dense, "kernel": product, "quantized": layer}
+    short, long = (forms[plan.decode] or layer), (forms[plan.prefill] or layer)
+    if short is long:
+        return None if short is layer else short
+    return DualLinear(short, long, short_tokens)
+
+
+def _kernel_threads(plan: CpuPlan) -> int:
+    """The kernel's threads: decoding's when it decodes, else prefill's."""
+    return plan.decode_threads if plan.decode == "kernel" else plan.prefill_threads

@@ -132,7 +132,8 @@ class Engine:
         """What identifies this model build as the engine runs it (for the MTP cost cache)."""
         from optiq_runtime.mtp_cost import model_fingerprint
 
-        return model_fingerprint(self.model_path, self.dequantized, self.fuse_rounds, len(self.draft_tokens or ()))
+        return model_fingerprint(self.model_path, self.dequantized, self.fuse_rounds and self.backbone.compiled,
+                                 len(self.draft_tokens or ()))
 
     @property
     def mtp_decision(self) -> Decision:
@@ -210,7 +211,7 @@ class Engine:
         stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
         started = time.perf_counter()
         state, stats.reused_prompt_tokens = self._cache_for(prompt)
-        fused = self.fused if self.fuse_rounds else None
+        fused = self.fused if self.fuse_rounds and self.backbone.compiled else None  # fused rounds are compiled graphs
         decoder = Decoder(self.backbone, self.drafter, state, sampling, KeyStream(sampling.seed), fused)
         mode = self.policy.start_run(stats)
         limits = _Limits(sampling.max_tokens, stop, guide, self.backbone.args.vocab_size)

@@ -366,7 +366,7 @@ class DecodeResult:
 def _plan_summary(plan) -> str | None:
     if plan is None:
         return None
-    return (f"decode {plan.decode} weights on {plan.decode_threads} BLAS thread(s), "
+    return (f"decode {plan.decode} weights on {plan.decode_threads} thread(s), "
             f"prefill {plan.prefill} weights on {plan.prefill_threads}")
 
 

@@ -60,12 +60,16 @@ def _plan_lines(plan: dict) -> list[str]:
     lines = [f"cpu plan     {plan['cpu']}, {plan['cores']} cores, backend {plan['backend']}"]
     if plan.get("blas_advice"):
         lines.append(f"  advice     {plan['blas_advice']}")
+    kernel = plan["kernel"]
+    lines.append(f"  kernel     {'quantized matmul for short passes: ' if kernel['available'] else 'MLX kernels only: '}"
+                 f"{kernel['detail']}")
     if not plan["plans"]:
         lines.append(f"  plans      none measured yet (a model's first load measures its own; {plan['plans_file']})")
     for key, entry in sorted(plan["plans"].items()):
         limited = ", memory-limited" if entry.get("memory_limited") else ""
         lines.append(f"  {key}  prefill {entry['prefill']} x{entry['prefill_threads']} threads, "
-                     f"decode {entry['decode']} x{entry['decode_threads']}{limited}")
+                     f"decode {entry['decode']} x{entry['decode_threads']}{limited}"
+                     + (f" (kernel {entry['kernel']})" if entry.get("kernel", "").startswith("unavailable") else ""))
     return lines
 
 
