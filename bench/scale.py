@@ -47,8 +47,9 @@ def verdicts(folder: Path) -> list[tuple]:
 
 
 def bench_eval(work: Path, limit: int | None) -> None:
-    from optiq_runtime.embedded import embedded_base_path
     from ranks import launch_argv
+
+    from optiq_runtime.embedded import embedded_base_path
 
     argv = ["-m", "agent.cli", "eval", "--model", str(embedded_base_path()), *(["--limit", str(limit)] if limit else [])]
     one_s, _ = timed([sys.executable, *argv, "--out", str(work / "one")])

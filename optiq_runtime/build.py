@@ -20,9 +20,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -33,9 +33,9 @@ from optiq_runtime.calibration import CALIBRATION_FILE, calibration_tokens, read
 from optiq_runtime.checkpoint import Checkpoint, checkpoint_digest, open_base
 from optiq_runtime.draft_vocab import build_draft_vocab
 from optiq_runtime.errors import BadInputError, OptiqError
+from optiq_runtime.kl_gradient import ACTIVATION_BUDGET_BYTES, measure, tokens_per_batch
 from optiq_runtime.load import load_network, load_tokenizer
 from optiq_runtime.progress import ProgressCallback
-from optiq_runtime.kl_gradient import ACTIVATION_BUDGET_BYTES, measure, tokens_per_batch
 from optiq_runtime.sensitivity import GROUP_SIZES, Sensitivity, Target, find_targets, fresh
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)

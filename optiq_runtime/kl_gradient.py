@@ -18,8 +18,8 @@ nor the model's logits are ever held for more than one chunk.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -160,7 +160,7 @@ class ErrorInjector:
         return next((p for p in paths if p.endswith("lm_head")), None) or next(
             p for p, m in self.originals.items() if isinstance(m, nn.Embedding))
 
-    def __enter__(self) -> "ErrorInjector":
+    def __enter__(self) -> ErrorInjector:
         self.model.update_modules(tree_unflatten(list(self.wrappers.items())))
         return self
 

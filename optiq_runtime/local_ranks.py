@@ -25,9 +25,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 # Set in every rank this launcher starts (to the number of ranks): a rank can tell it was started here, not by mlx.launch.
 LAUNCHED_HERE = "OPTIQ_LOCAL_RANKS"

@@ -17,7 +17,19 @@ from pathlib import Path
 
 from agent.cli.eval import _out_folder, report
 from agent.evaluate import ResultsFile, evaluate
-from agent.shard import PARTS, Heartbeat, Plan, Shard, describe_missing, finished_pairs, merge, parse_shard, part_file, result_files, wait_for
+from agent.shard import (
+    PARTS,
+    Heartbeat,
+    Plan,
+    Shard,
+    describe_missing,
+    finished_pairs,
+    merge,
+    parse_shard,
+    part_file,
+    result_files,
+    wait_for,
+)
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.progress import stderr_callback
 from optiq_runtime.ranks import barrier, broadcast_bytes, count, world

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent.shard import Plan, Shard, merge, parse_shard
+from agent.shard import Plan, merge, parse_shard
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.errors import BadInputError
 from tests.agent.test_eval import LINES, write_suite

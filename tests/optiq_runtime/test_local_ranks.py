@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from optiq_runtime.local_ranks import ring_hostfile, free_ports
+from optiq_runtime.local_ranks import free_ports, ring_hostfile
 
 # A rank: joins the ring, says the all_sum of (rank + 1) over the group, then acts as argv[1] tells it.
 RANK = """

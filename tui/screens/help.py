@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from rich.table import Table
 from textual.widgets import Static
 
 from tui.commands import COMMANDS, KEYS
