@@ -52,12 +52,14 @@ def bench_eval(work: Path, limit: int | None) -> None:
     from optiq_runtime.embedded import embedded_base_path
 
     argv = ["-m", "agent.cli", "eval", "--model", str(embedded_base_path()), *(["--limit", str(limit)] if limit else [])]
+    load_before = _load()
     one_s, _ = timed([sys.executable, *argv, "--out", str(work / "one")])
     ranks_s, _ = timed([sys.executable, *argv, "--out", str(work / "ranks"), "--ranks", "2"])
     launch_s, _ = timed(launch_argv(*argv, "--out", str(work / "launch")))
     entries = len((work / "one" / "results.jsonl").read_text().splitlines())
     same = {name: verdicts(work / "one") == verdicts(work / name) for name in ("ranks", "launch")}
-    print(f"sharded eval, shipped suite ({entries} tasks, tiny-agent), wall time from start to table (load {_load()}):")
+    print(f"sharded eval, shipped suite ({entries} tasks, tiny-agent), wall time from start to table "
+          f"(load averages {load_before} before, {_load()} after):")
     print(f"  one process {one_s:.1f} s; two ranks with --ranks 2 {ranks_s:.1f} s, ratio {ranks_s / one_s:.2f} "
           f"(goal <= 0.60); results set-equal: {same['ranks']}")
     print(f"  for reference, two ranks under mlx.launch {launch_s:.1f} s, ratio {launch_s / one_s:.2f} "
