@@ -33,11 +33,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from agent.approval import Approver, ApprovalDecision, ApprovalRequest, approve_none, preview
+from agent.approval import ApprovalDecision, ApprovalRequest, Approver, approve_none, preview
 from agent.chat import ChatRenderer, Transcript
 from agent.context import TOOL_OUTPUT_CHARS, cap_output, trim_old_results
 from agent.engine import Engine
@@ -57,8 +58,8 @@ from agent.events import (
     call_id,
 )
 from agent.session import SessionWriter
-from agent.toolrun import ToolRunner
 from agent.toolcalls import Parsed, StreamParser, collect
+from agent.toolrun import ToolRunner
 from optiq_runtime.errors import OptiqError
 from optiq_runtime.guide import CallGuide
 from optiq_runtime.sampling import Sampling
@@ -157,7 +158,7 @@ class Agent:
         if self.trace is not None:
             self.trace.close()
 
-    def __enter__(self) -> "Agent":
+    def __enter__(self) -> Agent:
         return self
 
     def __exit__(self, *exc: object) -> None:

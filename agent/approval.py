@@ -8,16 +8,17 @@ until ``Agent.reset()``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Callable
+from enum import StrEnum
+from typing import Any
 
 from agent.events import ToolCall
 
 PREVIEW_CHARS = 2000
 
 
-class ApprovalDecision(str, Enum):
+class ApprovalDecision(StrEnum):
     ALLOW_ONCE = "once"
     ALLOW_SESSION = "session"
     DENY = "deny"

@@ -184,7 +184,7 @@ def _type_check(param: str, value: Any, options: list, kind: str, expected: type
                      f"Parameter value: {value!r}."}
 
 
-def _nested_ok(param: str, value: list, options: list, nested: type) -> bool:
+def _nested_ok(param: str, value: Any, options: list, nested: type) -> bool:
     """True when some answer admits every item's type (an answer that is not a list admits all)."""
     for option in options:
         if type(option) is not list:

@@ -47,7 +47,8 @@ def parse_block(body: str, fmt: str) -> list[ReadCall]:
 
 
 def _parse_xml(body: str) -> list[ReadCall]:
-    items, pos = [], 0
+    items: list[ReadCall] = []
+    pos = 0
     while True:
         while pos < len(body) and body[pos].isspace():
             pos += 1

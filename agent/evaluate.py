@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from agent.agent import Agent
 from agent.approval import approve_all
@@ -93,7 +94,7 @@ def run_bfcl(engine: Engine, entry: BfclEntry, model: str, sampling: Sampling) -
         verdict = ast_check(entry.functions, calls, entry.ground_truth, _checker_category(entry.category))
     stats = engine.last_stats
     return TaskResult(
-        model, entry.id, entry.category, "bfcl", bool(verdict["valid"]), detail=verdict.get("error") or "",
+        model, entry.id, entry.category, "bfcl", bool(verdict["valid"]), detail=str(verdict.get("error") or ""),
         calls=len(parsed.calls) + len(parsed.errors), invalid_calls=invalid, steps=1, tokens=len(tokens),
         decode_s=_decode_seconds(len(tokens), stats.decode_tok_s),
         trace=[{"type": "output", "text": text, "calls": calls}],

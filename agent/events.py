@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -22,7 +22,7 @@ class ToolCall(BaseModel):
     id: str = ""
 
     @model_validator(mode="after")
-    def _default_id(self) -> "ToolCall":
+    def _default_id(self) -> ToolCall:
         if not self.id:
             self.id = call_id(0, self.raw or json.dumps([self.name, self.arguments], default=str))
         return self
@@ -77,7 +77,7 @@ class ErrorEvent(BaseModel):
 
 
 Event = Annotated[
-    Union[TextEvent, ReasoningEvent, ToolCallStartEvent, ToolCallEvent, ErrorEvent],
+    TextEvent | ReasoningEvent | ToolCallStartEvent | ToolCallEvent | ErrorEvent,
     Field(discriminator="type"),
 ]
 
@@ -178,10 +178,6 @@ class DoneEvent(BaseModel):
 
 
 AgentEvent = Annotated[
-    Union[
-        TextEvent, ReasoningEvent, ToolCallStartEvent, ToolCallEvent, ErrorEvent, UserEvent,
-        ToolValidatedEvent, ToolRejectedEvent, ApprovalRequestEvent, ApprovalEvent, ToolResultEvent,
-        StatsEvent, NoticeEvent, DoneEvent,
-    ],
+    TextEvent | ReasoningEvent | ToolCallStartEvent | ToolCallEvent | ErrorEvent | UserEvent | ToolValidatedEvent | ToolRejectedEvent | ApprovalRequestEvent | ApprovalEvent | ToolResultEvent | StatsEvent | NoticeEvent | DoneEvent,
     Field(discriminator="type"),
 ]

@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.agent import Agent
+from agent.events import DoneEvent
 from agent.session import SessionWriter, new_session_path
 from agent.toolset import agent_registry  # noqa: F401 - re-exported: callers import it from here
 from optiq_runtime.errors import BadInputError
@@ -46,7 +47,7 @@ def run_headless(
     agent: Agent, prompt: str, *, json_lines: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr
 ) -> int:
     """Send ``prompt``; print the answer (or every event as a JSON line); return the exit status."""
-    done = None
+    done: DoneEvent | None = None
     for event in agent.send(prompt):
         if json_lines:
             out.write(event.model_dump_json() + "\n")
@@ -55,6 +56,8 @@ def run_headless(
             _narrate(event, err)
         if event.type == "done":
             done = event
+    if done is None:
+        raise RuntimeError("the agent's turn ended without a done event")
     if not json_lines and done.answer:
         out.write(done.answer.rstrip("\n") + "\n")
     if not done.answered:

@@ -8,10 +8,11 @@ from typing import Any
 def summarize(records: list[dict[str, Any]], models: list[str]) -> dict[str, Any]:
     """``{"models": {label: {...}}, "categories": [...]}`` from ``results.jsonl`` records."""
     categories = sorted({r["category"] for r in records if not r.get("error")})
-    summary = {"categories": categories, "models": {}}
+    by_model: dict[str, Any] = {}
     for model in models:
         mine = [r for r in records if r["model"] == model]
-        summary["models"][model] = _model_summary(mine, categories)
+        by_model[model] = _model_summary(mine, categories)
+    summary = {"categories": categories, "models": by_model}
     return summary
 
 

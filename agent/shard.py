@@ -73,7 +73,7 @@ class Plan:
         _write_atomically(folder / PLAN, json.dumps({"models": self.models, "ids": self.ids}) + "\n")
 
     @classmethod
-    def read(cls, folder: Path) -> "Plan | None":
+    def read(cls, folder: Path) -> Plan | None:
         file = folder / PLAN
         if not file.is_file():
             return None
@@ -154,7 +154,7 @@ def merge(folders: list[Path], out: Path) -> Merged:
     plan = _common_plan(folders)
     from agent.evaluate import ResultsFile
 
-    wanted, found = set(plan.pairs()), {}
+    wanted, found = set(plan.pairs()), dict[Pair, dict[str, Any]]()
     for folder in folders:
         for file in result_files(folder):
             for record in ResultsFile(file).read():

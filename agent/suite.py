@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from optiq_runtime.errors import BadInputError
 
@@ -60,7 +60,7 @@ class BadEntry:
     kind: str = "bad"
 
 
-Entry = Union[BfclEntry, AgentTask, BadEntry]
+Entry = BfclEntry | AgentTask | BadEntry
 
 
 def load_suite(path: str | Path) -> list[Entry]:
@@ -89,10 +89,10 @@ def _load_file(file: Path) -> list[Entry]:
     return entries
 
 
-def _possible_answers(file: Path) -> dict[str, list]:
+def _possible_answers(file: Path) -> dict[str, list | None]:
     """Ground truths by id from ``possible_answer/<file name>`` beside the suite file, if present."""
     answer_file = file.parent / "possible_answer" / file.name
-    answers: dict[str, list] = {}
+    answers: dict[str, list | None] = {}
     if answer_file.is_file():
         for line in answer_file.read_text(encoding="utf-8").splitlines():
             try:
@@ -104,7 +104,7 @@ def _possible_answers(file: Path) -> dict[str, list]:
     return answers
 
 
-def parse_entry(line: str, where: str, answers: dict[str, list] | None = None) -> Entry:
+def parse_entry(line: str, where: str, answers: dict[str, list | None] | None = None) -> Entry:
     """One suite line as an entry, or a ``BadEntry`` saying what is wrong with it."""
     try:
         record = json.loads(line)
@@ -159,7 +159,7 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _bfcl_entry(entry_id: str, record: dict, answers: dict[str, list]) -> Entry:
+def _bfcl_entry(entry_id: str, record: dict, answers: dict[str, list | None]) -> Entry:
     category = str(record.get("category") or _NUMBERED.sub("", entry_id))
     if category not in BFCL_CATEGORIES:
         return BadEntry(entry_id, category, f"unknown BFCL category {category!r}; known: {', '.join(BFCL_CATEGORIES)}")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
+from agent.callformats import CALL_CLOSE, CALL_OPEN, ReadCall, parse_block, pythonic_answer
 from agent.events import (
     ErrorEvent,
     Event,
@@ -29,7 +30,6 @@ from agent.events import (
     ToolCallStartEvent,
     call_id,
 )
-from agent.callformats import CALL_CLOSE, CALL_OPEN, ReadCall, parse_block, pythonic_answer
 from tools.coerce import coerce_arguments
 
 FORMATS = ("auto", "qwen_xml", "hermes", "pythonic")
@@ -206,7 +206,7 @@ class StreamParser:
             events.append(self._event(item))
         return True
 
-    def _event(self, item: "ReadCall") -> Event:
+    def _event(self, item: ReadCall) -> Event:
         if item.error is not None:
             return ErrorEvent(message=item.error, raw=item.raw)
         arguments = item.arguments
@@ -343,7 +343,7 @@ def _merge(events: list[Event]) -> list[Event]:
     for event in events:
         last = merged[-1] if merged else None
         if isinstance(event, (TextEvent, ReasoningEvent)) and type(last) is type(event):
-            merged[-1] = type(event)(text=last.text + event.text)  # type: ignore[union-attr]
+            merged[-1] = type(event)(text=last.text + event.text)
         else:
             merged.append(event)
     return merged

@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from agent.custom_tools import load_tools
 from agent.mcp_files import session_servers
@@ -34,7 +34,7 @@ class SessionTools:
     notes: list[str] = field(default_factory=list)
     hub: McpHub | None = None
 
-    def start(self, report: Report = report_to_stderr) -> "SessionTools":
+    def start(self, report: Report = report_to_stderr) -> SessionTools:
         """Start the MCP servers and add their tools; a server that fails is one ``report`` line, the rest go on."""
         for note in self.notes:
             report(note)
@@ -53,7 +53,7 @@ class SessionTools:
         if self.hub is not None:
             self.hub.close()
 
-    def __enter__(self) -> "SessionTools":
+    def __enter__(self) -> SessionTools:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 import serve_load
+
 from agent.serve import ServeConfig, Server
 
 WEATHER = {

@@ -40,7 +40,7 @@ class Width:
         return f"{self.bits}g{self.group_size}"
 
     @classmethod
-    def parse(cls, label: str) -> "Width":
+    def parse(cls, label: str) -> Width:
         bits, _, group_size = label.partition("g")
         return cls(int(bits), int(group_size))
 

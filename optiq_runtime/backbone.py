@@ -157,7 +157,8 @@ class Backbone:
                 h, arrays = run(layer, h, *next(linear_in))
                 linear_out.append(arrays)
             else:
-                h, keys, values = attention_layer(layer, h, *next(kv_in), offset)
+                keys, values = next(kv_in)
+                h, keys, values = attention_layer(layer, h, keys, values, offset)
                 kv_out.append((keys, values))
         return h, self.output(self.body.norm(h)), linear_out, kv_out, inputs
 

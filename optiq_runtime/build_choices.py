@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from optiq_runtime.allocate import LayerChoice
 from optiq_runtime.build_options import BuildOptions

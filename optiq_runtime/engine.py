@@ -26,7 +26,7 @@ from optiq_runtime.fused import FusedRounds
 from optiq_runtime.guide import CallGuide
 from optiq_runtime.hybrid_cache import HybridCache, Snapshot
 from optiq_runtime.mtp import MTPHead, load_mtp_head
-from optiq_runtime.mtp_policy import MAX_DEPTH, Decision, MtpPolicy, RunMode, check_depth
+from optiq_runtime.mtp_policy import Decision, MtpPolicy, RunMode, check_depth
 from optiq_runtime.sampling import KeyStream, Sampling
 from optiq_runtime.speculative import Decoder
 from optiq_runtime.stats import GenerationStats
@@ -73,7 +73,7 @@ class Engine:
         self._prompt_snapshot: Snapshot | None = None
 
     @classmethod
-    def load(cls, path=None, *, mtp="auto", mtp_depth: int | None = None, dequantize: bool | None = None) -> "Engine":
+    def load(cls, path=None, *, mtp="auto", mtp_depth: int | None = None, dequantize: bool | None = None) -> Engine:
         """Load a model folder (default: the embedded base) and its MTP head when it has one.
 
         On the CPU backend a quantized model runs as this machine's measured plan says
@@ -263,7 +263,7 @@ class Engine:
         self._state, self._prompt_snapshot = self.backbone.new_cache(self.head is not None), None
         return self._state, 0
 
-    def _decode(self, decoder: Decoder, mode: RunMode, first: int, limits: "_Limits", should_stop, stats) -> Iterator[Step]:
+    def _decode(self, decoder: Decoder, mode: RunMode, first: int, limits: _Limits, should_stop, stats) -> Iterator[Step]:
         detok = self.tokenizer.detokenizer
         eos = set(self.tokenizer.eos_token_ids)
         generated: list[int] = []

@@ -6,6 +6,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from optiq_runtime.build import BuildOptions, build
 from optiq_runtime.build_metadata import RECIPE_VERSION
@@ -18,7 +19,7 @@ from optiq_runtime.progress import ProgressCallback, stderr_callback
 
 # Fewer calibration tokens keep the first run short on a CPU; `optiq quantize` measures over more.
 # Formats are BuildOptions' defaults (4/8-bit at group size 64 or 32).
-FIRST_RUN_SETTINGS = {"seq_len": 128, "max_tokens": 1536}
+FIRST_RUN_SETTINGS: dict[str, Any] = {"seq_len": 128, "max_tokens": 1536}
 
 
 def model_name(base: str | os.PathLike | None) -> str:

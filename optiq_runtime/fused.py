@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import mlx.core as mx
 
@@ -37,7 +38,7 @@ class FusedRounds:
 
     def __init__(self, backbone: Backbone, drafter: Drafter):
         self.backbone, self.drafter = backbone, drafter
-        self._graphs: dict[int, object] = {}
+        self._graphs: dict[int, Callable[..., Any]] = {}
 
     def __call__(self, fed: mx.array, cache: HybridCache, rewind: Rewind) -> tuple[mx.array, mx.array, mx.array, int]:
         """Lazy hidden states ``[1, k + 1, D]``, targets ``[k + 1]`` and next drafts ``[k + 1, k]`` for ``fed``
@@ -48,8 +49,8 @@ class FusedRounds:
         kv_caches = [cache.main[i] for i in cache.kv_ids]
         offset = kv_caches[0].offset if kv_caches else 0
         kv = [reserve(c, offset + depth + 1) for c in kv_caches]
-        mtp_base = cache.mtp.offset
-        mtp_keys, mtp_values = reserve(cache.mtp, mtp_base + depth + 1)
+        mtp_base = cache.head.offset
+        mtp_keys, mtp_values = reserve(cache.head, mtp_base + depth + 1)
         if depth not in self._graphs:
             self._graphs[depth] = mx.compile(partial(self.graph, depth=depth))
         graph = self._graphs[depth]
@@ -61,7 +62,7 @@ class FusedRounds:
         for c, (keys, values) in zip(kv_caches, kv):
             c.keys, c.values, c.offset = keys, values, offset + depth + 1
         rewind.positions.update(zip(cache.linear_ids, linear))
-        cache.mtp.keys, cache.mtp.values, cache.mtp.offset = mtp_keys, mtp_values, mtp_base + depth + 1
+        cache.head.keys, cache.head.values, cache.head.offset = mtp_keys, mtp_values, mtp_base + depth + 1
         return hidden, targets, drafts, mtp_base
 
     def graph(self, fed, linear, kv, offset, mtp_keys, mtp_values, mtp_offset, *, depth: int):
@@ -166,7 +167,7 @@ class FusedDecoding:
         self.cache.rewind(launched.rewind, keep, self.backbone.replay)
         launched.rewind.fed = keep
         self.cache.last = launched.hidden[:, keep - 1:keep]
-        self.cache.mtp.trim(self.cache.mtp.offset - (launched.mtp_base + keep))
+        self.cache.head.trim(self.cache.head.offset - (launched.mtp_base + keep))
 
     def _commit(self, launched: _Round, kept: int, count: int) -> None:
         """The caller keeps ``count`` of the ``kept`` tokens already kept: fewer only when the run ends there."""

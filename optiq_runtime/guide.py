@@ -40,7 +40,7 @@ class TokenPieces:
         self._sorted = sorted(self._by_text)
 
     @classmethod
-    def of(cls, tokenizer: Any) -> "TokenPieces":
+    def of(cls, tokenizer: Any) -> TokenPieces:
         """The pieces of ``tokenizer``'s vocabulary (built once per tokenizer object)."""
         cached = _PIECES.get(id(tokenizer))
         if cached is not None and cached[0] is tokenizer:
@@ -92,6 +92,14 @@ class Signature:
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+def _dict_or_empty(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list_or_empty(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def tool_parameters(tools: Sequence[dict] | None) -> dict[str, Signature]:
     """Function name -> its signature, from OpenAI tool dicts or bare function docs."""
     functions: dict[str, Signature] = {}
@@ -99,9 +107,9 @@ def tool_parameters(tools: Sequence[dict] | None) -> dict[str, Signature]:
         spec = tool.get("function", tool) if isinstance(tool, dict) else None
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             continue
-        schema = spec.get("parameters") if isinstance(spec.get("parameters"), dict) else {}
-        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-        required = schema.get("required") if isinstance(schema.get("required"), list) else []
+        schema = _dict_or_empty(spec.get("parameters"))
+        properties = _dict_or_empty(schema.get("properties"))
+        required = _list_or_empty(schema.get("required"))
         choices = {p: c for p, prop in properties.items() if (c := value_choices(prop))}
         functions[spec["name"]] = Signature(tuple(properties), tuple(p for p in properties if p in required), choices)
     return functions
@@ -172,7 +180,7 @@ class CallGuide:
         self._allowed = self._tokens_after(prefix)
 
     @classmethod
-    def for_tools(cls, tokenizer: Any, tools: Sequence[dict] | None, prefix: str = "") -> "CallGuide | None":
+    def for_tools(cls, tokenizer: Any, tools: Sequence[dict] | None, prefix: str = "") -> CallGuide | None:
         """A guide over ``tools``; ``prefix`` is answer text the prompt holds.
 
         None when no tool is offered, or when the tokenizer lists no vocabulary to guide with.

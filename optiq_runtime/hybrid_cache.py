@@ -67,6 +67,13 @@ class HybridCache:
         return Snapshot(tuple(self.tokens), self.linear_state(), self.mtp_offset, tuple(self.tail), self.last)
 
     @property
+    def head(self) -> KVCache:
+        """The MTP head's KV cache, for the decoders that draft (a cache made without one cannot draft)."""
+        if self.mtp is None:
+            raise RuntimeError("this cache was made without the MTP head's")
+        return self.mtp
+
+    @property
     def mtp_offset(self) -> int:
         return self.mtp.offset if self.mtp is not None else 0
 
@@ -94,9 +101,13 @@ class HybridCache:
 
     def last_hidden(self) -> mx.array:
         """The hidden state ``[1, D]`` of the last position fed."""
-        return self.tail[-1][:, -1] if self.tail else self.last[:, -1]
+        if self.tail:
+            return self.tail[-1][:, -1]
+        if self.last is None:
+            raise RuntimeError("no position has been fed yet")
+        return self.last[:, -1]
 
-    def rewind(self, rewind: "Rewind", keep: int, replay) -> None:
+    def rewind(self, rewind: Rewind, keep: int, replay) -> None:
         """Keep the first ``keep`` of the ``rewind.fed`` tokens of the last pass; attention caches are trimmed.
 
         DeltaNet layers take their cache after position ``keep`` from ``rewind.positions``, or,

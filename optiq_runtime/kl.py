@@ -35,7 +35,7 @@ class Reference:
     lse: mx.array
 
     @classmethod
-    def from_logits(cls, logits: mx.array) -> "Reference":
+    def from_logits(cls, logits: mx.array) -> Reference:
         logits = logits.astype(mx.float32)
         lse = mx.logsumexp(logits, axis=-1, keepdims=True)
         reference = cls(logits, mx.exp(logits - lse), lse)

@@ -18,8 +18,8 @@ nor the model's logits are ever held for more than one chunk.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -27,8 +27,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from optiq_runtime.allocate import Width
 from optiq_runtime.errors import BadInputError
-from optiq_runtime.progress import Progress, ProgressCallback
 from optiq_runtime.forward import Stack, fast_forward
+from optiq_runtime.progress import Progress, ProgressCallback
 from optiq_runtime.sensitivity import Sensitivity, Target, qdq, weight_errors
 
 # Bytes the head's live chunk of logits (about eight [tokens, chunk] float32 arrays) may take.
@@ -161,7 +161,7 @@ class ErrorInjector:
         return next((p for p in paths if p.endswith("lm_head")), None) or next(
             p for p, m in self.originals.items() if isinstance(m, nn.Embedding))
 
-    def __enter__(self) -> "ErrorInjector":
+    def __enter__(self) -> ErrorInjector:
         self.model.update_modules(tree_unflatten(list(self.wrappers.items())))
         return self
 

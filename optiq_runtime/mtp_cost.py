@@ -75,7 +75,7 @@ class CostModel:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "CostModel":
+    def from_json(cls, data: dict) -> CostModel:
         depths = {int(d): DepthCost(c["round_cost"], c["tokens_per_round"], c["speedup"], c.get("acceptance", []))
                   for d, c in data["depths"].items()}
         return cls(data["machine"], data["model"], data["plain_step_s"], data["plain_tokens_per_step"], depths,
@@ -167,7 +167,7 @@ def heldout_prompts(tokenizer, count: int = MEASURE_PROMPTS) -> list[list[int]]:
     """Token ids of the first ``count`` assistant turns of the shipped held-out agent conversations."""
     from optiq_runtime.calibration import HELDOUT_FILE, read_samples
 
-    prompts = []
+    prompts: list[list[int]] = []
     for sample in read_samples(HELDOUT_FILE):
         for i, message in enumerate(sample.messages):
             if message.get("role") == "assistant" and i and len(prompts) < count:

@@ -104,7 +104,7 @@ class MtpPolicy:
         """Forget what MTP was worth in past runs (not the plain step times)."""
         self.history = MtpHistory()
 
-    def start_run(self, stats: GenerationStats) -> "RunMode":
+    def start_run(self, stats: GenerationStats) -> RunMode:
         return RunMode(self, stats)
 
 

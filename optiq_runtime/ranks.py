@@ -23,10 +23,11 @@ def launched() -> bool:
 def broadcast_bytes(data: bytes | None, group: mx.distributed.Group) -> bytes:
     """Rank 0's ``data`` on every rank (the others pass None)."""
     leader = group.rank() == 0
-    length = _sum([len(data) if leader else 0], group)
+    mine = data if leader and data is not None else b""
+    length = _sum([len(mine)], group)
     if not length:
         return b""
-    payload = np.frombuffer(data, dtype=np.uint8) if leader else np.zeros(int(length[0]), np.uint8)
+    payload = np.frombuffer(mine, dtype=np.uint8) if leader else np.zeros(int(length[0]), np.uint8)
     return _sum(payload.astype(np.int32), group).astype(np.uint8).tobytes()
 
 

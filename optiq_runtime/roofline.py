@@ -27,7 +27,7 @@ class Limits:
     gemm_flops: float
     read_bytes_s: float
 
-    def best(self, other: "Limits") -> "Limits":
+    def best(self, other: Limits) -> Limits:
         return Limits(max(self.gemm_flops, other.gemm_flops), max(self.read_bytes_s, other.read_bytes_s))
 
 

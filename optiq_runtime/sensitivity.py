@@ -128,15 +128,15 @@ class Sensitivity:
                        if not layer.get("fixed") and w.label not in layer.get("mse", {})})
 
     def targets(self) -> list[Target]:
-        return [Target(p, l["block"], tuple(l["shape"]), l.get("fixed")) for p, l in self.layers.items()]
+        return [Target(path, layer["block"], tuple(layer["shape"]), layer.get("fixed")) for path, layer in self.layers.items()]
 
     def choices(self, widths: tuple[Width, ...] | None = None) -> list[LayerChoice]:
         """What the allocator needs: bytes and mean KL at each candidate format (default: low and high)."""
         widths = widths or (self.low, self.high)
         choices = []
         for target in self.targets():
-            if target.fixed:
-                fixed = target.fixed_width
+            fixed = target.fixed_width
+            if fixed is not None:
                 choices.append(LayerChoice(target.path, {fixed: target.nbytes(fixed)}, {fixed: 0.0}, fixed))
                 continue
             sizes = {width: target.nbytes(width) for width in widths}
@@ -159,7 +159,7 @@ class Sensitivity:
         os.replace(partial, file)
 
     @classmethod
-    def load(cls, file: Path) -> "Sensitivity | None":
+    def load(cls, file: Path) -> Sensitivity | None:
         """The saved state, or None when there is none or it is from another format."""
         try:
             data = json.loads(Path(file).read_text())

@@ -64,6 +64,11 @@ class Decoder:
         self.fused = FusedDecoding(fused, cache, backbone, self._fresh_drafts) if fused and sampling.greedy else None
         self._ahead: _Ahead | None = None
 
+    def _head(self) -> Drafter:
+        if self.drafter is None:
+            raise RuntimeError("an MTP round needs the MTP head; this decoder was made without one")
+        return self.drafter
+
     def _pick(self, logits: mx.array, allowed: mx.array | None = None) -> tuple[mx.array, mx.array | None]:
         """The chosen token (lazy), among the ``allowed`` ones when a mask is given."""
         if allowed is not None:
@@ -152,7 +157,7 @@ class Decoder:
         """Drafts after ``last`` from the head's catch-up over the tail; chained entries are taken back."""
         drafts, _, mtp_base = self._draft(last, depth)
         ids = mx.concatenate(drafts).tolist()
-        self.cache.mtp.trim(self.cache.mtp.offset - mtp_base)
+        self.cache.head.trim(self.cache.head.offset - mtp_base)
         return ids
 
     def _verdict(self, fed: mx.array, logits: mx.array, draft_probs: list[mx.array]) -> tuple[list[int], int, int]:
@@ -171,28 +176,28 @@ class Decoder:
 
     def _draft(self, last: int, depth: int) -> tuple[list[mx.array], list[mx.array], int]:
         """Catch the MTP head up on the hidden states it has not seen, then draft ``depth`` tokens (lazy)."""
-        drafter, cache = self.drafter, self.cache
+        drafter, cache = self._head(), self.cache
         if cache.tail:
             tail = cache.take_tail()
         else:  # a fused round paired the last position with its guess of ``last``: pair it again
-            cache.mtp.trim(min(1, cache.mtp.offset))
+            cache.head.trim(min(1, cache.head.offset))
             tail = cache.last
         n = len(cache.tokens)
         following = cache.tokens[n - tail.shape[1] + 1:] + [last]
-        out, logits = drafter(mx.array(following), tail, cache.mtp)
-        mtp_base = cache.mtp.offset
+        out, logits = drafter(mx.array(following), tail, cache.head)
+        mtp_base = cache.head.offset
         drafts, probs = [], []
         for step in range(depth):
             token, prob = self._pick(logits[:, -1])
             drafts.append(token)
             probs.append(prob)
             if step + 1 < depth:
-                out, logits = drafter(token, drafter.chain(out[:, -1:]), cache.mtp)
+                out, logits = drafter(token, drafter.chain(out[:, -1:]), cache.head)
         return drafts, [p[0] for p in probs if p is not None], mtp_base
 
     def _commit(self, count: int, rewind: Rewind, hidden: mx.array, mtp_base: int) -> None:
         """Keep the caches for the first ``count`` emitted tokens (``count`` fed tokens)."""
         cache = self.cache
         cache.rewind(rewind, count, self.backbone.replay)
-        cache.mtp.trim(cache.mtp.offset - mtp_base)
+        cache.head.trim(cache.head.offset - mtp_base)
         cache.append_tail(hidden[:, :count])

@@ -39,8 +39,9 @@ def compile_snippet(code: str) -> tuple[Any, Any]:
     except (RecursionError, MemoryError, ValueError) as error:
         raise Refused("syntax", f"SyntaxError: code is nested too deeply or malformed ({type(error).__name__})") from None
     last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
+    if tree.body and isinstance(final := tree.body[-1], ast.Expr):
+        tree.body.pop()
+        last = ast.Expression(final.value)
     return _restricted(compile_restricted_exec, tree), last and _restricted(compile_restricted_eval, last)
 
 

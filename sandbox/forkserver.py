@@ -17,14 +17,15 @@ import select
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sandbox import seccomp
 from sandbox.command import run_command
-from sandbox.oslayer import confine_server, unconfined
 from sandbox.execute import run_snippet
 from sandbox.guards import load_proxies
 from sandbox.limits import confine
+from sandbox.oslayer import confine_server, unconfined
 from sandbox.policy import Policy
 
 _CHUNK = 1 << 16
@@ -118,7 +119,7 @@ def _child(code: str, timeout_s: float, server: Server, read_end: int, write_end
 
 
 def _read_until(fd: int, deadline: float) -> tuple[bytes, bool]:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         left = deadline - time.monotonic()
         if left <= 0:

@@ -12,12 +12,13 @@ import builtins
 import importlib
 import operator
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
-from sandbox.policy import DENIED_MODULE_NAMES, Policy
+from sandbox.policy import DENIED_MODULE_NAMES
 
 
 class PolicyViolation(Exception):
@@ -261,6 +262,7 @@ class _GuardedTarget:
     """Stands in for an object on the left of an assignment: item writes pass, attribute writes don't."""
 
     __slots__ = ("target",)
+    target: Any
 
     def __init__(self, target: Any) -> None:
         object.__setattr__(self, "target", target)

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Any
+from typing import IO, Any
 
 from sandbox import seatbelt
 from sandbox.command import DRAIN_S
@@ -82,7 +82,7 @@ class _Server:
 
     def read(self, timeout_s: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout_s
-        fd = self.process.stdout.fileno()
+        fd = _pipe(self.process.stdout).fileno()
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
@@ -95,11 +95,19 @@ class _Server:
         return json.loads(line)
 
     def _send(self, line: str) -> None:
-        self.process.stdin.write(line.encode() + b"\n")
-        self.process.stdin.flush()
+        stdin = _pipe(self.process.stdin)
+        stdin.write(line.encode() + b"\n")
+        stdin.flush()
 
     def stop(self) -> None:
         self._finalizer()
+
+
+def _pipe(stream: IO[bytes] | None) -> IO[bytes]:
+    """One of the sandbox process's pipes (started with stdin and stdout piped, so never None)."""
+    if stream is None:
+        raise RuntimeError("the sandbox process was started without this pipe")
+    return stream
 
 
 def _stop(process: subprocess.Popen, workdir: str) -> None:
@@ -107,6 +115,8 @@ def _stop(process: subprocess.Popen, workdir: str) -> None:
         process.kill()
     process.wait()
     for stream in (process.stdin, process.stdout):
+        if stream is None:
+            continue
         try:
             stream.close()
         except OSError:
@@ -175,7 +185,7 @@ class Sandbox:
                 self._server = None
             self._folders.remove()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -198,15 +208,17 @@ class Sandbox:
         return reply, duration
 
     def _ready_server(self) -> _Server:
-        if self._server is None or not self._server.alive():
-            self._replace(self._server)
-        self._server.wait_ready()
-        return self._server
+        server = self._server
+        if server is None or not server.alive():
+            server = self._replace(server)
+        server.wait_ready()
+        return server
 
-    def _replace(self, server: _Server | None) -> None:
+    def _replace(self, server: _Server | None) -> _Server:
         if server is not None:
             server.stop()
-        self._server = self._new_server()
+        self._server = fresh = self._new_server()
+        return fresh
 
     def _new_server(self) -> _Server:
         return _Server(self.policy, self.workspace, self._folders.scratch, self._unrestricted, self._os_layer)
@@ -234,7 +246,7 @@ def hand_to_workers(folder: str | os.PathLike) -> None:
     """Let workers write a folder we made for them: as root they run as ``nobody``, so it becomes nobody's."""
     if os.geteuid() != 0:
         return
-    for parent, dirs, files in os.walk(folder):
+    for parent, dirs, files in os.walk(os.fspath(folder)):
         for name in [parent, *(os.path.join(parent, n) for n in dirs + files)]:
             os.chown(name, NOBODY, NOBODY, follow_symlinks=False)
 

@@ -58,7 +58,7 @@ class Policy:
         return json.dumps(data)
 
     @classmethod
-    def from_json(cls, text: str) -> "Policy":
+    def from_json(cls, text: str) -> Policy:
         data = json.loads(text)
         data["modules"] = frozenset(data["modules"])
         return cls(**data)

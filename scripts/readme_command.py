@@ -4,10 +4,11 @@ import re
 import sys
 from pathlib import Path
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 MARKERS = {"run": "<!-- command: run -->", "test": "<!-- command: test -->"}
 
 
-def readme_command(which: str, readme: Path = Path(__file__).resolve().parents[1] / "README.md") -> str:
+def readme_command(which: str, readme: Path = README) -> str:
     """The fenced shell line that follows the marker for ``which`` in the README."""
     text = readme.read_text(encoding="utf-8")
     marker = MARKERS[which]

@@ -150,7 +150,7 @@ def test_architecture_names_every_module_in_its_package_row():
     """``name.py`` in the row of its package, or its full path anywhere in the document."""
     rows, text = _rows(), ARCHITECTURE.read_text()
     unnamed = []
-    for name, path in project_modules().items():
+    for path in project_modules().values():
         if path.name == "__init__.py":
             continue
         relative = path.relative_to(ROOT).as_posix()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -52,7 +53,7 @@ class Tool:
     @classmethod
     def from_model(
         cls, name: str, description: str, args_model: type[BaseModel], handler: Handler, **flags: Any
-    ) -> "Tool":
+    ) -> Tool:
         """A tool whose parameters are a pydantic model's JSON Schema."""
         return cls(name, description, schema_of(args_model), handler, args_model=args_model, **flags)
 

@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         reexec_with_openblas(sys.argv)
         advise_once()
         argv = sys.argv[1:]
-    args = build_parser().parse_args(_with_default_command(list(argv)))
+    argv = _with_default_command(list(argv))
+    args = build_parser().parse_args(argv)
+    args.argv = argv  # what a command that starts copies of itself (optiq eval --ranks) runs
     try:
         return int(args.handler(args) or 0)
     except OptiqError as error:

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: the command line's --help stays fast
+    from optiq_runtime.mtp_cost import CostModel
+    from optiq_runtime.mtp_policy import Decision
+    from optiq_runtime.roofline import Limits, ModelSize
 
 HELP = "Benchmarks: decode speed with and without MTP."
 
@@ -84,9 +90,12 @@ def parse_depths(text: str) -> list[int]:
     if text.strip().lower() in ("", "none"):
         return []
     try:
-        return [check_depth(int(part)) for part in text.split(",")]
+        depths = [int(part) for part in text.split(",")]
     except ValueError:
         raise BadInputError(f"--depths takes depths separated by commas (1,2,3) or 'none'; got {text!r}") from None
+    for depth in depths:
+        check_depth(depth)
+    return depths
 
 
 def read_prompts(path: str | None, turns: int = DEFAULT_TURNS) -> list[Prompt]:
@@ -108,7 +117,7 @@ def read_prompts(path: str | None, turns: int = DEFAULT_TURNS) -> list[Prompt]:
         raise BadInputError(f"--prompts {path} is not a file")
     if file.suffix == ".jsonl":
         samples = read_samples(file)
-        prompts = [p for s in samples for p in (assistant_turns(s.messages, s.tools) if s.messages else [_user(s.text)])]
+        prompts = [p for s in samples for p in (assistant_turns(s.messages, s.tools) if s.messages else [_user(s.text or "")])]
     else:
         prompts = [_user(line.strip()) for line in file.read_text().splitlines() if line.strip()]
     if not prompts:
@@ -130,12 +139,9 @@ def _load_engine(model: str | None, mtp: str, depth: int | None):
     from optiq_runtime.engine import Engine
 
     if model is None:
-        try:
-            from optiq_runtime.firstrun import ensure_model
-        except ImportError:
-            ensure_model = None
-        if ensure_model is not None:
-            model = str(ensure_model(None))
+        from optiq_runtime.firstrun import ensure_model
+
+        model = str(ensure_model(None))
     return Engine.load(model, mtp=mtp, mtp_depth=depth)
 
 
@@ -154,14 +160,14 @@ class Setting:
 PLAIN = Setting("off")
 
 
-def measure_decode(engine, prompts: list, tokens: int, repeat: int, *, ignore_eos: bool = False) -> "DecodeResult":
+def measure_decode(engine, prompts: list, tokens: int, repeat: int, *, ignore_eos: bool = False) -> DecodeResult:
     """Plain and MTP decoding (forced on at the engine's depth) of the same prompts; see ``measure_settings``."""
     setting = Setting("on", engine.mtp_depth, guard=engine.auto_fallback)
     return measure_settings(engine, prompts, tokens, repeat, {"mtp": setting}, ignore_eos=ignore_eos)["mtp"]
 
 
 def measure_settings(engine, prompts: list, tokens: int, repeat: int, settings: dict[str, Setting], *,
-                     ignore_eos: bool = False) -> dict[str, "DecodeResult"]:
+                     ignore_eos: bool = False) -> dict[str, DecodeResult]:
     """Plain decoding and each setting over the same prompts, run by run in a rotating order so all see the same load.
 
     ``prompts`` are ``Prompt``s or user messages; runs end at the end of the turn or after
@@ -183,17 +189,18 @@ def measure_settings(engine, prompts: list, tokens: int, repeat: int, settings: 
 
 
 def _alternate(engine, encoded: list[list[int]], tokens: int, repeat: int, settings: dict[str, Setting],
-               results: dict[str, "DecodeResult"]) -> None:
+               results: dict[str, DecodeResult]) -> None:
     columns = [None, *settings]  # None: plain
     for name in columns:  # warm-up: the first passes of each shape compile their graphs
-        _generate(engine, encoded[0], min(tokens, 32), settings.get(name, PLAIN))
+        _generate(engine, encoded[0], min(tokens, 32), (PLAIN if name is None else settings[name]))
     for round_ in range(repeat):
         for index, prompt in enumerate(encoded):
             shift = (round_ + index) % len(columns)
             order = columns[shift:] + columns[:shift]
-            outputs, stats = {}, {}
+            outputs: dict[str | None, list[int]] = {}
+            stats: dict[str | None, Any] = {}
             for name in order:
-                outputs[name] = _generate(engine, prompt, tokens, settings.get(name, PLAIN))
+                outputs[name] = _generate(engine, prompt, tokens, (PLAIN if name is None else settings[name]))
                 stats[name] = engine.last_stats
             for name, result in results.items():
                 result.add(stats[None], False)
@@ -216,8 +223,8 @@ def _generate(engine, prompt: list[int], tokens: int, setting: Setting) -> list[
 class Roofline:
     """This machine's limits measured in the benchmark's run, and the model's size against them."""
 
-    limits: object  # optiq_runtime.roofline.Limits
-    size: object  # optiq_runtime.roofline.ModelSize
+    limits: Limits
+    size: ModelSize
 
     def fractions(self, prefill_tok_s: float, decode_tok_s: float) -> dict:
         from optiq_runtime.roofline import fractions
@@ -382,9 +389,9 @@ class BenchReport:
     """The default policy against plain decoding, and each forced depth's measured speed-up beside its prediction."""
 
     policy: DecodeResult
-    decision: object  # optiq_runtime.mtp_policy.Decision
+    decision: Decision
     depths: dict[str, DecodeResult]
-    costs: object | None  # optiq_runtime.mtp_cost.CostModel, when the policy has one
+    costs: CostModel | None  # when the policy has one
 
     def predicted(self, depth: int) -> float | None:
         cost = self.costs.depths.get(depth) if self.costs is not None else None

@@ -24,6 +24,8 @@ def add_arguments(parser):
                         help="an MCP servers file whose tools agent tasks get beside the built-ins; repeatable "
                              "(only these: the user's default file is not read, so scores do not depend on it)")
     parser.add_argument("--shard", metavar="I/N", help="run only process I's share (0-based) of N; needs --out; merge with 'optiq eval merge'")
+    parser.add_argument("--ranks", type=int, metavar="N",
+                        help="run as N ranks on this machine (MLX's ring backend, no mlx.launch needed); results as one process's")
     parser.add_argument("--peer-timeout", type=float, default=120.0,
                         help="under mlx.launch: seconds rank 0 waits for a rank that stopped reporting before merging without it (default 120)")
 
@@ -40,6 +42,8 @@ def run(args) -> int:
     from optiq_runtime.ranks import launched
 
     if args.suite[:1] == ["merge"]:
+        if args.ranks is not None:
+            raise BadInputError("optiq eval merge runs in one process; leave out --ranks")
         return _merge(args)
     if len(args.suite) > 1:
         raise BadInputError(f"give one SUITE (a file or a folder); got {len(args.suite)}: {' '.join(args.suite)}")
@@ -48,6 +52,10 @@ def run(args) -> int:
     entries = load_suite(_suite_path(args.suite[0] if args.suite else None))[: args.limit]
     servers = read_files(args.mcp or [])  # a bad file is bad input before anything runs
     specs = _guided_specs(_model_specs(args.model), args.guide_calls)
+    if _starts_ranks(args):
+        from optiq_runtime.local_ranks import run_ranks
+
+        return run_ranks([sys.executable, "-m", "agent.cli", *args.argv], args.ranks, label="optiq eval")
     if args.shard or launched():
         from agent.cli.eval_ranks import run_sharded
 
@@ -68,6 +76,26 @@ def run(args) -> int:
     records = [r for r in results.read() if r["id"] in ids]
     report(records, [spec.label for spec in specs], out, args.json)
     return 0
+
+
+def _starts_ranks(args) -> bool:
+    """Whether this process starts ``--ranks N`` ranks (it is not one of them, and N > 1)."""
+    import os
+
+    from optiq_runtime.errors import BadInputError
+    from optiq_runtime.local_ranks import LAUNCHED_HERE
+    from optiq_runtime.ranks import launched
+
+    if args.ranks is None or os.environ.get(LAUNCHED_HERE):
+        return False
+    if args.ranks < 1:
+        raise BadInputError(f"--ranks must be at least 1; got {args.ranks}")
+    if args.shard:
+        raise BadInputError("--ranks starts the ranks itself; --shard is for processes a scheduler starts: give one of them")
+    if launched():
+        raise BadInputError("--ranks starts the ranks itself; under mlx.launch leave it out")
+    return args.ranks > 1
+
 
 
 def _merge(args) -> int:

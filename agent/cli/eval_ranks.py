@@ -3,8 +3,8 @@
 Part of the ``eval`` command (not a command of its own). Ranks meet twice at the start (rank 0's
 results folder; what earlier runs finished) and never again: at the end rank 0 waits for the others'
 ``.done`` files, giving up on a rank silent for ``--peer-timeout``, and merges what the files hold.
-When ``mlx.launch`` stops the run because a rank died, rank 0 merges what is recorded and names
-the tasks that are missing.
+When the launcher (``mlx.launch``, or ``--ranks``'s own) stops the run because a rank died, or
+Ctrl-C interrupts it, rank 0 merges what is recorded and names the tasks that are missing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,19 @@ from pathlib import Path
 
 from agent.cli.eval_output import out_folder, report
 from agent.evaluate import ResultsFile, evaluate
-from agent.shard import PARTS, Heartbeat, Plan, Shard, describe_missing, finished_pairs, merge, parse_shard, part_file, result_files, wait_for
+from agent.shard import (
+    PARTS,
+    Heartbeat,
+    Plan,
+    Shard,
+    describe_missing,
+    finished_pairs,
+    merge,
+    parse_shard,
+    part_file,
+    result_files,
+    wait_for,
+)
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.progress import stderr_callback
 from optiq_runtime.ranks import barrier, broadcast_bytes, count, world
@@ -26,7 +38,7 @@ TOKEN = "leader.token"
 
 
 class Stopped(Exception):
-    """SIGTERM: ``mlx.launch`` stops every rank when one exits with an error."""
+    """SIGTERM: ``mlx.launch`` and ``--ranks`` stop every rank when one exits with an error."""
 
 
 def run_sharded(args, entries, specs, extra_tools=()) -> int:
@@ -66,14 +78,19 @@ def _run_ranks(args, entries, specs, plan: Plan, group, extra_tools=()) -> int:
         _run_share(out, shard, entries, specs, mine, extra_tools)
         return 0
     signal.signal(signal.SIGTERM, _raise_stopped)
+    interrupted = False
     try:
         _run_share(out, shard, entries, specs, mine, extra_tools)
         silent = wait_for(out, [Shard(r, shard.count) for r in range(1, shard.count)], args.peer_timeout) if shared else []
         if silent:
             sys.stderr.write(f"optiq eval: rank(s) {', '.join(str(s.index) for s in silent)} stopped reporting; merging without them\n")
     except Stopped:
-        sys.stderr.write("optiq eval: stopped by mlx.launch (a rank exited); merging what was recorded\n")
-    return _merge_here(out, plan, args.json, shared)
+        sys.stderr.write("optiq eval: stopped (SIGTERM: a rank exited, or the run was stopped); merging what was recorded\n")
+    except KeyboardInterrupt:
+        interrupted = True
+        sys.stderr.write("optiq eval: interrupted; merging what was recorded\n")
+    status = _merge_here(out, plan, args.json, shared)
+    return 130 if interrupted else status
 
 
 def _meet(out: Path, plan: Plan, resume: bool, group) -> bool:

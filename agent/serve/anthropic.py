@@ -212,4 +212,4 @@ def _in_anthropic_terms(error: APIError) -> APIError:
         return text
 
     status = 400 if error.status == 422 else error.status
-    return APIError(status, rename(error.message), type=error.type, param=rename(error.param), code=error.code, headers=error.headers)
+    return APIError(status, rename(error.message) or "", type=error.type, param=rename(error.param), code=error.code, headers=error.headers)

@@ -16,7 +16,7 @@ import json
 import uuid
 from typing import Any
 
-from agent.serve.completion import Call, CallError, Completion, Content, Piece, Reasoning
+from agent.serve.completion import Answering, Call, CallError, Content, Piece, Reasoning
 from agent.serve.errors import APIError
 from agent.serve.response import call_error_dict, engine_headers, engine_report, sse
 
@@ -29,7 +29,7 @@ def tool_use_id(call: Call) -> str:
     return "toolu_" + call.id.removeprefix("call_")
 
 
-def stop_reason(completion: Completion) -> str:
+def stop_reason(completion: Answering) -> str:
     outcome = completion.outcome
     if outcome.finish_reason == "length":
         return "max_tokens"
@@ -49,7 +49,7 @@ def call_error(piece: Call | CallError) -> dict[str, Any]:
     return report
 
 
-def report(completion: Completion, errors: list[dict[str, Any]]) -> dict[str, Any]:
+def report(completion: Answering, errors: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``optiq`` field: what MTP did, and the tool calls that failed validation."""
     return {**engine_report(completion), "tool_call_errors": errors} if errors else engine_report(completion)
 
@@ -96,7 +96,7 @@ class AnthropicDialect:
     def collector(self) -> Blocks:
         return Blocks()
 
-    def whole(self, completion: Completion, blocks: Blocks) -> tuple[dict[str, Any], dict[str, str]]:
+    def whole(self, completion: Answering, blocks: Blocks) -> tuple[dict[str, Any], dict[str, str]]:
         body = {
             **self._message(blocks.content),
             "stop_reason": stop_reason(completion),
@@ -106,10 +106,10 @@ class AnthropicDialect:
         }
         return body, {**engine_headers(completion), "x-optiq-tool-call-errors": str(len(blocks.errors))}
 
-    def stream_headers(self, completion: Completion) -> dict[str, str]:
+    def stream_headers(self, completion: Answering) -> dict[str, str]:
         return {"x-optiq-mtp": "on" if completion.engine.mtp_enabled else "off"}
 
-    def opening(self, completion: Completion) -> list[bytes]:
+    def opening(self, completion: Answering) -> list[bytes]:
         message = {
             **self._message([]), "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": len(completion.plan.tokens), "output_tokens": 0},
@@ -132,7 +132,7 @@ class AnthropicDialect:
             self._errors.append(call_error(piece))
         return []
 
-    def closing(self, completion: Completion) -> list[bytes]:
+    def closing(self, completion: Answering) -> list[bytes]:
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason(completion), "stop_sequence": completion.outcome.stop_sequence},

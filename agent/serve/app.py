@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,9 +22,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from agent.serve.answer import CLIENT_LEFT, Answer
 from agent.serve.anthropic import parse_messages, to_chat_request
 from agent.serve.anthropic_response import AnthropicDialect
-from agent.serve.answer import CLIENT_LEFT, Answer
 from agent.serve.errors import APIError, body_timeout, internal_error, not_found, too_large
 from agent.serve.response import OpenAIDialect
 from agent.serve.service import Service
@@ -45,7 +47,7 @@ def create_app(service: Service):
         Route("/v1/models/{name:path}", model, methods=["GET"]),
         Route("/models/{name:path}", model, methods=["GET"]),
     ]
-    handlers = {
+    handlers: dict[Any, Callable[..., Any]] = {
         APIError: _api_error, HTTPException: _http_error, OptiqError: _optiq_error,
         ClientDisconnect: _client_gone, Exception: _internal_error,
     }
@@ -94,13 +96,13 @@ async def model(request: Request) -> Response:
     return JSONResponse(service.model_card())
 
 
-async def chat(request: Request) -> Response:
+async def chat(request: Request) -> Answer:
     service = authorized(request)
     checked = service.parse(await read_body(request, service))
     return Answer(service, checked, OpenAIDialect(service.model_id, checked))
 
 
-async def messages(request: Request) -> Response:
+async def messages(request: Request) -> Answer:
     service = authorized(request)
     parsed = parse_messages(await read_body(request, service))
     service.check_model(parsed.model)

@@ -15,7 +15,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agent.engine import Engine
 from agent.events import ErrorEvent, Event, ReasoningEvent, TextEvent, ToolCallEvent
@@ -102,6 +102,23 @@ def _overlap(text: str, stop: str) -> int:
 
 def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
+
+
+class Answering(Protocol):
+    """What the HTTP layer reads of an answer being generated: a ``Completion``, or a ``ServerToolLoop`` of several."""
+
+    @property
+    def engine(self) -> Any: ...
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def outcome(self) -> Outcome: ...
+
+    def pieces(self, should_stop: Callable[[], bool] | None = None) -> Iterator[Piece]: ...
+
+    def reply_message(self) -> dict[str, Any]: ...
 
 
 class Completion:

@@ -101,6 +101,7 @@ class PromptBuilder:
             return None  # a template that does not split cleanly at turns: render it whole
 
     def _prefill(self, choice, tools, in_reasoning: bool) -> str:
+        name: str | None
         if isinstance(choice, NamedToolChoice):
             name = choice.function.name
         elif choice == "required":

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.serve.completion import Call, CallError, Completion, Content, Piece, Reasoning
+from agent.serve.completion import Answering, Call, CallError, Content, Piece, Reasoning
 from agent.serve.errors import APIError
 from agent.serve.schema import ChatRequest
 
@@ -41,7 +41,7 @@ def call_error_dict(piece: Call | CallError) -> dict[str, Any]:
     return {"index": None, "id": None, "name": None, "errors": [piece.message], "raw": piece.raw}
 
 
-def usage(completion: Completion) -> dict[str, Any]:
+def usage(completion: Answering) -> dict[str, Any]:
     stats = completion.outcome.stats
     prompt = len(completion.plan.tokens)
     generated = len(completion.outcome.generated)
@@ -53,7 +53,7 @@ def usage(completion: Completion) -> dict[str, Any]:
     }
 
 
-def engine_report(completion: Completion) -> dict[str, Any]:
+def engine_report(completion: Answering) -> dict[str, Any]:
     """The ``optiq`` field: what MTP did for this answer."""
     stats = completion.outcome.stats
     return {
@@ -68,7 +68,7 @@ def engine_report(completion: Completion) -> dict[str, Any]:
     }
 
 
-def engine_headers(completion: Completion) -> dict[str, str]:
+def engine_headers(completion: Answering) -> dict[str, str]:
     report = engine_report(completion)
     acceptance = report["mtp_acceptance"]
     return {
@@ -110,7 +110,7 @@ class MessageBuilder:
         return message
 
 
-def completion_body(cid: str, model: str, completion: Completion, builder: MessageBuilder) -> dict[str, Any]:
+def completion_body(cid: str, model: str, completion: Answering, builder: MessageBuilder) -> dict[str, Any]:
     return {
         "id": cid,
         "object": "chat.completion",
@@ -159,7 +159,7 @@ class ChunkMaker:
             return self.chunk(delta)
         return self.chunk({"tool_call_errors": [call_error_dict(piece)]})
 
-    def last(self, completion: Completion) -> list[dict[str, Any]]:
+    def last(self, completion: Answering) -> list[dict[str, Any]]:
         chunks = [self.chunk({}, completion.outcome.finish_reason, optiq=engine_report(completion))]
         if self.include_usage:
             chunks.append({**self.chunk({}), "choices": [], "usage": usage(completion)})
@@ -182,21 +182,21 @@ class OpenAIDialect:
     def collector(self) -> MessageBuilder:
         return MessageBuilder()
 
-    def whole(self, completion: Completion, builder: MessageBuilder) -> tuple[dict[str, Any], dict[str, str]]:
+    def whole(self, completion: Answering, builder: MessageBuilder) -> tuple[dict[str, Any], dict[str, str]]:
         body = completion_body(completion_id(), self.model, completion, builder)
         headers = {**self.headers, **engine_headers(completion), "x-optiq-tool-call-errors": str(len(builder.errors))}
         return body, headers
 
-    def stream_headers(self, completion: Completion) -> dict[str, str]:
+    def stream_headers(self, completion: Answering) -> dict[str, str]:
         return {"x-optiq-mtp": "on" if completion.engine.mtp_enabled else "off", **self.headers}
 
-    def opening(self, completion: Completion) -> list[bytes]:
+    def opening(self, completion: Answering) -> list[bytes]:
         return [sse(self.chunks.first())]
 
     def piece(self, piece: Piece) -> list[bytes]:
         return [sse(self.chunks.piece(piece))]
 
-    def closing(self, completion: Completion) -> list[bytes]:
+    def closing(self, completion: Answering) -> list[bytes]:
         return [sse(chunk) for chunk in self.chunks.last(completion)] + [sse("[DONE]")]
 
     def stream_error(self, error: APIError) -> list[bytes]:

@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 
-from agent.serve.completion import Completion, Piece
+from agent.serve.completion import Answering, Piece
 
 
 class Hangup:
@@ -42,13 +42,13 @@ class _End:
 class Run:
     """One ``Completion`` being generated; ``async for piece in run.pieces()`` on the loop, once."""
 
-    def __init__(self, completion: Completion, hangup: Hangup, loop: asyncio.AbstractEventLoop):
+    def __init__(self, completion: Answering, hangup: Hangup, loop: asyncio.AbstractEventLoop):
         self.completion = completion
         self.hangup = hangup
         self._loop = loop
         self._channel: asyncio.Queue[Piece | _End] = asyncio.Queue()
 
-    def generate(self, after: Callable[[Completion], None]) -> None:
+    def generate(self, after: Callable[[Answering], None]) -> None:
         """On the model thread: run the completion to its end, then ``after(completion)``; never raises."""
         put = self._channel.put_nowait
         try:

@@ -56,7 +56,7 @@ class Server:
         finally:
             self.service.stop()
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self._thread = threading.Thread(target=self.serve_forever, name="optiq-serve", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30
@@ -73,7 +73,7 @@ class Server:
             self._thread = None
         self._socket.close()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -11,9 +11,10 @@ that need no approval are offered (``optiq serve`` leaves out servers set to ``"
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from agent.context import cap_output
 from agent.engine import Engine
@@ -84,7 +85,7 @@ class ServerToolLoop:
             return "\n".join(call.errors)
         tool = self._tools.get(call.name)
         validation = validate_call({"name": call.name, "arguments": json.loads(call.arguments)}, tool)
-        if not validation.ok:
+        if not validation.ok or tool is None:  # an unknown name fails validation
             return "\n".join(validation.errors)
         runner = ToolRunner(Path.cwd())
         try:

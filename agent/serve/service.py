@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.engine import Engine
-from agent.serve.completion import Completion
+from agent.serve.completion import Answering, Completion
 from agent.serve.errors import bad_request, not_found
 from agent.serve.metrics import Metrics
 from agent.serve.prompt import Plan, PromptBuilder
@@ -133,7 +133,7 @@ class Service:
             )
         return request
 
-    def completion(self, request: ChatRequest) -> Completion:
+    def completion(self, request: ChatRequest) -> Answering:
         """Build the prompt and the sampling settings (call while holding the queue's slot)."""
         if self.tools:
             from agent.serve.server_tools import ServerToolLoop
@@ -165,7 +165,7 @@ class Service:
             guide_calls=self.config.guide_calls,
         )
 
-    def remember(self, completion: Completion) -> None:
+    def remember(self, completion: Answering) -> None:
         """Keep a cleanly ended exchange so that the conversation's next turn extends it."""
         reply = completion.reply_message() if completion.outcome.clean else None
         self.prompts.remember(completion.plan, reply, completion.outcome.generated)

@@ -7,7 +7,6 @@ forces the model to copy them from the request instead of recalling them.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 

@@ -10,9 +10,9 @@ import pytest
 
 from agent.agent import Agent
 from agent.approval import ApprovalDecision, approve_all, approve_none
+from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Step
 from optiq_runtime.load import load_tokenizer
-from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.sampling import Sampling
 from optiq_runtime.stats import GenerationStats
 from tools.builtin import builtin_tools

@@ -44,12 +44,19 @@ def test_no_command_means_chat():
     assert build_parser().parse_args(["chat", "--base", "x"]).base == "x"
 
 
-def test_every_command_module_has_the_dispatch_shape():
+def test_every_command_runs_its_modules_run_and_shows_its_help(capsys):
+    import argparse
     import importlib
 
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     for name in COMMANDS:
         module = importlib.import_module(f"agent.cli.{MODULES.get(name, name)}")
-        assert module.HELP and callable(module.add_arguments) and callable(module.run)
+        assert commands[name].get_default("handler") is module.run
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert exit_info.value.code == 0 and help_text.startswith(f"usage: optiq {name} ") and module.HELP in help_text
 
 
 def test_version_exits_cleanly_in_process():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from agent.events import DoneEvent, ToolCall, ToolCallEvent, ToolValidatedEvent
 from agent.evaluate import ModelSpec, ResultsFile, check_task, evaluate
+from agent.events import DoneEvent, ToolCall, ToolCallEvent, ToolValidatedEvent
 from agent.report import format_table, summarize
 from agent.suite import AgentTask, BadEntry, BfclEntry, load_suite
 from optiq_runtime.embedded import embedded_base_path

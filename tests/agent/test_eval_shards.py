@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent.shard import Plan, Shard, merge, parse_shard
+from agent.shard import Plan, merge, parse_shard
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.errors import BadInputError
 from tests.agent.test_eval import LINES, write_suite
@@ -138,3 +138,87 @@ def test_a_rank_that_dies_leaves_its_results_and_the_missing_tasks_are_named(sui
     missing = stderr.split("not recorded: ")[1].split(";")[0].split(", ")
     assert set(recorded).isdisjoint(m.split("/", 1)[1] for m in missing)
     assert len(recorded) + len(missing) == len(LINES + MORE) and len(recorded) >= 1
+
+
+def test_ranks_refuses_what_it_cannot_do(suite, capsys):
+    from agent.cli import main
+
+    assert main(["eval", str(suite), "--ranks", "0"]) == 2
+    assert "--ranks must be at least 1" in capsys.readouterr().err
+    assert main(["eval", str(suite), "--ranks", "2", "--shard", "0/2", "--out", "x"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert main(["eval", "merge", "x", "--ranks", "2"]) == 2
+    assert "leave out --ranks" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ranks_under_mlx_launch_is_refused(suite, tmp_path):
+    run = launch("-m", "agent.cli", "eval", str(suite), "--ranks", "2", "--out", str(tmp_path / "out"))
+    assert run.stderr.count("under mlx.launch leave it out") == 2, run.stderr
+
+
+@pytest.mark.slow
+def test_two_ranks_started_with_ranks_equal_one_process(suite, one_process, tmp_path):
+    out = tmp_path / "ranks"
+    run = optiq_eval(str(suite), "--model", str(embedded_base_path()), "--out", str(out), "--ranks", "2")
+    assert run.returncode == 0, run.stderr
+    assert verdicts(out) == verdicts(one_process[0])
+    assert table_without_speed(run.stdout) == table_without_speed(one_process[1])  # rank 0's table, nothing else
+    assert "rank 1: [1] tiny-agent" in run.stderr and "\n[0] tiny-agent" in run.stderr  # rank 1's progress, prefixed
+
+
+def start_ranks(suite, out):
+    """``optiq eval --ranks 2`` running; returns it once rank 1 has recorded a task (it has three more, rank 0 its four)."""
+    argv = [sys.executable, "-m", "agent.cli", "eval", str(suite), "--model", str(embedded_base_path()), "--out", str(out), "--ranks", "2"]
+    launcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = out / "parts" / "shard-1-of-2.jsonl"
+    deadline = time.monotonic() + 300
+    while not (part.exists() and part.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return launcher
+
+
+def rank_pid(out, rank):
+    return int((out / "parts" / f"shard-{rank}-of-2.alive").read_text())
+
+
+def assert_missing_named(out, stderr):
+    recorded = [json.loads(line)["id"] for line in (out / "results.jsonl").read_text().splitlines()]
+    assert "not recorded" in stderr and "--resume" in stderr, stderr
+    missing = stderr.split("not recorded: ")[1].split(";")[0].split(", ")
+    assert set(recorded).isdisjoint(m.split("/", 1)[1] for m in missing)
+    assert len(recorded) + len(missing) == len(LINES + MORE) and len(recorded) >= 1
+
+
+def gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_with_ranks_a_rank_that_dies_stops_the_run_and_rank_0_names_the_missing_tasks(suite, tmp_path):
+    out = tmp_path / "ranks"
+    launcher = start_ranks(suite, out)
+    os.kill(rank_pid(out, 1), signal.SIGKILL)
+    stdout, stderr = launcher.communicate(timeout=300)
+    assert launcher.returncode == 1, stderr
+    assert "optiq eval: rank 1 was ended by signal 9; stopping the other ranks" in stderr
+    assert stdout.startswith("| model")
+    assert_missing_named(out, stderr)
+
+
+@pytest.mark.slow
+def test_with_ranks_ctrl_c_stops_every_rank_and_rank_0_merges_what_was_recorded(suite, tmp_path):
+    out = tmp_path / "ranks"
+    launcher = start_ranks(suite, out)
+    pids = [rank_pid(out, r) for r in range(2)]
+    launcher.send_signal(signal.SIGINT)
+    stdout, stderr = launcher.communicate(timeout=300)
+    assert launcher.returncode == 130, stderr
+    assert "optiq eval: interrupted; merging what was recorded" in stderr, stderr
+    assert stdout.startswith("| model")
+    assert_missing_named(out, stderr)
+    assert all(map(gone, pids))  # rank 1 interrupted too (or done): test_local_ranks checks every rank gets the signal

@@ -80,6 +80,13 @@ def assert_protocol(message, finish_reason: str) -> None:
         assert error["errors"] and all(isinstance(e, str) for e in error["errors"])
 
 
+def expected_finish(completion_tokens: int, max_tokens: int, called: bool) -> str:
+    """The finish reason the server promises: the length limit first, then calls, else a stop."""
+    if completion_tokens >= max_tokens:
+        return "length"
+    return "tool_calls" if called else "stop"
+
+
 def streamed(client, **request):
     """Send a streaming request; returns the assembled answer and the raw chunks."""
     chunks = list(client.chat.completions.create(model=MODEL, stream=True, **request))
@@ -171,7 +178,8 @@ def test_tool_call_round_trip(client):
     call_id = call["tool_calls"][0]["id"]
     history = QUESTION + [call, {"role": "tool", "tool_call_id": call_id, "content": '{"sky": "sunny", "c": 21}'}]
     answer = client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER], max_tokens=12, temperature=0)
-    assert answer.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    choice = answer.choices[0]
+    assert choice.finish_reason == expected_finish(answer.usage.completion_tokens, 12, bool(choice.message.tool_calls))
     assert_no_markup(answer.choices[0].message.content)
     assert answer.usage.prompt_tokens > first.usage.prompt_tokens
 
@@ -191,9 +199,13 @@ def test_tool_call_round_trip_streaming(client):
         "tool_calls": [{"id": made["id"], "type": "function", "function": {"name": made["name"], "arguments": made["arguments"]}}],
     }
     history = QUESTION + [call, {"role": "tool", "tool_call_id": call["tool_calls"][0]["id"], "content": "sunny"}]
-    answer, chunks = streamed(client, messages=history, tools=[WEATHER], max_tokens=12, temperature=0)
-    assert answer["finish"] in ("stop", "length", "tool_calls")
-    assert chunks[-1].model_extra["optiq"]["reused_prompt_tokens"] >= 0
+    answer, chunks = streamed(client, messages=history, tools=[WEATHER], max_tokens=12, temperature=0,
+                              stream_options={"include_usage": True})
+    usage = chunks[-1].usage
+    assert answer["finish"] == expected_finish(usage.completion_tokens, 12, bool(answer["calls"]))
+    # The history starts with the first request's prompt, which the server's cache still holds.
+    reused = next(c.model_extra["optiq"] for c in chunks if (c.model_extra or {}).get("optiq"))["reused_prompt_tokens"]
+    assert 0 < reused == usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens
 
 
 def test_tool_choice_none_never_returns_calls(client):

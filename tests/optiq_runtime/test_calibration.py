@@ -7,7 +7,14 @@ import json
 import pytest
 
 from optiq_runtime.calibration import (
-    CALIBRATION_FILE, HELDOUT_FILE, Sample, calibration_tokens, heldout_tokens, read_samples, render, stratify,
+    CALIBRATION_FILE,
+    HELDOUT_FILE,
+    Sample,
+    calibration_tokens,
+    heldout_tokens,
+    read_samples,
+    render,
+    stratify,
 )
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.errors import BadInputError

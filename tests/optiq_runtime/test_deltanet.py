@@ -41,7 +41,7 @@ def test_depthwise_conv_is_the_convolution(bias):
 
 def test_prefill_layer_matches_mlx_lm_and_leaves_the_same_cache(tmp_path):
     model = load_model(write_random_checkpoint(tmp_path, seed=5, num_hidden_layers=4)).model
-    layer = next(l for l in model.language_model.model.layers if l.is_linear)
+    layer = next(candidate for candidate in model.language_model.model.layers if candidate.is_linear)
     x = mx.random.normal((1, 19, model.language_model.args.hidden_size))
     ours, theirs = ArraysCache(size=2), ArraysCache(size=2)
     for part in (x[:, :12], x[:, 12:]):  # a second chunk starts from the first's caches

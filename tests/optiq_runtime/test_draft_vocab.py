@@ -10,8 +10,13 @@ import pytest
 from test_guide import prompt_ids, unseen_schema_chats
 
 from optiq_runtime.calibration import CALIBRATION_FILE, read_samples
-from optiq_runtime.draft_vocab import (DRAFT_VOCAB_FILE, DraftProjection, frequent_tokens, read_draft_vocab,
-                                       write_draft_vocab)
+from optiq_runtime.draft_vocab import (
+    DRAFT_VOCAB_FILE,
+    DraftProjection,
+    frequent_tokens,
+    read_draft_vocab,
+    write_draft_vocab,
+)
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
 from optiq_runtime.errors import BadInputError

@@ -91,14 +91,17 @@ def test_tokenizer_has_qwen35_chat_specials(folder, loaded):
     assert len(vocab) % 64 == 0
 
 
-def test_stock_mlx_lm_loads_and_generates(loaded):
+def test_stock_mlx_lm_loads_and_generates_what_the_engine_does(folder, loaded):
     import mlx_lm
+
+    from optiq_runtime.engine import Engine
 
     model, tokenizer = loaded
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
                                            enable_thinking=False, tokenize=False)
-    text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=4)
-    assert isinstance(text, str)
+    text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=8)
+    ours = Engine.load(folder, mtp="off").generate(tokenizer.encode(prompt), max_tokens=8)
+    assert text and text == tokenizer.decode(ours)  # greedy, the same checkpoint: the same answer
 
 
 def _render(tokenizer, messages, **kwargs):

@@ -33,8 +33,20 @@ def float_dtypes(model):
     return {v.dtype for _, v in tree_flatten(model.parameters()) if v.dtype != mx.uint32}
 
 
-def test_this_machine_is_the_cpu_backend():
-    assert cpu_backend() == (mx.default_device().type == mx.DeviceType.cpu)
+def on_device(device, work):
+    previous = mx.default_device()
+    mx.set_default_device(device)
+    try:
+        return work()
+    finally:
+        mx.set_default_device(previous)
+
+
+def test_the_cpu_as_default_device_is_the_cpu_backend_and_loads_float32(base):
+    assert on_device(mx.cpu, cpu_backend)
+    assert on_device(mx.cpu, lambda: float_dtypes(load_model(base).model)) == {mx.float32}
+    if mx.metal.is_available():  # a Mac: with the GPU as default device, Metal computes
+        assert not on_device(mx.gpu, cpu_backend)
 
 
 def test_hf_base_loads_in_float32_with_the_same_logits_as_mlx_lm(base):

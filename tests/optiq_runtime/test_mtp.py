@@ -11,9 +11,9 @@ import pytest
 from checkpoints import write_random_checkpoint
 from mlx.utils import tree_flatten
 
-from optiq_runtime.engine import Engine
 from optiq_runtime.build_mtp import write_mtp
 from optiq_runtime.checkpoint import inspect_checkpoint
+from optiq_runtime.engine import Engine
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.load import load_model
 from optiq_runtime.mtp import MTP_FILE, MTPHead, load_mtp_head, mtp_sources

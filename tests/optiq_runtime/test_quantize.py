@@ -112,6 +112,8 @@ def test_probes_are_saved_and_a_new_budget_reuses_them(base, optiq, tmp_path):
     saved = Sensitivity.load(optiq / "optiq" / "sensitivity.json")
     assert saved.complete and saved.tokens_done == 256
     kl = [layer["kl"] for layer in saved.to_json()["layers"].values()]
+    # Never negative, though a module's measured KL can be (an interaction outweighs its own error): removing
+    # Sensitivity.mean_kl's clamp makes this fail on this model.
     assert all(k["4g64"] >= 0 and k["8g64"] >= 0 for k in kl)
     assert all(k["4g64"] >= k["8g64"] - 1e-6 for k in kl)
     assert sum(k["4g64"] for k in kl) > 50 * sum(k["8g64"] for k in kl)

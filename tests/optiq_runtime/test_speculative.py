@@ -6,9 +6,9 @@ import mlx.core as mx
 import pytest
 from checkpoints import write_random_checkpoint
 
-from optiq_runtime.load import load_model
 from optiq_runtime.backbone import Backbone
 from optiq_runtime.hybrid_cache import Rewind
+from optiq_runtime.load import load_model
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ def test_policy_error_names_what_was_refused(sandbox):
 
 
 def test_caught_policy_error_does_not_leak(sandbox, marker):
-    code = f"try:\n    import os\nexcept Exception:\n    os = None\nos"
+    code = "try:\n    import os\nexcept Exception:\n    os = None\nos"
     result = sandbox.run(code)
     assert result.ok and result.value is None
     assert not marker.exists()

@@ -136,7 +136,7 @@ async def test_typing_works_while_the_model_writes(scripted_app):
         for typed, key in enumerate("next", 1):
             # posted straight to the app: Pilot.press would wait for the streaming screen to go idle
             app.post_message(events.Key(key, key))
-            await wait_for(pilot, lambda: len(prompt.text) == typed, timeout=1.0)
+            await wait_for(pilot, lambda typed=typed: len(prompt.text) == typed, timeout=1.0)
         assert prompt.text == "next" and app.chat.generating
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.chat.generating)

@@ -10,8 +10,17 @@ from textual.app import App, ComposeResult
 
 from agent.approval import ApprovalRequest
 from agent.events import (
-    DoneEvent, ReasoningEvent, StatsEvent, TextEvent, ToolCall, ToolCallEvent, ToolCallStartEvent,
-    ToolRejectedEvent, ToolResultEvent, ToolValidatedEvent, UserEvent,
+    DoneEvent,
+    ReasoningEvent,
+    StatsEvent,
+    TextEvent,
+    ToolCall,
+    ToolCallEvent,
+    ToolCallStartEvent,
+    ToolRejectedEvent,
+    ToolResultEvent,
+    ToolValidatedEvent,
+    UserEvent,
 )
 from tests.tui.conftest import SIZE, wait_for
 from tui.diff import proposed_diff

@@ -16,8 +16,9 @@ import atexit
 import contextlib
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tools.mcp.config import ServerSpec
 
@@ -86,6 +87,8 @@ class _Connection:
             return streamable_http_client(self.spec.url, http_client=client)
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
+        if self.spec.command is None or self.stderr is None:  # the config requires a url or a command
+            raise McpCallError(f"MCP server {self.spec.name!r} has neither a url nor a command")
         parameters = StdioServerParameters(command=self.spec.command, args=list(self.spec.args), env=self.spec.env or None,
                                            cwd=self.spec.cwd)
         return stdio_client(parameters, errlog=self.stderr)
@@ -135,7 +138,8 @@ async def _list_tools(session: Any) -> list[Any]:
     """Every page of the server's tools."""
     from mcp import types
 
-    tools, cursor = [], None
+    tools: list[Any] = []
+    cursor = None
     while True:
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
         result = await session.list_tools(params=params)
@@ -229,7 +233,7 @@ class McpHub:
         if pending:
             await asyncio.wait(pending, timeout=5)
 
-    def __enter__(self) -> "McpHub":
+    def __enter__(self) -> McpHub:
         return self
 
     def __exit__(self, *exc: object) -> None:

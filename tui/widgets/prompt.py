@@ -20,13 +20,13 @@ class PromptInput(TextArea):
     class Submitted(Message):
         """The user pressed Enter on a non-empty prompt."""
 
-        def __init__(self, prompt: "PromptInput", text: str) -> None:
+        def __init__(self, prompt: PromptInput, text: str) -> None:
             super().__init__()
             self.prompt = prompt
             self.text = text
 
         @property
-        def control(self) -> "PromptInput":
+        def control(self) -> PromptInput:
             return self.prompt
 
     def __init__(self, *, id: str | None = None, placeholder: str = "", commands: Sequence[Command] = ()) -> None:

@@ -10,6 +10,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.content import Content
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Collapsible, Static
 
 RESULT_LINES = 40
@@ -64,12 +65,12 @@ class ToolCard(Collapsible):
         self.seconds: float | None = None
         self.detail = ""  # why it was not run, or the decision on it
         self._frame = 0
-        self._spinner = None
+        self._spinner: Timer | None = None
         self._arguments = Static(Text("(arguments arriving)", style="dim"), classes="arguments")
         self._outcome = Static("", classes="outcome")
         self._outcome.display = False  # until there is a result or an error to show
         super().__init__(self._arguments, self._outcome, collapsed=False, id=id)
-        self.title = self._title_text()
+        self._retitle()
         self.add_class("-writing")
 
     def _title_text(self) -> Content:
@@ -96,10 +97,12 @@ class ToolCard(Collapsible):
             self._spinner.resume()
         elif self._spinner is not None:
             self._spinner.pause()
-        self.title = self._title_text()
+        self._retitle()
 
     def _retitle(self) -> None:
-        self.title = self._title_text()
+        # Collapsible.title is declared str, but it only sets its title widget's label, which takes Content too
+        # (Content keeps a tool's name from being read as markup).
+        self.title = self._title_text()  # type: ignore[assignment]
 
     # -- what the screen calls as events arrive
 

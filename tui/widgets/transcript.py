@@ -100,7 +100,8 @@ class Transcript(VerticalScroll):
             await self.add(self._answer)
             self._stream = Markdown.get_stream(self._answer)
         self.answered += event.text
-        await self._stream.write(event.text)
+        if self._stream is not None:  # made with the answer block above
+            await self._stream.write(event.text)
 
     async def _show_reasoning(self, event) -> None:
         if self._reasoning is None:

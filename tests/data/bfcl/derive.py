@@ -171,7 +171,7 @@ def sample(entries: list[dict]) -> list[dict]:
 def main(root: Path) -> None:
     space = official(root)
     for category in CATEGORIES:
-        entries = [json.loads(l) for l in (root / f"data/BFCL_v4_{category}.json").open()]
+        entries = [json.loads(line) for line in (root / f"data/BFCL_v4_{category}.json").open()]
         truths = {e["id"]: e["ground_truth"] for e in map(json.loads, (root / f"data/possible_answer/BFCL_v4_{category}.json").open())}
         for entry in sample(entries):
             truth = truths[entry["id"]]
