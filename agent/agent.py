@@ -50,6 +50,7 @@ from agent.events import (
     ErrorEvent,
     NoticeEvent,
     StatsEvent,
+    StopReason,
     ToolCall,
     ToolRejectedEvent,
     ToolResultEvent,
@@ -194,12 +195,14 @@ class Agent:
             turn.new = []
             yield from self._act(generation, turn)
             if turn.repeated or self._interrupt.is_set():
-                reason = ("repeated_failure", turn.repeated) if turn.repeated else ("interrupted", INTERRUPTED)
+                reason: tuple[StopReason, str] = (
+                    ("repeated_failure", turn.repeated) if turn.repeated else ("interrupted", INTERRUPTED)
+                )
                 yield self._done(turn, generation, *reason)
                 return
         yield self._done(turn, turn.generation, "max_steps", f"stopped after {self.max_steps} steps without an answer")
 
-    def _stop_after(self, generation: Generation) -> tuple[str, str] | None:
+    def _stop_after(self, generation: Generation) -> tuple[StopReason, str] | None:
         """Why the turn ends with this output, or None when its calls are to be answered and the loop go on."""
         parsed = generation.parsed
         if self._interrupt.is_set():
@@ -289,7 +292,7 @@ class Agent:
         else:
             call = call.model_copy(update={"arguments": validation.arguments})
             yield ToolValidatedEvent(call=call)
-            yield from self._run(call, self.registry.get(call.name), turn, key)
+            yield from self._run(call, self.registry[call.name], turn, key)
 
     def _run(self, call: ToolCall, tool: Tool, turn: _Turn, key: str) -> Iterator[AgentEvent]:
         """Ask for approval when the tool needs it (the user's answer comes between its two events), then run it."""
@@ -342,7 +345,7 @@ class Agent:
         self.messages.append(message)
         return message
 
-    def _done(self, turn: _Turn, generation: Generation, reason: str, message: str = "") -> DoneEvent:
+    def _done(self, turn: _Turn, generation: Generation, reason: StopReason, message: str = "") -> DoneEvent:
         return DoneEvent(
             answer=generation.parsed.content, stop_reason=reason, message=message, steps=turn.steps,
             tokens=turn.tokens, seconds=time.monotonic() - turn.start,

@@ -6,7 +6,7 @@ tensor-parallel group) and the tests' scripted engines satisfy it; nothing here 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -23,8 +23,11 @@ if TYPE_CHECKING:  # for annotations only: importing the engine itself loads mlx
 class Engine(Protocol):
     """Streams generations from one model and says how it runs them."""
 
-    tokenizer: Any  # mlx-lm's TokenizerWrapper (encode, decode, apply_chat_template, detokenizer)
     mtp_enabled: bool  # MTP on for the next runs; the TUI's /mtp sets it
+
+    @property
+    def tokenizer(self) -> Any:
+        """mlx-lm's TokenizerWrapper (encode, decode, apply_chat_template, detokenizer)."""
 
     @property
     def model_path(self) -> Path: ...
@@ -50,6 +53,6 @@ class Engine(Protocol):
 
     def stream(self, prompt_tokens: list[int], sampling: Sampling = Sampling(), *,
                stop: Callable[[list[int]], bool] | None = None, should_stop: Callable[[], bool] | None = None,
-               guide: CallGuide | None = None) -> Iterator[Step]:
+               guide: CallGuide | None = None) -> Generator[Step, None, None]:
         """Generate after ``prompt_tokens``: steps of tokens and the text they complete."""
         ...

@@ -48,7 +48,7 @@ def write_folder(checkpoint: Checkpoint, folder: Path, widths: dict[str, dict], 
     config = _config(checkpoint, widths, options)
     if checkpoint.has_mtp:
         config["mtp"] = write_mtp(checkpoint, folder, options.bits, options.group_size)
-        if draft := build_draft_vocab(folder, checkpoint, options.calibration):
+        if draft := build_draft_vocab(folder, checkpoint, Path(options.calibration) if options.calibration else None):
             config["mtp"]["draft_vocab"] = draft
     metadata["mtp"] = checkpoint.has_mtp
     (folder / "optiq").mkdir(exist_ok=True)

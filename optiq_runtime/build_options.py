@@ -65,7 +65,7 @@ def check_options(options: BuildOptions) -> None:
     if options.method == "optiq" and options.high_bits <= options.bits:
         raise BadInputError(f"--high-bits ({options.high_bits}) must exceed --bits ({options.bits})")
     if any(bits not in SUPPORTED_BITS for bits in options.widths or ()):
-        raise BadInputError(f"--widths must be drawn from {SUPPORTED_BITS}, not {list(options.widths)}")
+        raise BadInputError(f"--widths must be drawn from {SUPPORTED_BITS}, not {list(options.widths or ())}")
     if options.group_size not in GROUP_SIZES:
         raise BadInputError(f"--group-size must be 32, 64 or 128, not {options.group_size}")
     if options.fine_group_size is not None and options.fine_group_size not in GROUP_SIZES:

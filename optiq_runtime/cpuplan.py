@@ -339,7 +339,8 @@ def _host_mlps(module: nn.Module, short_tokens: int) -> None:
     for name, mlp in [(n, m) for n, m in module.named_modules() if isinstance(m, MLP)]:
         forms = [short_pass_form(getattr(mlp, p)) for p in ("gate_proj", "up_proj", "down_proj")]
         if all(isinstance(f, KernelLinear) and "bias" not in f.layer for f in forms):
-            module.update_modules(tree_unflatten([(name, KernelMLP(mlp, *forms, short_tokens))]))
+            gate, up, down = forms
+            module.update_modules(tree_unflatten([(name, KernelMLP(mlp, gate, up, down, short_tokens))]))
 
 
 def _replacement(layer: nn.Module, plan: CpuPlan, short_tokens: int) -> nn.Module | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +60,8 @@ class Engine:
         self.backbone = Backbone(model)
         self.head = head
         self.draft_tokens: list[int] | None = None  # the reduced draft vocabulary, when drafting over one
-        self.drafter, self.fused = None, None
+        self.drafter: Drafter | None = None
+        self.fused: FusedRounds | None = None
         self.use_draft_vocab(None)
         self.fuse_rounds = True
         self.policy = MtpPolicy(mtp, mtp_depth, available=head is not None)
@@ -190,7 +191,7 @@ class Engine:
         stop: Callable[[list[int]], bool] | None = None,
         should_stop: Callable[[], bool] | None = None,
         guide: CallGuide | None = None,
-    ) -> Iterator[Step]:
+    ) -> Generator[Step, None, None]:
         """Generate after ``prompt_tokens``; stops at EOS, ``sampling.max_tokens``, ``stop(tokens)`` or ``should_stop()``.
 
         ``guide`` limits the tokens of tool-call names to the offered ones (see ``optiq_runtime.guide``).
@@ -307,7 +308,10 @@ def _cpu_plan(modules: list[nn.Module], forced: bool | None) -> CpuPlan | None:
     elif not cpu_backend():
         return None
     else:
-        plan = plan_for(modules, dense_bytes=sum(float32_nbytes(m) for m in modules))
+        measured = plan_for(modules, dense_bytes=sum(float32_nbytes(m) for m in modules))
+        if measured is None:
+            return None
+        plan = measured
     for module in modules:
         apply_plan(module, plan, MAX_FAST_TOKENS)
     return plan

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,7 +75,7 @@ class LeaderEngine:
 
     def stream(self, prompt_tokens: list[int], sampling: Sampling = Sampling(), *,
                stop: Callable[[list[int]], bool] | None = None, should_stop: Callable[[], bool] | None = None,
-               guide: CallGuide | None = None) -> Iterator[Step]:
+               guide: CallGuide | None = None) -> Generator[Step, None, None]:
         """``Engine.stream``, run on every rank."""
         if sampling.seed is None:
             sampling = replace(sampling, seed=secrets.randbits(63))

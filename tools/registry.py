@@ -26,6 +26,10 @@ class Registry:
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 
+    def __getitem__(self, name: str) -> Tool:
+        """The tool a validated call names (validation refused unknown names); ``KeyError`` otherwise."""
+        return self._tools[name]
+
     def names(self) -> list[str]:
         return list(self._tools)
 

@@ -33,6 +33,7 @@ def run(args) -> int:
 
     from agent.agent import Agent
     from agent.approval import POLICIES
+    from agent.engine import Engine
     from agent.headless import load_engine, open_trace, run_headless, shell_sandbox
     from agent.toolset import plan_tools
     from optiq_runtime.errors import BadInputError
@@ -51,9 +52,10 @@ def run(args) -> int:
     tools = plan_tools(args.tools, args.mcp, workspace)
     if launched():  # tensor parallel under mlx.launch: rank 0 runs the agent, the others its model's slices
         # auto needs a measurement every rank would have to share: under tensor parallelism MTP is on unless turned off
-        engine = open_tensor_parallel(args.model, world(), mtp=mtp_mode(args) != "off", mtp_depth=args.mtp_depth or 2)
-        if engine is None:
+        leader = open_tensor_parallel(args.model, world(), mtp=mtp_mode(args) != "off", mtp_depth=args.mtp_depth or 2)
+        if leader is None:
             return 0
+        engine: Engine = leader
     else:
         engine = load_engine(args.model, args.base, mtp=mtp_mode(args), mtp_depth=args.mtp_depth,
                              progress=stderr_callback())

@@ -19,6 +19,7 @@ from typing import Any
 from agent.serve.completion import Answering, Call, CallError, Content, Piece, Reasoning
 from agent.serve.errors import APIError
 from agent.serve.schema import ChatRequest
+from optiq_runtime.stats import GenerationStats
 
 
 def sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
@@ -55,7 +56,7 @@ def usage(completion: Answering) -> dict[str, Any]:
 
 def engine_report(completion: Answering) -> dict[str, Any]:
     """The ``optiq`` field: what MTP did for this answer."""
-    stats = completion.outcome.stats
+    stats = completion.outcome.stats or GenerationStats()  # no stats: nothing was generated
     return {
         "mtp": bool(stats.mtp_used),
         "mtp_depth": stats.depth,

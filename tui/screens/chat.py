@@ -26,7 +26,7 @@ from textual.widgets import Markdown, TextArea
 from agent.approval import ApprovalDecision, ApprovalRequest, Approver
 from agent.events import StatsEvent
 from optiq_runtime.errors import OptiqError
-from optiq_runtime.progress import ProgressCallback
+from optiq_runtime.progress import ProgressEvent
 from tui.commands import Command, Invocation, parse
 from tui.describe import model_markdown, model_metadata, save_session, tools_markdown
 from tui.diff import proposed_diff
@@ -42,7 +42,7 @@ from tui.widgets.transcript import Transcript
 
 LIVE_STATS_S = 0.5  # how often the status bar reads the running generation's speed
 
-Launch = Callable[[ProgressCallback, Approver, Callable[[str], None]], Any]
+Launch = Callable[[Callable[[ProgressEvent], object], Approver, Callable[[str], object]], Any]
 """``launch(progress, approve, log)`` builds (first run) or loads the model and returns a ready ``Agent``
 that asks ``approve``; ``progress`` and ``log`` report the build."""
 
@@ -102,7 +102,7 @@ class ChatScreen(Screen[None]):
             self.app.push_screen(ServersTrustScreen(self.trust.question()), callback=self._trusted)
 
     async def _trusted(self, use: bool | None) -> None:
-        if use:
+        if use and self.trust is not None:
             self.trust.approve()
         await self.transcript.note("workspace MCP servers: " + ("approved; starting them" if use else "not used this time"))
         self._load()
