@@ -35,13 +35,14 @@ from optiq_runtime.draft_vocab import build_draft_vocab
 from optiq_runtime.errors import BadInputError, OptiqError
 from optiq_runtime.load import load_network, load_tokenizer
 from optiq_runtime.progress import ProgressCallback
-from optiq_runtime.kl_gradient import ACTIVATION_BUDGET_BYTES, measure, tokens_per_batch
+from optiq_runtime.kl_gradient import ACTIVATION_BUDGET_BYTES, DRAFT_KL_WEIGHT, DraftObjective, measure, tokens_per_batch
 from optiq_runtime.sensitivity import GROUP_SIZES, Sensitivity, Target, find_targets, fresh
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)
 # Written to metadata; a first-run build from an older recipe is rebuilt (2: finer group sizes;
-# 3: sensitivity from the KL gradient at the all-low model, one backward pass per batch).
-RECIPE_VERSION = 3
+# 3: sensitivity from the KL gradient at the all-low model, one backward pass per batch;
+# 4: the objective also weighs the MTP head's drafts).
+RECIPE_VERSION = 4
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
@@ -75,6 +76,7 @@ class BuildOptions:
     widths: tuple[int, ...] | None = None  # extra candidate bit widths besides bits and high_bits
     probes: Path | None = None  # a sensitivity.json to reuse when it matches this base, data and settings
     fine_group_size: int | None = 32  # the finer group size also offered (None: only group_size)
+    mtp_weight: float = DRAFT_KL_WEIGHT  # weight of the MTP head's drafts' KL in the sensitivity objective (0: none)
 
     @property
     def default_width(self) -> Width:
@@ -215,8 +217,10 @@ def measure_sensitivity(
         "file": str(options.calibration or CALIBRATION_FILE.name),
         "tokens": tokens.tokens, "digest": tokens.digest, "domains": tokens.domains,
     }
+    drafts = _draft_objective(checkpoint, model, options.mtp_weight)
+    weight = drafts.weight if drafts else 0.0
     fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, options.bits, options.group_size,
-                               options.seq_len)
+                               options.seq_len, *([weight] if weight else []))
     earlier = [Path(options.out) / "optiq" / "sensitivity.json", state_file]
     if options.probes is not None:
         earlier.insert(0, Path(options.probes))
@@ -229,6 +233,7 @@ def measure_sensitivity(
         batches = -(-tokens.tokens // per_batch)
         state = fresh(find_targets(model, options.group_size), fingerprint, options.bits, options.high_bits,
                       options.group_size, batches, per_batch)
+        state.mtp_weight = weight
         log(f"calibration: {tokens.tokens} tokens from {calibration['file']}; sensitivity: KL gradient at uniform "
             f"{state.low}, {batches} batches of {per_batch} tokens (activation budget "
             f"{ACTIVATION_BUDGET_BYTES // 2**20} MiB)")
@@ -236,9 +241,20 @@ def measure_sensitivity(
         log(f"sensitivity: reusing {state.batches_done} measured batches")
     else:
         log(f"sensitivity: resuming at batch {state.batches_done + 1} of {state.batches}")
-    measure(model, tokens.rows, state, options.candidates, state_file, progress)
+    measure(model, tokens.rows, state, options.candidates, state_file, progress, drafts)
     state.save(state_file)
     return state, calibration
+
+
+def _draft_objective(checkpoint: Checkpoint, model: nn.Module, weight: float) -> DraftObjective | None:
+    """The base's MTP head, unquantized, for the sensitivity objective (None: no head, or ``weight`` 0)."""
+    from optiq_runtime.backbone import text_args
+    from optiq_runtime.mtp import load_mtp_head
+
+    if weight <= 0 or not checkpoint.has_mtp:
+        return None
+    head = load_mtp_head(checkpoint.path, text_args(model), upcast=True)
+    return DraftObjective(head, weight) if head is not None else None
 
 
 def _mtp_layers(checkpoint: Checkpoint) -> int:
@@ -354,7 +370,9 @@ def _sensitivity_facts(state: Sensitivity | None) -> dict | None:
     if state is None:
         return None
     return {"estimator": state.estimator, "batches": state.batches, "batch_tokens": state.batch_tokens,
-            "tokens": state.tokens_done, "all_low_mean_kl": state.all_low_kl_sum / max(1, state.tokens_done)}
+            "tokens": state.tokens_done, "all_low_mean_kl": state.all_low_kl_sum / max(1, state.tokens_done),
+            "mtp_weight": state.mtp_weight,  # the MTP head's drafts' KL in the objective, at this weight
+            "all_low_draft_mean_kl": state.all_low_draft_kl_sum / max(1, state.tokens_done)}
 
 
 def _metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allocation: Allocation,

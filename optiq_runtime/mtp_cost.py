@@ -4,7 +4,11 @@ The cost model holds, per depth, a round's cost in plain decode steps (median ro
 median step time, so a load spike from another process spoils a few samples, not the model)
 and the tokens a round yields on the shipped held-out agent turns, rendered as the agent
 renders them; their ratio (against a plain step's tokens, which also pays for the end-of-turn
-token) is the predicted speed-up. Runs are greedy, plain and at each depth back to back.
+token) is the predicted speed-up. Runs are greedy. The whole measurement keeps to one budget
+(``MEASURE_BUDGET_S``, every run stops when it is spent): times come from short runs of the
+shortest turn's end, since a long prompt's prefill would take most of it on a big model, and the
+acceptance from as many turns as fit in the rest. A depth the budget left untimed is missing from the
+model (the policy does not choose it; the next load measures again).
 
 The result is cached beside the build (``optiq/mtp_costs.json``), or in the cache folder when
 the model folder cannot be written (the embedded base), keyed by the model's files and by the
@@ -28,15 +32,19 @@ from optiq_runtime.machine import cpu_name
 
 log = logging.getLogger("optiq")
 
-COST_VERSION = 1
+COST_VERSION = 2
 DEPTHS = (1, 2, 3)
 COSTS_FILE = "mtp_costs.json"
-MEASURE_TOKENS = 64  # tokens per run at most while measuring (held-out agent turns are short)
-MIN_TOKENS = 12  # ... and at least, on models whose steps are slow
+MEASURE_BUDGET_S = 60.0  # the whole measurement: every run stops when it is spent
+TIMING_SHARE = 0.6  # of it the timing runs may take; the rest, and what they leave, measures acceptance
+TIMING_RUN = (2, 5)  # timed steps or rounds per timing run (after its untimed first): first cycle, later cycles
+TIMED_WANTED = 30  # timed steps or rounds of each mode the timing runs stop at
+TIMING_PROMPT_TOKENS = 16  # timing runs continue the last this many tokens of the shortest turn
+TIMING_TOKENS = 64  # tokens per timing run at most (it stops after TIMING_RUN timed steps or rounds)
+MEASURE_TOKENS = 64  # tokens per held-out turn at most (agent turns are short)
 MEASURE_PROMPTS = 24  # held-out turns measured at most (optiq bench decode's default turns)
-TIMED_PROMPTS = 6  # ... of which this many at every depth
-MIN_PROMPTS = 2  # turns measured however long they take
-MEASURE_BUDGET_S = 30.0  # no new turn starts after this long
+TURN_MIN_TOKENS = 8  # a turn is measured only when its prefill and this many tokens each way fit in the time left
+HEAD_CATCH_UP = 0.25  # the MTP head's catch-up over a prompt, as a share of its prefill (one layer of many; generous)
 
 
 @dataclass
@@ -64,9 +72,11 @@ class CostModel:
     depths: dict[int, DepthCost]
     measured_s: float = 0.0
     runs: int = 0
+    turns: int = 0  # held-out turns the acceptance was measured on (0: only the timing runs' short turn)
 
-    def best_depth(self) -> int:
-        return max(self.depths, key=lambda d: (self.depths[d].speedup, -d))
+    def best_depth(self) -> int | None:
+        """The depth predicted fastest (None: no depth was measured in the budget)."""
+        return max(self.depths, key=lambda d: (self.depths[d].speedup, -d)) if self.depths else None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -78,7 +88,7 @@ class CostModel:
         depths = {int(d): DepthCost(c["round_cost"], c["tokens_per_round"], c["speedup"], c.get("acceptance", []))
                   for d, c in data["depths"].items()}
         return cls(data["machine"], data["model"], data["plain_step_s"], data["plain_tokens_per_step"], depths,
-                   data.get("measured_s", 0.0), data.get("runs", 0))
+                   data.get("measured_s", 0.0), data.get("runs", 0), data.get("turns", 0))
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -162,6 +172,20 @@ def _entries(file: Path) -> list[dict]:
 
 
 # -- measuring -------------------------------------------------------------------------
+class Deadline:
+    """A point in time the measurement must not run past; ``passed`` is what runs stop on."""
+
+    def __init__(self, seconds: float, within: "Deadline | None" = None):
+        end = time.perf_counter() + seconds
+        self.end = min(end, within.end) if within is not None else end
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+
 def heldout_prompts(tokenizer, count: int = MEASURE_PROMPTS) -> list[list[int]]:
     """Token ids of the first ``count`` assistant turns of the shipped held-out agent conversations."""
     from optiq_runtime.calibration import HELDOUT_FILE, read_samples
@@ -177,75 +201,134 @@ def heldout_prompts(tokenizer, count: int = MEASURE_PROMPTS) -> list[list[int]]:
 
 
 def measure(engine, depths=DEPTHS, *, prompts: list[list[int]] | None = None, tokens: int = MEASURE_TOKENS,
-            budget_s: float = MEASURE_BUDGET_S, timed_prompts: int = TIMED_PROMPTS) -> CostModel:
-    """Decode held-out turns plainly and with MTP (greedy, guard off) and model what each depth is worth.
+            budget_s: float = MEASURE_BUDGET_S) -> CostModel:
+    """Time plain steps and rounds at each depth on a short turn, then measure acceptance on held-out turns (greedy,
+    guard off), all within ``budget_s`` seconds.
 
-    Every turn runs plainly and at the deepest depth (greedy acceptance at a position does not
-    depend on the depth, so that run gives every depth's); the first ``timed_prompts`` turns
-    also run at every other depth, for its round time. No turn after the first ``MIN_PROMPTS``
-    starts after ``budget_s``.
+    Timing runs continue the end of the shortest turn past the end of the turn (a step's or a
+    round's time hardly depends on the text), a few steps per run, the modes in alternating order; they may take
+    ``TIMING_SHARE`` of the budget. Acceptance runs decode held-out turns plainly and at the
+    deepest depth (greedy acceptance at a position does not depend on the depth); a turn whose
+    prefill would not fit in the time left is skipped. Every run stops at the deadline.
     """
     policy = engine.policy
     saved = policy.mode, policy.depth, policy.guard_enabled
     prompts = prompts if prompts is not None else heldout_prompts(engine.tokenizer)
-    deepest = max(depths)
-    started = time.perf_counter()
+    started, clock = time.perf_counter(), Deadline(budget_s)
     policy.guard_enabled = False
     try:
-        warm = {depth: _run(engine, prompts[0], min(tokens, 16), depth) for depth in (None, *depths)}  # compiles graphs
-        tokens = _affordable(tokens, warm[None].plain_step_s, len(depths), budget_s)
-        runs: dict[int | None, list] = {d: [] for d in (None, *depths)}
-        timed: dict[int | None, list] = {d: [] for d in (None, *depths)}
-        for index, prompt in enumerate(prompts):
-            if index >= MIN_PROMPTS and time.perf_counter() - started > budget_s:
-                break
-            order = (None, *depths) if index < timed_prompts else (None, deepest)
-            for depth in order if index % 2 == 0 else order[::-1]:
-                runs[depth].append(stats := _run(engine, prompt, tokens, depth))
-                if index < timed_prompts:
-                    timed[depth].append(stats)
+        short = min(prompts, key=len)[-TIMING_PROMPT_TOKENS:]
+        timing = _time_modes(engine, short, depths, Deadline(budget_s * TIMING_SHARE, clock))
+        turns = _run_turns(engine, prompts, tokens, max(depths), clock, _Rates.of(timing))
     finally:
         policy.mode, policy.depth, policy.guard_enabled = saved
-    return _model(engine, runs, timed, deepest, time.perf_counter() - started)
+    return _model(engine, timing, turns, max(depths), time.perf_counter() - started)
 
 
-def _affordable(tokens: int, steps: list[float], depths: int, budget_s: float) -> int:
-    """Fewer tokens per run (at least ``MIN_TOKENS``) where slow steps would make the first turns overrun the budget."""
-    if not steps:
-        return tokens
-    runs = MIN_PROMPTS * (1 + depths)
-    return max(MIN_TOKENS, min(tokens, int(budget_s / (runs * statistics.median(steps) * 2))))
+def _time_modes(engine, prompt: list[int], depths, clock: Deadline) -> dict[int | None, list]:
+    """Runs of ``prompt`` past its end, ``TIMING_RUN`` timed steps or rounds each (after an untimed first, which also
+    compiles), plain and at every depth in alternating order, until each has ``TIMED_WANTED`` or the time is up.
+
+    The first cycle's runs are the shortest, so that every depth is timed before a slow model spends the time.
+    """
+    modes = [None, *depths]
+    runs: dict[int | None, list] = {mode: [] for mode in modes}
+    tokenizer = engine.tokenizer
+    eos, tokenizer.eos_token_ids = tokenizer.eos_token_ids, set()
+    try:
+        cycle = 0
+        while not clock.passed() and any(_timed(runs[m]) < TIMED_WANTED for m in modes):
+            for mode in modes if cycle % 2 == 0 else modes[::-1]:
+                if clock.passed():
+                    break
+                wanted = TIMING_RUN[min(cycle, 1)]
+                stop = lambda: clock.passed() or _timed([engine.last_stats]) >= wanted  # noqa: E731
+                runs[mode].append(_run(engine, prompt, TIMING_TOKENS, mode, stop))
+            cycle += 1
+    finally:
+        tokenizer.eos_token_ids = eos
+    return runs
 
 
-def _run(engine, prompt: list[int], tokens: int, depth: int | None):
-    """One greedy run, plain (``depth`` None) or MTP at ``depth``; its stats."""
+def _timed(runs) -> int:
+    return sum(len(r.plain_step_s) + len(r.round_s) for r in runs)
+
+
+@dataclass
+class _Rates:
+    """Seconds per prompt token prefilled, per plain step and per round at the deepest depth, from the timing runs."""
+
+    prefill: float
+    step: float
+    round: float
+
+    @classmethod
+    def of(cls, timing: dict) -> "_Rates":
+        runs = [r for rs in timing.values() for r in rs]
+        fresh = [r for r in runs if r.prompt_tokens > r.reused_prompt_tokens]
+        prefill = sum(r.prefill_s for r in fresh) / max(1, sum(r.prompt_tokens - r.reused_prompt_tokens for r in fresh))
+        steps = [s for r in timing.get(None, []) for s in r.plain_step_s]
+        rounds = [s for r in timing[max(timing, key=lambda d: d or 0)] for s in r.round_s]
+        median = lambda xs: statistics.median(xs) if xs else float("inf")  # noqa: E731
+        return cls(prefill or float("inf"), median(steps), median(rounds))
+
+    def turn_s(self, new_tokens: int) -> float:
+        """A held-out turn's least cost: its prefill (and the head's catch-up over it) and ``TURN_MIN_TOKENS`` each way."""
+        return new_tokens * self.prefill * (1 + HEAD_CATCH_UP) + TURN_MIN_TOKENS * (self.step + self.round)
+
+
+def _run_turns(engine, prompts: list[list[int]], tokens: int, deepest: int, clock: Deadline,
+               rates: _Rates) -> dict[int | None, list]:
+    """Each held-out turn that fits in the time left, plainly and at ``deepest``, in alternating order."""
+    runs: dict[int | None, list] = {None: [], deepest: []}
+    previous: list[int] = []
+    for index, prompt in enumerate(prompts):
+        reused = len(previous) if prompt[:len(previous)] == previous else 0
+        if rates.turn_s(len(prompt) - reused) > clock.left():
+            continue
+        for depth in (None, deepest) if index % 2 == 0 else (deepest, None):
+            runs[depth].append(_run(engine, prompt, tokens, depth, clock.passed))
+        previous = prompt
+        if clock.passed():
+            break
+    return runs
+
+
+def _run(engine, prompt: list[int], tokens: int, depth: int | None, should_stop):
+    """One greedy run, plain (``depth`` None) or MTP at ``depth``, until ``should_stop()``; its stats."""
     engine.policy.mode, engine.policy.depth = ("off", None) if depth is None else ("on", depth)
-    engine.generate(prompt, max_tokens=tokens)
+    engine.generate(prompt, max_tokens=tokens, should_stop=should_stop)
     return engine.last_stats
 
 
-def _model(engine, runs: dict, timed: dict, deepest: int, seconds: float) -> CostModel:
-    """Medians of step and round times over the turns every depth ran (a load spike spoils a few samples, not the
-    model); tokens per round from the acceptance over all turns.
+def _model(engine, timing: dict, turns: dict, deepest: int, seconds: float) -> CostModel:
+    """Medians of step and round times from the timing runs (a load spike spoils a few samples, not the model);
+    tokens per round from the acceptance on the held-out turns (on the timing runs when no turn fitted).
 
     A round at depth ``d`` yields ``1 + a_1 + .. + a_d`` tokens (``a_i``: the first ``i`` drafts
     accepted), less what the run's last round loses at the end of the turn, as the deepest runs lost it.
+    A depth with no timed round is left out (the policy then does not choose it).
     """
-    plain = runs[None]
-    plain_step = statistics.median([s for run in timed[None] for s in run.plain_step_s] or [float("inf")])
-    plain_per_step = _total(plain, "decode_tokens") / max(1, _total(plain, "steps")) or 1.0
-    drafted, accepted = _positions(runs[deepest])
+    plain_step = statistics.median([s for run in timing[None] for s in run.plain_step_s] or [float("inf")])
+    plain, mtp = turns[None], turns[deepest]
+    plain_per_step = (_total(plain, "decode_tokens") / max(1, _total(plain, "steps"))) or 1.0
+    drafted, accepted = _positions(mtp)
+    if not sum(drafted):
+        drafted, accepted = _positions([r for d, rs in timing.items() if d is not None for r in rs])
     acceptance = [a / d if d else 0.0 for a, d in zip(accepted, drafted)]
-    measured = _total(runs[deepest], "decode_tokens") / max(1, _total(runs[deepest], "steps"))
-    ending = measured / (1 + sum(acceptance)) if acceptance else 1.0
+    measured = _total(mtp, "decode_tokens") / max(1, _total(mtp, "steps"))
+    ending = measured / (1 + sum(acceptance)) if acceptance and measured else 1.0
     depths = {}
-    for depth in (d for d in runs if d is not None):
-        rounds = [s for run in timed[depth] for s in run.round_s]
-        cost = statistics.median(rounds) / plain_step if rounds else float("inf")
+    for depth in (d for d in timing if d is not None):
+        rounds = [s for run in timing[depth] for s in run.round_s]
+        if not rounds or len(acceptance) < depth:
+            continue
+        cost = statistics.median(rounds) / plain_step
         per_round = (1 + sum(acceptance[:depth])) * ending
         depths[depth] = DepthCost(cost, per_round, per_round / plain_per_step / cost, acceptance[:depth])
+    runs = sum(len(r) for r in timing.values()) + sum(len(r) for r in turns.values())
     return CostModel(machine_key(engine.blas_threads), engine.fingerprint, plain_step, plain_per_step, depths,
-                     round(seconds, 2), sum(len(r) for r in runs.values()))
+                     round(seconds, 2), runs, len(plain))
 
 
 def _total(runs, name: str) -> float:

@@ -84,6 +84,8 @@ class MtpPolicy:
         if self.costs is None:
             return Decision(False, 0, "MTP off: not measured on this machine yet")
         depth = self.depth or self.costs.best_depth()
+        if depth is None:
+            return Decision(False, 0, "MTP off: no depth could be measured on this machine in the time allowed")
         if depth not in self.costs.depths:
             return Decision(False, 0, f"MTP off: depth {depth} was not measured on this machine")
         cost = self.costs.depths[depth]

@@ -66,7 +66,7 @@ def engine():
 
 
 def test_measured_model_and_auto_decision(engine):
-    model = measure(engine, (1, 2), tokens=12, budget_s=0.0, timed_prompts=2)
+    model = measure(engine, (1, 2), tokens=12, budget_s=20.0)
     assert set(model.depths) == {1, 2} and model.plain_step_s > 0
     for depth, cost in model.depths.items():
         assert cost.round_cost > 0 and 1.0 <= cost.tokens_per_round <= 1 + depth + 1e-9
@@ -80,6 +80,21 @@ def test_measured_model_and_auto_decision(engine):
         assert engine.last_stats.mtp_reason == decision.reason
     finally:
         engine.policy.costs, engine.policy.mode = None, "on"
+
+
+def test_measuring_keeps_to_its_budget(engine):
+    """The budget bounds the whole measurement: none leaves no depth measured (and auto then stays off); a
+    short one ends every run when it is spent, long turns or not."""
+    import time
+
+    nothing = measure(engine, (1, 2), budget_s=0.0)
+    assert nothing.depths == {} and nothing.best_depth() is None and nothing.runs == 0
+    policy = MtpPolicy("auto", costs=nothing)
+    assert not policy.decision.mtp and "no depth could be measured" in policy.decision.reason
+    started = time.perf_counter()
+    short = measure(engine, (1, 2), budget_s=1.5)
+    assert short.measured_s <= 1.5 + 2.0 and time.perf_counter() - started <= 1.5 + 2.0  # a step or a compile over, at most
+    assert engine.policy.mode == "on" and engine.tokenizer.eos_token_ids  # restored
 
 
 def test_load_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
