@@ -114,3 +114,16 @@ def test_policy_owns_its_history(engine):
     assert len(engine.policy.history.speedups) == 0
     engine.generate(engine.tokenizer.encode("Count: one two three"), max_tokens=24)
     assert engine.last_stats.mtp_used and engine.last_stats.round_s
+
+
+def test_the_budget_can_be_set_and_a_bad_one_is_refused(monkeypatch):
+    from optiq_runtime.mtp_cost import MEASURE_BUDGET_S, measure_budget
+
+    monkeypatch.delenv("OPTIQ_MTP_BUDGET_S", raising=False)
+    assert measure_budget() == MEASURE_BUDGET_S
+    monkeypatch.setenv("OPTIQ_MTP_BUDGET_S", "240")
+    assert measure_budget() == 240.0
+    for bad in ("soon", "0", "-5", "inf"):
+        monkeypatch.setenv("OPTIQ_MTP_BUDGET_S", bad)
+        with pytest.raises(BadInputError, match="OPTIQ_MTP_BUDGET_S"):
+            measure_budget()
