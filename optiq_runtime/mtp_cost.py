@@ -296,10 +296,10 @@ class _Rates:
         if stats.prompt_tokens:
             self.prefill = max(self.prefill, stats.prefill_s / stats.prompt_tokens / (1 + HEAD_CATCH_UP))
 
-    def turn_s(self, new_tokens: int) -> float:
-        """A held-out turn's least cost: its two prefills (and the head's catch-up over one) and ``TURN_MIN_TOKENS``
-        each way."""
-        return new_tokens * self.prefill * (2 + HEAD_CATCH_UP) + TURN_MIN_TOKENS * (self.step + self.round)
+    def turn_s(self, tokens: int, runs: int) -> float:
+        """A held-out turn's least cost over ``runs`` runs: a prefill each (and the head's catch-up in the MTP runs)
+        and ``TURN_MIN_TOKENS`` tokens each."""
+        return runs * (tokens * self.prefill * (1 + HEAD_CATCH_UP) + TURN_MIN_TOKENS * max(self.step, self.round))
 
 
 def _run_turns(engine, prompts: list[list[int]], tokens: int, depths, clock: Deadline,
@@ -313,9 +313,9 @@ def _run_turns(engine, prompts: list[list[int]], tokens: int, depths, clock: Dea
     runs: dict[int | None, list] = {mode: [] for mode in (None, *depths)}
     measured = 0
     for index, prompt in enumerate(prompts):
-        if rates.turn_s(len(prompt)) > clock.left():
-            continue
         order = (None, *depths) if measured < TIMED_TURNS else (None, max(depths))
+        if rates.turn_s(len(prompt), len(order)) > clock.left():
+            continue
         for depth in order if index % 2 == 0 else order[::-1]:
             engine.reset()
             runs[depth].append(stats := _run(engine, prompt, tokens, depth, clock.passed))
