@@ -405,7 +405,8 @@ class BenchReport:
             for name, r in self.depths.items()
         }
         if self.costs is not None:
-            data["cost_model"] = {"plain_step_s": round(self.costs.plain_step_s, 5), "measured_s": self.costs.measured_s}
+            data["cost_model"] = {"plain_step_s": round(self.costs.plain_step_s, 5), "measured_s": self.costs.measured_s,
+                                  "turns": self.costs.turns}
         return data
 
     def text(self) -> str:

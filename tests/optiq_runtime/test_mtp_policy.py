@@ -114,6 +114,9 @@ def test_policy_owns_its_history(engine):
     assert len(engine.policy.history.speedups) == 0
     engine.generate(engine.tokenizer.encode("Count: one two three"), max_tokens=24)
     assert engine.last_stats.mtp_used and engine.last_stats.round_s
+    stats = engine.last_stats  # each timed round's whole loop iteration, closed when the next step starts
+    assert len(stats.round_s) - 1 <= len(stats.round_iteration_s) <= len(stats.round_s)
+    assert all(whole >= part for whole, part in zip(stats.round_iteration_s, stats.round_s))
 
 
 def test_the_budget_can_be_set_and_a_bad_one_is_refused(monkeypatch):
