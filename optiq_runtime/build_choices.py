@@ -12,7 +12,7 @@ from optiq_runtime.allocate import LayerChoice
 from optiq_runtime.build_options import BuildOptions
 from optiq_runtime.calibration import CALIBRATION_FILE, calibration_tokens
 from optiq_runtime.checkpoint import Checkpoint, checkpoint_digest
-from optiq_runtime.kl_gradient import ACTIVATION_BUDGET_BYTES, measure, tokens_per_batch
+from optiq_runtime.kl_gradient import ACTIVATION_BUDGET_BYTES, DraftObjective, measure, tokens_per_batch
 from optiq_runtime.load import load_network, load_tokenizer
 from optiq_runtime.progress import ProgressCallback
 from optiq_runtime.sensitivity import Sensitivity, Target, find_targets, fresh
@@ -41,8 +41,10 @@ def measure_sensitivity(
         "file": str(options.calibration or CALIBRATION_FILE.name),
         "tokens": tokens.tokens, "digest": tokens.digest, "domains": tokens.domains,
     }
+    drafts = _draft_objective(checkpoint, model, options.mtp_weight)
+    weight = drafts.weight if drafts else 0.0
     fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, options.bits, options.group_size,
-                               options.seq_len)
+                               options.seq_len, *([weight] if weight else []))
     earlier = [Path(options.out) / "optiq" / "sensitivity.json", state_file]
     if options.probes is not None:
         earlier.insert(0, Path(options.probes))
@@ -55,6 +57,7 @@ def measure_sensitivity(
         batches = -(-tokens.tokens // per_batch)
         state = fresh(find_targets(model, options.group_size), fingerprint, options.bits, options.high_bits,
                       options.group_size, batches, per_batch)
+        state.mtp_weight = weight
         log(f"calibration: {tokens.tokens} tokens from {calibration['file']}; sensitivity: KL gradient at uniform "
             f"{state.low}, {batches} batches of {per_batch} tokens (activation budget "
             f"{ACTIVATION_BUDGET_BYTES // 2**20} MiB)")
@@ -62,9 +65,20 @@ def measure_sensitivity(
         log(f"sensitivity: reusing {state.batches_done} measured batches")
     else:
         log(f"sensitivity: resuming at batch {state.batches_done + 1} of {state.batches}")
-    measure(model, tokens.rows, state, options.candidates, state_file, progress)
+    measure(model, tokens.rows, state, options.candidates, state_file, progress, drafts)
     state.save(state_file)
     return state, calibration
+
+
+def _draft_objective(checkpoint: Checkpoint, model, weight: float) -> DraftObjective | None:
+    """The base's MTP head, unquantized, for the sensitivity objective (None: no head, or ``weight`` 0)."""
+    from optiq_runtime.backbone import text_args
+    from optiq_runtime.mtp import load_mtp_head
+
+    if weight <= 0 or not checkpoint.has_mtp:
+        return None
+    head = load_mtp_head(checkpoint.path, text_args(model), upcast=True)
+    return DraftObjective(head, weight) if head is not None else None
 
 
 def uniform_choices(checkpoint: Checkpoint, options: BuildOptions) -> tuple[list[Target], list[LayerChoice]]:

@@ -8,8 +8,9 @@ from optiq_runtime.checkpoint import Checkpoint, checkpoint_digest
 from optiq_runtime.sensitivity import Sensitivity
 
 # Written to metadata; a first-run build from an older recipe is rebuilt (2: finer group sizes;
-# 3: sensitivity from the KL gradient at the all-low model, one backward pass per batch).
-RECIPE_VERSION = 3
+# 3: sensitivity from the KL gradient at the all-low model, one backward pass per batch;
+# 4: the objective also weighs the MTP head's drafts).
+RECIPE_VERSION = 4
 
 
 def metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allocation: Allocation,
@@ -50,4 +51,6 @@ def sensitivity_facts(state: Sensitivity | None) -> dict | None:
     if state is None:
         return None
     return {"estimator": state.estimator, "batches": state.batches, "batch_tokens": state.batch_tokens,
-            "tokens": state.tokens_done, "all_low_mean_kl": state.all_low_kl_sum / max(1, state.tokens_done)}
+            "tokens": state.tokens_done, "all_low_mean_kl": state.all_low_kl_sum / max(1, state.tokens_done),
+            "mtp_weight": state.mtp_weight,  # the MTP head's drafts' KL in the objective, at this weight
+            "all_low_draft_mean_kl": state.all_low_draft_kl_sum / max(1, state.tokens_done)}

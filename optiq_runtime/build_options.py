@@ -8,6 +8,7 @@ from pathlib import Path
 
 from optiq_runtime.allocate import Width
 from optiq_runtime.errors import BadInputError
+from optiq_runtime.kl_gradient import DRAFT_KL_WEIGHT
 from optiq_runtime.sensitivity import GROUP_SIZES
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)
@@ -32,6 +33,7 @@ class BuildOptions:
     widths: tuple[int, ...] | None = None  # extra candidate bit widths besides bits and high_bits
     probes: Path | None = None  # a sensitivity.json to reuse when it matches this base, data and settings
     fine_group_size: int | None = 32  # the finer group size also offered (None: only group_size)
+    mtp_weight: float = DRAFT_KL_WEIGHT  # weight of the MTP head's drafts' KL in the sensitivity objective (0: none)
 
     @property
     def default_width(self) -> Width:

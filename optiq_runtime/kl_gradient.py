@@ -14,11 +14,19 @@ one reference forward, one forward with the error terms, one backward.
 The head (the full-vocabulary logits) is one custom function that streams over vocabulary chunks
 with running log-sum-exps and computes its own gradient in the same pass: neither the reference's
 nor the model's logits are ever held for more than one chunk.
+
+With an MTP head (``mtp_weight`` > 0) the objective also holds the KL of the head's drafts: at
+every position ``t`` the head's distribution over token ``t + 2`` from the model's last hidden
+state and the embedding of token ``t + 1``, against the same from the reference's, weighted by
+``mtp_weight``. The head itself runs unquantized on both sides: what it adds is the weight of the
+modules its drafts depend on (the last blocks' output, the embedding, the shared output head), so
+the allocation keeps the bf16 model's acceptance at the same bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
@@ -43,6 +51,7 @@ ACTIVATION_FLOATS_PER_WIDTH = 3
 REFERENCE_UNITS, ERROR_UNITS, BACKWARD_UNITS, HEAD_UNITS = 1, 2, 3, 1
 CACHE_LIMIT_BYTES = 256 * 1024 * 1024  # MLX's cache of freed buffers while measuring
 VERIFY_TOKENS = 16  # tokens the block-by-block cut is checked on against the model's own forward
+DRAFT_KL_WEIGHT = 1.0  # the MTP head's drafts' KL beside the model's own in the objective (build default)
 
 
 class WithError(nn.Module):
@@ -183,15 +192,60 @@ def _flat(x: mx.array) -> mx.array:
     return x.reshape(-1, x.shape[-1])
 
 
-def steps_per_batch(stack: Stack, vocab: int, tokens: int) -> int:
-    """Progress units of one batch: each block's three passes, the head's chunks, and saving the state."""
+def steps_per_batch(stack: Stack, vocab: int, tokens: int, heads: int = 1) -> int:
+    """Progress units of one batch: each block's three passes, each output head's chunks (the model's, the MTP
+    head's), and saving the state."""
     blocks = (REFERENCE_UNITS + ERROR_UNITS + BACKWARD_UNITS) * stack.blocks
-    return blocks + HEAD_UNITS * -(-vocab // vocab_chunk(tokens)) + 1
+    return blocks + heads * HEAD_UNITS * -(-vocab // vocab_chunk(tokens)) + 1
+
+
+@dataclass
+class DraftObjective:
+    """The MTP head's drafts in the objective: the head (unquantized) and the weight of its KL beside the model's."""
+
+    head: nn.Module
+    weight: float
+
+    def states(self, stack: Stack, tokens: mx.array, hidden: mx.array) -> mx.array:
+        """The head's normed outputs ``[rows * (T - 1), D]``: position ``t`` from ``hidden[t]`` and token ``t + 1``."""
+        out = self.head(stack.embed(tokens[:, 1:]), hidden[:, :-1], None)
+        return _flat(self.head.norm(out))
+
+
+def draft_scores(stack: Stack, injector: ErrorInjector, width: Width, objective: DraftObjective, tokens: mx.array,
+                 reference_hidden: mx.array, hidden: mx.array, tick: Callable[[int], None] = _nothing
+                 ) -> tuple[float, mx.array, dict[str, float]]:
+    """The drafts' summed KL, its gradient w.r.t. the last block's output ``hidden``, and w.r.t. the scales of the
+    output head and the embedding (the paths the head reads besides ``hidden``); all times the objective's weight."""
+    injector.set(None)
+    reference = objective.states(stack, tokens, reference_hidden)
+    mx.eval(reference)
+    ones = {path: mx.array(1.0) for path in injector.wrappers}
+    injector.set(ones)
+    embed_paths = [p for p, m in injector.originals.items() if isinstance(m, nn.Embedding)]
+
+    def states(h: mx.array, *scales: mx.array) -> mx.array:
+        injector.update(dict(zip(embed_paths, scales)))
+        return objective.states(stack, tokens, h)
+
+    model = states(hidden, *(ones[p] for p in embed_paths))
+    mx.eval(model)
+    kl, grad_states, head_grad = head_statistics(injector.originals[injector.head_path].weight, width, reference,
+                                                 model, tick)
+    _, grads = mx.vjp(states, [hidden, *(ones[p] for p in embed_paths)], [grad_states])
+    mx.eval(grads)
+    weight = objective.weight
+    scores = {injector.head_path: weight * head_grad}
+    for path, value in zip(embed_paths, grads[1:]):
+        scores[path] = scores.get(path, 0.0) + weight * value.item()
+    return weight * kl, weight * grads[0], scores
 
 
 def batch_scores(stack: Stack, injector: ErrorInjector, width: Width, tokens: mx.array,
-                 tick: Callable[[int], None] = _nothing) -> tuple[dict[str, float], float]:
-    """d(summed token KL)/d(scale) for every target over one batch, and the KL of the all-low model.
+                 tick: Callable[[int], None] = _nothing, drafts: DraftObjective | None = None
+                 ) -> tuple[dict[str, float], float, float]:
+    """d(objective)/d(scale) for every target over one batch, the summed token KL of the all-low model, and its
+    drafts' weighted KL (0 without ``drafts``). The objective is the summed token KL, plus the drafts' weighted KL.
 
     The backward pass runs block by block from the block inputs kept by the forward pass (each
     block's forward is run again inside its vjp), so only one block's activations are live.
@@ -219,6 +273,13 @@ def batch_scores(stack: Stack, injector: ErrorInjector, width: Width, tokens: mx
     kl, grad_normed, head_grad = head_statistics(injector.originals[head_path].weight, width, reference, normed, tick)
     _, (grad,) = mx.vjp(final, [inputs[-1]], [grad_normed])
     scores = {head_path: head_grad}
+    draft_kl = 0.0
+    if drafts is not None:
+        draft_kl, draft_grad, extra = draft_scores(stack, injector, width, drafts, tokens, hidden, inputs[-1], tick)
+        grad = grad + draft_grad
+        for path, value in extra.items():
+            scores[path] = scores.get(path, 0.0) + value
+        injector.set(ones)
     by_block = _paths_by_block(injector, stack.blocks)
     for index in range(stack.blocks - 1, -1, -1):
         grad = _block_backward(stack, injector, index, inputs[index], grad, by_block.get(index, []), scores)
@@ -234,7 +295,7 @@ def batch_scores(stack: Stack, injector: ErrorInjector, width: Width, tokens: mx
         for path, value in zip(embed_paths, grads):
             scores[path] = scores.get(path, 0.0) + value.item()
     injector.set(None)
-    return scores, kl
+    return scores, kl, draft_kl
 
 
 def _block_backward(stack: Stack, injector: ErrorInjector, index: int, hidden: mx.array, grad: mx.array,
@@ -292,18 +353,22 @@ def _weight_errors(model: nn.Module, state: Sensitivity, widths: tuple[Width, ..
 
 
 def measure(model: nn.Module, rows: mx.array, state: Sensitivity, widths: tuple[Width, ...],
-            state_file: Path | None, progress: ProgressCallback | None = None) -> Sensitivity:
-    """Weight errors at ``widths``, then the KL gradient over the batches not yet done, saving after each."""
+            state_file: Path | None, progress: ProgressCallback | None = None,
+            drafts: DraftObjective | None = None) -> Sensitivity:
+    """Weight errors at ``widths``, then the KL gradient over the batches not yet done, saving after each.
+
+    ``drafts`` adds the MTP head's drafts to the objective (``state.mtp_weight`` must say so, for the fingerprint).
+    """
     previous_limit = mx.set_cache_limit(CACHE_LIMIT_BYTES)  # freed buffers count as resident memory
     try:
-        return _measure(model, rows, state, widths, state_file, progress)
+        return _measure(model, rows, state, widths, state_file, progress, drafts)
     finally:
         mx.set_cache_limit(previous_limit)
         mx.clear_cache()
 
 
 def _measure(model: nn.Module, rows: mx.array, state: Sensitivity, widths: tuple[Width, ...],
-             state_file: Path | None, progress: ProgressCallback | None) -> Sensitivity:
+             state_file: Path | None, progress: ProgressCallback | None, drafts: DraftObjective | None) -> Sensitivity:
     mx.clear_cache()
     _weight_errors(model, state, widths, progress)
     stack = fast_forward(model, rows[:1, :VERIFY_TOKENS])
@@ -313,15 +378,17 @@ def _measure(model: nn.Module, rows: mx.array, state: Sensitivity, widths: tuple
     per_batch = max(1, state.batch_tokens // rows.shape[1])
     targets = [t for t in state.targets() if not t.fixed]
     with ErrorInjector(model, targets, state.low) as injector:
-        steps = steps_per_batch(stack, injector.originals[injector.head_path].weight.shape[0], per_batch * rows.shape[1])
+        steps = steps_per_batch(stack, injector.originals[injector.head_path].weight.shape[0], per_batch * rows.shape[1],
+                                1 + (drafts is not None))
         bar = Progress("sensitivity", state.batches * steps, progress, done=state.batches_done * steps)
         for index in range(state.batches_done, state.batches):
-            scores, kl = batch_scores(stack, injector, state.low, rows[index * per_batch : (index + 1) * per_batch],
-                                      bar.advance)
+            scores, kl, draft_kl = batch_scores(stack, injector, state.low, rows[index * per_batch : (index + 1) * per_batch],
+                                                bar.advance, drafts)
             for path, score in scores.items():  # only whole batches count, so a resumed run adds up right
                 sums = state.layers[path]["kl_sum"]
                 sums[state.low.label] = sums.get(state.low.label, 0.0) + score / 2
             state.all_low_kl_sum += kl
+            state.all_low_draft_kl_sum += draft_kl
             state.batches_done += 1
             state.tokens_done += rows[index * per_batch : (index + 1) * per_batch].size
             if state_file is not None:

@@ -4,7 +4,11 @@ The cost model holds, per depth, a round's cost in plain decode steps (median ro
 median step time, so a load spike from another process spoils a few samples, not the model)
 and the tokens a round yields on the shipped held-out agent turns, rendered as the agent
 renders them; their ratio (against a plain step's tokens, which also pays for the end-of-turn
-token) is the predicted speed-up. Runs are greedy, plain and at each depth back to back.
+token) is the predicted speed-up. Runs are greedy. The whole measurement keeps to one budget
+(``MEASURE_BUDGET_S``, every run stops when it is spent): times come from short runs after a
+median-length turn cut to what a tenth of the budget prefills (a big model's long prefill would
+take most of it), and the acceptance from as many turns as fit in the rest. A depth the budget left untimed is missing from the
+model (the policy does not choose it; the next load measures again).
 
 The result is cached beside the build (``optiq/mtp_costs.json``), or in the cache folder when
 the model folder cannot be written (the embedded base), keyed by the model's files and by the
@@ -29,15 +33,23 @@ from optiq_runtime.sampling import Sampling
 
 log = logging.getLogger("optiq")
 
-COST_VERSION = 1
+COST_VERSION = 2
 DEPTHS = (1, 2, 3)
 COSTS_FILE = "mtp_costs.json"
-MEASURE_TOKENS = 64  # tokens per run at most while measuring (held-out agent turns are short)
-MIN_TOKENS = 12  # ... and at least, on models whose steps are slow
+MEASURE_BUDGET_S = 60.0  # the whole measurement: every run stops when it is spent
+BUDGET_ENV = "OPTIQ_MTP_BUDGET_S"  # ... or this many seconds
+TIMING_SHARE = 0.6  # of it the timing runs may take; the rest, and what they leave, measures acceptance
+TIMING_RUN = (2, 5)  # timed steps or rounds per timing run (after its untimed first): first cycle, later cycles
+TIMED_WANTED = 30  # timed steps or rounds of each mode the timing runs stop at
+TIMING_PROMPT_TOKENS = 16  # timing runs continue at least the last this many tokens of a median-length turn
+PREFILL_SHARE = 0.1  # ... and at most as many as this share of the budget prefills
+TIMING_TOKENS = 64  # tokens per timing run at most (it stops after TIMING_RUN timed steps or rounds)
+MEASURE_TOKENS = 64  # tokens per held-out turn at most (agent turns are short)
 MEASURE_PROMPTS = 24  # held-out turns measured at most (optiq bench decode's default turns)
-TIMED_PROMPTS = 6  # ... of which this many at every depth
-MIN_PROMPTS = 2  # turns measured however long they take
-MEASURE_BUDGET_S = 30.0  # no new turn starts after this long
+TIMED_TURNS = 6  # held-out turns also measured at every depth, for round times in real contexts
+MIN_ROUNDS = 10  # rounds of a depth on the turns that make its cost (fewer: the timing runs' cost)
+TURN_MIN_TOKENS = 8  # a turn is measured only when its prefill and this many tokens each way fit in the time left
+HEAD_CATCH_UP = 0.25  # the MTP head's catch-up over a prompt, as a share of its prefill (one layer of many; generous)
 
 
 @dataclass
@@ -65,9 +77,11 @@ class CostModel:
     depths: dict[int, DepthCost]
     measured_s: float = 0.0
     runs: int = 0
+    turns: int = 0  # held-out turns the acceptance was measured on (0: only the timing runs' short turn)
 
-    def best_depth(self) -> int:
-        return max(self.depths, key=lambda d: (self.depths[d].speedup, -d))
+    def best_depth(self) -> int | None:
+        """The depth predicted fastest (None: no depth was measured in the budget)."""
+        return max(self.depths, key=lambda d: (self.depths[d].speedup, -d)) if self.depths else None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -79,7 +93,7 @@ class CostModel:
         depths = {int(d): DepthCost(c["round_cost"], c["tokens_per_round"], c["speedup"], c.get("acceptance", []))
                   for d, c in data["depths"].items()}
         return cls(data["machine"], data["model"], data["plain_step_s"], data["plain_tokens_per_step"], depths,
-                   data.get("measured_s", 0.0), data.get("runs", 0))
+                   data.get("measured_s", 0.0), data.get("runs", 0), data.get("turns", 0))
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -163,6 +177,20 @@ def _entries(file: Path) -> list[dict]:
 
 
 # -- measuring -------------------------------------------------------------------------
+class Deadline:
+    """A point in time the measurement must not run past; ``passed`` is what runs stop on."""
+
+    def __init__(self, seconds: float, within: Deadline | None = None):
+        end = time.perf_counter() + seconds
+        self.end: float = min(end, within.end) if within is not None else end
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+
 def heldout_prompts(tokenizer, count: int = MEASURE_PROMPTS) -> list[list[int]]:
     """Token ids of the first ``count`` assistant turns of the shipped held-out agent conversations."""
     from optiq_runtime.calibration import HELDOUT_FILE, read_samples
@@ -178,75 +206,179 @@ def heldout_prompts(tokenizer, count: int = MEASURE_PROMPTS) -> list[list[int]]:
 
 
 def measure(engine, depths=DEPTHS, *, prompts: list[list[int]] | None = None, tokens: int = MEASURE_TOKENS,
-            budget_s: float = MEASURE_BUDGET_S, timed_prompts: int = TIMED_PROMPTS) -> CostModel:
-    """Decode held-out turns plainly and with MTP (greedy, guard off) and model what each depth is worth.
+            budget_s: float = MEASURE_BUDGET_S) -> CostModel:
+    """Time plain steps and rounds at each depth after a typical turn, then measure acceptance on held-out turns
+    (greedy, guard off), all within ``budget_s`` seconds.
 
-    Every turn runs plainly and at the deepest depth (greedy acceptance at a position does not
-    depend on the depth, so that run gives every depth's); the first ``timed_prompts`` turns
-    also run at every other depth, for its round time. No turn after the first ``MIN_PROMPTS``
-    starts after ``budget_s``.
+    Timing runs continue the end of a median-length turn (``_timing_prompt``) past the end of the
+    turn (a step's or a round's time depends on the context's length, hardly on its text), a few
+    steps per run, the modes in alternating order; they may take
+    ``TIMING_SHARE`` of the budget. Acceptance runs decode held-out turns plainly and at the
+    deepest depth (greedy acceptance at a position does not depend on the depth); a turn whose
+    prefill would not fit in the time left is skipped. Every run stops at the deadline.
     """
     policy = engine.policy
     saved = policy.mode, policy.depth, policy.guard_enabled
     prompts = prompts if prompts is not None else heldout_prompts(engine.tokenizer)
-    deepest = max(depths)
-    started = time.perf_counter()
+    started, clock = time.perf_counter(), Deadline(budget_s)
     policy.guard_enabled = False
     try:
-        warm = {depth: _run(engine, prompts[0], min(tokens, 16), depth) for depth in (None, *depths)}  # compiles graphs
-        tokens = _affordable(tokens, warm[None].plain_step_s, len(depths), budget_s)
-        runs: dict[int | None, list] = {d: [] for d in (None, *depths)}
-        timed: dict[int | None, list] = {d: [] for d in (None, *depths)}
-        for index, prompt in enumerate(prompts):
-            if index >= MIN_PROMPTS and time.perf_counter() - started > budget_s:
-                break
-            order = (None, *depths) if index < timed_prompts else (None, deepest)
-            for depth in order if index % 2 == 0 else order[::-1]:
-                runs[depth].append(stats := _run(engine, prompt, tokens, depth))
-                if index < timed_prompts:
-                    timed[depth].append(stats)
+        context, prefill = _timing_prompt(engine, prompts, budget_s) if not clock.passed() else ([], float("inf"))
+        timing = _time_modes(engine, context, depths, Deadline(budget_s * TIMING_SHARE, clock))
+        turns = _run_turns(engine, prompts, tokens, depths, clock, _Rates.of(timing, prefill))
     finally:
         policy.mode, policy.depth, policy.guard_enabled = saved
-    return _model(engine, runs, timed, deepest, time.perf_counter() - started)
+    return _model(engine, timing, turns, max(depths), time.perf_counter() - started)
 
 
-def _affordable(tokens: int, steps: list[float], depths: int, budget_s: float) -> int:
-    """Fewer tokens per run (at least ``MIN_TOKENS``) where slow steps would make the first turns overrun the budget."""
-    if not steps:
-        return tokens
-    runs = MIN_PROMPTS * (1 + depths)
-    return max(MIN_TOKENS, min(tokens, int(budget_s / (runs * statistics.median(steps) * 2))))
+def _timing_prompt(engine, prompts: list[list[int]], budget_s: float) -> tuple[list[int], float]:
+    """The end of a median-length turn, as much of it as ``PREFILL_SHARE`` of the budget prefills, and the
+    seconds per token the probe's prefill took.
+
+    A step's time depends on the context's length on a small model (attention is much of its
+    work), so the context is a typical turn's; a big model's long prefill would eat the budget,
+    so it is cut to what the prefill of a ``TIMING_PROMPT_TOKENS`` probe says it affords.
+    """
+    turn = sorted(prompts, key=len)[len(prompts) // 2]
+    probe = turn[-TIMING_PROMPT_TOKENS:]
+    stats = _run(engine, probe, 1, None, lambda: True)  # the prefill only (and the first compile)
+    per_token = stats.prefill_s / max(1, len(probe))
+    affordable = int(budget_s * PREFILL_SHARE / per_token) if per_token > 0 else len(turn)
+    return turn[-max(len(probe), affordable):], per_token
 
 
-def _run(engine, prompt: list[int], tokens: int, depth: int | None):
-    """One greedy run, plain (``depth`` None) or MTP at ``depth``; its stats."""
+def _time_modes(engine, prompt: list[int], depths, clock: Deadline) -> dict[int | None, list]:
+    """Runs of ``prompt`` past its end, ``TIMING_RUN`` timed steps or rounds each (after an untimed first, which also
+    compiles), plain and at every depth in alternating order, until each has ``TIMED_WANTED`` or the time is up.
+
+    The first cycle's runs are the shortest, so that every depth is timed before a slow model spends the time.
+    """
+    modes = [None, *depths]
+    runs: dict[int | None, list] = {mode: [] for mode in modes}
+    tokenizer = engine.tokenizer
+    eos, tokenizer.eos_token_ids = tokenizer.eos_token_ids, set()
+    try:
+        cycle = 0
+        while not clock.passed() and any(_timed(runs[m]) < TIMED_WANTED for m in modes):
+            for mode in modes if cycle % 2 == 0 else modes[::-1]:
+                if clock.passed():
+                    break
+                wanted = TIMING_RUN[min(cycle, 1)]
+                stop = lambda wanted=wanted: clock.passed() or _timed([engine.last_stats]) >= wanted  # noqa: E731
+                runs[mode].append(_run(engine, prompt, TIMING_TOKENS, mode, stop))
+            cycle += 1
+    finally:
+        tokenizer.eos_token_ids = eos
+    return runs
+
+
+def _timed(runs) -> int:
+    return sum(len(r.plain_step_s) + len(r.round_s) for r in runs)
+
+
+@dataclass
+class _Rates:
+    """Seconds per prompt token prefilled (the probe's), per plain step and per round at the deepest depth (the
+    timing runs')."""
+
+    prefill: float
+    step: float
+    round: float
+
+    @classmethod
+    def of(cls, timing: dict, prefill: float) -> _Rates:
+        steps = [s for r in timing.get(None, []) for s in r.plain_step_s]
+        rounds = [s for r in timing[max(timing, key=lambda d: d or 0)] for s in r.round_s]
+        median = lambda xs: statistics.median(xs) if xs else float("inf")  # noqa: E731
+        return cls(prefill, median(steps), median(rounds))
+
+    def saw_prefill(self, stats) -> None:
+        """Keep the slowest prefill seen (per token, with the head's catch-up): a turn's prefill cannot be stopped."""
+        if stats.prompt_tokens:
+            self.prefill = max(self.prefill, stats.prefill_s / stats.prompt_tokens / (1 + HEAD_CATCH_UP))
+
+    def turn_s(self, tokens: int, runs: int) -> float:
+        """A held-out turn's least cost over ``runs`` runs: a prefill each (and the head's catch-up in the MTP runs)
+        and ``TURN_MIN_TOKENS`` tokens each."""
+        return runs * (tokens * self.prefill * (1 + HEAD_CATCH_UP) + TURN_MIN_TOKENS * max(self.step, self.round))
+
+
+def _run_turns(engine, prompts: list[list[int]], tokens: int, depths, clock: Deadline,
+               rates: _Rates) -> dict[int | None, list]:
+    """Each held-out turn whose prefill fits in the time left, plainly and at the deepest depth (the first
+    ``TIMED_TURNS`` measured at every depth, for their round times), in alternating order.
+
+    Every run starts from empty caches, as ``optiq bench decode`` runs them: on a small model a
+    plain step after a fresh prefill is measurably slower than after a reused one.
+    """
+    runs: dict[int | None, list] = {mode: [] for mode in (None, *depths)}
+    measured = 0
+    for index, prompt in enumerate(prompts):
+        order = (None, *depths) if measured < TIMED_TURNS else (None, max(depths))
+        if rates.turn_s(len(prompt), len(order)) > clock.left():
+            continue
+        for depth in order if index % 2 == 0 else order[::-1]:
+            engine.reset()
+            runs[depth].append(stats := _run(engine, prompt, tokens, depth, clock.passed))
+            rates.saw_prefill(stats)
+        measured += 1
+        if clock.passed():
+            break
+    return runs
+
+
+def _run(engine, prompt: list[int], tokens: int, depth: int | None, should_stop):
+    """One greedy run, plain (``depth`` None) or MTP at ``depth``, until ``should_stop()``; its stats."""
     engine.policy.mode, engine.policy.depth = ("off", None) if depth is None else ("on", depth)
-    engine.generate(prompt, Sampling(max_tokens=tokens))
+    engine.generate(prompt, Sampling(max_tokens=tokens), should_stop=should_stop)
     return engine.last_stats
 
 
-def _model(engine, runs: dict, timed: dict, deepest: int, seconds: float) -> CostModel:
-    """Medians of step and round times over the turns every depth ran (a load spike spoils a few samples, not the
-    model); tokens per round from the acceptance over all turns.
+def _cost(timing: dict, turns: dict, depth: int) -> float | None:
+    """A round's median time at ``depth`` over a plain step's (None: no round was timed), from the held-out
+    turns when they hold ``MIN_ROUNDS`` rounds (the contexts the agent decodes in), else from the timing runs.
+
+    Each time is a decode loop's whole iteration (the step or round, then the detokenizing and the
+    caller's work until the next), as a real run pays it: on a small model that work is a good part
+    of a plain step, and on a busy machine so is waiting for the CPU after each step.
+    """
+    for source in (turns, timing):
+        rounds = [s for run in source.get(depth, []) for s in run.round_iteration_s]
+        steps = [s for run in source.get(None, []) for s in run.plain_iteration_s]
+        if rounds and steps and (len(rounds) >= MIN_ROUNDS or source is timing) and statistics.median(steps) > 0:
+            return statistics.median(rounds) / statistics.median(steps)
+    return None
+
+
+def _model(engine, timing: dict, turns: dict, deepest: int, seconds: float) -> CostModel:
+    """Medians of step and round times (a load spike spoils a few samples, not the model), from the turns or the
+    timing runs (``_cost``); tokens per round from the acceptance on the held-out turns (on the timing runs when
+    no turn fitted).
 
     A round at depth ``d`` yields ``1 + a_1 + .. + a_d`` tokens (``a_i``: the first ``i`` drafts
     accepted), less what the run's last round loses at the end of the turn, as the deepest runs lost it.
+    A depth with no timed round is left out (the policy then does not choose it).
     """
-    plain = runs[None]
-    plain_step = statistics.median([s for run in timed[None] for s in run.plain_step_s] or [float("inf")])
-    plain_per_step = _total(plain, "decode_tokens") / max(1, _total(plain, "steps")) or 1.0
-    drafted, accepted = _positions(runs[deepest])
+    steps = [s for run in timing[None] for s in run.plain_step_s] or [s for run in turns[None] for s in run.plain_step_s]
+    plain_step = statistics.median(steps or [float("inf")])
+    plain, mtp = turns[None], turns[deepest]
+    plain_per_step = (_total(plain, "decode_tokens") / max(1, _total(plain, "steps"))) or 1.0
+    drafted, accepted = _positions(mtp)
+    if not sum(drafted):
+        drafted, accepted = _positions([r for d, rs in timing.items() if d is not None for r in rs])
     acceptance = [a / d if d else 0.0 for a, d in zip(accepted, drafted)]
-    measured = _total(runs[deepest], "decode_tokens") / max(1, _total(runs[deepest], "steps"))
-    ending = measured / (1 + sum(acceptance)) if acceptance else 1.0
+    measured = _total(mtp, "decode_tokens") / max(1, _total(mtp, "steps"))
+    ending = measured / (1 + sum(acceptance)) if acceptance and measured else 1.0
     depths = {}
-    for depth in (d for d in runs if d is not None):
-        rounds = [s for run in timed[depth] for s in run.round_s]
-        cost = statistics.median(rounds) / plain_step if rounds else float("inf")
+    for depth in (d for d in timing if d is not None):
+        cost = _cost(timing, turns, depth)
+        if cost is None or len(acceptance) < depth:
+            continue
         per_round = (1 + sum(acceptance[:depth])) * ending
         depths[depth] = DepthCost(cost, per_round, per_round / plain_per_step / cost, acceptance[:depth])
+    runs = sum(len(r) for r in timing.values()) + sum(len(r) for r in turns.values())
     return CostModel(machine_key(engine.blas_threads), engine.fingerprint, plain_step, plain_per_step, depths,
-                     round(seconds, 2), sum(len(r) for r in runs.values()))
+                     round(seconds, 2), runs, len(plain))
 
 
 def _total(runs, name: str) -> float:
@@ -260,6 +392,22 @@ def _positions(runs) -> tuple[list[int], list[int]]:
     return drafted, accepted
 
 
+def measure_budget() -> float:
+    """Seconds the measurement may take: ``OPTIQ_MTP_BUDGET_S`` when set (a slow machine's big model), else the default."""
+    from optiq_runtime.errors import BadInputError
+
+    text = os.environ.get(BUDGET_ENV, "").strip()
+    if not text:
+        return MEASURE_BUDGET_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise BadInputError(f"{BUDGET_ENV} must be a positive number of seconds; got {text!r}")
+    return value
+
+
 def load_or_measure(engine, depths=DEPTHS, say=None) -> CostModel:
     """The engine's cached cost model for this machine, measured (and cached) first when there is none."""
     file = costs_file(engine.model_path)
@@ -267,9 +415,13 @@ def load_or_measure(engine, depths=DEPTHS, say=None) -> CostModel:
     costs = read_costs(file, machine, engine.fingerprint)
     if costs is not None and all(d in costs.depths for d in depths):
         return costs
+    budget = measure_budget()
     (say or log.warning)(f"optiq: measuring what MTP decoding is worth for {Path(engine.model_path).name} "
-                         "on this machine (once)")
-    costs = measure(engine, depths)
+                         f"on this machine (once, {budget:.0f} s at most)")
+    costs = measure(engine, depths, budget_s=budget)
+    if missing := [d for d in depths if d not in costs.depths]:
+        log.warning("optiq: depth(s) %s could not be timed in %.0f s (a slow or busy machine); MTP will not use them, "
+                    "and the next load measures again (OPTIQ_MTP_BUDGET_S sets the budget)", missing, budget)
     try:
         write_costs(file, costs)
     except OSError as error:

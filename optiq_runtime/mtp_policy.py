@@ -84,6 +84,8 @@ class MtpPolicy:
         if self.costs is None:
             return Decision(False, 0, "MTP off: not measured on this machine yet")
         depth = self.depth or self.costs.best_depth()
+        if depth is None:
+            return Decision(False, 0, "MTP off: no depth could be measured on this machine in the time allowed")
         if depth not in self.costs.depths:
             return Decision(False, 0, f"MTP off: depth {depth} was not measured on this machine")
         cost = self.costs.depths[depth]
@@ -124,6 +126,7 @@ class RunMode:
         self.guard: SpeedGuard | None = None
         self.plain_steps = 0
         self.rounds = 0
+        self._open: tuple[list[float], float] | None = None  # a timed iteration's list and its start
 
     def advance(self, decoder, last: int, allowed=None):
         """The next tokens after ``last`` and how to commit a prefix of them (None: nothing to undo).
@@ -131,6 +134,7 @@ class RunMode:
         A limited next token (``allowed``) is always a plain step: a round's drafts would be unguided.
         """
         started = time.perf_counter()
+        self._close_iteration(started)
         self.stats.steps += 1
         if allowed is not None:
             return [decoder.plain_step(last, allowed)], None
@@ -141,6 +145,7 @@ class RunMode:
             if self.plain_steps > 1:  # the first also starts the pipeline
                 self.policy.plain_times.add(spent := time.perf_counter() - started)
                 self.stats.plain_step_s.append(spent)
+                self._open = (self.stats.plain_iteration_s, started)
             return [token], None
         proposal = decoder.mtp_round(last, self.depth)
         self.stats.record_round(proposal.accepted, proposal.drafted)
@@ -148,8 +153,16 @@ class RunMode:
         self.rounds += 1
         if self.rounds > 1:  # the first was not started ahead, as a run's first plain step is not
             self.stats.round_s.append(spent)
+            self._open = (self.stats.round_iteration_s, started)
         self._check(spent, len(proposal.tokens))
         return proposal.tokens, proposal.commit
+
+    def _close_iteration(self, now: float) -> None:
+        """The last timed step's or round's whole iteration, now that the next one starts."""
+        if self._open is not None:
+            times, start = self._open
+            times.append(now - start)
+            self._open = None
 
     def finish(self) -> None:
         """Say what an MTP round cost, and remember what MTP was worth, once the run was long enough to tell."""

@@ -95,6 +95,8 @@ class Sensitivity:
     estimator: str = "kl-gradient"  # how kl_sum was measured (kl_gradient's docstring)
     batch_tokens: int = 0  # calibration tokens per batch (chosen from the memory budget)
     all_low_kl_sum: float = 0.0  # summed token KL of the model with every target at the low format
+    mtp_weight: float = 0.0  # weight of the MTP head's drafts' KL in the objective (kl_gradient's docstring)
+    all_low_draft_kl_sum: float = 0.0  # ... and their weighted summed KL at the all-low model
 
     @property
     def complete(self) -> bool:

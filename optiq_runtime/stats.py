@@ -32,6 +32,10 @@ class GenerationStats:
     # Durations of the timed plain steps (all but a run's first) and of the MTP rounds, for the cost model.
     plain_step_s: list[float] = field(default_factory=list)
     round_s: list[float] = field(default_factory=list)
+    # From the start of each timed step or round to the start of the next: the decode loop's whole iteration
+    # (what the caller does with the tokens, the waits for a busy CPU), as the cost model measures them.
+    plain_iteration_s: list[float] = field(default_factory=list)
+    round_iteration_s: list[float] = field(default_factory=list)
     finish_reason: str = ""
 
     @property

@@ -407,13 +407,15 @@ class BenchReport:
         data["policy"] = self.decision.to_dict()
         data["depths"] = {
             name: {"predicted_speedup": self.predicted(int(name)), "speedup": round(r.speedup, 3),
+                   "cpu_time_speedup": round(r.cpu_speedup, 3),
                    "prediction_error": _error(self.predicted(int(name)), r.speedup),
                    "acceptance": [round(a, 3) for a in r.acceptance], "tokens_per_step": round(r.tokens_per_step, 3),
                    "round_cost": round(r.round_cost, 3) if r.round_cost else None, "identical": r.identical}
             for name, r in self.depths.items()
         }
         if self.costs is not None:
-            data["cost_model"] = {"plain_step_s": round(self.costs.plain_step_s, 5), "measured_s": self.costs.measured_s}
+            data["cost_model"] = {"plain_step_s": round(self.costs.plain_step_s, 5), "measured_s": self.costs.measured_s,
+                                  "turns": self.costs.turns}
         return data
 
     def text(self) -> str:

@@ -112,13 +112,14 @@ def measure(folder: Path, count: int = 40, max_tokens: int = MAX_TOKENS, log=pri
 def _guided_scores(folder: Path, sets: dict[str, list[C.Chat]], max_tokens: int, log) -> dict:
     from optiq_runtime.engine import Engine
     from optiq_runtime.guide import CallGuide
+    from optiq_runtime.sampling import Sampling
 
     engine = Engine.load(folder, mtp=False)
     tokenizer = engine.tokenizer
 
     def guided(prompt: str, tools) -> str:
         ids = tokenizer.encode(prompt, add_special_tokens=False)
-        return tokenizer.decode(engine.generate(ids, max_tokens=max_tokens, guide=CallGuide.for_tools(tokenizer, tools)))
+        return tokenizer.decode(engine.generate(ids, Sampling(max_tokens=max_tokens), guide=CallGuide.for_tools(tokenizer, tools)))
 
     return {name: score_set(name, chats, tokenizer, guided, lambda line: log("guided " + line)) for name, chats in sets.items()}
 

@@ -37,6 +37,7 @@ def test_json_report(folder, tmp_path, capsys):
     assert result["policy"]["mtp"] is True and result["policy"]["depth"] == 2 and "--mtp on" in result["policy"]["reason"]
     assert set(result["depths"]) == {"1"} and result["depths"]["1"]["identical"] is True
     assert len(result["depths"]["1"]["acceptance"]) == 1
+    assert result["depths"]["1"]["cpu_time_speedup"] > 0
 
 
 def test_every_run_decodes_the_asked_tokens(folder):

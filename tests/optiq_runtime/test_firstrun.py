@@ -65,11 +65,11 @@ def test_a_build_by_an_older_recipe_is_rebuilt(monkeypatch, tmp_path):
     assert any("building" in line for line in lines)
     assert json.loads(meta_file.read_text())["recipe"] == firstrun.RECIPE_VERSION
     meta = json.loads(meta_file.read_text())
-    meta["recipe"] = 2  # per-layer KL probes, before the KL gradient
+    meta["recipe"] = 3  # the KL gradient without the MTP head's drafts in the objective
     meta_file.write_text(json.dumps(meta))
     lines = []
     ensure_model(base, progress=lambda _: None, log=lines.append)
-    assert any("building" in line for line in lines) and json.loads(meta_file.read_text())["recipe"] == 3
+    assert any("building" in line for line in lines) and json.loads(meta_file.read_text())["recipe"] == 4
 
 
 def test_progress_lines_carry_an_eta():

@@ -67,7 +67,7 @@ def engine():
 
 
 def test_measured_model_and_auto_decision(engine):
-    model = measure(engine, (1, 2), tokens=12, budget_s=0.0, timed_prompts=2)
+    model = measure(engine, (1, 2), tokens=12, budget_s=20.0)
     assert set(model.depths) == {1, 2} and model.plain_step_s > 0
     for depth, cost in model.depths.items():
         assert cost.round_cost > 0 and 1.0 <= cost.tokens_per_round <= 1 + depth + 1e-9
@@ -81,6 +81,21 @@ def test_measured_model_and_auto_decision(engine):
         assert engine.last_stats.mtp_reason == decision.reason
     finally:
         engine.policy.costs, engine.policy.mode = None, "on"
+
+
+def test_measuring_keeps_to_its_budget(engine):
+    """The budget bounds the whole measurement: none leaves no depth measured (and auto then stays off); a
+    short one ends every run when it is spent, long turns or not."""
+    import time
+
+    nothing = measure(engine, (1, 2), budget_s=0.0)
+    assert nothing.depths == {} and nothing.best_depth() is None and nothing.runs == 0
+    policy = MtpPolicy("auto", costs=nothing)
+    assert not policy.decision.mtp and "no depth could be measured" in policy.decision.reason
+    started = time.perf_counter()
+    short = measure(engine, (1, 2), budget_s=1.5)
+    assert short.measured_s <= 1.5 + 2.0 and time.perf_counter() - started <= 1.5 + 2.0  # a step or a compile over, at most
+    assert engine.policy.mode == "on" and engine.tokenizer.eos_token_ids  # restored
 
 
 def test_load_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
@@ -100,3 +115,19 @@ def test_policy_owns_its_history(engine):
     assert len(engine.policy.history.speedups) == 0
     engine.generate(engine.tokenizer.encode("Count: one two three"), Sampling(max_tokens=24))
     assert engine.last_stats.mtp_used and engine.last_stats.round_s
+    stats = engine.last_stats  # each timed round's whole loop iteration, closed when the next step starts
+    assert len(stats.round_s) - 1 <= len(stats.round_iteration_s) <= len(stats.round_s)
+    assert all(whole >= part for whole, part in zip(stats.round_iteration_s, stats.round_s))
+
+
+def test_the_budget_can_be_set_and_a_bad_one_is_refused(monkeypatch):
+    from optiq_runtime.mtp_cost import MEASURE_BUDGET_S, measure_budget
+
+    monkeypatch.delenv("OPTIQ_MTP_BUDGET_S", raising=False)
+    assert measure_budget() == MEASURE_BUDGET_S
+    monkeypatch.setenv("OPTIQ_MTP_BUDGET_S", "240")
+    assert measure_budget() == 240.0
+    for bad in ("soon", "0", "-5", "inf"):
+        monkeypatch.setenv("OPTIQ_MTP_BUDGET_S", bad)
+        with pytest.raises(BadInputError, match="OPTIQ_MTP_BUDGET_S"):
+            measure_budget()

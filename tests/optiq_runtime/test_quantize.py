@@ -14,6 +14,7 @@ from mlx_lm.utils import load as mlx_load
 from agent.cli import main
 from optiq_runtime.build import BuildOptions, build
 from optiq_runtime.errors import BadInputError
+from optiq_runtime.kl_gradient import DRAFT_KL_WEIGHT
 from optiq_runtime.load import load_model
 from optiq_runtime.sensitivity import Sensitivity
 
@@ -87,7 +88,9 @@ def test_metadata_says_how_sensitivity_was_measured(optiq):
     facts = metadata(optiq)["sensitivity"]
     assert facts["estimator"] == "kl-gradient" and facts["tokens"] == 256
     assert facts["batches"] * facts["batch_tokens"] >= 256 and facts["all_low_mean_kl"] > 0
-    assert metadata(optiq)["recipe"] == 3
+    assert metadata(optiq)["recipe"] == 4
+    # the base has an MTP head: its drafts' KL is in the objective, at the default weight
+    assert facts["mtp_weight"] == DRAFT_KL_WEIGHT > 0 and facts["all_low_draft_mean_kl"] > 0
 
 
 def test_mtp_tensors_survive(base, optiq):
