@@ -4,11 +4,11 @@ The folder is assembled in a hidden ``.<name>.partial`` sibling (which also keep
 interrupted run, to resume) and renamed into place only when complete, ``config.json`` last. A lock
 file beside it keeps two processes from building the same output at once.
 
-Formats: by default each module is at ``bits`` or ``high_bits``, each at ``group_size`` or at the
-finer ``fine_group_size`` (the OptiQ recipe: 4/8-bit, and half a bit per weight more for the finer
-groups of a sensitive module). ``widths`` adds candidate bit widths (e.g. 3, 5, 6), offered at both
-group sizes too; KL at every format but the probed ones is estimated from the probes by weight-error
-ratios. The allocator may then also lower insensitive modules to pay for raising sensitive ones.
+Formats: each module is at ``bits``, ``high_bits`` or one of ``widths`` (by default ``EXTRA_WIDTHS``:
+the OptiQ recipe is 3/4/5/6/8-bit), each at ``group_size`` or at the finer ``fine_group_size`` (half a
+bit per weight more for a sensitive module). KL at every format but the measured one (``bits`` at
+``group_size``) is estimated from it by weight-error ratios. The allocator lowers insensitive modules
+to 3 bits to pay for raising sensitive ones, within the same byte budget.
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ from optiq_runtime.sensitivity import GROUP_SIZES, Sensitivity, Target, find_tar
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)
 # Written to metadata; a first-run build from an older recipe is rebuilt (2: finer group sizes;
-# 3: sensitivity from the KL gradient at the all-low model, one backward pass per batch).
-RECIPE_VERSION = 3
+# 3: sensitivity from the KL gradient at the all-low model, one backward pass per batch;
+# 4: 3-, 5- and 6-bit candidates beside 4 and 8, bench/formats.py's and bench/quantize_scale.py's choice).
+RECIPE_VERSION = 4
+# Candidate bit widths besides ``bits`` and ``high_bits`` unless a build names others (``()``: none).
+EXTRA_WIDTHS = (3, 5, 6)
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
@@ -72,7 +75,7 @@ class BuildOptions:
     seq_len: int = 256
     max_tokens: int | None = 8192
     batch_tokens: int | None = None  # tokens per batch (None: as many as the activation budget allows)
-    widths: tuple[int, ...] | None = None  # extra candidate bit widths besides bits and high_bits
+    widths: tuple[int, ...] | None = EXTRA_WIDTHS  # extra candidate bit widths besides bits and high_bits
     probes: Path | None = None  # a sensitivity.json to reuse when it matches this base, data and settings
     fine_group_size: int | None = 32  # the finer group size also offered (None: only group_size)
 
