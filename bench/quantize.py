@@ -2,9 +2,9 @@
 
 Run: python bench/quantize.py [--base PATH] [--tokens 4096] [--json]
 
-Builds uniform 4-bit and OptiQ (--budget 1.05; the default recipe: 4/8-bit at group size 64 or
-32; the same without the finer groups, ``--fine-group-size none``, the recipe before issue #6;
-and the opt-in 3-8-bit candidate set ``--widths 3,5,6``) from the same base, quantizes the same
+Builds uniform 4-bit and OptiQ (--budget 1.05; the default recipe: 3/4/5/6/8-bit at group size 64
+or 32; the same without the finer groups, ``--fine-group-size none``; and 4/8-bit only,
+``--widths none``, the recipe before #17's follow-up) from the same base, quantizes the same
 base with mlx-lm's dynamic_quant (its Python API, fed our calibration tokens, no network) at
 OptiQ's bits per weight, and measures every model's KL from the unquantized base on the held-out
 set. Then times a first-run build (``ensure_model``) in a fresh process, as a user's first
@@ -35,8 +35,6 @@ from optiq_runtime.fastcpu import preload_env
 from optiq_runtime.kl import per_token_kl_many, summarize
 from optiq_runtime.load import load_network, load_tokenizer, upcast_floats
 
-# The opt-in variant: 3- to 8-bit candidates (KL at 3, 5 and 6 bits estimated from the same probes).
-MIXED_WIDTHS = (3, 4, 5, 6, 8)
 FIRST_RUN = """
 import time, sys
 start = time.perf_counter()
@@ -112,10 +110,10 @@ def main() -> int:
     probes = optiq.path / "optiq" / "sensitivity.json"
     coarse = build(BuildOptions(out=work / "optiq_g64", base=base, budget=args.budget, max_tokens=args.tokens,
                                 fine_group_size=None, probes=probes), log=quiet)
-    mixed = build(BuildOptions(out=work / "optiq_mixed", base=base, budget=args.budget, max_tokens=args.tokens,
-                               widths=MIXED_WIDTHS, probes=probes), log=quiet)
+    four_eight = build(BuildOptions(out=work / "optiq_4_8", base=base, budget=args.budget, max_tokens=args.tokens,
+                                    widths=(), probes=probes), log=quiet)
 
-    built = {"uniform": uniform, "optiq": optiq, "optiq_4/8_g64": coarse, "optiq_3-8bit": mixed}
+    built = {"uniform": uniform, "optiq": optiq, "optiq_g64": coarse, "optiq_4/8": four_eight}
     models = {name: load_network(result.path, upcast=True)[0] for name, result in built.items()}
     target_bpw = bits_per_weight(load_network(optiq.path, upcast=False)[0])
     tokenizer = load_tokenizer(base)
@@ -149,8 +147,8 @@ def main() -> int:
             "optiq_kl_at_most_0.8x_uniform": kl["optiq"].mean <= 0.8 * kl["uniform"].mean,
             "optiq_bytes_at_most_budget": sizes["optiq"] <= args.budget * uniform_bytes,
             "optiq_kl_below_dynamic_quant": kl["optiq"].mean < kl["dynamic_quant"].mean,
-            "optiq_3-8bit_kl_at_most_0.8x_uniform": kl["optiq_3-8bit"].mean <= 0.8 * kl["uniform"].mean,
-            "optiq_3-8bit_bytes_at_most_budget": sizes["optiq_3-8bit"] <= args.budget * uniform_bytes,
+            "optiq_4/8_kl_at_most_0.8x_uniform": kl["optiq_4/8"].mean <= 0.8 * kl["uniform"].mean,
+            "optiq_4/8_bytes_at_most_budget": sizes["optiq_4/8"] <= args.budget * uniform_bytes,
             "first_run_under_60s": first_run < 60,
         },
     }

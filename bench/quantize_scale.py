@@ -10,7 +10,8 @@ calibration tokens (rows of 256, one at a time so its logits fit), then runs ``o
 its own process, with OpenBLAS preloaded as ``optiq`` does.
 
 Then, on tiny-agent, it compares held-out KL from the unquantized base: uniform 4-bit; OptiQ at
---budget 1.05; the recipe before issue #17 (per-layer KL probes, from git commit
+--budget 1.05 (the default formats, and each other ``--candidates`` set of bit widths at both byte
+points); the recipe before issue #17 (per-layer KL probes, from git commit
 ``OLD_RECIPE``) at the same budget; mlx-lm's ``dynamic_quant`` (4/8-bit group 64, fed our calibration tokens; at its
 own default of 4/5-bit and 5.0 bits per weight it lands at uniform's bytes on tiny-agent, whose
 unquantized norms count in its bits per weight) asked for the bits per weight that land at
@@ -153,8 +154,11 @@ def old_recipe(out: Path, budget: float, tokens: int, work: Path, probes: Path |
     return out
 
 
-def quality(tokens: int, work: Path, peer_ratio: float, with_old: bool) -> dict:
-    """Held-out KL on tiny-agent: uniform, OptiQ, the old recipe and dynamic_quant, at 1.05x and at equal bytes."""
+def quality(tokens: int, work: Path, peer_ratio: float, with_old: bool, candidates: list[str]) -> dict:
+    """Held-out KL on tiny-agent: uniform, OptiQ (the default formats and each other candidate set), the old
+    recipe and dynamic_quant, at 1.05x and at equal bytes."""
+    from formats import candidate_label, folder_name, parse_candidate  # bench/formats.py, beside this file
+
     base = resolve_base(None)
     quiet = lambda line: None  # noqa: E731
     uniform = build(BuildOptions(out=work / "uniform", base=base, method="uniform"), log=quiet)
@@ -167,10 +171,13 @@ def quality(tokens: int, work: Path, peer_ratio: float, with_old: bool) -> dict:
     peer_budget = peer_bytes / uniform_bytes
     optiq_equal = build(BuildOptions(out=work / "optiq_equal", base=base, budget=peer_budget, max_tokens=tokens,
                                      probes=probes), log=quiet)
-    mixed_equal = build(BuildOptions(out=work / "optiq_3-8_equal", base=base, budget=peer_budget, max_tokens=tokens,
-                                     probes=probes, widths=(3, 5, 6)), log=quiet)
-    folders = {"uniform": uniform.path, "optiq": optiq.path, "optiq_at_peer_bytes": optiq_equal.path,
-               "optiq_3-8bit_at_peer_bytes": mixed_equal.path}
+    folders = {"uniform": uniform.path, "optiq": optiq.path, "optiq_at_peer_bytes": optiq_equal.path}
+    default = candidate_label(BuildOptions(out=work).widths)
+    for candidate in [c for c in candidates if c != default]:
+        for budget, suffix in ((1.05, ""), (peer_budget, "_at_peer_bytes")):
+            name = f"{folder_name(candidate)}{suffix}"
+            folders[name] = build(BuildOptions(out=work / name, base=base, budget=budget, max_tokens=tokens,
+                                               probes=probes, widths=parse_candidate(candidate) or None), log=quiet).path
     old = old_recipe(work / "old", 1.05, tokens, work) if with_old else None
     if old is not None:
         folders["old_recipe"] = old
@@ -184,9 +191,10 @@ def quality(tokens: int, work: Path, peer_ratio: float, with_old: bool) -> dict:
     sizes = {name: json.loads((path / "optiq" / "metadata.json").read_text())["bytes"]["optiq"]
              for name, path in folders.items()}
     sizes["dynamic_quant"] = peer_bytes
-    return {"heldout_tokens": heldout.tokens, "calibration_tokens": rows.size,
+    return {"heldout_tokens": heldout.tokens, "calibration_tokens": rows.size, "default_formats": default,
             "models": {name: {"bytes_ratio": sizes[name] / uniform_bytes, "kl": kl[name],
-                              "kl_x_uniform": kl[name] / kl["uniform"]} for name in models},
+                              "kl_x_uniform": kl[name] / kl["uniform"],
+                              "kl_x_dynamic_quant": kl[name] / kl["dynamic_quant"]} for name in models},
             "first_run_s": first_run_seconds()}
 
 
@@ -225,9 +233,11 @@ def print_report(report: dict) -> None:
     if "quality" in report:
         q = report["quality"]
         print(f"tiny-agent, KL on {q['heldout_tokens']} held-out tokens (calibration {q['calibration_tokens']}):")
-        print(f"  {'model':<26}{'x uniform bytes':>16}{'KL mean':>10}{'KL / uniform':>14}")
+        print(f"  optiq = the default formats, {q['default_formats']}-bit")
+        print(f"  {'model':<34}{'x uniform bytes':>16}{'KL mean':>10}{'KL / uniform':>14}{'KL / peer':>11}")
         for name, row in q["models"].items():
-            print(f"  {name:<26}{row['bytes_ratio']:>16.4f}{row['kl']:>10.5f}{row['kl_x_uniform']:>14.3f}")
+            print(f"  {name:<34}{row['bytes_ratio']:>16.4f}{row['kl']:>10.5f}{row['kl_x_uniform']:>14.3f}"
+                  f"{row['kl_x_dynamic_quant']:>11.3f}")
         print(f"  first-run build: {q['first_run_s']:.1f} s")
     for check, passed in report["checks"].items():
         print(f"{'PASS' if passed else 'FAIL'}  {check}")
@@ -242,6 +252,8 @@ def main() -> int:
     parser.add_argument("--peer-bytes", type=float, default=1.34,
                         help="bytes (x uniform) dynamic_quant is asked to reach (default 1.34, issue #17's point)")
     parser.add_argument("--no-old-recipe", action="store_true", help="skip the recipe before issue #17 (slow)")
+    parser.add_argument("--candidates", default="4/8,3/4/8,3/4/5/6/8",
+                        help="bit-width sets built beside the default at both byte points (bench/formats.py's names)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report: dict = {"scale": []}
@@ -252,7 +264,8 @@ def main() -> int:
             print(f"{shape}: done", file=sys.stderr, flush=True)
         if not args.no_quality:
             (work / "tiny").mkdir()
-            report["quality"] = quality(args.quality_tokens, work / "tiny", args.peer_bytes, not args.no_old_recipe)
+            report["quality"] = quality(args.quality_tokens, work / "tiny", args.peer_bytes, not args.no_old_recipe,
+                                        [c.strip() for c in args.candidates.split(",") if c.strip()])
     report["checks"] = checks(report)
     if args.json:
         print(json.dumps(report, indent=1))

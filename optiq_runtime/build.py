@@ -9,11 +9,11 @@ it fits), ``build_choices`` (the sensitivity measured, resumed or reused), ``bui
 quantization), ``build_folder`` + ``build_mtp`` (the files), ``build_metadata``, ``build_publish`` (lock,
 partial folder, rename). This one runs them in order.
 
-Formats: by default each module is at ``bits`` or ``high_bits``, each at ``group_size`` or at the
-finer ``fine_group_size`` (the OptiQ recipe: 4/8-bit, and half a bit per weight more for the finer
-groups of a sensitive module). ``widths`` adds candidate bit widths (e.g. 3, 5, 6), offered at both
-group sizes too; KL at every format but the probed ones is estimated from the probes by weight-error
-ratios. The allocator may then also lower insensitive modules to pay for raising sensitive ones.
+Formats: each module is at ``bits``, ``high_bits`` or one of ``widths`` (by default ``EXTRA_WIDTHS``:
+the OptiQ recipe is 3/4/5/6/8-bit), each at ``group_size`` or at the finer ``fine_group_size`` (half a
+bit per weight more for a sensitive module). KL at every format but the measured one (``bits`` at
+``group_size``) is estimated from it by weight-error ratios. The allocator lowers insensitive modules
+to 3 bits to pay for raising sensitive ones, within the same byte budget.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from optiq_runtime.sensitivity import Sensitivity
 
 # Written to metadata; a first-run build from an older recipe is rebuilt (2: finer group sizes;
 # 3: sensitivity from the KL gradient at the all-low model, one backward pass per batch;
-# 4: the objective also weighs the MTP head's drafts).
-RECIPE_VERSION = 4
+# 4: 3-, 5- and 6-bit candidates beside 4 and 8, bench/formats.py's and bench/quantize_scale.py's choice;
+# 5: the objective also weighs the MTP head's drafts).
+RECIPE_VERSION = 5
 
 
 def metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allocation: Allocation,

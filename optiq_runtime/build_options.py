@@ -12,6 +12,8 @@ from optiq_runtime.kl_gradient import DRAFT_KL_WEIGHT
 from optiq_runtime.sensitivity import GROUP_SIZES
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)
+# Candidate bit widths besides ``bits`` and ``high_bits`` unless a build names others (``()``: none).
+EXTRA_WIDTHS = (3, 5, 6)
 
 
 @dataclass
@@ -30,7 +32,7 @@ class BuildOptions:
     seq_len: int = 256
     max_tokens: int | None = 8192
     batch_tokens: int | None = None  # tokens per batch (None: as many as the activation budget allows)
-    widths: tuple[int, ...] | None = None  # extra candidate bit widths besides bits and high_bits
+    widths: tuple[int, ...] | None = EXTRA_WIDTHS  # extra candidate bit widths besides bits and high_bits
     probes: Path | None = None  # a sensitivity.json to reuse when it matches this base, data and settings
     fine_group_size: int | None = 32  # the finer group size also offered (None: only group_size)
     mtp_weight: float = DRAFT_KL_WEIGHT  # weight of the MTP head's drafts' KL in the sensitivity objective (0: none)

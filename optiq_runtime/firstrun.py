@@ -18,7 +18,7 @@ from optiq_runtime.load import read_metadata
 from optiq_runtime.progress import ProgressCallback, stderr_callback
 
 # Fewer calibration tokens keep the first run short on a CPU; `optiq quantize` measures over more.
-# Formats are BuildOptions' defaults (4/8-bit at group size 64 or 32).
+# Formats are BuildOptions' defaults (3/4/5/6/8-bit at group size 64 or 32).
 FIRST_RUN_SETTINGS: dict[str, Any] = {"seq_len": 128, "max_tokens": 1536}
 
 

@@ -21,9 +21,9 @@ def add_arguments(parser):
     parser.add_argument("--calibration", help="JSONL calibration file (default: the shipped six-domain mix)")
     parser.add_argument("--tokens", type=int, default=8192,
                         help="calibration tokens sensitivity is measured over (default 8192)")
-    parser.add_argument("--widths", help="extra candidate bit widths besides --bits and --high-bits, e.g. 3,5,6, "
-                        "each offered at --group-size and --fine-group-size (their KL is estimated from the "
-                        "measured sensitivity by weight-error ratios)")
+    parser.add_argument("--widths", help="candidate bit widths besides --bits and --high-bits, each offered at "
+                        "--group-size and --fine-group-size (their KL is estimated from the measured sensitivity "
+                        "by weight-error ratios); default 3,5,6; none: only --bits and --high-bits")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the build's metadata as JSON")
 
@@ -58,6 +58,21 @@ def _fine_group_size(value: str) -> int | None:
         raise BadInputError(f"--fine-group-size must be 32, 64, 128 or none, not {value!r}") from error
 
 
+def _widths(value: str | None) -> tuple[int, ...]:
+    """``--widths``: comma-separated bit widths, none for no extra ones, absent for the recipe's."""
+    from optiq_runtime.build_options import EXTRA_WIDTHS
+    from optiq_runtime.errors import BadInputError
+
+    if value is None:
+        return EXTRA_WIDTHS
+    if value.strip().lower() in ("", "none", "off"):
+        return ()
+    try:
+        return tuple(int(w) for w in value.split(","))
+    except ValueError as error:
+        raise BadInputError(f"--widths must be comma-separated integers or none, not {value!r}") from error
+
+
 def run(args) -> int:
     from optiq_runtime.build import BuildOptions, build
     from optiq_runtime.errors import BadInputError
@@ -65,10 +80,7 @@ def run(args) -> int:
 
     if args.tokens < 1:
         raise BadInputError(f"--tokens must be positive, not {args.tokens}")
-    try:
-        widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else None
-    except ValueError as error:
-        raise BadInputError(f"--widths must be comma-separated integers, not {args.widths!r}") from error
+    widths = _widths(args.widths)
     options = BuildOptions(
         out=args.out, base=args.base, method=args.method, bits=args.bits, high_bits=args.high_bits,
         group_size=args.group_size, budget=args.budget, calibration=args.calibration,

@@ -109,6 +109,11 @@ def measure(folder: Path, count: int = 40, max_tokens: int = MAX_TOKENS, log=pri
     return scores
 
 
+def guided_first_calls(folder: Path, count: int = 40, max_tokens: int = MAX_TOKENS) -> dict[str, float]:
+    """The three scores of any model folder (a quantized build too), guided, on ``count`` requests each."""
+    return _guided_scores(folder, quality_sets(count), max_tokens, lambda line: None)
+
+
 def _guided_scores(folder: Path, sets: dict[str, list[C.Chat]], max_tokens: int, log) -> dict:
     from optiq_runtime.engine import Engine
     from optiq_runtime.guide import CallGuide
