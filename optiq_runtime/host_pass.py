@@ -26,7 +26,7 @@ from mlx_lm.models.gated_delta import gated_delta_update
 
 from optiq_runtime.attention import gated_attention, reserve, shape_attention, written
 from optiq_runtime.cpuplan import short_pass_form
-from optiq_runtime.deltanet import normalized_qkv
+from optiq_runtime.deltanet import depthwise_conv, normalized_qkv
 from optiq_runtime.qmatmul import KernelLinear, shared_products
 
 
@@ -105,7 +105,7 @@ def _deltanet_core(attn, qkv, z, b, a, conv, state):
     z = z.reshape(batch, length, attn.num_v_heads, attn.head_v_dim)
     window = mx.concatenate([conv, qkv], axis=1)
     conv = mx.contiguous(window[:, -(attn.conv_kernel_size - 1):, :])
-    q, k, v = normalized_qkv(attn, nn.silu(attn.conv1d(window)))
+    q, k, v = normalized_qkv(attn, nn.silu(depthwise_conv(attn.conv1d, window)))
     out, state = gated_delta_update(q, k, v, a, b, attn.A_log, attn.dt_bias, state, None, use_kernel=not attn.training)
     return attn.norm(out, z).reshape(batch, length, -1), conv, state
 
