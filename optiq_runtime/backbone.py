@@ -9,7 +9,8 @@ offset given as an array, so one graph serves every position; only the buffer's 
 modules as they are, except that off Metal the Gated DeltaNet recurrence runs in its
 chunked matmul form (``optiq_runtime.deltanet``), not token by token. A model with layers
 that multiply on the host (``optiq_runtime.qmatmul``) runs every pass that way: such a
-layer cannot be part of a compiled graph.
+layer cannot be part of a compiled graph: its short passes run as compiled segments between
+the host products (``optiq_runtime.host_pass``).
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from mlx_lm.models.cache import ArraysCache, KVCache
 from mlx_lm.models.gated_delta import gated_delta_update
 from mlx_lm.models.qwen3_5 import TextModelArgs
 
+from optiq_runtime.attention import gated_attention, reserve, shape_attention, written
 from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer, projected_inputs
+from optiq_runtime.host_pass import HostPass
+from optiq_runtime.host_pass import supported as host_pass_supported
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
 from optiq_runtime.qmatmul import runs_on_host
 
 # Passes of at most this many tokens run compiled (one graph per length and buffer size).
 MAX_FAST_TOKENS = 16
-MIN_CAPACITY = 256
 EAGER_VAR = "OPTIQ_EAGER"
 
 
@@ -65,6 +68,7 @@ class Backbone:
         self._ssm_idx = kinds.index(True) if True in kinds else None
         self.rollback = "positions"  # or "replay": how a verification's rejected tail is taken back
         self._on_host = runs_on_host(model)
+        self._host_pass = HostPass(self.layers) if self._on_host and host_pass_supported(self.layers) else None
         # mlx-lm steps the DeltaNet recurrence token by token off Metal; the chunked form is matmuls.
         self.chunked_deltanet = not (mx.metal.is_available() and mx.default_device() == mx.gpu)
         self._step = mx.compile(self.step_graph)
@@ -79,6 +83,11 @@ class Backbone:
     def logits(self, hidden: mx.array) -> mx.array:
         """The output layer over the final norm of ``hidden`` (compiled where short passes are)."""
         return (self._logits if self.compiled else self._plain_logits)(hidden)
+
+    @property
+    def host_pass(self) -> HostPass | None:
+        """The compiled segments a model with host products runs its short passes through (None without them)."""
+        return self._host_pass
 
     @property
     def compiled(self) -> bool:
@@ -121,7 +130,11 @@ class Backbone:
         if rewind is not None:
             rewind.fed = tokens.shape[-1]
         if not self._fits_graph(tokens, cache):
-            hidden = self.forward(tokens[None], cache, None if rewind is None else rewind.inputs)
+            record = None if rewind is None else rewind.inputs
+            if self._fits_host_pass(tokens, cache):
+                hidden = self._host_pass(self.embed(tokens[None]), cache.main, record)
+            else:
+                hidden = self.forward(tokens[None], cache, record)
             return hidden, self.logits(hidden)
         count = tokens.shape[-1]
         kv_caches = [cache.main[i] for i in cache.kv_ids]
@@ -140,7 +153,14 @@ class Backbone:
 
     def _fits_graph(self, tokens: mx.array, cache: HybridCache) -> bool:
         """Whether a compiled pass applies: few tokens, after a prefill (every cache array exists)."""
-        if tokens.shape[-1] > MAX_FAST_TOKENS or not self.compiled:
+        return self.compiled and self._short_after_prefill(tokens, cache)
+
+    def _fits_host_pass(self, tokens: mx.array, cache: HybridCache) -> bool:
+        """Whether a model with host products runs this pass as compiled segments (``optiq_runtime.host_pass``)."""
+        return self._host_pass is not None and compiled_passes() and self._short_after_prefill(tokens, cache)
+
+    def _short_after_prefill(self, tokens: mx.array, cache: HybridCache) -> bool:
+        if tokens.shape[-1] > MAX_FAST_TOKENS:
             return False
         ready = all(cache.main[i].keys is not None for i in cache.kv_ids)
         return ready and all(a is not None for arrays in cache.linear_state() for a in arrays)
@@ -270,43 +290,15 @@ def _attention(attn, x, keys_buffer, values_buffer, offset):
     the buffer, so the graph does not depend on the position.
     """
     queries, keys, values, gate = project_attention(attn, x, offset)
-    keys_buffer = mx.slice_update(keys_buffer, keys, offset[None], axes=(2,))
-    values_buffer = mx.slice_update(values_buffer, values, offset[None], axes=(2,))
-    visible = mx.arange(keys_buffer.shape[2])[None] <= (offset + mx.arange(x.shape[1]))[:, None]
+    keys_buffer, values_buffer, visible = written(keys_buffer, values_buffer, keys, values, offset)
     return attend(attn, queries, keys_buffer, values_buffer, visible, gate), keys_buffer, values_buffer
 
 
 def project_attention(attn, x, offset):
     """Queries and keys (normed, rotated from position ``offset``), values ``[B, heads, S, dim]`` and the output gate."""
-    batch, length, _ = x.shape
-    queries, gate = mx.split(attn.q_proj(x).reshape(batch, length, attn.num_attention_heads, -1), 2, axis=-1)
-    gate = gate.reshape(batch, length, -1)
-    keys = attn.k_norm(attn.k_proj(x).reshape(batch, length, attn.num_key_value_heads, -1)).transpose(0, 2, 1, 3)
-    values = attn.v_proj(x).reshape(batch, length, attn.num_key_value_heads, -1).transpose(0, 2, 1, 3)
-    queries = attn.rope(attn.q_norm(queries).transpose(0, 2, 1, 3), offset=offset)
-    return queries, attn.rope(keys, offset=offset), values, gate
+    return shape_attention(attn, attn.q_proj(x), attn.k_proj(x), attn.v_proj(x), offset)
 
 
 def attend(attn, queries, keys, values, visible, gate):
     """Gated attention output over ``keys``/``values`` where ``visible`` ``[S, K]`` allows."""
-    batch, _, length, _ = queries.shape
-    out = mx.fast.scaled_dot_product_attention(queries, keys, values, scale=attn.scale, mask=visible)
-    out = out.transpose(0, 2, 1, 3).reshape(batch, length, -1)
-    return attn.o_proj(out * mx.sigmoid(gate))
-
-
-def reserve(cache: KVCache, size: int) -> tuple[mx.array, mx.array]:
-    """The cache's key and value buffers, grown (doubling) to hold ``size`` positions."""
-    if cache.keys is not None and cache.keys.shape[2] >= size:
-        return cache.keys, cache.values
-    capacity = MIN_CAPACITY
-    while capacity < size:
-        capacity *= 2
-    cache.keys, cache.values = (_grown(buffer, cache.offset, capacity) for buffer in (cache.keys, cache.values))
-    return cache.keys, cache.values
-
-
-def _grown(buffer: mx.array, used: int, capacity: int) -> mx.array:
-    shape = list(buffer.shape)
-    shape[2] = capacity - used
-    return mx.concatenate([buffer[:, :, :used], mx.zeros(shape, buffer.dtype)], axis=2)
+    return attn.o_proj(gated_attention(attn, queries, keys, values, visible, gate))

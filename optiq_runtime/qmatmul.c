@@ -32,7 +32,7 @@
 /* Inlined into a copy per token count, so that every token's accumulator stays in a register. */
 #define INLINE static inline __attribute__((always_inline))
 
-int optiq_qmm_version(void) { return 1; }
+int optiq_qmm_version(void) { return 2; }
 
 int optiq_qmm_vectorized(void) {
 #ifdef OPTIQ_AVX2
@@ -93,21 +93,33 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* One row of 2/4/8-bit weights over the permuted x: every full block, scaled per lane. */
+/* Independent accumulators per token: with one, each block's products wait on the previous FMA's
+ * latency (4-5 cycles), which held a one-token pass to a fraction of a core's arithmetic. */
+#define CHAINS(T) ((T) >= 4 ? 1 : (T) >= 2 ? 2 : 4)
+
+/* One row of 2/4/8-bit weights over the permuted x: every full block, scaled per lane.
+ * Called with a literal `bits`, so that the loop over a word's values unrolls. */
 INLINE int shifted_blocks(const uint32_t *row, const float *xp, int T, int K, int bits, int group,
                           const float *scales, float *acc) {
     const int per_word = 32 / bits, block = 8 * per_word, blocks = K / block, words_per_group = group / per_word;
+    const int chains = CHAINS(T);
     const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
     __m256 total[MAX_TOKENS];
     for (int t = 0; t < T; t++) total[t] = _mm256_setzero_ps();
     for (int b = 0; b < blocks; b++) {
         __m256i words = _mm256_loadu_si256((const __m256i *)(row + b * 8));
-        __m256 part[MAX_TOKENS];
-        for (int t = 0; t < T; t++) part[t] = _mm256_setzero_ps();
+        __m256 chain[MAX_TOKENS][4], part[MAX_TOKENS];
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < chains; c++) chain[t][c] = _mm256_setzero_ps();
         for (int j = 0; j < per_word; j++) {
             __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(words, j * bits), mask));
             const float *xj = xp + b * block + j * 8;
-            for (int t = 0; t < T; t++) part[t] = _mm256_fmadd_ps(q, _mm256_loadu_ps(xj + (size_t)t * K), part[t]);
+            for (int t = 0; t < T; t++)
+                chain[t][j % chains] = _mm256_fmadd_ps(q, _mm256_loadu_ps(xj + (size_t)t * K), chain[t][j % chains]);
+        }
+        for (int t = 0; t < T; t++) {
+            part[t] = chain[t][0];
+            for (int c = 1; c < chains; c++) part[t] = _mm256_add_ps(part[t], chain[t][c]);
         }
         __m256 scale;
         if (words_per_group >= 8) {
@@ -167,7 +179,9 @@ INLINE void row_product(const uint32_t *row, const float *scales, const float *b
     float acc[MAX_TOKENS] = {0};
     int done = 0;
 #ifdef OPTIQ_AVX2
-    if (power_of_two_bits(bits)) done = shifted_blocks(row, xp, T, K, bits, group, scales, acc);
+    if (bits == 4) done = shifted_blocks(row, xp, T, K, 4, group, scales, acc);
+    else if (bits == 2) done = shifted_blocks(row, xp, T, K, 2, group, scales, acc);
+    else if (bits == 8) done = shifted_blocks(row, xp, T, K, 8, group, scales, acc);
     else done = buffered_blocks(row, x, T, K, bits, group, scales, acc);
 #endif
     (void)xp;

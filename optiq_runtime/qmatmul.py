@@ -240,6 +240,14 @@ class KernelLinear(nn.Module):
         return out if bias is None else out + bias
 
 
+def shared_products(products: list[KernelLinear], x: mx.array) -> list[mx.array]:
+    """Several bias-free kernel products of one input, with one host round trip: ``[*x.shape[:-1], out]`` each."""
+    x = x if x.dtype == mx.float32 else x.astype(mx.float32)
+    mx.eval(x)
+    host = np.asarray(x)
+    return [mx.array(p.host(host)).reshape(*x.shape[:-1], -1) for p in products]
+
+
 def host_product(module: nn.Module) -> bool:
     """Whether ``module`` multiplies through the kernel (a host round trip, never inside a compiled graph)."""
     return isinstance(module, (KernelLinear, KernelEmbedding))

@@ -1,5 +1,6 @@
 """The engine with the project's quantized matmul: the tokens MLX's own kernels give, plain and with MTP."""
 
+import mlx.core as mx
 import mlx.nn as nn
 import pytest
 from test_engine import PROMPT
@@ -50,3 +51,27 @@ def test_kernel_decoding_gives_the_tokens_of_mlx_kernels(built_folder, prefill):
     engine.reset()
     assert engine.generate(PROMPT, Sampling(max_tokens=40)) == expected
     assert engine.last_stats.mtp_used and engine.last_stats.steps > 0
+
+
+def test_short_passes_through_host_segments_match_the_eager_pass(built_folder):
+    """A kernel model's short passes run as compiled segments between host products: the eager pass's values."""
+    engine = _engine(built_folder, CpuPlan(decode="kernel", prefill="quantized"), 2)
+    backbone = engine.backbone
+    assert backbone.host_pass is not None
+    prompt = mx.array(engine.tokenizer.encode("List the files in the current folder, then read the largest one."))
+    eager, segmented = backbone.new_cache(False), backbone.new_cache(False)
+    for cache in (eager, segmented):
+        mx.eval(backbone.forward(prompt[None], cache))
+    for tokens in ([5], [7, 8, 9], [11]):
+        tokens = mx.array(tokens)
+        expected = backbone.forward(tokens[None], eager)
+        hidden = backbone.host_pass(backbone.embed(tokens[None]), segmented.main)
+        assert mx.allclose(hidden, expected, atol=1e-4).item()
+        assert mx.array_equal(mx.argmax(backbone.logits(hidden), -1), mx.argmax(backbone.logits(expected), -1)).item()
+    for i in segmented.linear_ids:
+        for got, want in zip(segmented.main[i].cache, eager.main[i].cache):
+            assert mx.allclose(got, want, atol=1e-4).item()
+    for i in segmented.kv_ids:
+        used = eager.main[i].offset
+        assert segmented.main[i].offset == used
+        assert mx.allclose(segmented.main[i].keys[:, :, :used], eager.main[i].keys[:, :, :used], atol=1e-4).item()
