@@ -37,7 +37,7 @@ def say_number(rng: random.Random, n: int, words: float = 0.15) -> str:
 
 # How each operator is said; the code always uses the symbol.
 OPERATOR_WORDS = {
-    "+": ["+", "+", "plus", "and"],
+    "+": ["+", "+", "plus", "added to"],
     "-": ["-", "-", "minus", "take away"],
     "*": ["*", "*", "times", "multiplied by", "x"],
     "/": ["/", "/", "divided by", "over"],
