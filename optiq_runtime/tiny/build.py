@@ -15,7 +15,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from optiq_runtime.tiny.arch import Shape, TinyAgent
-from optiq_runtime.tiny.export import export
+from optiq_runtime.tiny.export import export, load_exported
 from optiq_runtime.tiny.probe import make_probe
 from optiq_runtime.tiny.tokenizer import save_tokenizer, train_tokenizer
 from optiq_runtime.tiny.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
@@ -49,18 +49,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-only", action="store_true", help="skip training; export the workdir's best checkpoint")
     parser.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint to export")
     parser.add_argument("--no-measure", action="store_true", help="skip the quality measurement for the card")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="fine-tune: start from this exported checkpoint (its tokenizer too) when the workdir has none")
+    parser.add_argument("--mix", choices=("curriculum", "people"), default="curriculum",
+                        help="training mix: the from-scratch curriculum, or people's requests and sessions beside it (fine-tuning)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3; 1e-3 suits fine-tuning)")
     args = parser.parse_args(argv)
 
     shape = Shape()
+    init = None
+    if args.init is not None and not (args.workdir / "last.pt").exists():
+        if not (args.init / "model.safetensors").is_file():
+            print(f"error: no model.safetensors in {args.init}", file=sys.stderr)
+            return 2
+        init = load_exported(args.init, shape)
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        if not (args.workdir / "tokenizer.json").exists():  # the same token ids as the weights
+            (args.workdir / "tokenizer.json").write_bytes((args.init / "tokenizer.json").read_bytes())
     tokenizer = workdir_tokenizer(args.workdir, args.seed)
     if args.data is not None:
         from optiq_runtime.tiny.datasets import write_datasets
 
         write_datasets(args.data)
     if not args.export_only:
-        cfg = TrainConfig(seed=args.seed, seconds=args.minutes * 60, threads=args.threads)
+        cfg = TrainConfig(seed=args.seed, seconds=args.minutes * 60, threads=args.threads, mix=args.mix)
+        if args.lr is not None:
+            cfg.lr = args.lr
         train(args.workdir, tokenizer, shape, cfg, evaluate=make_probe(Encoder(tokenizer)),
-              log=lambda line: print(line, flush=True))
+              log=lambda line: print(line, flush=True), init=init)
     from optiq_runtime.tiny.card import NOTES, model_card
 
     try:

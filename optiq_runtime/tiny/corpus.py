@@ -29,6 +29,9 @@ class Chat:
     kind: str
     messages: list[dict]
     tools: list[dict] | None = None
+    # Rendered as the agent's transcript holds a session (``sessions.render_session``): every
+    # assistant turn after its empty think block, so every one is trained.
+    session: bool = False
 
 
 @dataclass

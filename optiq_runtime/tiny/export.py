@@ -61,3 +61,23 @@ def export(model: TinyAgent, shape: Shape, tokenizer: Tokenizer, out: Path, card
     if card is not None:
         (out / "README.md").write_text(card)
     return out
+
+
+def load_exported(folder: Path, shape: Shape) -> TinyAgent:
+    """The TinyAgent whose exported checkpoint is in ``folder`` (the inverse of ``checkpoint_tensors``)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    model = TinyAgent(shape)
+    state = model.state_dict()
+    for key, value in tensors.items():
+        if key.startswith("mtp."):
+            name = "mtp." + key.removeprefix("mtp.")
+        else:
+            name = "lm.model." + key.removeprefix("model.language_model.")
+        if name not in state:
+            raise ValueError(f"{folder}: unexpected tensor {key}")
+        state[name] = value.float()
+    state["lm.lm_head.weight"] = state["lm.model.embed_tokens.weight"]
+    model.load_state_dict(state)
+    return model

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from optiq_runtime.tiny.arch import Shape, TinyAgent
-from optiq_runtime.tiny.corpus import Chat, training_chat
+from optiq_runtime.tiny.corpus import PHASE_MIXES, Chat, training_chat
 from optiq_runtime.tiny.template import render
 
 
@@ -44,6 +44,9 @@ class TrainConfig:
     eval_seconds: float = 600.0
     # One thread: on a shared, oversubscribed CPU two threads stall on each other at every op.
     threads: int = 1
+    # "curriculum": the four phases of PHASE_MIXES (training from scratch); "people": one phase of
+    # sessions.people_mix() (fine-tuning the shipped model on people's requests, issue #20).
+    mix: str = "curriculum"
 
 
 class Encoder:
@@ -61,7 +64,13 @@ class Encoder:
         Those replies are exactly what the model produces after ``enable_thinking=False``'s
         generation prompt; the prompt side (tools, user turns, tool results) is context only.
         """
-        ids = self.tokenizer.encode(render(chat.messages, chat.tools)).ids
+        if chat.session:
+            from optiq_runtime.tiny.sessions import render_session
+
+            text = render_session(chat.messages, chat.tools)
+        else:
+            text = render(chat.messages, chat.tools)
+        ids = self.tokenizer.encode(text).ids
         mask = [0] * len(ids)
         i = 0
         while i < len(ids):
@@ -77,14 +86,14 @@ class Encoder:
         return ids, mask
 
 
-def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: int):
+def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: int, mixes: dict = PHASE_MIXES):
     """``rows`` rows of whole conversations (never split), padded; returns ids and mask tensors."""
     ids = torch.full((rows, seq_len), encoder.pad, dtype=torch.long)
     mask = torch.zeros((rows, seq_len), dtype=torch.long)
     for r in range(rows):
         used, misses = 0, 0
         while misses < 3:
-            sample_ids, sample_mask = encoder.encode(training_chat(rng, phase))
+            sample_ids, sample_mask = encoder.encode(training_chat(rng, phase, mixes))
             if used + len(sample_ids) > seq_len:
                 misses += 1
                 continue
@@ -107,8 +116,23 @@ def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
     return main, mtp
 
 
+def run_mixes(cfg: TrainConfig) -> dict:
+    """The phase mixes of the run's ``mix``."""
+    if cfg.mix == "people":
+        from optiq_runtime.tiny.sessions import people_mix
+
+        return {PEOPLE_PHASE: people_mix()}
+    return PHASE_MIXES
+
+
+PEOPLE_PHASE = 5
+PEOPLE_ROWS = (2048, 2)  # (seq_len, rows per step) of the people mix
+
+
 def training_phase(cfg: TrainConfig, progress: float) -> int:
     """The curriculum phase at ``progress`` (0..1) of the run: copy drills, full mix, long copies, fresh schemas."""
+    if cfg.mix == "people":
+        return PEOPLE_PHASE
     bounds = (cfg.curriculum, cfg.copy_focus, cfg.schema_focus)
     return 1 + sum(progress >= bound for bound in bounds)
 
@@ -149,16 +173,23 @@ def load_checkpoint(path: Path, shape: Shape) -> tuple[TinyAgent, int | None]:
     return model.eval(), saved.get("state", {}).get("step")
 
 
-def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, evaluate=None, log=print) -> TinyAgent:
+def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, evaluate=None, log=print,
+          init: TinyAgent | None = None) -> TinyAgent:
     """Train (or resume) in ``workdir`` until ``cfg.seconds`` of training time; returns the model.
 
     ``evaluate(model, state)`` is called every ``cfg.eval_seconds`` and returns a dict of scores;
-    its ``score`` entry picks ``best.pt``.
+    its ``score`` entry picks ``best.pt``. ``init``: the weights to start from when the workdir
+    has no checkpoint yet (fine-tuning); a fresh optimizer and schedule go with them.
     """
     torch.set_num_threads(cfg.threads)
     workdir.mkdir(parents=True, exist_ok=True)
+    if cfg.mix == "people":  # the agent's seven tools alone are 925 tokens: a session needs a longer row
+        cfg.seq_len, cfg.batch_rows = PEOPLE_ROWS
     model = TinyAgent(shape, seed=cfg.seed)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     opt = make_optimizer(model, cfg)
+    mixes = run_mixes(cfg)
     state = {"step": 0, "seconds": 0.0, "tokens": 0, "best": -1.0, "config": asdict(cfg)}
     last = workdir / "last.pt"
     if last.exists():
@@ -176,7 +207,7 @@ def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, e
         progress = state["seconds"] / cfg.seconds
         phase = training_phase(cfg, progress)
         rng = random.Random(f"{cfg.seed}:{state['step']}")
-        ids, mask = pack(encoder, rng, phase, cfg.batch_rows, cfg.seq_len)
+        ids, mask = pack(encoder, rng, phase, cfg.batch_rows, cfg.seq_len, mixes)
         lr = learning_rate(cfg, state["step"], progress)
         for group in opt.param_groups:
             group["lr"] = lr

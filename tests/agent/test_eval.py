@@ -173,7 +173,7 @@ def test_the_eval_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
 FROBNICATE = {"name": "zq_frobnicate", "description": "Frobnicate a folder.",
               "parameters": {"type": "dict", "properties": {"target_folder": {"type": "string", "description": "the folder"}},
                              "required": ["target_folder"]}}
-NEW_TOOL = {"id": "simple_python_7", "question": [[{"role": "user", "content": "Please frobnicate the zq with target folder `docs`."}]],
+NEW_TOOL = {"id": "simple_python_7", "question": [[{"role": "user", "content": "Frobnicate the zq with target_folder `docs`."}]],
             "function": [FROBNICATE], "ground_truth": [{"zq_frobnicate": {"target_folder": ["docs"]}}]}
 
 

@@ -8,6 +8,7 @@ import pytest
 from safetensors import safe_open
 
 from optiq_runtime import embedded_base_path
+from optiq_runtime.sampling import Sampling
 
 QWEN35_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>",
                    "</tool_call>", "<tool_response>", "</tool_response>"]
@@ -100,7 +101,7 @@ def test_stock_mlx_lm_loads_and_generates_what_the_engine_does(folder, loaded):
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
                                            enable_thinking=False, tokenize=False)
     text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=8)
-    ours = Engine.load(folder, mtp="off").generate(tokenizer.encode(prompt), max_tokens=8)
+    ours = Engine.load(folder, mtp="off").generate(tokenizer.encode(prompt), Sampling(max_tokens=8))
     assert text and text == tokenizer.decode(ours)  # greedy, the same checkpoint: the same answer
 
 

@@ -1,0 +1,154 @@
+"""The people corpus (issue #20): sessions rendered as the agent renders them, real tool wording, held-out sets kept out."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import re
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from optiq_runtime import embedded_base_path  # noqa: E402
+from optiq_runtime.calibration import DATA_DIR  # noqa: E402
+from optiq_runtime.tiny import words as W  # noqa: E402
+from optiq_runtime.tiny.numbers import number_words  # noqa: E402
+from optiq_runtime.tiny.sessions import people_chat, render_session  # noqa: E402
+from optiq_runtime.tiny.train import Encoder  # noqa: E402
+
+DEV_SUITE = embedded_base_path().parent.parent / "tiny" / "dev_suite.jsonl"
+
+
+def _chats(count: int, seed: str = "test") -> list:
+    rng = random.Random(seed)
+    return [people_chat(rng) for _ in range(count)]
+
+
+def _suite_requests(path) -> set[str]:
+    tasks = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {t["prompt"] for t in tasks} | {b for t in tasks for b in t.get("before", [])}
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(embedded_base_path()))
+
+
+def _transcript_tokens(chat, tokenizer) -> list[int]:
+    """The tokens the agent's Transcript holds after the session, each reply fed back as if generated."""
+    from agent.chat import ChatRenderer, Transcript
+
+    renderer = ChatRenderer(tokenizer, chat.tools)
+    transcript, seen, new = Transcript(renderer), [], []
+    for message in chat.messages:
+        if message["role"] == "assistant":
+            transcript.prompt(seen, new)
+            text = renderer.text([{"role": "user", "content": "x"}, message], generation_prompt=False)
+            reply = text.split("</think>\n\n", 1)[1]
+            transcript.generated(renderer.encode(reply[: reply.rindex("<|im_end|>") + len("<|im_end|>")]))
+            new = []
+        else:
+            new.append(message)
+        seen.append(message)
+    return transcript.tokens + renderer.close_ids()[1:]
+
+
+def test_sessions_render_exactly_as_the_agent_transcript_holds_them(hf_tokenizer):
+    chats = [c for c in _chats(30) if c.kind == "people_session"]
+    assert len(chats) >= 10
+    for chat in chats:
+        ours = hf_tokenizer.encode(render_session(chat.messages, chat.tools), add_special_tokens=False)
+        assert ours == _transcript_tokens(chat, hf_tokenizer)
+
+
+def test_every_reply_of_a_session_is_trained():
+    encoder = Encoder(tokenizers.Tokenizer.from_file(str(embedded_base_path() / "tokenizer.json")))
+    chat = next(c for c in _chats(20) if c.kind == "people_session")
+    ids, mask = encoder.encode(chat)
+    replies = sum(m["role"] == "assistant" for m in chat.messages)
+    starts = [i for i in range(1, len(mask)) if mask[i] and not mask[i - 1]]
+    ends = [i for i in range(len(mask) - 1) if mask[i] and not mask[i + 1]]
+    assert len(starts) == len(ends) == replies
+    im_end = encoder.tokenizer.token_to_id("<|im_end|>")
+    assert all(ids[i] == im_end for i in ends)
+
+
+def test_sessions_offer_the_agents_own_seven_tools():
+    from tools.builtin import builtin_tools
+    from tools.registry import Registry
+
+    assert W.SESSION_TOOLS == Registry(builtin_tools()).openai()
+    assert all(c.tools == W.SESSION_TOOLS for c in _chats(5))
+
+
+def test_python_results_are_what_the_code_prints():
+    for chat in _chats(200, "python"):
+        messages = chat.messages
+        for call_message, result in zip(messages, messages[1:]):
+            calls = call_message.get("tool_calls") or []
+            if calls and calls[0]["function"]["name"] == "run_python":
+                printed = io.StringIO()
+                with contextlib.redirect_stdout(printed):
+                    exec(calls[0]["function"]["arguments"]["code"], {})  # noqa: S102 - the generator's own arithmetic
+                assert printed.getvalue().rstrip("\n") == result["content"]
+
+
+def test_write_results_use_the_tools_wording():
+    for chat in _chats(100, "write"):
+        for call_message, result in zip(chat.messages, chat.messages[1:]):
+            for call in call_message.get("tool_calls") or []:
+                if call["function"]["name"] == "write_file":
+                    args = call["function"]["arguments"]
+                    assert result["content"] == f"wrote {len(args['content'])} characters to {args['path']}"
+
+
+def test_answers_use_the_tools_result():
+    for chat in _chats(100, "answers"):
+        m = chat.messages
+        for i, message in enumerate(m):
+            calls = message.get("tool_calls") or []
+            if calls and calls[0]["function"]["name"] == "run_python" and i + 2 < len(m):
+                assert m[i + 1]["content"] in m[i + 2]["content"]
+
+
+def test_the_held_out_sets_are_never_generated():
+    held_out = _suite_requests(DATA_DIR / "people_suite.jsonl") | _suite_requests(DEV_SUITE)
+    said = {m["content"] for c in _chats(3000, "held-out") for m in c.messages if m["role"] == "user"}
+    assert not said & held_out
+
+
+def test_the_dev_suite_is_not_the_people_suite():
+    assert not _suite_requests(DEV_SUITE) & _suite_requests(DATA_DIR / "people_suite.jsonl")
+
+
+@pytest.mark.parametrize("n, words", [(0, "zero"), (14, "fourteen"), (49, "forty-nine"), (712, "seven hundred and twelve"),
+                                      (3005, "three thousand and five"), (21400, "twenty-one thousand four hundred")])
+def test_number_words(n, words):
+    assert number_words(n) == words
+
+
+def test_requests_say_values_several_ways():
+    said = [m["content"] for c in _chats(600, "styles") for m in c.messages if m["role"] == "user"]
+    assert any(re.search(r"`[^`]+`", s) for s in said)
+    assert any(re.search(r" '[^']+'", s) for s in said)
+    assert any(re.search(r': [a-z]', s) for s in said)
+    assert any(re.search(r"\b(twenty|thirty|forty|fifty|hundred)", s) for s in said)
+
+
+def test_the_shipped_weights_load_back_for_fine_tuning():
+    from safetensors.torch import load_file
+
+    from optiq_runtime.tiny.arch import Shape
+    from optiq_runtime.tiny.export import checkpoint_tensors, load_exported
+
+    shipped = load_file(str(embedded_base_path() / "model.safetensors"))
+    again = checkpoint_tensors(load_exported(embedded_base_path(), Shape()))
+    assert set(again) == set(shipped)
+    assert all(torch.equal(again[k], shipped[k]) for k in shipped)
