@@ -11,7 +11,7 @@ reused by the others), as ``optiq`` builds it on first run. Then, beside uniform
 - ``optiq eval`` on the shipped generated suite and on the people suite (guided call names, as the
   agent runs), every build in one invocation;
 - first call right over unseen tool schemas, over the built-in tools, and no-tool restraint, guided
-  (``optiq_runtime.tiny.quality``'s sets);
+  (``training.quality``'s sets);
 - MTP depth-1 acceptance on the held-out agent turns (``bench/mtp_acceptance.py``);
 - plain decode tok/s (``optiq bench decode --mtp off``), the builds taken in turn, then in reverse,
   so a change of load falls on all;
@@ -133,7 +133,7 @@ def agent_eval(suite: str, folders: dict[str, Path], work: Path, limit: int | No
 
 
 def first_calls(folder: Path, count: int) -> dict[str, float]:
-    from optiq_runtime.tiny.quality import guided_first_calls
+    from training.quality import guided_first_calls
 
     return guided_first_calls(folder, count)
 

@@ -20,7 +20,7 @@ from optiq_runtime.fastcpu import reexec_with_openblas
 
 def requests(count: int) -> list:
     """Held-out BFCL-style requests over fresh schemas (seeds training never used)."""
-    from optiq_runtime.tiny import corpus as C
+    from training import corpus as C
 
     rng = random.Random("bench-guide")
     return [C.bfcl_chat(rng, rng.choice(["simple_python", "multiple", "parallel"])) for _ in range(count)]
@@ -29,7 +29,7 @@ def requests(count: int) -> list:
 def run(engine, chat, guided: bool) -> dict:
     from optiq_runtime.guide import CallGuide
     from optiq_runtime.sampling import Sampling
-    from optiq_runtime.tiny.quality import call_matches, first_call, parse_calls, prompt_text
+    from training.quality import call_matches, first_call, parse_calls, prompt_text
 
     tokenizer = engine.tokenizer
     guide = CallGuide.for_tools(tokenizer, chat.tools) if guided else None

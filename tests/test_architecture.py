@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("agent", "optiq_runtime", "sandbox", "tools", "tui")
+PACKAGES = ("agent", "optiq_runtime", "sandbox", "tools", "training", "tui")
 ARCHITECTURE = ROOT / "ARCHITECTURE.md"
 # The command line assembles everything (it starts the TUI); nothing below it may import it.
 COMPOSITION_ROOT = "agent.cli"

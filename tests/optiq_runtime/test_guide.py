@@ -10,8 +10,8 @@ from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
 from optiq_runtime.guide import CallGuide, Signature, Slot, TokenPieces, open_slot, tool_parameters
 from optiq_runtime.sampling import Sampling
-from optiq_runtime.tiny import corpus as C
-from optiq_runtime.tiny.quality import parse_calls, prompt_text
+from training import corpus as C
+from training.quality import parse_calls, prompt_text
 
 FUNCTIONS = {"get_size": Signature(("clear_market", "kisido")), "get_sugar": Signature(("amount",)),
              "list_river": Signature(()), "set_wolf": Signature(("name", "size", "age"), ("name", "age")),

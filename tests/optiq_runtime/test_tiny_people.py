@@ -7,6 +7,7 @@ import io
 import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -16,12 +17,12 @@ tokenizers = pytest.importorskip("tokenizers")
 
 from optiq_runtime import embedded_base_path  # noqa: E402
 from optiq_runtime.calibration import DATA_DIR  # noqa: E402
-from optiq_runtime.tiny import words as W  # noqa: E402
-from optiq_runtime.tiny.numbers import number_words  # noqa: E402
-from optiq_runtime.tiny.sessions import people_chat, render_session  # noqa: E402
-from optiq_runtime.tiny.train import Encoder  # noqa: E402
+from training import words as W  # noqa: E402
+from training.numbers import number_words  # noqa: E402
+from training.sessions import people_chat, render_session  # noqa: E402
+from training.train import Encoder  # noqa: E402
 
-DEV_SUITE = embedded_base_path().parent.parent / "tiny" / "dev_suite.jsonl"
+DEV_SUITE = Path(__file__).resolve().parents[2] / "training" / "dev_suite.jsonl"
 
 
 def _chats(count: int, seed: str = "test") -> list:
@@ -145,8 +146,8 @@ def test_requests_say_values_several_ways():
 def test_the_shipped_weights_load_back_for_fine_tuning():
     from safetensors.torch import load_file
 
-    from optiq_runtime.tiny.arch import Shape
-    from optiq_runtime.tiny.export import checkpoint_tensors, load_exported
+    from training.arch import Shape
+    from training.export import checkpoint_tensors, load_exported
 
     shipped = load_file(str(embedded_base_path() / "model.safetensors"))
     again = checkpoint_tensors(load_exported(embedded_base_path(), Shape()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optiq_runtime.tiny.quality import call_matches, parse_calls
+from training.quality import call_matches, parse_calls
 
 TEXT = ("<tool_call>\n<function=write_file>\n<parameter=path>\na.txt\n</parameter>\n<parameter=content>\nhi\nthere\n"
         "</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=f>\n<parameter=n>\n3\n</parameter>\n"

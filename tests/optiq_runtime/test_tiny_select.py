@@ -11,9 +11,9 @@ pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from optiq_runtime import embedded_base_path  # noqa: E402
-from optiq_runtime.tiny import select  # noqa: E402
-from optiq_runtime.tiny.arch import Shape, TinyAgent  # noqa: E402
-from optiq_runtime.tiny.quality import first_call, quality_sets  # noqa: E402
+from training import select  # noqa: E402
+from training.arch import Shape, TinyAgent  # noqa: E402
+from training.quality import first_call, quality_sets  # noqa: E402
 
 TOKENIZER = embedded_base_path() / "tokenizer.json"
 
@@ -54,7 +54,7 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line_and_exit_two(tmp_path, caps
 
 
 def test_exporting_a_corrupt_checkpoint_is_one_line_and_exit_two(tmp_path, capsys):
-    from optiq_runtime.tiny import build
+    from training import build
 
     (tmp_path / "best.pt").write_bytes(b"truncated")
     (tmp_path / "tokenizer.json").write_bytes(TOKENIZER.read_bytes())

@@ -12,11 +12,11 @@ pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from optiq_runtime import embedded_base_path  # noqa: E402
-from optiq_runtime.tiny import corpus  # noqa: E402
-from optiq_runtime.tiny.arch import Shape, TinyAgent  # noqa: E402
-from optiq_runtime.tiny.export import checkpoint_tensors, config_json  # noqa: E402
-from optiq_runtime.tiny.template import render  # noqa: E402
-from optiq_runtime.tiny.train import Encoder, TrainConfig, losses, make_optimizer, pack  # noqa: E402
+from training import corpus  # noqa: E402
+from training.arch import Shape, TinyAgent  # noqa: E402
+from training.export import checkpoint_tensors, config_json  # noqa: E402
+from training.template import render  # noqa: E402
+from training.train import Encoder, TrainConfig, losses, make_optimizer, pack  # noqa: E402
 
 SMALL = Shape(vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=1,
               head_dim=64, linear_num_key_heads=1, linear_num_value_heads=1, linear_key_head_dim=32)
@@ -36,7 +36,7 @@ def test_corpus_is_deterministic():
 def test_the_shipped_data_files_are_what_the_generator_writes(tmp_path):
     # Guards the held-out seeds: a corpus change that moved them would silently re-score the model.
     from optiq_runtime.calibration import DATA_DIR
-    from optiq_runtime.tiny.datasets import write_datasets
+    from training.datasets import write_datasets
 
     write_datasets(tmp_path)
     for name in ("calibration.jsonl", "heldout.jsonl", "eval_suite.jsonl"):

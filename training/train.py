@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from optiq_runtime.tiny.arch import Shape, TinyAgent
-from optiq_runtime.tiny.corpus import PHASE_MIXES, Chat, training_chat
-from optiq_runtime.tiny.template import render
+from training.arch import Shape, TinyAgent
+from training.corpus import PHASE_MIXES, Chat, training_chat
+from training.template import render
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Encoder:
         generation prompt; the prompt side (tools, user turns, tool results) is context only.
         """
         if chat.session:
-            from optiq_runtime.tiny.sessions import render_session
+            from training.sessions import render_session
 
             text = render_session(chat.messages, chat.tools)
         else:
@@ -119,7 +119,7 @@ def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
 def run_mixes(cfg: TrainConfig) -> dict:
     """The phase mixes of the run's ``mix``."""
     if cfg.mix == "people":
-        from optiq_runtime.tiny.sessions import people_mix
+        from training.sessions import people_mix
 
         return {PEOPLE_PHASE: people_mix()}
     return PHASE_MIXES

@@ -15,9 +15,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from optiq_runtime.tiny import words as W
-from optiq_runtime.tiny.corpus import assistant, assistant_calls, call, pseudo_word, tool_result, user
-from optiq_runtime.tiny.numbers import OPERATOR_WORDS, say_number
+from training import words as W
+from training.corpus import assistant, assistant_calls, call, pseudo_word, tool_result, user
+from training.numbers import OPERATOR_WORDS, say_number
 
 STEMS = """
 plan report summary budget ideas output results journal diary recipe recipes list groceries

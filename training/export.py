@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from optiq_runtime.tiny.arch import SPECIAL_IDS, Shape, TinyAgent, text_config
-from optiq_runtime.tiny.tokenizer import save_tokenizer
+from training.arch import SPECIAL_IDS, Shape, TinyAgent, text_config
+from training.tokenizer import save_tokenizer
 
 MODEL_NAME = "tiny-agent"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from optiq_runtime.tiny import words as W
+from training import words as W
 
 SYSTEM_PROMPTS = [
     None,
@@ -680,7 +680,7 @@ def training_chat(rng: random.Random, phase: int, mixes: dict = PHASE_MIXES) -> 
 
 def tokenizer_texts(seed: int, count: int) -> list[str]:
     """Rendered conversations of every kind, the texts the tokenizer is trained on."""
-    from optiq_runtime.tiny.template import render
+    from training.template import render
 
     rng = random.Random(seed)
     chats = (training_chat(rng, 1 + i % 2, TOKENIZER_MIX) for i in range(count))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from optiq_runtime.tiny.corpus import tokenizer_texts
-from optiq_runtime.tiny.template import CHAT_TEMPLATE, SPECIAL_TOKENS
+from training.corpus import tokenizer_texts
+from training.template import CHAT_TEMPLATE, SPECIAL_TOKENS
 
 VOCAB_SIZE = 4096
 # transformers' Qwen3_5Tokenizer PRETOKENIZE_REGEX, copied so the build does not depend on it.

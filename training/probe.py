@@ -6,9 +6,9 @@ import random
 
 import torch
 
-from optiq_runtime.tiny.arch import TinyAgent
-from optiq_runtime.tiny.corpus import Chat, agent_chat, bfcl_chat, copy_chat
-from optiq_runtime.tiny.train import Encoder
+from training.arch import TinyAgent
+from training.corpus import Chat, agent_chat, bfcl_chat, copy_chat
+from training.train import Encoder
 
 
 def probe_chats(count: int = 32) -> dict[str, list[Chat]]:

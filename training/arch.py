@@ -9,7 +9,7 @@ from torch import nn
 from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
 from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5DecoderLayer, Qwen3_5RMSNorm
 
-from optiq_runtime.tiny.tokenizer import VOCAB_SIZE
+from training.tokenizer import VOCAB_SIZE
 
 
 @dataclass(frozen=True)

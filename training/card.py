@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from optiq_runtime.tiny.arch import Shape, TinyAgent
+from training.arch import Shape, TinyAgent
 
 GOALS = {
     "builtin_first_call": ("first call right, built-in tools", ">= 0.90"),
@@ -75,7 +75,7 @@ NOTES = """## What worked and what did not
   arithmetic coin was gone), MTP acceptance to 0.983; the shipped checkpoint is the one from step
   20,925 (best of the in-training probe; the last, step 21,638, measured the same on every score).
 - **Forty prompts are a coarse ruler; pick checkpoints on other ones.** `python -m
-  optiq_runtime.tiny.select CKPT...` exports checkpoints and scores their greedy first calls on 60
+  training.select CKPT...` exports checkpoints and scores their greedy first calls on 60
   validation prompts per score (seed `validation`, disjoint from the reported ones). On it the
   shipped checkpoint gets 0.783 built-in, 0.667 unseen-schema and 1.00 no-tool. Its 0.875 below is
   about 1.5 standard errors (0.06 at 40 prompts) above that; its true built-in rate is nearer 0.8.
@@ -190,7 +190,7 @@ format-instruction paragraph is shorter than Qwen3.5's to spare the tiny context
 
 ## Training
 
-- Corpus (`optiq_runtime/tiny/corpus.py`, deterministic): conversations over `run_python`,
+- Corpus (`training/corpus.py`, deterministic): conversations over `run_python`,
   `read_file`, `write_file`, `edit_file`, `list_dir`, `search_files` (call with arguments copied
   from the request, tool result, answer using the result; errors; multi-step tasks; arithmetic such as
   "What is 37 * 91? Use Python." -> `print(37 * 91)` -> 3367); requests that need no tool; BFCL-style
@@ -207,12 +207,12 @@ format-instruction paragraph is shorter than Qwen3.5's to spare the tiny context
   CPU without GPU, one thread beside other jobs (`nice 10`), two on an idle machine in the last stretch.
 - This run: {run['step']:,} steps, {run['tokens']:,} tokens (padding excluded), {run['seconds'] / 60:.0f} minutes of
   wall time; final training loss {run['loss']} (MTP {run.get('mtp_loss')}).
-- Rebuild: `python -m optiq_runtime.tiny.build --out DIR --minutes N` (seeded; the data of step k
+- Rebuild: `python -m training.build --out DIR --minutes N` (seeded; the data of step k
   is fixed by the seed, so a resumed run sees the same batches; wall-clock speed decides how many).
 
 ## Measured scores
 
-Measured by `python -m optiq_runtime.tiny.quality DIR` on 40 held-out conversations per score
+Measured by `python -m training.quality DIR` on 40 held-out conversations per score
 (seeds training never used); a call is right when name and every argument match after typing
 (BFCL-AST style). "The model alone" is stock mlx-lm greedy decoding; "guided" is optiq's engine,
 greedy, with tool-call names limited to the offered ones while the model writes them

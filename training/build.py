@@ -1,4 +1,4 @@
-"""Rebuild tiny-agent end to end: ``python -m optiq_runtime.tiny.build --out DIR --minutes N``.
+"""Rebuild tiny-agent end to end: ``python -m training.build --out DIR --minutes N``.
 
 Trains the tokenizer on the corpus, trains the model for N minutes (resuming from
 ``--workdir`` if a checkpoint is there), exports the best checkpoint to ``--out`` in the Hugging
@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from optiq_runtime.tiny.arch import Shape, TinyAgent
-from optiq_runtime.tiny.export import export, load_exported
-from optiq_runtime.tiny.probe import make_probe
-from optiq_runtime.tiny.tokenizer import save_tokenizer, train_tokenizer
-from optiq_runtime.tiny.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
+from training.arch import Shape, TinyAgent
+from training.export import export, load_exported
+from training.probe import make_probe
+from training.tokenizer import save_tokenizer, train_tokenizer
+from training.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
 
 
 def load_trained(workdir: Path, shape: Shape, which: str = "best") -> TinyAgent:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             (args.workdir / "tokenizer.json").write_bytes((args.init / "tokenizer.json").read_bytes())
     tokenizer = workdir_tokenizer(args.workdir, args.seed)
     if args.data is not None:
-        from optiq_runtime.tiny.datasets import write_datasets
+        from training.datasets import write_datasets
 
         write_datasets(args.data)
     if not args.export_only:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.lr = args.lr
         train(args.workdir, tokenizer, shape, cfg, evaluate=make_probe(Encoder(tokenizer)),
               log=lambda line: print(line, flush=True), init=init)
-    from optiq_runtime.tiny.card import NOTES, model_card
+    from training.card import NOTES, model_card
 
     try:
         model = load_trained(args.workdir, shape, args.which)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     export(model, shape, tokenizer, args.out)
     scores = None
     if not args.no_measure:
-        from optiq_runtime.tiny.quality import measure
+        from training.quality import measure
 
         scores = measure(args.out)
         (args.workdir / "scores.json").write_text(json.dumps(scores, indent=2))

@@ -11,8 +11,8 @@ import json
 import random
 from pathlib import Path
 
-from optiq_runtime.tiny import corpus as C
-from optiq_runtime.tiny import words as W
+from training import corpus as C
+from training import words as W
 
 DOMAINS = ("prose", "reasoning", "code", "agent_traces", "tool_calls", "instructions")
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import random
 
-from optiq_runtime.tiny import people as P
-from optiq_runtime.tiny import words as W
-from optiq_runtime.tiny.corpus import Chat
-from optiq_runtime.tiny.template import render
+from training import people as P
+from training import words as W
+from training.corpus import Chat
+from training.template import render
 
 # (turn maker, weight, what the session must already hold for it)
 FIRST_TURNS = [
@@ -32,7 +32,7 @@ MAX_TURN_CHARS = 2400  # with the seven tools' block (925 tokens), a session fit
 
 def people_mix():
     """The fine-tuning mix: people's requests and sessions, with the first corpus beside them so its skills stay."""
-    from optiq_runtime.tiny import corpus as C
+    from training import corpus as C
 
     # Round 1 (agent 2, bfcl 3, long copies 0.7) lowered the shipped suite from 82.5% to 67.5%: the
     # first corpus was about a quarter of the trained tokens. From round 2 it is about half.

@@ -1,4 +1,4 @@
-"""Measure an exported tiny-agent: ``python -m optiq_runtime.tiny.quality DIR``.
+"""Measure an exported tiny-agent: ``python -m training.quality DIR``.
 
 Greedy generation runs through stock mlx-lm (the runtime path). Scores, all on conversations
 from seeds training never used:
@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from optiq_runtime.tiny import corpus as C
+from training import corpus as C
 
 _CALL = re.compile(r"<tool_call>\s*<function=([^>\n]+)>\s*(.*?)</function>\s*</tool_call>", re.S)
 _PARAM = re.compile(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", re.S)
@@ -151,7 +151,7 @@ class _MtpScorer:
         import torch
         from safetensors.torch import load_file
 
-        from optiq_runtime.tiny.arch import Shape, TinyAgent
+        from training.arch import Shape, TinyAgent
 
         config = json.loads((folder / "config.json").read_text())["text_config"]
         fields = {k: config[k] for k in Shape.__dataclass_fields__ if k in config}

@@ -1,4 +1,4 @@
-"""Pick a checkpoint by generation on validation prompts: ``python -m optiq_runtime.tiny.select CKPT...``.
+"""Pick a checkpoint by generation on validation prompts: ``python -m training.select CKPT...``.
 
 The in-training probe is teacher-forced on 16 conversations per skill, which cannot see a value
 that drifts once the model writes its own tokens. This exports each ``.pt`` checkpoint, lets
@@ -18,10 +18,10 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from optiq_runtime import embedded_base_path
-from optiq_runtime.tiny.arch import Shape
-from optiq_runtime.tiny.export import export
-from optiq_runtime.tiny.quality import MAX_TOKENS, quality_sets, score_set
-from optiq_runtime.tiny.train import BadCheckpoint, load_checkpoint
+from training.arch import Shape
+from training.export import export
+from training.quality import MAX_TOKENS, quality_sets, score_set
+from training.train import BadCheckpoint, load_checkpoint
 
 VALIDATION_SEED = "validation"
 SCORED = ("builtin_first_call", "unseen_schema_first_call", "no_tool")
