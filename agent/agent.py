@@ -177,10 +177,14 @@ class Agent:
             try:
                 prompt, trimmed = self._prompt(turn.new)
                 if trimmed:
-                    yield NoticeEvent(message=f"trimmed {trimmed} old tool result(s) to fit the context "
-                                              f"({len(prompt)} prompt tokens)")
+                    yield NoticeEvent(
+                        message=f"trimmed {trimmed} old tool result(s) to fit the context ({len(prompt)} prompt tokens)"
+                    )
                 yield from self._generate(prompt, turn)
-            except (OptiqError, RuntimeError) as error:  # the engine failed (bad prompt, out of memory): end the turn cleanly
+            except (
+                OptiqError,
+                RuntimeError,
+            ) as error:  # the engine failed (bad prompt, out of memory): end the turn cleanly
                 self._transcript.reset()
                 yield ErrorEvent(message=f"generation failed: {error}", raw="")
                 yield self._done(turn, Generation(), "error", f"generation failed: {error}")
@@ -323,8 +327,9 @@ class Agent:
         yield ToolRejectedEvent(call=call, reason="repeated", errors=[turn.repeated])
         yield self._result(call, turn.repeated + "; stopping", ok=False, turn=turn, key="")
 
-    def _result(self, call: ToolCall, content: str, *, ok: bool, turn: _Turn, key: str,
-                seconds: float = 0.0) -> ToolResultEvent:
+    def _result(
+        self, call: ToolCall, content: str, *, ok: bool, turn: _Turn, key: str, seconds: float = 0.0
+    ) -> ToolResultEvent:
         """Cap the result, add the tool message (also to ``turn.new``), remember the call when it failed.
 
         Returns the event that reports it, for the caller to yield.
@@ -347,8 +352,12 @@ class Agent:
 
     def _done(self, turn: _Turn, generation: Generation, reason: StopReason, message: str = "") -> DoneEvent:
         return DoneEvent(
-            answer=generation.parsed.content, stop_reason=reason, message=message, steps=turn.steps,
-            tokens=turn.tokens, seconds=time.monotonic() - turn.start,
+            answer=generation.parsed.content,
+            stop_reason=reason,
+            message=message,
+            steps=turn.steps,
+            tokens=turn.tokens,
+            seconds=time.monotonic() - turn.start,
         )
 
 

@@ -67,4 +67,8 @@ def preview(name: str, arguments: dict[str, Any]) -> str:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + f"\n[... {len(text) - PREVIEW_CHARS} more characters]"
+    return (
+        text
+        if len(text) <= PREVIEW_CHARS
+        else text[:PREVIEW_CHARS] + f"\n[... {len(text) - PREVIEW_CHARS} more characters]"
+    )

@@ -16,8 +16,14 @@ from agent.callformats import CODE_FENCE, parse_pythonic
 from agent.toolcalls import THINK_CLOSE
 
 _TYPES: dict[str, type] = {
-    "string": str, "integer": int, "float": float, "boolean": bool,
-    "array": list, "tuple": list, "dict": dict, "any": str,
+    "string": str,
+    "integer": int,
+    "float": float,
+    "boolean": bool,
+    "array": list,
+    "tuple": list,
+    "dict": dict,
+    "any": str,
 }
 _NESTED = ("array", "tuple")
 _PUNCTUATION = re.compile(r"[ ,./\-_*^]")
@@ -26,7 +32,9 @@ _PUNCTUATION = re.compile(r"[ ,./\-_*^]")
 def ast_check(functions: list[dict], calls: list[dict], ground_truth: list[dict], category: str) -> dict:
     """``{"valid", "error_type", "error"}`` for decoded ``calls`` against BFCL's ``ground_truth``."""
     if not _is_call_list(calls):
-        return _fail("ast_decoder:decoder_wrong_output_format", "The decoded output is not a list of {function: {arg: value}}.")
+        return _fail(
+            "ast_decoder:decoder_wrong_output_format", "The decoded output is not a list of {function: {arg: value}}."
+        )
     if "parallel" in category:
         result = _parallel(functions, calls, ground_truth)
     elif "multiple" in category:
@@ -96,8 +104,10 @@ def _parallel(functions: list[dict], calls: list[dict], answers: list[dict]) -> 
                 break
             errors.append(f"model call {index}: {result['error']}")
         else:
-            return _fail("parallel_function_checker_no_order:cannot_find_match",
-                         f"Could not find a matching function for index {i} of possible answers. " + " ".join(errors))
+            return _fail(
+                "parallel_function_checker_no_order:cannot_find_match",
+                f"Could not find a matching function for index {i} of possible answers. " + " ".join(errors),
+            )
     return dict(_OK)
 
 
@@ -128,8 +138,10 @@ def _function(description: dict | None, call: dict, answer: dict) -> dict:
             return result
     for param, options in expected.items():
         if param not in arguments and "" not in options:
-            return _fail("simple_function_checker:missing_optional",
-                         f"Optional parameter {param!r} not provided and not marked as optional.")
+            return _fail(
+                "simple_function_checker:missing_optional",
+                f"Optional parameter {param!r} not provided and not marked as optional.",
+            )
     return dict(_OK)
 
 
@@ -154,7 +166,9 @@ def _argument(param: str, value: Any, spec: dict, options: list) -> dict:
         if expected_type is list:
             return _list_check(param, value, options)
     if value not in options:
-        return _fail("value_error:others", f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}.")
+        return _fail(
+            "value_error:others", f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}."
+        )
     return dict(_OK)
 
 
@@ -174,14 +188,22 @@ def _type_check(param: str, value: Any, options: list, kind: str, expected: type
             return {"valid": True, "is_variable": is_variable}
         error_type = "type_error:nested"
         if answer_type is not None and type(value) is answer_type:
-            return {"valid": False, "is_variable": True, "error_type": error_type,
-                    "error": f"Nested type checking failed for parameter {param!r}. Expected outer type {kind} "
-                             f"with inner type {nested.__name__}. Parameter value: {value!r}."}
+            return {
+                "valid": False,
+                "is_variable": True,
+                "error_type": error_type,
+                "error": f"Nested type checking failed for parameter {param!r}. Expected outer type {kind} "
+                f"with inner type {nested.__name__}. Parameter value: {value!r}.",
+            }
     if answer_type is not None and type(value) is answer_type:
         return {"valid": True, "is_variable": True}
-    return {"valid": False, "is_variable": False, "error_type": "type_error:simple",
-            "error": f"Incorrect type for parameter {param!r}. Expected type {kind}, got {type(value).__name__}. "
-                     f"Parameter value: {value!r}."}
+    return {
+        "valid": False,
+        "is_variable": False,
+        "error_type": "type_error:simple",
+        "error": f"Incorrect type for parameter {param!r}. Expected type {kind}, got {type(value).__name__}. "
+        f"Parameter value: {value!r}.",
+    }
 
 
 def _nested_ok(param: str, value: Any, options: list, nested: type) -> bool:
@@ -205,14 +227,18 @@ def _std(value: Any) -> Any:
 
 def _string_check(param: str, value: str, options: list) -> dict:
     if standardize(value) not in [standardize(o) for o in options if type(o) is str]:
-        return _fail("value_error:string",
-                     f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}. Case insensitive.")
+        return _fail(
+            "value_error:string",
+            f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}. Case insensitive.",
+        )
     return dict(_OK)
 
 
 def _list_check(param: str, value: list, options: list) -> dict:
     if [_std(v) for v in value] not in [[_std(o) for o in option] for option in options]:
-        return _fail("value_error:list/tuple", f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}.")
+        return _fail(
+            "value_error:list/tuple", f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}."
+        )
     return dict(_OK)
 
 
@@ -237,7 +263,9 @@ def _one_dict(value: Any, option: Any) -> dict:
             break
         allowed = [_std(o) for o in option[key]]
         if _std(item) not in allowed:
-            result = _fail("value_error:dict_value", f"Invalid value for parameter {key!r}: {item!r}. Expected one of {allowed}.")
+            result = _fail(
+                "value_error:dict_value", f"Invalid value for parameter {key!r}: {item!r}. Expected one of {allowed}."
+            )
             break
     for key, allowed in option.items():
         if key not in value and "" not in allowed:

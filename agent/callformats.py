@@ -57,8 +57,13 @@ def _parse_xml(body: str) -> list[ReadCall]:
         if not body.startswith("<function=", pos):
             nxt = body.find("<function=", pos)
             end = len(body) if nxt < 0 else nxt
-            items.append(ReadCall(raw=body[pos:end], error=f"unexpected text {_clip(body[pos:end])!r} in the tool call; "
-                                                       "each call is <function=NAME>...</function>"))
+            items.append(
+                ReadCall(
+                    raw=body[pos:end],
+                    error=f"unexpected text {_clip(body[pos:end])!r} in the tool call; "
+                    "each call is <function=NAME>...</function>",
+                )
+            )
             pos = end
             continue
         item, pos = _parse_function(body, pos)
@@ -69,7 +74,9 @@ def _parse_function(body: str, pos: int) -> tuple[ReadCall, int]:
     gt = body.find(">", pos)
     name = body[pos + len("<function=") : gt] if gt >= 0 else ""
     if gt < 0 or not name.strip() or "\n" in name:
-        return ReadCall(raw=body[pos:], error="could not read the function name; write <function=NAME> on its own line"), len(body)
+        return ReadCall(
+            raw=body[pos:], error="could not read the function name; write <function=NAME> on its own line"
+        ), len(body)
     name = name.strip()
     end = body.find("</function>", gt)
     if end < 0:
@@ -91,8 +98,9 @@ def _parse_parameters(inner: str, name: str) -> tuple[dict[str, str], str | None
         if pos >= len(inner):
             return arguments, None
         if not inner.startswith("<parameter=", pos):
-            return {}, (f"{name}: unexpected text {_clip(inner[pos:])!r}; "
-                        "each argument is <parameter=KEY>\nVALUE\n</parameter>")
+            return {}, (
+                f"{name}: unexpected text {_clip(inner[pos:])!r}; each argument is <parameter=KEY>\nVALUE\n</parameter>"
+            )
         gt = inner.find(">", pos)
         key = inner[pos + len("<parameter=") : gt].strip() if gt >= 0 else ""
         if gt < 0 or not key or "\n" in key:
@@ -118,8 +126,13 @@ def _parse_hermes(text: str, raw: str) -> list[ReadCall]:
     try:
         decoded = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        return [ReadCall(raw=raw, error=f"the tool call is not valid JSON ({exc}); "
-                                    'write {"name": ..., "arguments": {...}} inside <tool_call>')]
+        return [
+            ReadCall(
+                raw=raw,
+                error=f"the tool call is not valid JSON ({exc}); "
+                'write {"name": ..., "arguments": {...}} inside <tool_call>',
+            )
+        ]
     objects = decoded if isinstance(decoded, list) else [decoded]
     return [_hermes_item(obj, raw) for obj in objects] or [ReadCall(raw=raw, error="the tool call list is empty")]
 
@@ -175,8 +188,12 @@ def parse_pythonic(code: str, bfcl: bool = False) -> list[ReadCall]:
     try:
         tree = ast.parse(code, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        return [ReadCall(raw=code, error=f"could not read the calls as Python ({_reason(exc)}); "
-                                      'write [func(arg=value, ...), ...]')]
+        return [
+            ReadCall(
+                raw=code,
+                error=f"could not read the calls as Python ({_reason(exc)}); write [func(arg=value, ...), ...]",
+            )
+        ]
     nodes = tree.body.elts if isinstance(tree.body, (ast.List, ast.Tuple)) else [tree.body]
     return [_pythonic_call(node, code, bfcl) for node in nodes]
 
@@ -195,8 +212,11 @@ def _pythonic_call(node: ast.expr, code: str, bfcl: bool) -> ReadCall:
     if name is None:
         return ReadCall(raw=raw, error=f"could not read the function name in {_clip(raw)!r}; write name(arg=value)")
     if node.args:
-        return ReadCall(name=name, raw=raw, error=f"{name}: positional arguments are not allowed; "
-                                               "name each one, as in func(arg=value)")
+        return ReadCall(
+            name=name,
+            raw=raw,
+            error=f"{name}: positional arguments are not allowed; name each one, as in func(arg=value)",
+        )
     arguments: dict[str, Any] = {}
     for keyword in node.keywords:
         if keyword.arg is None:

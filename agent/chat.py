@@ -45,17 +45,17 @@ class ChatRenderer:
         """The tokens that end an assistant turn (``<|im_end|>\\n`` for Qwen)."""
         if self._close_ids is None:
             text = self.text(_probe([]), generation_prompt=False)
-            self._close_ids = self.encode(text[text.index(_SENTINEL) + len(_SENTINEL):])
+            self._close_ids = self.encode(text[text.index(_SENTINEL) + len(_SENTINEL) :])
         return self._close_ids
 
     def continuation(self, new_messages: list[dict[str, Any]]) -> list[int]:
         """The tokens that follow a closed assistant turn: ``new_messages`` and the generation prompt."""
         text = self.text(_probe(new_messages))
-        after = self.encode(text[text.index(_SENTINEL) + len(_SENTINEL):])
+        after = self.encode(text[text.index(_SENTINEL) + len(_SENTINEL) :])
         close = self.close_ids()
         if after[: len(close)] != close:
             raise ValueError("the chat template does not end an assistant turn the same way twice")
-        return after[len(close):]
+        return after[len(close) :]
 
     def ending_thinking(self) -> bool:
         """Whether the generation prompt leaves the model inside a think block (output starts as reasoning)."""

@@ -14,7 +14,9 @@ from optiq_runtime.guide import CallGuide
 from optiq_runtime.sampling import Sampling
 from optiq_runtime.stats import GenerationStats
 
-if TYPE_CHECKING:  # for annotations only: importing the engine itself loads mlx-lm (seconds), which the agent never needs
+if (
+    TYPE_CHECKING
+):  # for annotations only: importing the engine itself loads mlx-lm (seconds), which the agent never needs
     from optiq_runtime.engine import Step
     from optiq_runtime.mtp_policy import Decision
 
@@ -51,8 +53,14 @@ class Engine(Protocol):
     def context_length(self) -> int | None:
         """The model's context in tokens, or None when neither its config nor its tokenizer says."""
 
-    def stream(self, prompt_tokens: list[int], sampling: Sampling = Sampling(), *,
-               stop: Callable[[list[int]], bool] | None = None, should_stop: Callable[[], bool] | None = None,
-               guide: CallGuide | None = None) -> Generator[Step, None, None]:
+    def stream(
+        self,
+        prompt_tokens: list[int],
+        sampling: Sampling = Sampling(),
+        *,
+        stop: Callable[[list[int]], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        guide: CallGuide | None = None,
+    ) -> Generator[Step, None, None]:
         """Generate after ``prompt_tokens``: steps of tokens and the text they complete."""
         ...

@@ -55,8 +55,14 @@ class TaskResult:
     trace: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_entry(engine: Engine, entry: Entry, model: str, sampling: Sampling | None = None, guide_calls: bool = True,
-              extra_tools: Sequence[Tool] = ()) -> TaskResult:
+def run_entry(
+    engine: Engine,
+    entry: Entry,
+    model: str,
+    sampling: Sampling | None = None,
+    guide_calls: bool = True,
+    extra_tools: Sequence[Tool] = (),
+) -> TaskResult:
     """Score one entry; a bad entry becomes a failed result carrying its error.
 
     extra_tools: offered to agent tasks beside the built-ins (``optiq eval --mcp``); BFCL entries bring their own.
@@ -69,7 +75,9 @@ def run_entry(engine: Engine, entry: Entry, model: str, sampling: Sampling | Non
             chosen = sampling or Sampling(max_tokens=BFCL_MAX_TOKENS)
             result = run_bfcl(engine, entry, model, replace(chosen, guide_calls=guide_calls))
         else:
-            result = run_agent_task(engine, entry, model, replace(sampling or Sampling(), guide_calls=guide_calls), extra_tools)
+            result = run_agent_task(
+                engine, entry, model, replace(sampling or Sampling(), guide_calls=guide_calls), extra_tools
+            )
     except ValueError as error:  # e.g. a function doc with a type BFCL does not define
         return TaskResult(model, entry.id, entry.category, entry.kind, False, error=str(error))
     result.seconds = time.monotonic() - started
@@ -94,8 +102,16 @@ def run_bfcl(engine: Engine, entry: BfclEntry, model: str, sampling: Sampling) -
         verdict = ast_check(entry.functions, calls, entry.ground_truth, _checker_category(entry.category))
     stats = engine.last_stats
     return TaskResult(
-        model, entry.id, entry.category, "bfcl", bool(verdict["valid"]), detail=str(verdict.get("error") or ""),
-        calls=len(parsed.calls) + len(parsed.errors), invalid_calls=invalid, steps=1, tokens=len(tokens),
+        model,
+        entry.id,
+        entry.category,
+        "bfcl",
+        bool(verdict["valid"]),
+        detail=str(verdict.get("error") or ""),
+        calls=len(parsed.calls) + len(parsed.errors),
+        invalid_calls=invalid,
+        steps=1,
+        tokens=len(tokens),
         decode_s=_decode_seconds(len(tokens), stats.decode_tok_s),
         trace=[{"type": "output", "text": text, "calls": calls}],
     )
@@ -119,7 +135,9 @@ def _decode_seconds(tokens: int, tok_s: float) -> float:
     return tokens / tok_s if tok_s else 0.0
 
 
-def run_agent_task(engine: Engine, task: AgentTask, model: str, sampling: Sampling, extra_tools: Sequence[Tool] = ()) -> TaskResult:
+def run_agent_task(
+    engine: Engine, task: AgentTask, model: str, sampling: Sampling, extra_tools: Sequence[Tool] = ()
+) -> TaskResult:
     """The full loop in a fresh workspace seeded with the task's files; writes are approved there.
 
     A task's ``before`` requests run first in the same session; the checks look at the last request.
@@ -149,10 +167,16 @@ def _agent_result(model: str, task: AgentTask, events: list, failures: list[str]
     done = events[-1]
     stats = [e for e in events if e.type == "stats"]
     return TaskResult(
-        model, task.id, task.category, "agent", not failures, detail="; ".join(failures),
+        model,
+        task.id,
+        task.category,
+        "agent",
+        not failures,
+        detail="; ".join(failures),
         calls=sum(e.type in ("tool_call", "error") for e in events),
         invalid_calls=sum(e.type == "error" or (e.type == "tool_rejected" and e.reason == "invalid") for e in events),
-        steps=done.steps, tokens=done.tokens,
+        steps=done.steps,
+        tokens=done.tokens,
         decode_s=sum(_decode_seconds(s.tokens, s.decode_tok_s) for s in stats),
         trace=[e.model_dump() for e in events],
     )

@@ -178,6 +178,19 @@ class DoneEvent(BaseModel):
 
 
 AgentEvent = Annotated[
-    TextEvent | ReasoningEvent | ToolCallStartEvent | ToolCallEvent | ErrorEvent | UserEvent | ToolValidatedEvent | ToolRejectedEvent | ApprovalRequestEvent | ApprovalEvent | ToolResultEvent | StatsEvent | NoticeEvent | DoneEvent,
+    TextEvent
+    | ReasoningEvent
+    | ToolCallStartEvent
+    | ToolCallEvent
+    | ErrorEvent
+    | UserEvent
+    | ToolValidatedEvent
+    | ToolRejectedEvent
+    | ApprovalRequestEvent
+    | ApprovalEvent
+    | ToolResultEvent
+    | StatsEvent
+    | NoticeEvent
+    | DoneEvent,
     Field(discriminator="type"),
 ]

@@ -20,8 +20,9 @@ if TYPE_CHECKING:  # the engine loads mlx-lm: imported when a model is loaded, n
     from optiq_runtime.engine import Engine
 
 
-def load_engine(model: str | None, base: str | None = None, *, mtp="auto", mtp_depth: int | None = None,
-                progress: Any = None) -> Engine:
+def load_engine(
+    model: str | None, base: str | None = None, *, mtp="auto", mtp_depth: int | None = None, progress: Any = None
+) -> Engine:
     """The engine for ``--model DIR``, or for the default OptiQ build of ``base`` (built on first run)."""
     from optiq_runtime.engine import Engine
 
@@ -92,4 +93,3 @@ def open_trace(err: TextIO = sys.stderr) -> SessionWriter:
     writer = SessionWriter(path)
     err.write(f"optiq: session trace: {path}\n")
     return writer
-

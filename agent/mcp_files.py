@@ -60,8 +60,11 @@ class WorkspaceServers:
 
     def question(self) -> str:
         """What the user reads before deciding."""
-        lines = [f"{self.path} declares MCP servers. Using them starts these programs (or reaches these URLs)",
-                 "with your own rights, outside the sandbox:", ""]
+        lines = [
+            f"{self.path} declares MCP servers. Using them starts these programs (or reaches these URLs)",
+            "with your own rights, outside the sandbox:",
+            "",
+        ]
         lines += [f"  {spec.name}: {spec.describe()}  (calls: {spec.approval})" for spec in self.servers]
         return "\n".join(lines)
 
@@ -86,8 +89,10 @@ def session_servers(mcp_files: list[str] | None, workspace: Path | None) -> tupl
     if pending is not None and pending.approved:
         _merge(chosen, list(pending.servers))
     elif pending is not None and pending.servers:
-        notes.append(f"{pending.path} is not used: its MCP servers start programs, so approve it first "
-                     "by opening optiq (the TUI) in this workspace, or pass it as --mcp FILE")
+        notes.append(
+            f"{pending.path} is not used: its MCP servers start programs, so approve it first "
+            "by opening optiq (the TUI) in this workspace, or pass it as --mcp FILE"
+        )
     _merge(chosen, read_files(mcp_files or []))
     return list(chosen.values()), notes
 
@@ -108,7 +113,7 @@ def _merge(chosen: dict[str, ServerSpec], servers: list[ServerSpec]) -> None:
 
 def _read(path: Path) -> list[ServerSpec]:
     if not path.expanduser().is_file():
-        raise BadInputError(f"--mcp: {path} is not a file; give a JSON file with \"mcpServers\"")
+        raise BadInputError(f'--mcp: {path} is not a file; give a JSON file with "mcpServers"')
     try:
         return read_servers(path)
     except McpConfigError as error:

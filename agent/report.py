@@ -49,10 +49,17 @@ def format_table(summary: dict[str, Any]) -> str:
     rows = [header, ["---"] * len(header)]
     for model, s in summary["models"].items():
         cells = [_percent(s["categories"].get(c)) for c in categories]
-        rows.append([
-            model, *cells, _percent(s["overall"]), f"{100 * s['invalid_call_share']:.1f}%",
-            f"{s['mean_steps']:.2f}", f"{s['tok_s']:.1f}", str(s["errors"]),
-        ])
+        rows.append(
+            [
+                model,
+                *cells,
+                _percent(s["overall"]),
+                f"{100 * s['invalid_call_share']:.1f}%",
+                f"{s['mean_steps']:.2f}",
+                f"{s['tok_s']:.1f}",
+                str(s["errors"]),
+            ]
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
     lines[1] = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

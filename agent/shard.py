@@ -44,7 +44,7 @@ class Shard:
 
     def take(self, pairs: list[Pair]) -> set[Pair]:
         """This process's share of ``pairs``: every ``count``-th, from its ``index``."""
-        return set(pairs[self.index::self.count])
+        return set(pairs[self.index :: self.count])
 
 
 def parse_shard(text: str) -> Shard:
@@ -53,7 +53,9 @@ def parse_shard(text: str) -> Shard:
     try:
         shard = Shard(int(index), int(count))
     except ValueError:
-        raise BadInputError(f"--shard takes I/N (this process's index from 0, and the number of processes); got {text!r}") from None
+        raise BadInputError(
+            f"--shard takes I/N (this process's index from 0, and the number of processes); got {text!r}"
+        ) from None
     if not 0 <= shard.index < shard.count:
         raise BadInputError(f"--shard {text}: I must be from 0 to N-1")
     return shard
@@ -180,7 +182,9 @@ def _common_plan(folders: list[Path]) -> Plan:
         plans.append(plan)
     for folder, plan in zip(folders[1:], plans[1:]):
         if plan != plans[0]:
-            raise BadInputError(f"{folder} is a run of other models or tasks than {folders[0]}; merge one run's folders")
+            raise BadInputError(
+                f"{folder} is a run of other models or tasks than {folders[0]}; merge one run's folders"
+            )
     return plans[0]
 
 

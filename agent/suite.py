@@ -20,8 +20,17 @@ from typing import Any
 from optiq_runtime.errors import BadInputError
 
 BFCL_CATEGORIES = (
-    "simple", "simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
-    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
+    "simple",
+    "simple_python",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "irrelevance",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+    "live_irrelevance",
 )
 AGENT_CATEGORY = "agent"
 CHECKS = ("answer_contains", "calls_include", "no_calls", "files_equal")
@@ -117,7 +126,11 @@ def parse_entry(line: str, where: str, answers: dict[str, list | None] | None = 
         return _agent_task(entry_id, record)
     if "question" in record or "function" in record:
         return _bfcl_entry(entry_id, record, answers or {})
-    return BadEntry(entry_id, str(record.get("category", "?")), "neither a BFCL entry (question, function) nor an agent task (prompt)")
+    return BadEntry(
+        entry_id,
+        str(record.get("category", "?")),
+        "neither a BFCL entry (question, function) nor an agent task (prompt)",
+    )
 
 
 def _agent_task(entry_id: str, record: dict) -> Entry:
@@ -175,7 +188,9 @@ def _bfcl_entry(entry_id: str, record: dict, answers: dict[str, list | None]) ->
     if truth is None and "irrelevance" in category:
         truth = []
     if not isinstance(truth, list):
-        return BadEntry(entry_id, category, "no 'ground_truth' inline and none in a possible_answer file beside the suite")
+        return BadEntry(
+            entry_id, category, "no 'ground_truth' inline and none in a possible_answer file beside the suite"
+        )
     return BfclEntry(entry_id, category, messages, functions, truth)
 
 
@@ -185,6 +200,10 @@ def _messages(question: Any) -> list[dict[str, Any]] | None:
         return [{"role": "user", "content": question}]
     if isinstance(question, list) and question and isinstance(question[0], list):
         question = question[0]
-    if isinstance(question, list) and question and all(isinstance(m, dict) and "role" in m and "content" in m for m in question):
+    if (
+        isinstance(question, list)
+        and question
+        and all(isinstance(m, dict) and "role" in m and "content" in m for m in question)
+    ):
         return question
     return None

@@ -95,7 +95,7 @@ class _Trimmed:
             prefix = "\n\n" if self.emitted else ""
         text = self.pending + text
         body = text.rstrip()
-        self.pending = text[len(body):]
+        self.pending = text[len(body) :]
         self.emitted = self.emitted or bool(body)
         return prefix + body
 

@@ -60,8 +60,9 @@ class SessionTools:
         self.close()
 
 
-def plan_tools(tools_file: str | None = None, mcp_files: list[str] | None = None,
-               workspace: Path | None = None) -> SessionTools:
+def plan_tools(
+    tools_file: str | None = None, mcp_files: list[str] | None = None, workspace: Path | None = None
+) -> SessionTools:
     """The built-in and ``--tools`` tools, and the MCP servers to start (user default, approved workspace file, ``--mcp``)."""
     servers, notes = session_servers(mcp_files, workspace)
     return SessionTools(agent_registry(tools_file), servers, notes)

@@ -33,7 +33,10 @@ def measure(env: dict[str, str], size: int, repeats: int, dtype: str) -> float:
     """GFLOP/s of an n x n matmul in a fresh process with ``env``."""
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(size), str(repeats), dtype],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)["gflops"]
 
@@ -60,8 +63,10 @@ def main() -> int:
         return 0
     print(f"{args.size}x{args.size} matmul on the MLX CPU backend")
     for dtype, row in rows.items():
-        print(f"  {dtype:9s} reference BLAS {row['reference_gflops']:7.1f} GFLOP/s | "
-              f"OpenBLAS {row['openblas_gflops']:7.1f} GFLOP/s | speedup {row['speedup']:.1f}x")
+        print(
+            f"  {dtype:9s} reference BLAS {row['reference_gflops']:7.1f} GFLOP/s | "
+            f"OpenBLAS {row['openblas_gflops']:7.1f} GFLOP/s | speedup {row['speedup']:.1f}x"
+        )
     return 0
 
 

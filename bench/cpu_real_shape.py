@@ -46,9 +46,28 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 def decode_run(model: Path, home: Path, tokens: int, **extra: str) -> dict:
     """One ``optiq bench decode`` process: its JSON report and its peak resident bytes."""
-    argv = [sys.executable, "-m", "agent.cli", "bench", "decode", "--model", str(model), "--json", "--no-fallback",
-            "--mtp-depth", "1", "--depths", "none", "--turns", "1", "--repeat", "1", "--tokens", str(tokens),
-            "--ignore-eos"]
+    argv = [
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "bench",
+        "decode",
+        "--model",
+        str(model),
+        "--json",
+        "--no-fallback",
+        "--mtp-depth",
+        "1",
+        "--depths",
+        "none",
+        "--turns",
+        "1",
+        "--repeat",
+        "1",
+        "--tokens",
+        str(tokens),
+        "--ignore-eos",
+    ]
     out, _, rss = run_measured(argv, _env(home, **extra))
     return {"report": json.loads(out), "peak_rss": rss}
 
@@ -57,18 +76,40 @@ def measure(shape: str, tokens: int, work: Path) -> dict:
     base, model, home = work / f"qwen35-{shape}", work / f"{shape}-u4", work / "home"
     run_measured([sys.executable, "-c", WRITE, str(base), shape], _env(home))
     checkpoint_bytes = sum(f.stat().st_size for f in base.glob("*.safetensors"))
-    run_measured([sys.executable, "-m", "agent.cli", "quantize", "--base", str(base), "--out", str(model),
-                  "--method", "uniform", "--json"], _env(home))
+    run_measured(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "quantize",
+            "--base",
+            str(base),
+            "--out",
+            str(model),
+            "--method",
+            "uniform",
+            "--json",
+        ],
+        _env(home),
+    )
     runs = {"kernel": decode_run(model, home, tokens), "mlx": decode_run(model, home, tokens, OPTIQ_NO_KERNEL="1")}
-    return {"shape": shape, "checkpoint_bytes": checkpoint_bytes,
-            "runs": {name: _summary(run, checkpoint_bytes) for name, run in runs.items()}}
+    return {
+        "shape": shape,
+        "checkpoint_bytes": checkpoint_bytes,
+        "runs": {name: _summary(run, checkpoint_bytes) for name, run in runs.items()},
+    }
 
 
 def _summary(run: dict, checkpoint_bytes: int) -> dict:
     report = run["report"]
-    return {"plain_tok_s": _find(report, "plain_tok_s"), "prefill_tok_s": _find(report, "prefill_tok_s")["plain"],
-            "roofline": _find(report, "roofline"), "cpu_plan": _find(report, "cpu_plan"),
-            "peak_rss_gb": run["peak_rss"] / 1e9, "rss_x_checkpoint": run["peak_rss"] / checkpoint_bytes}
+    return {
+        "plain_tok_s": _find(report, "plain_tok_s"),
+        "prefill_tok_s": _find(report, "prefill_tok_s")["plain"],
+        "roofline": _find(report, "roofline"),
+        "cpu_plan": _find(report, "cpu_plan"),
+        "peak_rss_gb": run["peak_rss"] / 1e9,
+        "rss_x_checkpoint": run["peak_rss"] / checkpoint_bytes,
+    }
 
 
 def _find(tree, key: str):
@@ -85,17 +126,25 @@ def _find(tree, key: str):
 
 
 def text(result: dict) -> str:
-    lines = [f"Qwen3.5-{result['shape']} shape, uniform 4-bit, bf16 checkpoint {result['checkpoint_bytes'] / 1e9:.2f} GB"]
+    lines = [
+        f"Qwen3.5-{result['shape']} shape, uniform 4-bit, bf16 checkpoint {result['checkpoint_bytes'] / 1e9:.2f} GB"
+    ]
     for name, run in result["runs"].items():
         label = "with the kernel" if name == "kernel" else "MLX kernels only (OPTIQ_NO_KERNEL=1)"
         lines.append(f"{label}: plan {run['cpu_plan']}")
-        lines.append(f"  plain decode {run['plain_tok_s']:.2f} tok/s, prefill {run['prefill_tok_s']:.1f} tok/s; "
-                     f"roofline {json.dumps(run['roofline'])}")
-        lines.append(f"  peak RSS {run['peak_rss_gb']:.2f} GB = {run['rss_x_checkpoint']:.2f}x the checkpoint "
-                     f"(goal <= {GOAL_RSS}x)")
+        lines.append(
+            f"  plain decode {run['plain_tok_s']:.2f} tok/s, prefill {run['prefill_tok_s']:.1f} tok/s; "
+            f"roofline {json.dumps(run['roofline'])}"
+        )
+        lines.append(
+            f"  peak RSS {run['peak_rss_gb']:.2f} GB = {run['rss_x_checkpoint']:.2f}x the checkpoint "
+            f"(goal <= {GOAL_RSS}x)"
+        )
     kernel, mlx = result["runs"]["kernel"], result["runs"]["mlx"]
-    lines.append(f"plain decode with the kernel / without: {kernel['plain_tok_s'] / mlx['plain_tok_s']:.2f}x "
-                 f"(goal: decode >= {GOAL_SHARE:.0%} of the read limit, prefill >= {GOAL_SHARE:.0%} of GEMM)")
+    lines.append(
+        f"plain decode with the kernel / without: {kernel['plain_tok_s'] / mlx['plain_tok_s']:.2f}x "
+        f"(goal: decode >= {GOAL_SHARE:.0%} of the read limit, prefill >= {GOAL_SHARE:.0%} of GEMM)"
+    )
     return "\n".join(lines)
 
 

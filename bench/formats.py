@@ -83,8 +83,17 @@ def build_all(candidates: list[str], work: Path) -> dict[str, Path]:
     probes = None
     for candidate in candidates:
         out = work / folder_name(candidate)
-        result = build(BuildOptions(out=out, base=base, budget=BUDGET, widths=parse_candidate(candidate) or None,
-                                    probes=probes, **FIRST_RUN_SETTINGS), log=quiet)
+        result = build(
+            BuildOptions(
+                out=out,
+                base=base,
+                budget=BUDGET,
+                widths=parse_candidate(candidate) or None,
+                probes=probes,
+                **FIRST_RUN_SETTINGS,
+            ),
+            log=quiet,
+        )
         probes = probes or result.path / "optiq" / "sensitivity.json"
         folders[candidate] = result.path
     return folders
@@ -95,8 +104,11 @@ def heldout_kl(folders: dict[str, Path], with_kl: bool) -> dict[str, dict]:
     found = {}
     for name, folder in folders.items():
         meta = json.loads((folder / "optiq" / "metadata.json").read_text())
-        found[name] = {"kl": None, "bytes_ratio": meta["bytes"]["ratio"],
-                       "format_counts": {k: v for k, v in meta["format_counts"].items() if v}}
+        found[name] = {
+            "kl": None,
+            "bytes_ratio": meta["bytes"]["ratio"],
+            "format_counts": {k: v for k, v in meta["format_counts"].items() if v},
+        }
     if with_kl:
         base = resolve_base(None)
         reference, _ = load_network(base, upcast=True)
@@ -114,8 +126,9 @@ def _env() -> dict[str, str]:
 
 
 def _optiq(argv: list[str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "agent.cli", *argv], env=_env(), cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", *argv], env=_env(), cwd=REPO, capture_output=True, text=True
+    )
     if done.returncode:
         raise SystemExit(f"optiq {' '.join(argv[:2])} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
     return done.stdout
@@ -127,9 +140,14 @@ def agent_eval(suite: str, folders: dict[str, Path], work: Path, limit: int | No
     for path in folders.values():
         argv += ["--model", str(path)]
     summary = json.loads(_optiq(argv))["models"]
-    return {name: {"passed": summary[path.name]["overall"]["passed"], "n": summary[path.name]["overall"]["n"],
-                   "categories": {c: f"{s['passed']}/{s['n']}" for c, s in summary[path.name]["categories"].items()}}
-            for name, path in folders.items()}
+    return {
+        name: {
+            "passed": summary[path.name]["overall"]["passed"],
+            "n": summary[path.name]["overall"]["n"],
+            "categories": {c: f"{s['passed']}/{s['n']}" for c, s in summary[path.name]["categories"].items()},
+        }
+        for name, path in folders.items()
+    }
 
 
 def first_calls(folder: Path, count: int) -> dict[str, float]:
@@ -143,8 +161,23 @@ def plain_decode(folders: dict[str, Path], tokens: int) -> dict[str, float]:
     speeds: dict[str, list[float]] = {name: [] for name in folders}
     for order in (list(folders), list(folders)[::-1]):
         for name in order:
-            out = _optiq(["bench", "decode", "--model", str(folders[name]), "--mtp", "off", "--depths", "none",
-                          "--repeat", "1", "--tokens", str(tokens), "--json"])
+            out = _optiq(
+                [
+                    "bench",
+                    "decode",
+                    "--model",
+                    str(folders[name]),
+                    "--mtp",
+                    "off",
+                    "--depths",
+                    "none",
+                    "--repeat",
+                    "1",
+                    "--tokens",
+                    str(tokens),
+                    "--json",
+                ]
+            )
             speeds[name].append(json.loads(out)["plain_tok_s"])
     return {name: sum(values) / len(values) for name, values in speeds.items()}
 
@@ -217,10 +250,13 @@ def verdicts(report: dict, candidates: list[str]) -> dict[str, dict[str, bool]]:
         count = report["first_call_count"]
         for score in ("unseen_schema_first_call", "builtin_first_call", "no_tool"):
             ref = report["first_calls"][first][score]
-            checks[score] = report["first_calls"][candidate][score] >= ref - standard_error(round(ref * count), count) - 1e-9
+            checks[score] = (
+                report["first_calls"][candidate][score] >= ref - standard_error(round(ref * count), count) - 1e-9
+            )
         ref, drafted = report["mtp_acceptance"][first]
-        checks["mtp acceptance"] = (report["mtp_acceptance"][candidate][0]
-                                    >= ref - standard_error(round(ref * drafted), drafted) - 1e-9)
+        checks["mtp acceptance"] = (
+            report["mtp_acceptance"][candidate][0] >= ref - standard_error(round(ref * drafted), drafted) - 1e-9
+        )
         found[candidate] = checks
     return found
 
@@ -228,31 +264,44 @@ def verdicts(report: dict, candidates: list[str]) -> dict[str, dict[str, bool]]:
 def print_report(report: dict, candidates: list[str]) -> None:
     names = ["uniform", *candidates]
     print(f"tiny-agent, first-run builds at --budget {BUDGET}:")
-    print(f"  {'build':<12}{'bytes x':>9}{'KL':>10}{'KL/unif':>9}{'eval gen':>10}{'people':>8}{'unseen':>8}"
-          f"{'builtin':>8}{'no-tool':>8}{'MTP acc':>9}{'tok/s':>8}")
+    print(
+        f"  {'build':<12}{'bytes x':>9}{'KL':>10}{'KL/unif':>9}{'eval gen':>10}{'people':>8}{'unseen':>8}"
+        f"{'builtin':>8}{'no-tool':>8}{'MTP acc':>9}{'tok/s':>8}"
+    )
     kl_uniform = report["kl"]["uniform"]["kl"]
     for name in names:
         kl, gen, people = report["kl"][name], report["eval"]["generated"][name], report["eval"]["people"][name]
         calls, (acc, _) = report["first_calls"][name], report["mtp_acceptance"][name]
-        mean, ratio = (f"{kl['kl']:>10.5f}", f"{kl['kl'] / kl_uniform:>9.3f}") if kl_uniform else (f"{'-':>10}", f"{'-':>9}")
-        print(f"  {name:<12}{kl['bytes_ratio']:>9.4f}{mean}{ratio}"
-              f"{gen['passed']:>6}/{gen['n']:<3}{people['passed']:>4}/{people['n']:<3}"
-              f"{calls['unseen_schema_first_call']:>8.3f}{calls['builtin_first_call']:>8.3f}{calls['no_tool']:>8.3f}"
-              f"{acc:>9.3f}{report['decode_tok_s'][name]:>8.1f}")
+        mean, ratio = (
+            (f"{kl['kl']:>10.5f}", f"{kl['kl'] / kl_uniform:>9.3f}") if kl_uniform else (f"{'-':>10}", f"{'-':>9}")
+        )
+        print(
+            f"  {name:<12}{kl['bytes_ratio']:>9.4f}{mean}{ratio}"
+            f"{gen['passed']:>6}/{gen['n']:<3}{people['passed']:>4}/{people['n']:<3}"
+            f"{calls['unseen_schema_first_call']:>8.3f}{calls['builtin_first_call']:>8.3f}{calls['no_tool']:>8.3f}"
+            f"{acc:>9.3f}{report['decode_tok_s'][name]:>8.1f}"
+        )
     for name in names:
         print(f"  formats {name}: {report['kl'][name]['format_counts']}")
     if "matmul_x_4bit" in report:
-        print("one token through all of Qwen3.5-0.8B's matrices, x 4-bit's "
-              f"({report['matmul_x_4bit']['4-bit_ms']:.1f} ms): "
-              + ", ".join(f"{k} {v:.2f}x" for k, v in report["matmul_x_4bit"].items() if k != "4-bit_ms"))
+        print(
+            "one token through all of Qwen3.5-0.8B's matrices, x 4-bit's "
+            f"({report['matmul_x_4bit']['4-bit_ms']:.1f} ms): "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in report["matmul_x_4bit"].items() if k != "4-bit_ms")
+        )
     for candidate, checks in report["within_noise"].items():
-        print(f"{candidate} vs {candidates[0]}: " + ", ".join(f"{k} {'ok' if v else 'LOWER'}" for k, v in checks.items()))
+        print(
+            f"{candidate} vs {candidates[0]}: " + ", ".join(f"{k} {'ok' if v else 'LOWER'}" for k, v in checks.items())
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", default=DEFAULT_CANDIDATES,
-                        help=f"comma-separated bit-width sets, the reference first (default {DEFAULT_CANDIDATES})")
+    parser.add_argument(
+        "--candidates",
+        default=DEFAULT_CANDIDATES,
+        help=f"comma-separated bit-width sets, the reference first (default {DEFAULT_CANDIDATES})",
+    )
     parser.add_argument("--first-calls", type=int, default=40, help="requests per first-call score (default 40)")
     parser.add_argument("--turns", type=int, default=24, help="held-out turns for MTP acceptance (default 24)")
     parser.add_argument("--decode-tokens", type=int, default=64, help="tokens per decode run (default 64)")

@@ -39,8 +39,13 @@ def run(engine, chat, guided: bool) -> dict:
     limited = sum(guide.allowed(out[:i]) is not None for i in range(len(out))) if guide else 0
     calls = parse_calls(tokenizer.decode(out))
     right = bool(calls) and call_matches(first_call(chat), calls[0])
-    return {"tokens": len(out), "decode_tokens": stats.decode_tokens, "seconds": stats.decode_s,
-            "limited": limited, "right": right}
+    return {
+        "tokens": len(out),
+        "decode_tokens": stats.decode_tokens,
+        "seconds": stats.decode_s,
+        "limited": limited,
+        "right": right,
+    }
 
 
 def main() -> None:
@@ -70,7 +75,8 @@ def main() -> None:
             "first_call_right": round(sum(r["right"] for r in runs) / len(runs), 3),
         }
     report["speed_ratio_guided_vs_unguided"] = round(
-        report["guided"]["decode_tok_s"] / report["unguided"]["decode_tok_s"], 3)
+        report["guided"]["decode_tok_s"] / report["unguided"]["decode_tok_s"], 3
+    )
     print(json.dumps(report, indent=2))
 
 

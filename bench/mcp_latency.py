@@ -51,8 +51,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="calls of each tool (default 300)")
     args = parser.parse_args()
-    server = ServerSpec(name="bench", command=sys.executable, args=(str(ROOT / "tests" / "tools" / "mcp_server.py"),),
-                        approval="allow")
+    server = ServerSpec(
+        name="bench", command=sys.executable, args=(str(ROOT / "tests" / "tools" / "mcp_server.py"),), approval="allow"
+    )
     with tempfile.TemporaryDirectory() as folder, McpHub() as hub:
         workspace = Path(folder)
         (workspace / "text.txt").write_text(TEXT)
@@ -74,7 +75,9 @@ def main() -> int:
         runner.close()
     for label, values in times.items():
         ms = [v * 1000 for v in values]
-        print(f"{label:<18} median {statistics.median(ms):7.3f} ms   p90 {percentile(ms, 0.9):7.3f} ms   ({len(ms)} calls)")
+        print(
+            f"{label:<18} median {statistics.median(ms):7.3f} ms   p90 {percentile(ms, 0.9):7.3f} ms   ({len(ms)} calls)"
+        )
     added = (statistics.median(times["mcp echo"]) - statistics.median(times["builtin read_file"])) * 1000
     verdict = "met" if added <= GOAL_MS else "NOT met"
     print(f"MCP adds {added:.3f} ms per call over the built-in (goal: at most {GOAL_MS:g} ms): {verdict}")

@@ -64,8 +64,10 @@ def objective_builds(base: Path, work: Path, turns: int, tokens: int) -> dict:
     from optiq_runtime.load import load_network, load_tokenizer
 
     weights = {"with_mtp_term": DRAFT_KL_WEIGHT, "without_mtp_term": 0.0}
-    built = {name: build(BuildOptions(out=work / name, base=base, mtp_weight=w, **FIRST_RUN_SETTINGS), log=lambda _: None)
-             for name, w in weights.items()}
+    built = {
+        name: build(BuildOptions(out=work / name, base=base, mtp_weight=w, **FIRST_RUN_SETTINGS), log=lambda _: None)
+        for name, w in weights.items()
+    }
     bf16, drafted = acceptance(base, turns, tokens)
     report: dict = {"bf16": {"acceptance": round(bf16, 4), "drafted": drafted}}
     models = {name: load_network(result.path, upcast=True)[0] for name, result in built.items()}
@@ -73,13 +75,20 @@ def objective_builds(base: Path, work: Path, turns: int, tokens: int) -> dict:
     kl = per_token_kl_many(models, reference, heldout_tokens(load_tokenizer(base)).rows)
     for name, result in built.items():
         rate, drafted = acceptance(result.path, turns, tokens)
-        report[name] = {"mtp_weight": weights[name], "acceptance": round(rate, 4), "drafted": drafted,
-                        "over_bf16": round(rate / bf16, 4) if bf16 else 0.0, "heldout_kl": summarize(kl[name]).as_dict(),
-                        "bytes": result.metadata["bytes"]["optiq"], "layers_changed": None}
+        report[name] = {
+            "mtp_weight": weights[name],
+            "acceptance": round(rate, 4),
+            "drafted": drafted,
+            "over_bf16": round(rate / bf16, 4) if bf16 else 0.0,
+            "heldout_kl": summarize(kl[name]).as_dict(),
+            "bytes": result.metadata["bytes"]["optiq"],
+            "layers_changed": None,
+        }
     a, b = (built[n].metadata["layers"] for n in weights)
     report["with_mtp_term"]["layers_changed"] = sorted(p for p in a if a[p] != b.get(p))
-    report["kl_with_over_without"] = round(report["with_mtp_term"]["heldout_kl"]["mean"]
-                                           / report["without_mtp_term"]["heldout_kl"]["mean"], 4)
+    report["kl_with_over_without"] = round(
+        report["with_mtp_term"]["heldout_kl"]["mean"] / report["without_mtp_term"]["heldout_kl"]["mean"], 4
+    )
     return report
 
 
@@ -89,8 +98,11 @@ def main() -> int:
     parser.add_argument("--model", help="its build (default: the default OptiQ build of --base)")
     parser.add_argument("--turns", type=int, default=24, help="held-out turns (default 24)")
     parser.add_argument("--tokens", type=int, default=64, help="tokens per turn at most (default 64)")
-    parser.add_argument("--objective", action="store_true",
-                        help="compare default builds with and without the MTP head's drafts in the sensitivity objective")
+    parser.add_argument(
+        "--objective",
+        action="store_true",
+        help="compare default builds with and without the MTP head's drafts in the sensitivity objective",
+    )
     args = parser.parse_args()
     from optiq_runtime.embedded import embedded_base_path
     from optiq_runtime.firstrun import ensure_model
@@ -106,8 +118,14 @@ def main() -> int:
         mixed = with_base_head(build, base, Path(work) / "mixed")
         result["build_with_bf16_head"] = acceptance(mixed, args.turns, args.tokens)
     ratio = result["build"][0] / result["bf16"][0] if result["bf16"][0] else 0.0
-    print(json.dumps({**{k: {"acceptance": round(a, 4), "drafted": d} for k, (a, d) in result.items()},
-                      "build_over_bf16": round(ratio, 4)}))
+    print(
+        json.dumps(
+            {
+                **{k: {"acceptance": round(a, 4), "drafted": d} for k, (a, d) in result.items()},
+                "build_over_bf16": round(ratio, 4),
+            }
+        )
+    )
     return 0
 
 

@@ -26,9 +26,17 @@ from pathlib import Path
 from optiq_runtime.fastcpu import reexec_with_openblas
 
 TEXT_FIELDS = (
-    "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
-    "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
-    "linear_conv_kernel_dim", "full_attention_interval",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "linear_num_key_heads",
+    "linear_num_value_heads",
+    "linear_key_head_dim",
+    "linear_value_head_dim",
+    "linear_conv_kernel_dim",
+    "full_attention_interval",
 )
 
 
@@ -86,9 +94,16 @@ def draft_vocab_costs(model: Path, tokens: int, repeat: int) -> dict:
     step = statistics.median(steps)
     costs = {name: [r / step for r in times] for name, times in rounds.items()}
     full, draft = (statistics.median(costs[n]) if costs[n] else None for n in ("full", "draft"))
-    return {"vocab_size": vocab, "k": len(top), "round_cost_full": full, "round_cost_draft_vocab": draft,
-            "cut": 1 - draft / full if full and draft else None, "identical": identical,
-            "plain_step_s": step, "rounds": {n: len(v) for n, v in costs.items()}}
+    return {
+        "vocab_size": vocab,
+        "k": len(top),
+        "round_cost_full": full,
+        "round_cost_draft_vocab": draft,
+        "cut": 1 - draft / full if full and draft else None,
+        "identical": identical,
+        "plain_step_s": step,
+        "rounds": {n: len(v) for n, v in costs.items()},
+    }
 
 
 def quantized_real_shape(folder: Path) -> Path:
@@ -110,8 +125,10 @@ def main_draft_vocab(args) -> int:
         print(json.dumps(result))
         return 0
     print(f"vocabulary {result['vocab_size']}, draft vocabulary K={result['k']}")
-    print(f"depth-1 round: {result['round_cost_full']:.2f} plain steps drafting over the whole vocabulary, "
-          f"{result['round_cost_draft_vocab']:.2f} over the draft vocabulary: {result['cut']:.0%} cheaper")
+    print(
+        f"depth-1 round: {result['round_cost_full']:.2f} plain steps drafting over the whole vocabulary, "
+        f"{result['round_cost_draft_vocab']:.2f} over the draft vocabulary: {result['cut']:.0%} cheaper"
+    )
     print(f"greedy outputs identical to plain decoding: {'yes' if result['identical'] else 'NO'}")
     return 0
 
@@ -119,9 +136,13 @@ def main_draft_vocab(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64, help="tokens per run (default 64)")
-    parser.add_argument("--draft-vocab", action="store_true", help="measure the reduced draft vocabulary at the 0.8B shape")
+    parser.add_argument(
+        "--draft-vocab", action="store_true", help="measure the reduced draft vocabulary at the 0.8B shape"
+    )
     parser.add_argument("--model", help="with --draft-vocab: a built model folder of that shape")
-    parser.add_argument("--repeat", type=int, default=2, help="with --draft-vocab: full/reduced alternations (default 2)")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="with --draft-vocab: full/reduced alternations (default 2)"
+    )
     parser.add_argument("--json", action="store_true", help="with --draft-vocab: one JSON object")
     args = parser.parse_args()
     if args.draft_vocab:

@@ -87,8 +87,9 @@ def first_run_seconds(base: str | None) -> float:
     with tempfile.TemporaryDirectory() as home:
         env = preload_env() or dict(os.environ)
         env["OPTIQ_HOME"] = home
-        out = subprocess.run([sys.executable, "-c", FIRST_RUN, base or "-"], env=env,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", FIRST_RUN, base or "-"], env=env, capture_output=True, text=True, check=True
+        )
         return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -104,14 +105,26 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="optiq-bench-"))
     started = time.perf_counter()
     uniform = build(BuildOptions(out=work / "uniform", base=base, method="uniform"), log=quiet)
-    optiq = build(BuildOptions(out=work / "optiq", base=base, budget=args.budget, max_tokens=args.tokens),
-                  log=quiet)
+    optiq = build(BuildOptions(out=work / "optiq", base=base, budget=args.budget, max_tokens=args.tokens), log=quiet)
     build_seconds = time.perf_counter() - started
     probes = optiq.path / "optiq" / "sensitivity.json"
-    coarse = build(BuildOptions(out=work / "optiq_g64", base=base, budget=args.budget, max_tokens=args.tokens,
-                                fine_group_size=None, probes=probes), log=quiet)
-    four_eight = build(BuildOptions(out=work / "optiq_4_8", base=base, budget=args.budget, max_tokens=args.tokens,
-                                    widths=(), probes=probes), log=quiet)
+    coarse = build(
+        BuildOptions(
+            out=work / "optiq_g64",
+            base=base,
+            budget=args.budget,
+            max_tokens=args.tokens,
+            fine_group_size=None,
+            probes=probes,
+        ),
+        log=quiet,
+    )
+    four_eight = build(
+        BuildOptions(
+            out=work / "optiq_4_8", base=base, budget=args.budget, max_tokens=args.tokens, widths=(), probes=probes
+        ),
+        log=quiet,
+    )
 
     built = {"uniform": uniform, "optiq": optiq, "optiq_g64": coarse, "optiq_4/8": four_eight}
     models = {name: load_network(result.path, upcast=True)[0] for name, result in built.items()}
@@ -137,12 +150,22 @@ def main() -> int:
         "base": str(base),
         "heldout_tokens": kl["optiq"].tokens,
         "calibration_tokens": calibration.tokens,
-        "models": {name: {"bytes": sizes[name], "bytes_ratio": sizes[name] / uniform_bytes,
-                          **kl[name].as_dict(), "kl_ratio": kl[name].mean / kl["uniform"].mean} for name in models},
+        "models": {
+            name: {
+                "bytes": sizes[name],
+                "bytes_ratio": sizes[name] / uniform_bytes,
+                **kl[name].as_dict(),
+                "kl_ratio": kl[name].mean / kl["uniform"].mean,
+            }
+            for name in models
+        },
         "counts": {name: result.metadata["format_counts"] for name, result in built.items() if name != "uniform"},
         "bits_per_weight": {"optiq": target_bpw, "dynamic_quant": dynamic_bpw},
-        "seconds": {"uniform_and_optiq_builds": build_seconds, "dynamic_quant": dynamic_seconds,
-                    "first_run_build": first_run},
+        "seconds": {
+            "uniform_and_optiq_builds": build_seconds,
+            "dynamic_quant": dynamic_seconds,
+            "first_run_build": first_run,
+        },
         "checks": {
             "optiq_kl_at_most_0.8x_uniform": kl["optiq"].mean <= 0.8 * kl["uniform"].mean,
             "optiq_bytes_at_most_budget": sizes["optiq"] <= args.budget * uniform_bytes,
@@ -160,12 +183,16 @@ def main() -> int:
 
 
 def print_table(report: dict) -> None:
-    print(f"base {report['base']}: KL on {report['heldout_tokens']} held-out tokens, "
-          f"calibration {report['calibration_tokens']} tokens")
+    print(
+        f"base {report['base']}: KL on {report['heldout_tokens']} held-out tokens, "
+        f"calibration {report['calibration_tokens']} tokens"
+    )
     print(f"{'model':<16}{'bytes':>10}{'x uniform':>11}{'KL mean':>11}{'median':>10}{'p95':>10}{'KL / uniform':>14}")
     for name, row in report["models"].items():
-        print(f"{name:<16}{row['bytes']:>10,}{row['bytes_ratio']:>11.4f}{row['mean']:>11.5f}"
-              f"{row['median']:>10.5f}{row['p95']:>10.5f}{row['kl_ratio']:>14.3f}")
+        print(
+            f"{name:<16}{row['bytes']:>10,}{row['bytes_ratio']:>11.4f}{row['mean']:>11.5f}"
+            f"{row['median']:>10.5f}{row['p95']:>10.5f}{row['kl_ratio']:>14.3f}"
+        )
     for name, counts in report["counts"].items():
         print(f"formats {name}: " + ", ".join(f"{label} x{n}" for label, n in counts.items() if n))
     print(f"bits per weight {report['bits_per_weight']}")

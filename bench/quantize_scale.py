@@ -111,17 +111,36 @@ def measure_shape(shape: str, tokens: int, work: Path) -> dict:
     out, _, forward_rss = run_measured([sys.executable, "-c", FORWARD, str(base), str(tokens), str(SEQ_LEN)], env)
     forward_tokens, forward_seconds = out.split()
     out, build_seconds, build_rss = run_measured(
-        [sys.executable, "-m", "agent.cli", "quantize", "--base", str(base), "--out", str(work / f"{shape}-optiq"),
-         "--tokens", str(tokens), "--json"], env)
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "quantize",
+            "--base",
+            str(base),
+            "--out",
+            str(work / f"{shape}-optiq"),
+            "--tokens",
+            str(tokens),
+            "--json",
+        ],
+        env,
+    )
     metadata = json.loads(out)
     working_copy = 4 * parameters
     return {
-        "shape": shape, "parameters": parameters, "tokens": int(forward_tokens),
-        "reference_forward_s": float(forward_seconds), "build_s": build_seconds,
+        "shape": shape,
+        "parameters": parameters,
+        "tokens": int(forward_tokens),
+        "reference_forward_s": float(forward_seconds),
+        "build_s": build_seconds,
         "build_x_forward": build_seconds / float(forward_seconds),
-        "build_peak_rss_gib": build_rss / GIB, "forward_peak_rss_gib": forward_rss / GIB,
-        "float32_copy_gib": working_copy / GIB, "rss_goal_gib": (working_copy + 1.5 * GIB) / GIB,
-        "sensitivity": metadata.get("sensitivity"), "bytes_ratio": metadata["bytes"]["ratio"],
+        "build_peak_rss_gib": build_rss / GIB,
+        "forward_peak_rss_gib": forward_rss / GIB,
+        "float32_copy_gib": working_copy / GIB,
+        "rss_goal_gib": (working_copy + 1.5 * GIB) / GIB,
+        "sensitivity": metadata.get("sensitivity"),
+        "bytes_ratio": metadata["bytes"]["ratio"],
     }
 
 
@@ -135,7 +154,9 @@ def dynamic_quant(base: Path, rows: mx.array, bytes_ratio: float, uniform_bytes:
     low, high = 4.0, 16.0
     for _ in range(10):
         middle = (low + high) / 2
-        low, high = (middle, high) if quantized_nbytes(quantized_at(middle)) < bytes_ratio * uniform_bytes else (low, middle)
+        low, high = (
+            (middle, high) if quantized_nbytes(quantized_at(middle)) < bytes_ratio * uniform_bytes else (low, middle)
+        )
     return quantized_at(low)
 
 
@@ -144,8 +165,10 @@ def old_recipe(out: Path, budget: float, tokens: int, work: Path, probes: Path |
     source = work / "old-recipe"
     if not source.exists():
         source.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_RECIPE, "optiq_runtime", "agent", "tools",
-                                  "sandbox"], capture_output=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", OLD_RECIPE, "optiq_runtime", "agent", "tools", "sandbox"],
+            capture_output=True,
+        )
         if archive.returncode:
             return None
         subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
@@ -169,33 +192,57 @@ def quality(tokens: int, work: Path, peer_ratio: float, with_old: bool, candidat
     peer = dynamic_quant(base, rows, peer_ratio, uniform_bytes)
     peer_bytes = quantized_nbytes(peer)
     peer_budget = peer_bytes / uniform_bytes
-    optiq_equal = build(BuildOptions(out=work / "optiq_equal", base=base, budget=peer_budget, max_tokens=tokens,
-                                     probes=probes), log=quiet)
+    optiq_equal = build(
+        BuildOptions(out=work / "optiq_equal", base=base, budget=peer_budget, max_tokens=tokens, probes=probes),
+        log=quiet,
+    )
     folders = {"uniform": uniform.path, "optiq": optiq.path, "optiq_at_peer_bytes": optiq_equal.path}
     default = candidate_label(BuildOptions(out=work).widths)
     for candidate in [c for c in candidates if c != default]:
         for budget, suffix in ((1.05, ""), (peer_budget, "_at_peer_bytes")):
             name = f"{folder_name(candidate)}{suffix}"
-            folders[name] = build(BuildOptions(out=work / name, base=base, budget=budget, max_tokens=tokens,
-                                               probes=probes, widths=parse_candidate(candidate) or None), log=quiet).path
+            folders[name] = build(
+                BuildOptions(
+                    out=work / name,
+                    base=base,
+                    budget=budget,
+                    max_tokens=tokens,
+                    probes=probes,
+                    widths=parse_candidate(candidate) or None,
+                ),
+                log=quiet,
+            ).path
     old = old_recipe(work / "old", 1.05, tokens, work) if with_old else None
     if old is not None:
         folders["old_recipe"] = old
-        folders["old_recipe_at_peer_bytes"] = old_recipe(work / "old_equal", peer_budget, tokens, work,
-                                                         old / "optiq" / "sensitivity.json")
+        folders["old_recipe_at_peer_bytes"] = old_recipe(
+            work / "old_equal", peer_budget, tokens, work, old / "optiq" / "sensitivity.json"
+        )
     models = {name: load_network(path, upcast=True)[0] for name, path in folders.items()}
     models["dynamic_quant"] = upcast_floats(peer)
     reference, _ = load_network(base, upcast=True)
     heldout = heldout_tokens(load_tokenizer(base))
     kl = {name: summarize(values).mean for name, values in per_token_kl_many(models, reference, heldout.rows).items()}
-    sizes = {name: json.loads((path / "optiq" / "metadata.json").read_text())["bytes"]["optiq"]
-             for name, path in folders.items()}
+    sizes = {
+        name: json.loads((path / "optiq" / "metadata.json").read_text())["bytes"]["optiq"]
+        for name, path in folders.items()
+    }
     sizes["dynamic_quant"] = peer_bytes
-    return {"heldout_tokens": heldout.tokens, "calibration_tokens": rows.size, "default_formats": default,
-            "models": {name: {"bytes_ratio": sizes[name] / uniform_bytes, "kl": kl[name],
-                              "kl_x_uniform": kl[name] / kl["uniform"],
-                              "kl_x_dynamic_quant": kl[name] / kl["dynamic_quant"]} for name in models},
-            "first_run_s": first_run_seconds()}
+    return {
+        "heldout_tokens": heldout.tokens,
+        "calibration_tokens": rows.size,
+        "default_formats": default,
+        "models": {
+            name: {
+                "bytes_ratio": sizes[name] / uniform_bytes,
+                "kl": kl[name],
+                "kl_x_uniform": kl[name] / kl["uniform"],
+                "kl_x_dynamic_quant": kl[name] / kl["dynamic_quant"],
+            }
+            for name in models
+        },
+        "first_run_s": first_run_seconds(),
+    }
 
 
 def first_run_seconds() -> float:
@@ -210,14 +257,18 @@ def checks(report: dict) -> dict[str, bool]:
     found = {}
     for row in report["scale"]:
         found[f"{row['shape']}: build at most 6x one reference forward"] = row["build_x_forward"] <= 6
-        found[f"{row['shape']}: peak RSS at most float32 copy + 1.5 GiB"] = row["build_peak_rss_gib"] <= row["rss_goal_gib"]
+        found[f"{row['shape']}: peak RSS at most float32 copy + 1.5 GiB"] = (
+            row["build_peak_rss_gib"] <= row["rss_goal_gib"]
+        )
     if "quality" in report:
         models = report["quality"]["models"]
         found["tiny-agent: OptiQ KL at most 0.8x uniform at <= 1.05x bytes"] = (
-            models["optiq"]["kl_x_uniform"] <= 0.8 and models["optiq"]["bytes_ratio"] <= 1.05)
+            models["optiq"]["kl_x_uniform"] <= 0.8 and models["optiq"]["bytes_ratio"] <= 1.05
+        )
         found["tiny-agent: OptiQ KL at most 0.9x dynamic_quant at its bytes"] = (
             models["optiq_at_peer_bytes"]["kl"] <= 0.9 * models["dynamic_quant"]["kl"]
-            and models["optiq_at_peer_bytes"]["bytes_ratio"] <= models["dynamic_quant"]["bytes_ratio"])
+            and models["optiq_at_peer_bytes"]["bytes_ratio"] <= models["dynamic_quant"]["bytes_ratio"]
+        )
         found["tiny-agent: first-run build under 60 s"] = report["quality"]["first_run_s"] < 60
     return found
 
@@ -225,10 +276,14 @@ def checks(report: dict) -> dict[str, bool]:
 def print_report(report: dict) -> None:
     for row in report["scale"]:
         print(f"{row['shape']} ({row['parameters'] / 1e9:.2f}B parameters), {row['tokens']} calibration tokens:")
-        print(f"  float32 reference forward (stock mlx-lm): {row['reference_forward_s']:.1f} s; "
-              f"optiq quantize: {row['build_s']:.1f} s = {row['build_x_forward']:.2f}x")
-        print(f"  peak RSS: build {row['build_peak_rss_gib']:.2f} GiB (float32 copy {row['float32_copy_gib']:.2f} GiB, "
-              f"goal {row['rss_goal_gib']:.2f} GiB); the forward alone {row['forward_peak_rss_gib']:.2f} GiB")
+        print(
+            f"  float32 reference forward (stock mlx-lm): {row['reference_forward_s']:.1f} s; "
+            f"optiq quantize: {row['build_s']:.1f} s = {row['build_x_forward']:.2f}x"
+        )
+        print(
+            f"  peak RSS: build {row['build_peak_rss_gib']:.2f} GiB (float32 copy {row['float32_copy_gib']:.2f} GiB, "
+            f"goal {row['rss_goal_gib']:.2f} GiB); the forward alone {row['forward_peak_rss_gib']:.2f} GiB"
+        )
         print(f"  sensitivity: {row['sensitivity']}")
     if "quality" in report:
         q = report["quality"]
@@ -236,8 +291,10 @@ def print_report(report: dict) -> None:
         print(f"  optiq = the default formats, {q['default_formats']}-bit")
         print(f"  {'model':<34}{'x uniform bytes':>16}{'KL mean':>10}{'KL / uniform':>14}{'KL / peer':>11}")
         for name, row in q["models"].items():
-            print(f"  {name:<34}{row['bytes_ratio']:>16.4f}{row['kl']:>10.5f}{row['kl_x_uniform']:>14.3f}"
-                  f"{row['kl_x_dynamic_quant']:>11.3f}")
+            print(
+                f"  {name:<34}{row['bytes_ratio']:>16.4f}{row['kl']:>10.5f}{row['kl_x_uniform']:>14.3f}"
+                f"{row['kl_x_dynamic_quant']:>11.3f}"
+            )
         print(f"  first-run build: {q['first_run_s']:.1f} s")
     for check, passed in report["checks"].items():
         print(f"{'PASS' if passed else 'FAIL'}  {check}")
@@ -249,11 +306,18 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=2048, help="calibration tokens of the real-size builds")
     parser.add_argument("--quality-tokens", type=int, default=4096, help="calibration tokens on tiny-agent")
     parser.add_argument("--no-quality", action="store_true", help="skip the tiny-agent comparison")
-    parser.add_argument("--peer-bytes", type=float, default=1.34,
-                        help="bytes (x uniform) dynamic_quant is asked to reach (default 1.34, issue #17's point)")
+    parser.add_argument(
+        "--peer-bytes",
+        type=float,
+        default=1.34,
+        help="bytes (x uniform) dynamic_quant is asked to reach (default 1.34, issue #17's point)",
+    )
     parser.add_argument("--no-old-recipe", action="store_true", help="skip the recipe before issue #17 (slow)")
-    parser.add_argument("--candidates", default="4/8,3/4/8,3/4/5/6/8",
-                        help="bit-width sets built beside the default at both byte points (bench/formats.py's names)")
+    parser.add_argument(
+        "--candidates",
+        default="4/8,3/4/8,3/4/5/6/8",
+        help="bit-width sets built beside the default at both byte points (bench/formats.py's names)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report: dict = {"scale": []}
@@ -264,8 +328,13 @@ def main() -> int:
             print(f"{shape}: done", file=sys.stderr, flush=True)
         if not args.no_quality:
             (work / "tiny").mkdir()
-            report["quality"] = quality(args.quality_tokens, work / "tiny", args.peer_bytes, not args.no_old_recipe,
-                                        [c.strip() for c in args.candidates.split(",") if c.strip()])
+            report["quality"] = quality(
+                args.quality_tokens,
+                work / "tiny",
+                args.peer_bytes,
+                not args.no_old_recipe,
+                [c.strip() for c in args.candidates.split(",") if c.strip()],
+            )
     report["checks"] = checks(report)
     if args.json:
         print(json.dumps(report, indent=1))

@@ -73,10 +73,14 @@ def main() -> None:
     bare_median, _ = report("bare", warm(args.warm, os_layer=False))
     cold_median, _ = report("cold", cold(args.cold))
     shell_median, _ = report("shell", shell(args.shell))
-    print(f"cold / warm median: {cold_median / warm_median:.1f}x; "
-          f"warm with / without the OS layer: {warm_median / bare_median:.2f}x")
-    print(f"run_python warm median {warm_median:.1f} ms (goal < 30 ms); "
-          f"run_shell 'true' median {shell_median:.1f} ms (goal < 50 ms)")
+    print(
+        f"cold / warm median: {cold_median / warm_median:.1f}x; "
+        f"warm with / without the OS layer: {warm_median / bare_median:.2f}x"
+    )
+    print(
+        f"run_python warm median {warm_median:.1f} ms (goal < 30 ms); "
+        f"run_shell 'true' median {shell_median:.1f} ms (goal < 50 ms)"
+    )
 
 
 if __name__ == "__main__":

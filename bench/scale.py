@@ -51,19 +51,32 @@ def bench_eval(work: Path, limit: int | None) -> None:
 
     from optiq_runtime.embedded import embedded_base_path
 
-    argv = ["-m", "agent.cli", "eval", "--model", str(embedded_base_path()), *(["--limit", str(limit)] if limit else [])]
+    argv = [
+        "-m",
+        "agent.cli",
+        "eval",
+        "--model",
+        str(embedded_base_path()),
+        *(["--limit", str(limit)] if limit else []),
+    ]
     load_before = _load()
     one_s, _ = timed([sys.executable, *argv, "--out", str(work / "one")])
     ranks_s, _ = timed([sys.executable, *argv, "--out", str(work / "ranks"), "--ranks", "2"])
     launch_s, _ = timed(launch_argv(*argv, "--out", str(work / "launch")))
     entries = len((work / "one" / "results.jsonl").read_text().splitlines())
     same = {name: verdicts(work / "one") == verdicts(work / name) for name in ("ranks", "launch")}
-    print(f"sharded eval, shipped suite ({entries} tasks, tiny-agent), wall time from start to table "
-          f"(load averages {load_before} before, {_load()} after):")
-    print(f"  one process {one_s:.1f} s; two ranks with --ranks 2 {ranks_s:.1f} s, ratio {ranks_s / one_s:.2f} "
-          f"(goal <= 0.60); results set-equal: {same['ranks']}")
-    print(f"  for reference, two ranks under mlx.launch {launch_s:.1f} s, ratio {launch_s / one_s:.2f} "
-          f"(its relay threads spin on the ranks' stdin pipes); results set-equal: {same['launch']}")
+    print(
+        f"sharded eval, shipped suite ({entries} tasks, tiny-agent), wall time from start to table "
+        f"(load averages {load_before} before, {_load()} after):"
+    )
+    print(
+        f"  one process {one_s:.1f} s; two ranks with --ranks 2 {ranks_s:.1f} s, ratio {ranks_s / one_s:.2f} "
+        f"(goal <= 0.60); results set-equal: {same['ranks']}"
+    )
+    print(
+        f"  for reference, two ranks under mlx.launch {launch_s:.1f} s, ratio {launch_s / one_s:.2f} "
+        f"(its relay threads spin on the ranks' stdin pipes); results set-equal: {same['launch']}"
+    )
     print("  (two local ranks share this machine's cores, with each other and with other work)")
 
 
@@ -83,7 +96,9 @@ def tp_job(model: str, tokens: int) -> None:
     else:
         engine = Engine.load(model, dequantize=False)
         engine.auto_fallback = False
-    prompt = engine.tokenizer.encode("Scale-out runs one model over several machines, each holding a slice of every layer.")
+    prompt = engine.tokenizer.encode(
+        "Scale-out runs one model over several machines, each holding a slice of every layer."
+    )
     out = {"weights": resident_bytes(engine.model, engine.head)}
     modes = [("plain", False), ("mtp", True)]
     for name, mtp in modes:
@@ -122,17 +137,25 @@ def bench_tp(work: Path, checkpoint: str | None, tokens: int) -> None:
     one, two = json.loads(alone.stdout), json.loads(ranked.stdout.splitlines()[-1])
     print(f"tensor parallel, Qwen3.5-0.8B shape (random), {tokens} greedy tokens, two ranks vs one process:")
     for mode in ("plain", "mtp"):
-        print(f"  {mode:<5} tokens identical: {two[mode] == one[mode]}; s/token {two[f'{mode}_s']:.3f} vs {one[f'{mode}_s']:.3f}")
+        print(
+            f"  {mode:<5} tokens identical: {two[mode] == one[mode]}; s/token {two[f'{mode}_s']:.3f} vs {one[f'{mode}_s']:.3f}"
+        )
     if "mtp_split_head" in two:
-        print(f"  mtp, head split: tokens identical: {two['mtp_split_head'] == one['mtp']}; "
-              f"s/token {two['mtp_split_head_s']:.3f}; weights {two['weights_split_head'] / one['weights']:.3f}x")
-    print(f"  weights resident per rank {two['weights'] / 2**20:.0f} MiB vs one process {one['weights'] / 2**20:.0f} MiB: "
-          f"{two['weights'] / one['weights']:.3f}x (goal <= 0.60, head replicated)")
+        print(
+            f"  mtp, head split: tokens identical: {two['mtp_split_head'] == one['mtp']}; "
+            f"s/token {two['mtp_split_head_s']:.3f}; weights {two['weights_split_head'] / one['weights']:.3f}x"
+        )
+    print(
+        f"  weights resident per rank {two['weights'] / 2**20:.0f} MiB vs one process {one['weights'] / 2**20:.0f} MiB: "
+        f"{two['weights'] / one['weights']:.3f}x (goal <= 0.60, head replicated)"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", help="a Qwen3.5-0.8B-shaped folder (default: write a random one to a temporary folder)")
+    parser.add_argument(
+        "--checkpoint", help="a Qwen3.5-0.8B-shaped folder (default: write a random one to a temporary folder)"
+    )
     parser.add_argument("--tokens", type=int, default=32, help="greedy tokens per tensor-parallel run (default 32)")
     parser.add_argument("--limit", type=int, help="only the first N tasks of the suite (default: all)")
     parser.add_argument("--only", choices=["eval", "tp"], help="run one half")

@@ -176,7 +176,9 @@ def summary(passes: list[Pass]) -> dict:
 
 
 def report(result: dict, args) -> str:
-    lines = [f"{args.requests} chat requests x {args.rounds} round(s), max_tokens {args.max_tokens}, {args.clients} client(s)"]
+    lines = [
+        f"{args.requests} chat requests x {args.rounds} round(s), max_tokens {args.max_tokens}, {args.clients} client(s)"
+    ]
     for name, key in (("MTP on ", "mtp_on"), ("MTP off", "mtp_off")):
         row = result[key]
         extra = f"  acceptance {row['mean_acceptance']:.0%}" if row["mean_acceptance"] is not None else ""
@@ -239,10 +241,14 @@ def load_report(result: dict) -> list[str]:
             if row is None:
                 lines.append(f"  {name:9}  (no such route)")
                 continue
-            lines.append(f"  {name:9}  {row['ttft_p50_ms']:8.1f} / {row['ttft_p95_ms']:8.1f} ms  {row['tokens_per_s']:8.1f}  {row['statuses']}")
+            lines.append(
+                f"  {name:9}  {row['ttft_p50_ms']:8.1f} / {row['ttft_p95_ms']:8.1f} ms  {row['tokens_per_s']:8.1f}  {row['statuses']}"
+            )
         if single.get("openai") and single.get("anthropic"):
             o, a = single["openai"], single["anthropic"]
-            lines.append(f"  anthropic / openai: TTFT p50 {a['ttft_p50_ms'] / o['ttft_p50_ms']:.2f}x, tok/s {a['tokens_per_s'] / o['tokens_per_s']:.2f}x")
+            lines.append(
+                f"  anthropic / openai: TTFT p50 {a['ttft_p50_ms'] / o['ttft_p50_ms']:.2f}x, tok/s {a['tokens_per_s'] / o['tokens_per_s']:.2f}x"
+            )
     for title, rows in (("sweep (clients)", result.get("sweep")), ("burst", result.get("burst"))):
         if not rows:
             continue
@@ -250,8 +256,10 @@ def load_report(result: dict) -> list[str]:
         for name, row in rows.items():
             p50, p95 = row["ttft_p50_ms"], row["ttft_p95_ms"]
             ttft = "-" if p50 is None else f"{p50:.0f} / {p95:.0f}"
-            lines.append(f"  {name:>8}  {row['tokens_per_s']:7.1f}  {ttft:>17}  {row['statuses']}"
-                         + (f"  {row['missing_retry_after']} 429 without Retry-After" if row["missing_retry_after"] else ""))
+            lines.append(
+                f"  {name:>8}  {row['tokens_per_s']:7.1f}  {ttft:>17}  {row['statuses']}"
+                + (f"  {row['missing_retry_after']} 429 without Retry-After" if row["missing_retry_after"] else "")
+            )
     return lines
 
 
@@ -263,7 +271,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=64, help="max_tokens of each request (default 64)")
     parser.add_argument("--clients", type=int, default=2, help="concurrent client threads (default 2)")
     parser.add_argument("--rounds", type=int, default=2, help="on/off pairs, alternating which goes first (default 2)")
-    parser.add_argument("--no-fallback", action="store_true", help="keep MTP on even where it is slower than plain decoding")
+    parser.add_argument(
+        "--no-fallback", action="store_true", help="keep MTP on even where it is slower than plain decoding"
+    )
     parser.add_argument("--sections", default="mtp,single,sweep,burst", help="which measurements (default all)")
     parser.add_argument("--sweep", default="1,4,16,64", help="client counts of the sweep (default 1,4,16,64)")
     parser.add_argument("--apis", default="openai,anthropic", help="the APIs of the single-client rows (default both)")
@@ -301,7 +311,7 @@ def mtp_section(server: Server, requests: list[dict], args) -> dict:
     for mtp in (False, True):  # warm-up: first passes of each shape compile their graphs
         run_pass(server, requests[:2], 1, mtp)
     for round_ in range(args.rounds):
-        for mtp in ((True, False) if round_ % 2 == 0 else (False, True)):
+        for mtp in (True, False) if round_ % 2 == 0 else (False, True):
             passes.append(run_pass(server, requests, args.clients, mtp))
     return summary(passes)
 

@@ -75,11 +75,22 @@ def openai_body(request: dict, model: str | None = None) -> tuple[str, dict]:
 
 
 def anthropic_body(request: dict, model: str | None = None) -> tuple[str, dict]:
-    body = {"model": model, "messages": request["messages"], "max_tokens": request["max_tokens"],
-            "temperature": request.get("temperature", 1.0), "stream": True}
+    body = {
+        "model": model,
+        "messages": request["messages"],
+        "max_tokens": request["max_tokens"],
+        "temperature": request.get("temperature", 1.0),
+        "stream": True,
+    }
     if request.get("tools"):
-        body["tools"] = [{"name": t["function"]["name"], "description": t["function"]["description"],
-                          "input_schema": t["function"]["parameters"]} for t in request["tools"]]
+        body["tools"] = [
+            {
+                "name": t["function"]["name"],
+                "description": t["function"]["description"],
+                "input_schema": t["function"]["parameters"],
+            }
+            for t in request["tools"]
+        ]
     if request.get("tool_choice") == "required":
         body["tool_choice"] = {"type": "any"}
     return "/v1/messages", body

@@ -148,7 +148,9 @@ class Backbone:
         for c, (keys, values) in zip(kv_caches, kv):
             c.keys, c.values, c.offset = keys, values, offset + count
         if rewind is not None:
-            (rewind.positions if positions else rewind.inputs).update(zip(cache.linear_ids, linear if positions else inputs))
+            (rewind.positions if positions else rewind.inputs).update(
+                zip(cache.linear_ids, linear if positions else inputs)
+            )
         return hidden, logits
 
     def _fits_graph(self, tokens: mx.array, cache: HybridCache) -> bool:
@@ -256,15 +258,23 @@ def _linear_layer_positions(layer, x, conv, state):
     batch, length, _ = inputs.shape
     window = mx.concatenate([conv, qkv], axis=1)
     kept = attn.conv_kernel_size - 1
-    convs = [window[:, t + 1:t + 1 + kept] for t in range(length)]
+    convs = [window[:, t + 1 : t + 1 + kept] for t in range(length)]
     mixed = nn.silu(attn.conv1d(window))
     q, k, v = normalized_qkv(attn, mixed)
     outs, states = [], []
     for t in range(length):
         step = slice(t, t + 1)
         y, state = gated_delta_update(
-            q[:, step], k[:, step], v[:, step], a[:, step], b[:, step], attn.A_log, attn.dt_bias, state,
-            None, use_kernel=not attn.training,
+            q[:, step],
+            k[:, step],
+            v[:, step],
+            a[:, step],
+            b[:, step],
+            attn.A_log,
+            attn.dt_bias,
+            state,
+            None,
+            use_kernel=not attn.training,
         )
         outs.append(y)
         states.append(state)

@@ -60,7 +60,9 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
     out = Path(options.out).expanduser().absolute()
     checkpoint = open_base(options.base)
     if "quantization" in checkpoint.config or "quantization_config" in checkpoint.config:
-        raise BadInputError(f"base {str(checkpoint.path)!r} is already quantized; give an unquantized (bf16) checkpoint")
+        raise BadInputError(
+            f"base {str(checkpoint.path)!r} is already quantized; give an unquantized (bf16) checkpoint"
+        )
     check_memory(checkpoint, options.method)
     if options.calibration is not None:
         read_samples(options.calibration)

@@ -39,12 +39,20 @@ def measure_sensitivity(
     tokens = calibration_tokens(tokenizer, options.calibration, options.seq_len, options.max_tokens)
     calibration = {
         "file": str(options.calibration or CALIBRATION_FILE.name),
-        "tokens": tokens.tokens, "digest": tokens.digest, "domains": tokens.domains,
+        "tokens": tokens.tokens,
+        "digest": tokens.digest,
+        "domains": tokens.domains,
     }
     drafts = _draft_objective(checkpoint, model, options.mtp_weight)
     weight = drafts.weight if drafts else 0.0
-    fingerprint = _fingerprint(checkpoint_digest(checkpoint), tokens.digest, options.bits, options.group_size,
-                               options.seq_len, *([weight] if weight else []))
+    fingerprint = _fingerprint(
+        checkpoint_digest(checkpoint),
+        tokens.digest,
+        options.bits,
+        options.group_size,
+        options.seq_len,
+        *([weight] if weight else []),
+    )
     earlier = [Path(options.out) / "optiq" / "sensitivity.json", state_file]
     if options.probes is not None:
         earlier.insert(0, Path(options.probes))
@@ -55,12 +63,21 @@ def measure_sensitivity(
         batches = -(-rows // most)
         per_batch = -(-rows // batches) * options.seq_len  # batches as even as whole rows allow
         batches = -(-tokens.tokens // per_batch)
-        state = fresh(find_targets(model, options.group_size), fingerprint, options.bits, options.high_bits,
-                      options.group_size, batches, per_batch)
+        state = fresh(
+            find_targets(model, options.group_size),
+            fingerprint,
+            options.bits,
+            options.high_bits,
+            options.group_size,
+            batches,
+            per_batch,
+        )
         state.mtp_weight = weight
-        log(f"calibration: {tokens.tokens} tokens from {calibration['file']}; sensitivity: KL gradient at uniform "
+        log(
+            f"calibration: {tokens.tokens} tokens from {calibration['file']}; sensitivity: KL gradient at uniform "
             f"{state.low}, {batches} batches of {per_batch} tokens (activation budget "
-            f"{ACTIVATION_BUDGET_BYTES // 2**20} MiB)")
+            f"{ACTIVATION_BUDGET_BYTES // 2**20} MiB)"
+        )
     elif state.complete:
         log(f"sensitivity: reusing {state.batches_done} measured batches")
     else:

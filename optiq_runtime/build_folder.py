@@ -14,8 +14,15 @@ from optiq_runtime.draft_vocab import build_draft_vocab
 from optiq_runtime.load import load_network
 
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "chat_template.json",
     "generation_config.json",
 )
 
@@ -34,8 +41,9 @@ def _config(checkpoint: Checkpoint, widths: dict[str, dict], options: BuildOptio
     return config
 
 
-def write_folder(checkpoint: Checkpoint, folder: Path, widths: dict[str, dict], options: BuildOptions,
-                 metadata: dict) -> int:
+def write_folder(
+    checkpoint: Checkpoint, folder: Path, widths: dict[str, dict], options: BuildOptions, metadata: dict
+) -> int:
     """Quantize the base's bf16 weights and write every file, config.json last; returns quantized bytes."""
     from mlx_lm.utils import save_config, save_model
 

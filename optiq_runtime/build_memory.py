@@ -36,4 +36,5 @@ def check_memory(checkpoint: Checkpoint, method: str) -> None:
     if needed > available:
         raise BadInputError(
             f"base {str(checkpoint.path)!r} ({checkpoint.parameters / 1e9:.2f}B parameters) needs ~{needed / 2**30:.1f} GiB "
-            f"to quantize with --method {method}, and {available / 2**30:.1f} GiB is available")
+            f"to quantize with --method {method}, and {available / 2**30:.1f} GiB is available"
+        )

@@ -14,8 +14,14 @@ from optiq_runtime.sensitivity import Sensitivity
 RECIPE_VERSION = 5
 
 
-def metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allocation: Allocation,
-             widths: dict[str, dict], calibration: dict | None) -> dict:
+def metadata(
+    options: BuildOptions,
+    checkpoint: Checkpoint,
+    reference: str,
+    allocation: Allocation,
+    widths: dict[str, dict],
+    calibration: dict | None,
+) -> dict:
     """What ``optiq/metadata.json`` holds, but for the facts only the finished build knows (added by ``build``)."""
     formats = {path: Width(width["bits"], width["group_size"]) for path, width in widths.items()}
     counts = {str(bits): 0 for bits in sorted({w.bits for w in options.candidates})}
@@ -35,14 +41,22 @@ def metadata(options: BuildOptions, checkpoint: Checkpoint, reference: str, allo
         "group_size": options.group_size,
         "fine_group_size": options.fine,
         "budget": options.budget,
-        "bytes": {"optiq": allocation.bytes, "uniform": allocation.uniform_bytes,
-                  "limit": allocation.limit_bytes, "ratio": allocation.ratio},
+        "bytes": {
+            "optiq": allocation.bytes,
+            "uniform": allocation.uniform_bytes,
+            "limit": allocation.limit_bytes,
+            "ratio": allocation.ratio,
+        },
         "counts": counts,  # modules per bit width (what the status bar shows)
         "format_counts": format_counts,  # modules per format, e.g. {"4g32": 1, "4g64": 20, ...}
         "layers": {path: width.label for path, width in formats.items()},
         "widths": [width.label for width in options.candidates],
-        "allocation": {"kl_sum": allocation.kl_sum, "uniform_kl_sum": allocation.uniform_kl_sum,
-                       "kl_bound": allocation.kl_bound, "optimal": allocation.optimal},
+        "allocation": {
+            "kl_sum": allocation.kl_sum,
+            "uniform_kl_sum": allocation.uniform_kl_sum,
+            "kl_bound": allocation.kl_bound,
+            "optimal": allocation.optimal,
+        },
         "calibration": calibration,
     }
 
@@ -51,7 +65,12 @@ def sensitivity_facts(state: Sensitivity | None) -> dict | None:
     """How sensitivity was measured, including the size-dependent batch size."""
     if state is None:
         return None
-    return {"estimator": state.estimator, "batches": state.batches, "batch_tokens": state.batch_tokens,
-            "tokens": state.tokens_done, "all_low_mean_kl": state.all_low_kl_sum / max(1, state.tokens_done),
-            "mtp_weight": state.mtp_weight,  # the MTP head's drafts' KL in the objective, at this weight
-            "all_low_draft_mean_kl": state.all_low_draft_kl_sum / max(1, state.tokens_done)}
+    return {
+        "estimator": state.estimator,
+        "batches": state.batches,
+        "batch_tokens": state.batch_tokens,
+        "tokens": state.tokens_done,
+        "all_low_mean_kl": state.all_low_kl_sum / max(1, state.tokens_done),
+        "mtp_weight": state.mtp_weight,  # the MTP head's drafts' KL in the objective, at this weight
+        "all_low_draft_mean_kl": state.all_low_draft_kl_sum / max(1, state.tokens_done),
+    }

@@ -26,9 +26,14 @@ def write_mtp(checkpoint: Checkpoint, folder: Path, bits: int, group_size: int) 
         is_projection = name.startswith("mtp.layers.") and name.endswith(".weight") and value.ndim == 2
         if is_projection and value.shape[-1] % group_size == 0:
             stem = name[: -len(".weight")]
-            out[name], out[f"{stem}.scales"], out[f"{stem}.biases"] = mx.quantize(value, group_size=group_size, bits=bits)
+            out[name], out[f"{stem}.scales"], out[f"{stem}.biases"] = mx.quantize(
+                value, group_size=group_size, bits=bits
+            )
         else:
             out[name] = value
     mx.save_safetensors(str(folder / "mtp.safetensors"), out, metadata={"format": "mlx"})
-    return {"file": "mtp.safetensors", "num_hidden_layers": _mtp_layers(checkpoint),
-            "quantization": {"group_size": group_size, "bits": bits}}
+    return {
+        "file": "mtp.safetensors",
+        "num_hidden_layers": _mtp_layers(checkpoint),
+        "quantization": {"group_size": group_size, "bits": bits},
+    }

@@ -75,8 +75,9 @@ def check_options(options: BuildOptions) -> None:
     if options.fine_group_size is not None and options.fine_group_size not in GROUP_SIZES:
         raise BadInputError(f"--fine-group-size must be 32, 64, 128 or none, not {options.fine_group_size}")
     if (options.fine_group_size or 0) > options.group_size:
-        raise BadInputError(f"--fine-group-size ({options.fine_group_size}) must not exceed --group-size "
-                            f"({options.group_size})")
+        raise BadInputError(
+            f"--fine-group-size ({options.fine_group_size}) must not exceed --group-size ({options.group_size})"
+        )
     if options.budget < 1.0:
         raise BadInputError(f"--budget {options.budget} is below uniform {options.bits}-bit (1.0); nothing fits in it")
     out = Path(options.out)

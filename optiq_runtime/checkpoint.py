@@ -24,9 +24,21 @@ HUB_PATTERNS = [
     "*.jinja",
 ]
 _DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-    "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
-    "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "U16": 2,
+    "I16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "U32": 4,
+    "I32": 4,
+    "F32": 4,
+    "U64": 8,
+    "I64": 8,
+    "F64": 8,
 }
 
 
@@ -162,7 +174,9 @@ def check_architecture(config: dict) -> None:
     try:
         _get_classes(config)
     except ValueError as error:
-        raise BadInputError(f"unsupported architecture {config.get('model_type')!r}: mlx-lm has no model for it") from error
+        raise BadInputError(
+            f"unsupported architecture {config.get('model_type')!r}: mlx-lm has no model for it"
+        ) from error
 
 
 def inspect_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -137,6 +137,7 @@ def _choose(timings_ms: dict[str, float], key: str) -> CpuPlan:
 
     The threads are BLAS's for the dense form and the kernel's own for the kernel.
     """
+
     def threaded(form: str, kinds: tuple[str, ...]) -> tuple[float, int]:
         times = {t: sum(timings_ms.get(f"{k}_{form}_{t}t", float("inf")) for k in kinds) for t in (1, 2)}
         threads = 2 if times[2] < (1 - THREAD_GAIN) * times[1] else 1
@@ -167,13 +168,22 @@ def _time(run) -> float:
 
 
 def _quantized_matmul(probe: _Probe, x: mx.array) -> mx.array:
-    return mx.quantized_matmul(x, probe.weight, probe.scales, probe.biases, transpose=True,
-                               group_size=probe.group_size, bits=probe.bits, mode=probe.mode)
+    return mx.quantized_matmul(
+        x,
+        probe.weight,
+        probe.scales,
+        probe.biases,
+        transpose=True,
+        group_size=probe.group_size,
+        bits=probe.bits,
+        mode=probe.mode,
+    )
 
 
 def _dequantized(probe: _Probe) -> mx.array:
-    dense = mx.dequantize(probe.weight, probe.scales, probe.biases, group_size=probe.group_size,
-                          bits=probe.bits, mode=probe.mode).astype(mx.float32)
+    dense = mx.dequantize(
+        probe.weight, probe.scales, probe.biases, group_size=probe.group_size, bits=probe.bits, mode=probe.mode
+    ).astype(mx.float32)
     mx.eval(dense)
     return dense
 
@@ -183,17 +193,31 @@ def _largest_linear(modules: list[nn.Module]) -> _Probe | None:
     if not layers:
         return None
     layer = max(layers, key=lambda m: m.weight.size)
-    return _Probe(layer.weight, layer.scales, getattr(layer, "biases", None), layer.bits, layer.group_size,
-                  getattr(layer, "mode", "affine"))
+    return _Probe(
+        layer.weight,
+        layer.scales,
+        getattr(layer, "biases", None),
+        layer.bits,
+        layer.group_size,
+        getattr(layer, "mode", "affine"),
+    )
 
 
 def plan_key(probe: _Probe) -> str:
     """The machine, its BLAS, MLX's version and the probe's shape and quantization, as one short string."""
     rows, cols = probe.shape
     kernel = kernel_status()  # a rebuilt kernel is measured again
-    parts = [platform.machine(), cpu_name(), str(os.cpu_count()), mx.__version__, blas_library() or "reference",
-             f"{rows}x{cols}", f"{probe.bits}b{probe.group_size}g", str(probe.scales.dtype),
-             kernel.detail if kernel.available else "no kernel"]
+    parts = [
+        platform.machine(),
+        cpu_name(),
+        str(os.cpu_count()),
+        mx.__version__,
+        blas_library() or "reference",
+        f"{rows}x{cols}",
+        f"{probe.bits}b{probe.group_size}g",
+        str(probe.scales.dtype),
+        kernel.detail if kernel.available else "no kernel",
+    ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -282,16 +306,21 @@ def _layer_dequantized(layer) -> mx.array:
     rows = layer.weight.shape[0]
 
     def part(start: int, stop: int) -> mx.array:
-        return mx.dequantize(layer.weight[start:stop], layer.scales[start:stop],
-                             None if biases is None else biases[start:stop], group_size=layer.group_size,
-                             bits=layer.bits, mode=getattr(layer, "mode", "affine"))
+        return mx.dequantize(
+            layer.weight[start:stop],
+            layer.scales[start:stop],
+            None if biases is None else biases[start:stop],
+            group_size=layer.group_size,
+            bits=layer.bits,
+            mode=getattr(layer, "mode", "affine"),
+        )
 
     if rows <= _ROWS_AT_ONCE:
         return part(0, rows)
     first = part(0, _ROWS_AT_ONCE)
     weight = mx.zeros((rows, first.shape[1]), dtype=first.dtype)
     for start in range(0, rows, _ROWS_AT_ONCE):
-        weight[start:start + _ROWS_AT_ONCE] = first if start == 0 else part(start, start + _ROWS_AT_ONCE)
+        weight[start : start + _ROWS_AT_ONCE] = first if start == 0 else part(start, start + _ROWS_AT_ONCE)
         mx.eval(weight)  # in place: the buffer has no other reader
     return weight
 

@@ -74,7 +74,7 @@ def depthwise_conv(conv: nn.Conv1d, window: mx.array) -> mx.array:
     """
     taps = conv.weight.shape[1]
     length = window.shape[1] - taps + 1
-    out = sum(window[:, j:j + length] * conv.weight[:, j, 0] for j in range(taps))
+    out = sum(window[:, j : j + length] * conv.weight[:, j, 0] for j in range(taps))
     return out + conv.bias if "bias" in conv else out
 
 
@@ -111,9 +111,11 @@ def prefill_linear_layer(layer, x: mx.array, cache) -> mx.array:
     attn = layer.linear_attn
     inputs, qkv, z, b, a = projected_inputs(layer, x)
     batch, length, _ = inputs.shape
-    conv = cache[0] if cache[0] is not None else mx.zeros((batch, attn.conv_kernel_size - 1, attn.conv_dim), inputs.dtype)
+    conv = (
+        cache[0] if cache[0] is not None else mx.zeros((batch, attn.conv_kernel_size - 1, attn.conv_dim), inputs.dtype)
+    )
     window = mx.concatenate([conv, qkv], axis=1)
-    cache[0] = mx.contiguous(window[:, -(attn.conv_kernel_size - 1):, :])
+    cache[0] = mx.contiguous(window[:, -(attn.conv_kernel_size - 1) :, :])
     mixed = nn.silu(depthwise_conv(attn.conv1d, window))
     q, k, v = normalized_qkv(attn, mixed)
     state = cache[1] if cache[1] is not None else mx.zeros((batch, attn.num_v_heads, attn.head_v_dim, attn.head_k_dim))

@@ -65,7 +65,9 @@ def read_draft_vocab(folder: Path) -> list[int] | None:
         data = json.loads(file.read_text())
         tokens = [int(t) for t in data["tokens"]]
     except (ValueError, KeyError, TypeError) as error:
-        raise BadInputError(f"{file} is not a draft vocabulary (expected {{'k': K, 'tokens': [...]}}): {error}") from error
+        raise BadInputError(
+            f"{file} is not a draft vocabulary (expected {{'k': K, 'tokens': [...]}}): {error}"
+        ) from error
     if len(tokens) != data.get("k", len(tokens)) or len(set(tokens)) != len(tokens):
         raise BadInputError(f"{file}: its token list does not hold its k={data.get('k')} distinct tokens")
     return tokens
@@ -86,8 +88,11 @@ class DraftProjection:
             self.biases = output.biases[self.ids] if getattr(output, "biases", None) is not None else None
             self.group_size, self.bits = output.group_size, output.bits
             self.mode = getattr(output, "mode", "affine")
-        mx.eval(self.ids, self.weight, *([self.scales] + ([self.biases] if self.biases is not None else [])
-                                         if self.quantized else []))
+        mx.eval(
+            self.ids,
+            self.weight,
+            *([self.scales] + ([self.biases] if self.biases is not None else []) if self.quantized else []),
+        )
 
     @property
     def k(self) -> int:
@@ -96,8 +101,16 @@ class DraftProjection:
     def reduced(self, normed: mx.array) -> mx.array:
         """Logits over the draft tokens only (``[..., K]``)."""
         if self.quantized:
-            return mx.quantized_matmul(normed, self.weight, self.scales, self.biases, transpose=True,
-                                       group_size=self.group_size, bits=self.bits, mode=self.mode)
+            return mx.quantized_matmul(
+                normed,
+                self.weight,
+                self.scales,
+                self.biases,
+                transpose=True,
+                group_size=self.group_size,
+                bits=self.bits,
+                mode=self.mode,
+            )
         return normed @ self.weight.T
 
     def __call__(self, normed: mx.array) -> mx.array:

@@ -52,7 +52,9 @@ class Engine:
     ``mtp``: ``"auto"``, ``"on"``/True or ``"off"``/False; ``mtp_depth`` None lets the policy choose.
     """
 
-    def __init__(self, model, tokenizer, model_path: Path, head: MTPHead | None, *, mtp="on", mtp_depth: int | None = None):
+    def __init__(
+        self, model, tokenizer, model_path: Path, head: MTPHead | None, *, mtp="on", mtp_depth: int | None = None
+    ):
         check_depth(mtp_depth)
         self.model = model
         self.tokenizer = tokenizer
@@ -133,8 +135,9 @@ class Engine:
         """What identifies this model build as the engine runs it (for the MTP cost cache)."""
         from optiq_runtime.mtp_cost import model_fingerprint
 
-        return model_fingerprint(self.model_path, self.dequantized, self.fuse_rounds and self.backbone.compiled,
-                                 len(self.draft_tokens or ()))
+        return model_fingerprint(
+            self.model_path, self.dequantized, self.fuse_rounds and self.backbone.compiled, len(self.draft_tokens or ())
+        )
 
     @property
     def mtp_decision(self) -> Decision:
@@ -174,7 +177,9 @@ class Engine:
     @property
     def context_length(self) -> int | None:
         """The model's context in tokens: its config's ``max_position_embeddings``, else the tokenizer's limit."""
-        return getattr(self.backbone.args, "max_position_embeddings", None) or getattr(self.tokenizer, "model_max_length", None)
+        return getattr(self.backbone.args, "max_position_embeddings", None) or getattr(
+            self.tokenizer, "model_max_length", None
+        )
 
     def reset(self, *, mtp_history: bool = False) -> None:
         """Forget the cached sequence (and, with ``mtp_history``, what MTP was worth in past runs)."""
@@ -217,7 +222,7 @@ class Engine:
         mode = self.policy.start_run(stats)
         limits = _Limits(sampling.max_tokens, stop, guide, self.backbone.args.vocab_size)
         try:
-            suffix = prompt[stats.reused_prompt_tokens:]
+            suffix = prompt[stats.reused_prompt_tokens :]
             allowed = limits.mask([])
             self._set_threads(prefill=True)
             try:
@@ -256,15 +261,21 @@ class Engine:
         """A cache holding the longest reusable prefix of ``prompt``, and that prefix's length."""
         state, snap = self._state, self._prompt_snapshot
         if state is not None:
-            if len(state) <= len(prompt) and prompt[:len(state)] == state.tokens:
+            if len(state) <= len(prompt) and prompt[: len(state)] == state.tokens:
                 return state, len(state)
-            if snap is not None and len(snap.tokens) <= len(prompt) and tuple(prompt[:len(snap.tokens)]) == snap.tokens:
+            if (
+                snap is not None
+                and len(snap.tokens) <= len(prompt)
+                and tuple(prompt[: len(snap.tokens)]) == snap.tokens
+            ):
                 state.restore(snap)
                 return state, len(state)
         self._state, self._prompt_snapshot = self.backbone.new_cache(self.head is not None), None
         return self._state, 0
 
-    def _decode(self, decoder: Decoder, mode: RunMode, first: int, limits: _Limits, should_stop, stats) -> Iterator[Step]:
+    def _decode(
+        self, decoder: Decoder, mode: RunMode, first: int, limits: _Limits, should_stop, stats
+    ) -> Iterator[Step]:
         detok = self.tokenizer.detokenizer
         eos = set(self.tokenizer.eos_token_ids)
         generated: list[int] = []

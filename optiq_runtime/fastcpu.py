@@ -33,8 +33,7 @@ _CANDIDATES = (
 _WHEEL_LIBRARY = "cmeel.prefix/lib/libopenblas.so.0"
 # The Fortran runtime that library needs; MLX's wheel bundles one under another name.
 _FORTRAN_RUNTIME = "libgfortran.so.5"
-ADVICE = ("optiq: MLX is on its reference BLAS here, about {speedup} slower on the CPU; "
-          "for the fast path: {command}")
+ADVICE = "optiq: MLX is on its reference BLAS here, about {speedup} slower on the CPU; for the fast path: {command}"
 
 
 def find_openblas() -> Path | None:
@@ -85,8 +84,16 @@ def _link(link: Path, target: Path) -> None:
 
 
 def _system_has(soname: str) -> bool:
-    return any((Path(d) / soname).exists() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
-                                                      "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu"))
+    return any(
+        (Path(d) / soname).exists()
+        for d in (
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/usr/lib64",
+            "/usr/lib",
+            "/lib/x86_64-linux-gnu",
+        )
+    )
 
 
 def blas_library() -> str | None:
@@ -99,8 +106,9 @@ def blas_advice() -> str | None:
     """One line saying what to install for fast CPU math, or None when there is nothing to say."""
     if not sys.platform.startswith("linux") or blas_library() or find_openblas() or os.environ.get(DISABLE_VAR):
         return None
-    return ADVICE.format(speedup="30-60x", command="apt-get install libopenblas0-pthread "
-                         "(or pip install cmeel-openblas on x86-64)")
+    return ADVICE.format(
+        speedup="30-60x", command="apt-get install libopenblas0-pthread (or pip install cmeel-openblas on x86-64)"
+    )
 
 
 def openblas_active() -> bool:

@@ -23,8 +23,9 @@ def _lower_inverse_vjp(primals, cotangent, output):
     return -(inverse @ cotangent @ inverse)
 
 
-def chunked_gated_delta(q: mx.array, k: mx.array, v: mx.array, log_g: mx.array, beta: mx.array,
-                        chunk: int = 32) -> mx.array:
+def chunked_gated_delta(
+    q: mx.array, k: mx.array, v: mx.array, log_g: mx.array, beta: mx.array, chunk: int = 32
+) -> mx.array:
     """The gated delta rule over a whole sequence from a zero state, in chunks of matmuls.
 
     Equal (to float32 rounding) to mlx-lm's step-by-step ``gated_delta_ops``, which on the CPU

@@ -69,11 +69,15 @@ class FusedRounds:
         """The traced round: hidden states, targets, next drafts per row, and every cache the round wrote."""
         hidden, logits, linear, kv, _ = self.backbone.step_graph(fed, linear, kv, offset, positions=True)
         targets = mx.argmax(logits[0], axis=-1)
-        out, draft_logits, mtp_keys, mtp_values = self.drafter.pass_graph(targets[None], hidden, mtp_keys, mtp_values, mtp_offset)
+        out, draft_logits, mtp_keys, mtp_values = self.drafter.pass_graph(
+            targets[None], hidden, mtp_keys, mtp_values, mtp_offset
+        )
         drafts = [mx.argmax(draft_logits[0], axis=-1)]
         chained: list[tuple[mx.array, mx.array]] = []
         for level in range(1, depth):
-            out, draft_logits = self._chained(drafts[-1], self.drafter.chain(out), mtp_keys, mtp_values, mtp_offset + level, chained)
+            out, draft_logits = self._chained(
+                drafts[-1], self.drafter.chain(out), mtp_keys, mtp_values, mtp_offset + level, chained
+            )
             drafts.append(mx.argmax(draft_logits[0], axis=-1))
         return hidden, targets, mx.stack(drafts, axis=-1), linear, kv, mtp_keys, mtp_values
 
@@ -116,8 +120,9 @@ class FusedDecoding:
     one pass per draft): used after the prefill and after plain steps.
     """
 
-    def __init__(self, rounds: FusedRounds, cache: HybridCache, backbone: Backbone,
-                 fresh_drafts: Callable[[int, int], list[int]]):
+    def __init__(
+        self, rounds: FusedRounds, cache: HybridCache, backbone: Backbone, fresh_drafts: Callable[[int, int], list[int]]
+    ):
         self.rounds, self.cache, self.backbone, self.fresh_drafts = rounds, cache, backbone, fresh_drafts
         self._drafts: tuple[int, list[int]] | None = None  # drafts ready for the round that feeds this token
         self._ahead: _Round | None = None
@@ -166,7 +171,7 @@ class FusedDecoding:
         """Keep the first ``keep`` fed tokens of a round whose fed tokens are all in the caches."""
         self.cache.rewind(launched.rewind, keep, self.backbone.replay)
         launched.rewind.fed = keep
-        self.cache.last = launched.hidden[:, keep - 1:keep]
+        self.cache.last = launched.hidden[:, keep - 1 : keep]
         self.cache.head.trim(self.cache.head.offset - (launched.mtp_base + keep))
 
     def _commit(self, launched: _Round, kept: int, count: int) -> None:

@@ -134,7 +134,7 @@ def open_slot(text: str, functions: dict[str, Signature]) -> Slot | None:
     if function < 0:
         hermes = _HERMES_NAME.match(text, call + len(CALL_OPEN))
         return Slot(hermes.group(1), tuple(functions), '"') if hermes else None
-    head = text[function + len(FUNCTION_OPEN):]
+    head = text[function + len(FUNCTION_OPEN) :]
     if ">" not in head:
         return Slot(head, tuple(functions))
     name, body = head.split(">", 1)
@@ -145,9 +145,9 @@ def open_slot(text: str, functions: dict[str, Signature]) -> Slot | None:
     parameter = body.rfind(PARAMETER_OPEN)
     if parameter >= 0 and ">" not in body[parameter:]:
         left = tuple(p for p in signature.params if p not in given)
-        return Slot(body[parameter + len(PARAMETER_OPEN):], left) if left else None
+        return Slot(body[parameter + len(PARAMETER_OPEN) :], left) if left else None
     if parameter > body.rfind(PARAMETER_CLOSE):
-        return _value(body[parameter + len(PARAMETER_OPEN):], signature)
+        return _value(body[parameter + len(PARAMETER_OPEN) :], signature)
     return _next_parameter(body, signature, given)
 
 
@@ -164,7 +164,7 @@ def _next_parameter(body: str, signature: Signature, given: set[str]) -> Slot | 
     missing = [p for p in signature.required if p not in given]
     if not missing:
         return None
-    between = body[end + len(PARAMETER_CLOSE):] if end >= 0 else body
+    between = body[end + len(PARAMETER_CLOSE) :] if end >= 0 else body
     return Slot(between, tuple("\n" + PARAMETER_OPEN + p for p in missing))
 
 
@@ -217,7 +217,7 @@ class CallGuide:
     def _fitting(self, slot: Slot) -> frozenset[int] | None:
         """Tokens that keep ``slot.typed`` on the way to one of its names and the end after it."""
         rests = [name + slot.end for name in slot.names]
-        rests = [rest[len(slot.typed):] for rest in rests if rest.startswith(slot.typed)]
+        rests = [rest[len(slot.typed) :] for rest in rests if rest.startswith(slot.typed)]
         if not rests:
             return None  # the text left every name behind (it began inside a token): do not steer
         allowed: set[int] = set()

@@ -44,8 +44,10 @@ class HostPass:
 
     def __init__(self, layers):
         self.layers = layers
-        self._cores = [mx.compile(partial(_deltanet_core if layer.is_linear else _attention_core, _mixer(layer)))
-                       for layer in layers]
+        self._cores = [
+            mx.compile(partial(_deltanet_core if layer.is_linear else _attention_core, _mixer(layer)))
+            for layer in layers
+        ]
         self._after_mixer = [mx.compile(partial(_residual_norm, layer.post_attention_layernorm)) for layer in layers]
         self._after_mlp = [mx.compile(partial(_residual_norm, layer.input_layernorm)) for layer in layers]
 
@@ -104,7 +106,7 @@ def _deltanet_core(attn, qkv, z, b, a, conv, state):
     batch, length, _ = qkv.shape
     z = z.reshape(batch, length, attn.num_v_heads, attn.head_v_dim)
     window = mx.concatenate([conv, qkv], axis=1)
-    conv = mx.contiguous(window[:, -(attn.conv_kernel_size - 1):, :])
+    conv = mx.contiguous(window[:, -(attn.conv_kernel_size - 1) :, :])
     q, k, v = normalized_qkv(attn, nn.silu(depthwise_conv(attn.conv1d, window)))
     out, state = gated_delta_update(q, k, v, a, b, attn.A_log, attn.dt_bias, state, None, use_kernel=not attn.training)
     return attn.norm(out, z).reshape(batch, length, -1), conv, state

@@ -117,7 +117,7 @@ class HybridCache:
         if keep == rewind.fed:
             return
         self._trim_kv(rewind.fed - keep)
-        del self.tokens[len(self.tokens) - (rewind.fed - keep):]
+        del self.tokens[len(self.tokens) - (rewind.fed - keep) :]
         if rewind.positions:
             for i in self.linear_ids:
                 self.main[i].cache = list(rewind.positions[i][keep - 1])
@@ -149,4 +149,3 @@ class HybridCache:
     def _set_linear(self, state) -> None:
         for i, arrays in zip(self.linear_ids, state):
             self.main[i].cache = list(arrays)
-

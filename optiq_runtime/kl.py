@@ -92,8 +92,9 @@ def per_token_kl(model, reference, rows: mx.array, progress: ProgressCallback | 
     return np.concatenate(values)
 
 
-def per_token_kl_many(models: dict, reference, rows: mx.array,
-                      progress: ProgressCallback | None = None) -> dict[str, np.ndarray]:
+def per_token_kl_many(
+    models: dict, reference, rows: mx.array, progress: ProgressCallback | None = None
+) -> dict[str, np.ndarray]:
     """Per-token KL of several models from one reference, which runs once per batch."""
     models = {name: fast_forward(model, rows[:1]) for name, model in models.items()}
     reference = fast_forward(reference, rows[:1])

@@ -97,8 +97,7 @@ class EmbeddingWithError(nn.Module):
         return logits + self.scale * (x @ (qdq(weight, self.width.bits, self.width.group_size) - weight).T)
 
 
-def _online(state: dict, name: str, logits: mx.array, sums: dict[str, mx.array],
-            products: dict[str, mx.array]) -> None:
+def _online(state: dict, name: str, logits: mx.array, sums: dict[str, mx.array], products: dict[str, mx.array]) -> None:
     """Fold one vocabulary chunk into running sums of ``exp(logits)``: plain, times each of ``sums``
     (``[tokens, chunk]``) and matrix products with each of ``products`` (``[chunk, hidden]``)."""
     old = state.get(name)
@@ -123,8 +122,9 @@ def _nothing(units: int = 1) -> None:
     pass
 
 
-def head_statistics(weight: mx.array, width: Width, reference: mx.array, normed: mx.array,
-                    tick: Callable[[int], None] = _nothing) -> tuple[float, mx.array, float]:
+def head_statistics(
+    weight: mx.array, width: Width, reference: mx.array, normed: mx.array, tick: Callable[[int], None] = _nothing
+) -> tuple[float, mx.array, float]:
     """(summed token KL, d(KL)/d(normed), d(KL)/d(head scale)) at scale 1, chunk by chunk over the vocabulary.
 
     ``weight`` is the head's float32 ``[vocab, hidden]`` matrix, ``reference`` and ``normed`` the
@@ -160,15 +160,18 @@ class ErrorInjector:
         modules = dict(tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module))
         self.model = model
         self.originals = {t.path: modules[t.path] for t in targets}
-        self.wrappers = {path: (EmbeddingWithError if isinstance(m, nn.Embedding) else WithError)(m, width)
-                         for path, m in self.originals.items()}
+        self.wrappers = {
+            path: (EmbeddingWithError if isinstance(m, nn.Embedding) else WithError)(m, width)
+            for path, m in self.originals.items()
+        }
 
     @property
     def head_path(self) -> str:
         """The target that computes the logits: ``lm_head``, else the tied embedding."""
         paths = list(self.originals)
         return next((p for p in paths if p.endswith("lm_head")), None) or next(
-            p for p, m in self.originals.items() if isinstance(m, nn.Embedding))
+            p for p, m in self.originals.items() if isinstance(m, nn.Embedding)
+        )
 
     def __enter__(self) -> ErrorInjector:
         self.model.update_modules(tree_unflatten(list(self.wrappers.items())))
@@ -212,9 +215,16 @@ class DraftObjective:
         return _flat(self.head.norm(out))
 
 
-def draft_scores(stack: Stack, injector: ErrorInjector, width: Width, objective: DraftObjective, tokens: mx.array,
-                 reference_hidden: mx.array, hidden: mx.array, tick: Callable[[int], None] = _nothing
-                 ) -> tuple[float, mx.array, dict[str, float]]:
+def draft_scores(
+    stack: Stack,
+    injector: ErrorInjector,
+    width: Width,
+    objective: DraftObjective,
+    tokens: mx.array,
+    reference_hidden: mx.array,
+    hidden: mx.array,
+    tick: Callable[[int], None] = _nothing,
+) -> tuple[float, mx.array, dict[str, float]]:
     """The drafts' summed KL, its gradient w.r.t. the last block's output ``hidden``, and w.r.t. the scales of the
     output head and the embedding (the paths the head reads besides ``hidden``); all times the objective's weight."""
     injector.set(None)
@@ -230,8 +240,9 @@ def draft_scores(stack: Stack, injector: ErrorInjector, width: Width, objective:
 
     model = states(hidden, *(ones[p] for p in embed_paths))
     mx.eval(model)
-    kl, grad_states, head_grad = head_statistics(injector.originals[injector.head_path].weight, width, reference,
-                                                 model, tick)
+    kl, grad_states, head_grad = head_statistics(
+        injector.originals[injector.head_path].weight, width, reference, model, tick
+    )
     _, grads = mx.vjp(states, [hidden, *(ones[p] for p in embed_paths)], [grad_states])
     mx.eval(grads)
     weight = objective.weight
@@ -241,9 +252,14 @@ def draft_scores(stack: Stack, injector: ErrorInjector, width: Width, objective:
     return weight * kl, weight * grads[0], scores
 
 
-def batch_scores(stack: Stack, injector: ErrorInjector, width: Width, tokens: mx.array,
-                 tick: Callable[[int], None] = _nothing, drafts: DraftObjective | None = None
-                 ) -> tuple[dict[str, float], float, float]:
+def batch_scores(
+    stack: Stack,
+    injector: ErrorInjector,
+    width: Width,
+    tokens: mx.array,
+    tick: Callable[[int], None] = _nothing,
+    drafts: DraftObjective | None = None,
+) -> tuple[dict[str, float], float, float]:
     """d(objective)/d(scale) for every target over one batch, the summed token KL of the all-low model, and its
     drafts' weighted KL (0 without ``drafts``). The objective is the summed token KL, plus the drafts' weighted KL.
 
@@ -264,6 +280,7 @@ def batch_scores(stack: Stack, injector: ErrorInjector, width: Width, tokens: mx
         inputs.append(stack.block(index, inputs[-1]))
         mx.eval(inputs[-1])
         tick(ERROR_UNITS)
+
     def final(h: mx.array) -> mx.array:
         return _flat(stack.inner.norm(h))
 
@@ -286,6 +303,7 @@ def batch_scores(stack: Stack, injector: ErrorInjector, width: Width, tokens: mx
         tick(BACKWARD_UNITS)
     embed_paths = by_block.get(-1, [])
     if embed_paths:
+
         def embed(*scales):
             injector.update(dict(zip(embed_paths, scales)))
             return stack.embed(tokens)
@@ -298,9 +316,17 @@ def batch_scores(stack: Stack, injector: ErrorInjector, width: Width, tokens: mx
     return scores, kl, draft_kl
 
 
-def _block_backward(stack: Stack, injector: ErrorInjector, index: int, hidden: mx.array, grad: mx.array,
-                    paths: list[str], scores: dict[str, float]) -> mx.array:
+def _block_backward(
+    stack: Stack,
+    injector: ErrorInjector,
+    index: int,
+    hidden: mx.array,
+    grad: mx.array,
+    paths: list[str],
+    scores: dict[str, float],
+) -> mx.array:
     """Block ``index``'s vjp at its input ``hidden``: adds its modules' scores, returns d/d(input)."""
+
     def block(h, *scales):
         injector.update(dict(zip(paths, scales)))
         return stack.block(index, h)
@@ -334,27 +360,41 @@ def activation_bytes_per_token(model: nn.Module) -> int:
     (a multiple of the block's Linear inputs and outputs)."""
     text = getattr(model, "language_model", model)
     blocks = len(text.model.layers)
-    widths = sum(sum(m.weight.shape) for layer in text.model.layers for _, m in
-                 tree_flatten(layer.leaf_modules(), is_leaf=nn.Module.is_module) if isinstance(m, nn.Linear))
+    widths = sum(
+        sum(m.weight.shape)
+        for layer in text.model.layers
+        for _, m in tree_flatten(layer.leaf_modules(), is_leaf=nn.Module.is_module)
+        if isinstance(m, nn.Linear)
+    )
     hidden = text.model.embed_tokens.weight.shape[-1]
     return 4 * (hidden * (blocks + 1) + ACTIVATION_FLOATS_PER_WIDTH * widths // blocks)
 
 
-def _weight_errors(model: nn.Module, state: Sensitivity, widths: tuple[Width, ...],
-                   progress: ProgressCallback | None) -> None:
+def _weight_errors(
+    model: nn.Module, state: Sensitivity, widths: tuple[Width, ...], progress: ProgressCallback | None
+) -> None:
     """Fill in each target's squared weight error at ``widths`` (from its bf16 values)."""
     modules = dict(tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module))
-    todo = [path for path, layer in state.layers.items() if not layer.get("fixed")
-            and any(w.label not in layer.get("mse", {}) for w in widths)]
+    todo = [
+        path
+        for path, layer in state.layers.items()
+        if not layer.get("fixed") and any(w.label not in layer.get("mse", {}) for w in widths)
+    ]
     bar = Progress("weight errors", len(todo), progress)
     for path in todo:
         state.layers[path].setdefault("mse", {}).update(weight_errors(modules[path].weight, widths))
         bar.advance()
 
 
-def measure(model: nn.Module, rows: mx.array, state: Sensitivity, widths: tuple[Width, ...],
-            state_file: Path | None, progress: ProgressCallback | None = None,
-            drafts: DraftObjective | None = None) -> Sensitivity:
+def measure(
+    model: nn.Module,
+    rows: mx.array,
+    state: Sensitivity,
+    widths: tuple[Width, ...],
+    state_file: Path | None,
+    progress: ProgressCallback | None = None,
+    drafts: DraftObjective | None = None,
+) -> Sensitivity:
     """Weight errors at ``widths``, then the KL gradient over the batches not yet done, saving after each.
 
     ``drafts`` adds the MTP head's drafts to the objective (``state.mtp_weight`` must say so, for the fingerprint).
@@ -367,23 +407,37 @@ def measure(model: nn.Module, rows: mx.array, state: Sensitivity, widths: tuple[
         mx.clear_cache()
 
 
-def _measure(model: nn.Module, rows: mx.array, state: Sensitivity, widths: tuple[Width, ...],
-             state_file: Path | None, progress: ProgressCallback | None, drafts: DraftObjective | None) -> Sensitivity:
+def _measure(
+    model: nn.Module,
+    rows: mx.array,
+    state: Sensitivity,
+    widths: tuple[Width, ...],
+    state_file: Path | None,
+    progress: ProgressCallback | None,
+    drafts: DraftObjective | None,
+) -> Sensitivity:
     mx.clear_cache()
     _weight_errors(model, state, widths, progress)
     stack = fast_forward(model, rows[:1, :VERIFY_TOKENS])
     if not stack.exact:
-        raise BadInputError(f"{type(model).__name__}: running it block by block does not reproduce its logits, "
-                            "so its sensitivity cannot be measured; use --method uniform")
+        raise BadInputError(
+            f"{type(model).__name__}: running it block by block does not reproduce its logits, "
+            "so its sensitivity cannot be measured; use --method uniform"
+        )
     per_batch = max(1, state.batch_tokens // rows.shape[1])
     targets = [t for t in state.targets() if not t.fixed]
     with ErrorInjector(model, targets, state.low) as injector:
-        steps = steps_per_batch(stack, injector.originals[injector.head_path].weight.shape[0], per_batch * rows.shape[1],
-                                1 + (drafts is not None))
+        steps = steps_per_batch(
+            stack,
+            injector.originals[injector.head_path].weight.shape[0],
+            per_batch * rows.shape[1],
+            1 + (drafts is not None),
+        )
         bar = Progress("sensitivity", state.batches * steps, progress, done=state.batches_done * steps)
         for index in range(state.batches_done, state.batches):
-            scores, kl, draft_kl = batch_scores(stack, injector, state.low, rows[index * per_batch : (index + 1) * per_batch],
-                                                bar.advance, drafts)
+            scores, kl, draft_kl = batch_scores(
+                stack, injector, state.low, rows[index * per_batch : (index + 1) * per_batch], bar.advance, drafts
+            )
             for path, score in scores.items():  # only whole batches count, so a resumed run adds up right
                 sums = state.layers[path]["kl_sum"]
                 sums[state.low.label] = sums.get(state.low.label, 0.0) + score / 2

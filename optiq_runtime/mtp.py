@@ -49,9 +49,7 @@ class MTPHead(nn.Module):
 
     def project(self, embeddings: mx.array, hidden: mx.array) -> mx.array:
         """The decoder layer's input: ``fc`` over the normed embedding and hidden state, embedding first."""
-        x = mx.concatenate(
-            [self.pre_fc_norm_embedding(embeddings), self.pre_fc_norm_hidden(hidden)], axis=-1
-        )
+        x = mx.concatenate([self.pre_fc_norm_embedding(embeddings), self.pre_fc_norm_hidden(hidden)], axis=-1)
         return self.fc(x)
 
 
@@ -60,7 +58,9 @@ def mtp_sources(folder: Path) -> list[Path]:
     own = folder / MTP_FILE
     if own.exists():
         return [own]
-    return [f for f in sorted(folder.glob("*.safetensors")) if any(k.startswith(PREFIX) for k in read_safetensors_header(f))]
+    return [
+        f for f in sorted(folder.glob("*.safetensors")) if any(k.startswith(PREFIX) for k in read_safetensors_header(f))
+    ]
 
 
 def read_mtp_weights(folder: Path, *, exact_norms: bool = False) -> dict[str, mx.array]:
@@ -71,7 +71,7 @@ def read_mtp_weights(folder: Path, *, exact_norms: bool = False) -> dict[str, mx
     """
     weights: dict[str, mx.array] = {}
     for file in mtp_sources(folder):
-        weights.update({k[len(PREFIX):]: v for k, v in mx.load(str(file)).items() if k.startswith(PREFIX)})
+        weights.update({k[len(PREFIX) :]: v for k, v in mx.load(str(file)).items() if k.startswith(PREFIX)})
     for name, value in weights.items():
         if _is_norm(name):
             shifted = value.astype(mx.float32) + 1.0

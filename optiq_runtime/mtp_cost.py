@@ -90,10 +90,20 @@ class CostModel:
 
     @classmethod
     def from_json(cls, data: dict) -> CostModel:
-        depths = {int(d): DepthCost(c["round_cost"], c["tokens_per_round"], c["speedup"], c.get("acceptance", []))
-                  for d, c in data["depths"].items()}
-        return cls(data["machine"], data["model"], data["plain_step_s"], data["plain_tokens_per_step"], depths,
-                   data.get("measured_s", 0.0), data.get("runs", 0), data.get("turns", 0))
+        depths = {
+            int(d): DepthCost(c["round_cost"], c["tokens_per_round"], c["speedup"], c.get("acceptance", []))
+            for d, c in data["depths"].items()
+        }
+        return cls(
+            data["machine"],
+            data["model"],
+            data["plain_step_s"],
+            data["plain_tokens_per_step"],
+            depths,
+            data.get("measured_s", 0.0),
+            data.get("runs", 0),
+            data.get("turns", 0),
+        )
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -125,7 +135,11 @@ def model_fingerprint(folder: Path, *extra) -> str:
     """The model's config and weight files (names, sizes, times) and how the engine runs them."""
     folder = Path(folder)
     digest = hashlib.sha256(f"{COST_VERSION}:{folder.resolve()}:{extra}".encode())
-    for file in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")) + sorted(folder.glob("optiq/draft_vocab.json")):
+    for file in (
+        sorted(folder.glob("*.json"))
+        + sorted(folder.glob("*.safetensors"))
+        + sorted(folder.glob("optiq/draft_vocab.json"))
+    ):
         stat = file.stat()
         digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]
@@ -200,13 +214,28 @@ def heldout_prompts(tokenizer, count: int = MEASURE_PROMPTS) -> list[list[int]]:
         for i, message in enumerate(sample.messages):
             if message.get("role") == "assistant" and i and len(prompts) < count:
                 kwargs = {"tools": list(sample.tools)} if sample.tools else {}
-                prompts.append(list(tokenizer.apply_chat_template(  # as the agent renders turns: no thinking
-                    list(sample.messages[:i]), add_generation_prompt=True, tokenize=True, enable_thinking=False, **kwargs)))
+                prompts.append(
+                    list(
+                        tokenizer.apply_chat_template(  # as the agent renders turns: no thinking
+                            list(sample.messages[:i]),
+                            add_generation_prompt=True,
+                            tokenize=True,
+                            enable_thinking=False,
+                            **kwargs,
+                        )
+                    )
+                )
     return prompts
 
 
-def measure(engine, depths=DEPTHS, *, prompts: list[list[int]] | None = None, tokens: int = MEASURE_TOKENS,
-            budget_s: float = MEASURE_BUDGET_S) -> CostModel:
+def measure(
+    engine,
+    depths=DEPTHS,
+    *,
+    prompts: list[list[int]] | None = None,
+    tokens: int = MEASURE_TOKENS,
+    budget_s: float = MEASURE_BUDGET_S,
+) -> CostModel:
     """Time plain steps and rounds at each depth after a typical turn, then measure acceptance on held-out turns
     (greedy, guard off), all within ``budget_s`` seconds.
 
@@ -244,7 +273,7 @@ def _timing_prompt(engine, prompts: list[list[int]], budget_s: float) -> tuple[l
     stats = _run(engine, probe, 1, None, lambda: True)  # the prefill only (and the first compile)
     per_token = stats.prefill_s / max(1, len(probe))
     affordable = int(budget_s * PREFILL_SHARE / per_token) if per_token > 0 else len(turn)
-    return turn[-max(len(probe), affordable):], per_token
+    return turn[-max(len(probe), affordable) :], per_token
 
 
 def _time_modes(engine, prompt: list[int], depths, clock: Deadline) -> dict[int | None, list]:
@@ -303,8 +332,9 @@ class _Rates:
         return runs * (tokens * self.prefill * (1 + HEAD_CATCH_UP) + TURN_MIN_TOKENS * max(self.step, self.round))
 
 
-def _run_turns(engine, prompts: list[list[int]], tokens: int, depths, clock: Deadline,
-               rates: _Rates) -> dict[int | None, list]:
+def _run_turns(
+    engine, prompts: list[list[int]], tokens: int, depths, clock: Deadline, rates: _Rates
+) -> dict[int | None, list]:
     """Each held-out turn whose prefill fits in the time left, plainly and at the deepest depth (the first
     ``TIMED_TURNS`` measured at every depth, for their round times), in alternating order.
 
@@ -359,7 +389,9 @@ def _model(engine, timing: dict, turns: dict, deepest: int, seconds: float) -> C
     accepted), less what the run's last round loses at the end of the turn, as the deepest runs lost it.
     A depth with no timed round is left out (the policy then does not choose it).
     """
-    steps = [s for run in timing[None] for s in run.plain_step_s] or [s for run in turns[None] for s in run.plain_step_s]
+    steps = [s for run in timing[None] for s in run.plain_step_s] or [
+        s for run in turns[None] for s in run.plain_step_s
+    ]
     plain_step = statistics.median(steps or [float("inf")])
     plain, mtp = turns[None], turns[deepest]
     plain_per_step = (_total(plain, "decode_tokens") / max(1, _total(plain, "steps"))) or 1.0
@@ -377,8 +409,16 @@ def _model(engine, timing: dict, turns: dict, deepest: int, seconds: float) -> C
         per_round = (1 + sum(acceptance[:depth])) * ending
         depths[depth] = DepthCost(cost, per_round, per_round / plain_per_step / cost, acceptance[:depth])
     runs = sum(len(r) for r in timing.values()) + sum(len(r) for r in turns.values())
-    return CostModel(machine_key(engine.blas_threads), engine.fingerprint, plain_step, plain_per_step, depths,
-                     round(seconds, 2), runs, len(plain))
+    return CostModel(
+        machine_key(engine.blas_threads),
+        engine.fingerprint,
+        plain_step,
+        plain_per_step,
+        depths,
+        round(seconds, 2),
+        runs,
+        len(plain),
+    )
 
 
 def _total(runs, name: str) -> float:
@@ -416,12 +456,18 @@ def load_or_measure(engine, depths=DEPTHS, say=None) -> CostModel:
     if costs is not None and all(d in costs.depths for d in depths):
         return costs
     budget = measure_budget()
-    (say or log.warning)(f"optiq: measuring what MTP decoding is worth for {Path(engine.model_path).name} "
-                         f"on this machine (once, {budget:.0f} s at most)")
+    (say or log.warning)(
+        f"optiq: measuring what MTP decoding is worth for {Path(engine.model_path).name} "
+        f"on this machine (once, {budget:.0f} s at most)"
+    )
     costs = measure(engine, depths, budget_s=budget)
     if missing := [d for d in depths if d not in costs.depths]:
-        log.warning("optiq: depth(s) %s could not be timed in %.0f s (a slow or busy machine); MTP will not use them, "
-                    "and the next load measures again (OPTIQ_MTP_BUDGET_S sets the budget)", missing, budget)
+        log.warning(
+            "optiq: depth(s) %s could not be timed in %.0f s (a slow or busy machine); MTP will not use them, "
+            "and the next load measures again (OPTIQ_MTP_BUDGET_S sets the budget)",
+            missing,
+            budget,
+        )
     try:
         write_costs(file, costs)
     except OSError as error:

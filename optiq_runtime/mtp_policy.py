@@ -60,7 +60,9 @@ def check_depth(depth: int | None) -> int | None:
 class MtpPolicy:
     """Decides MTP per run from the mode, the depth asked for and the cost model; owns the guard's memory."""
 
-    def __init__(self, mode="auto", depth: int | None = None, *, available: bool = True, costs: CostModel | None = None):
+    def __init__(
+        self, mode="auto", depth: int | None = None, *, available: bool = True, costs: CostModel | None = None
+    ):
         self.mode = parse_mode(mode)
         self.depth = check_depth(depth)  # None: the cost model's best (DEFAULT_DEPTH when forced on)
         self.available = available

@@ -38,10 +38,7 @@ def format_event(event: ProgressEvent, width: int = 24) -> str:
     """``stage [#####.....] 12/40 00:03<00:07``."""
     filled = int(width * event.fraction)
     bar = "#" * filled + "." * (width - filled)
-    return (
-        f"{event.stage:<12} [{bar}] {event.done}/{event.total} "
-        f"{_clock(event.elapsed_s)}<{_clock(event.eta_s)}"
-    )
+    return f"{event.stage:<12} [{bar}] {event.done}/{event.total} {_clock(event.elapsed_s)}<{_clock(event.eta_s)}"
 
 
 def stderr_callback(stream: TextIO | None = None, every_s: float = 10.0) -> ProgressCallback:

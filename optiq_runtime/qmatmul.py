@@ -133,8 +133,19 @@ def _open(path: Path) -> _Library | None:
     except (OSError, AttributeError):
         return None
     function.restype = ctypes.c_int
-    function.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                         ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    function.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
     return _Library(handle, path)
 
 
@@ -162,8 +173,11 @@ def status() -> KernelStatus:
 
 def supports(layer: nn.Module) -> bool:
     """Whether ``layer`` (a quantized linear or embedding) is one the kernel multiplies."""
-    return (getattr(layer, "mode", "affine") == "affine" and getattr(layer, "bits", None) in BITS
-            and getattr(layer, "group_size", None) in GROUP_SIZES)
+    return (
+        getattr(layer, "mode", "affine") == "affine"
+        and getattr(layer, "bits", None) in BITS
+        and getattr(layer, "group_size", None) in GROUP_SIZES
+    )
 
 
 def supports_here(layer: nn.Module) -> bool:
@@ -206,9 +220,19 @@ def _multiply(library: _Library, x: np.ndarray, weights: _Weights, threads: int)
     x = np.ascontiguousarray(x.reshape(-1, cols), dtype=np.float32)
     out = np.empty((x.shape[0], rows), dtype=np.float32)
     biases = weights.biases.ctypes.data if weights.biases is not None else None
-    code = library.handle.optiq_qmm(x.ctypes.data, x.shape[0], cols, weights.weight.ctypes.data,
-                                    weights.scales.ctypes.data, biases, rows, weights.bits, weights.group_size,
-                                    out.ctypes.data, threads)
+    code = library.handle.optiq_qmm(
+        x.ctypes.data,
+        x.shape[0],
+        cols,
+        weights.weight.ctypes.data,
+        weights.scales.ctypes.data,
+        biases,
+        rows,
+        weights.bits,
+        weights.group_size,
+        out.ctypes.data,
+        threads,
+    )
     if code:
         raise ValueError(f"the kernel refused a {rows}x{cols} {weights.bits}-bit product (code {code})")
     return out
@@ -224,8 +248,9 @@ class KernelLinear(nn.Module):
             raise RuntimeError(library)
         self._library, self._threads = library, threads
         self.layer = layer
-        self._weights = _Weights.of(layer.weight, layer.scales, getattr(layer, "biases", None), layer.group_size,
-                                    layer.bits)
+        self._weights = _Weights.of(
+            layer.weight, layer.scales, getattr(layer, "biases", None), layer.group_size, layer.bits
+        )
 
     def host(self, x: np.ndarray) -> np.ndarray:
         """The product of a host array (float32) without the layer's bias: ``[tokens, out]``."""

@@ -73,21 +73,37 @@ class LeaderEngine:
     def context_length(self) -> int | None:
         return self.engine.context_length
 
-    def stream(self, prompt_tokens: list[int], sampling: Sampling = Sampling(), *,
-               stop: Callable[[list[int]], bool] | None = None, should_stop: Callable[[], bool] | None = None,
-               guide: CallGuide | None = None) -> Generator[Step, None, None]:
+    def stream(
+        self,
+        prompt_tokens: list[int],
+        sampling: Sampling = Sampling(),
+        *,
+        stop: Callable[[list[int]], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        guide: CallGuide | None = None,
+    ) -> Generator[Step, None, None]:
         """``Engine.stream``, run on every rank."""
         if sampling.seed is None:
             sampling = replace(sampling, seed=secrets.randbits(63))
         request = {
-            "op": "stream", "prompt": list(prompt_tokens), "max_tokens": sampling.max_tokens,
-            "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k, "seed": sampling.seed,
-            "mtp": self.engine.mtp_enabled, "stop": stop is not None, "guide": _guide_spec(guide),
+            "op": "stream",
+            "prompt": list(prompt_tokens),
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": sampling.top_k,
+            "seed": sampling.seed,
+            "mtp": self.engine.mtp_enabled,
+            "stop": stop is not None,
+            "guide": _guide_spec(guide),
         }
         self._send(request)
         steps = self.engine.stream(
-            prompt_tokens, sampling, stop=self._decided(stop) if stop else None,
-            should_stop=self._decided(should_stop), guide=guide,
+            prompt_tokens,
+            sampling,
+            stop=self._decided(stop) if stop else None,
+            should_stop=self._decided(should_stop),
+            guide=guide,
         )
         try:
             yield from steps
@@ -141,10 +157,16 @@ def _follow_stream(engine: Engine, group: mx.distributed.Group, request: dict) -
     engine.mtp_enabled = request["mtp"] and engine.head is not None
     guide = _guide_from(request["guide"], engine.tokenizer)
     try:
-        sampling = Sampling(max_tokens=request["max_tokens"], temperature=request["temperature"],
-                            top_p=request["top_p"], top_k=request["top_k"], seed=request["seed"])
-        for _ in engine.stream(request["prompt"], sampling, stop=told if request["stop"] else None,
-                               should_stop=told, guide=guide):
+        sampling = Sampling(
+            max_tokens=request["max_tokens"],
+            temperature=request["temperature"],
+            top_p=request["top_p"],
+            top_k=request["top_k"],
+            seed=request["seed"],
+        )
+        for _ in engine.stream(
+            request["prompt"], sampling, stop=told if request["stop"] else None, should_stop=told, guide=guide
+        ):
             pass
     except OptiqError:
         pass  # rank 0 raised the same error for the same request, before any collective
@@ -153,7 +175,9 @@ def _follow_stream(engine: Engine, group: mx.distributed.Group, request: dict) -
 def _guide_spec(guide: CallGuide | None) -> dict | None:
     if guide is None:
         return None
-    functions = {name: {"params": s.params, "required": s.required, "choices": s.choices} for name, s in guide.functions.items()}
+    functions = {
+        name: {"params": s.params, "required": s.required, "choices": s.choices} for name, s in guide.functions.items()
+    }
     return {"functions": functions, "prefix": guide.prefix}
 
 
@@ -167,7 +191,9 @@ def _guide_from(spec: dict | None, tokenizer) -> CallGuide | None:
     return CallGuide(TokenPieces.of(tokenizer), functions, spec["prefix"])
 
 
-def open_tensor_parallel(path, group: mx.distributed.Group, *, mtp: bool = True, mtp_depth: int = 2) -> LeaderEngine | None:
+def open_tensor_parallel(
+    path, group: mx.distributed.Group, *, mtp: bool = True, mtp_depth: int = 2
+) -> LeaderEngine | None:
     """Under ``mlx.launch``: rank 0's engine (closed at exit), or None on the other ranks once rank 0 is done.
 
     The other ranks load their slice and follow rank 0 until it closes; only rank 0 may print or serve.

@@ -63,7 +63,14 @@ def find_targets(model: nn.Module, group_size: int) -> list[Target]:
         verdict = predicate(path, module) if predicate else True
         if verdict is False:
             continue
-        targets.append(Target(path, _block_of(path, blocks), tuple(module.weight.shape), verdict if isinstance(verdict, dict) else None))
+        targets.append(
+            Target(
+                path,
+                _block_of(path, blocks),
+                tuple(module.weight.shape),
+                verdict if isinstance(verdict, dict) else None,
+            )
+        )
     return targets
 
 
@@ -126,11 +133,20 @@ class Sensitivity:
 
     def missing_errors(self, widths: tuple[Width, ...]) -> list[Width]:
         """Formats some non-fixed module has no weight error for."""
-        return sorted({w for w in widths for layer in self.layers.values()
-                       if not layer.get("fixed") and w.label not in layer.get("mse", {})})
+        return sorted(
+            {
+                w
+                for w in widths
+                for layer in self.layers.values()
+                if not layer.get("fixed") and w.label not in layer.get("mse", {})
+            }
+        )
 
     def targets(self) -> list[Target]:
-        return [Target(path, layer["block"], tuple(layer["shape"]), layer.get("fixed")) for path, layer in self.layers.items()]
+        return [
+            Target(path, layer["block"], tuple(layer["shape"]), layer.get("fixed"))
+            for path, layer in self.layers.items()
+        ]
 
     def choices(self, widths: tuple[Width, ...] | None = None) -> list[LayerChoice]:
         """What the allocator needs: bytes and mean KL at each candidate format (default: low and high)."""
@@ -175,11 +191,13 @@ class Sensitivity:
             return None
 
 
-def fresh(targets: list[Target], fingerprint: str, bits: int, high_bits: int, group_size: int,
-          batches: int, batch_tokens: int) -> Sensitivity:
+def fresh(
+    targets: list[Target], fingerprint: str, bits: int, high_bits: int, group_size: int, batches: int, batch_tokens: int
+) -> Sensitivity:
     layers = {t.path: {"block": t.block, "shape": list(t.shape), "fixed": t.fixed, "kl_sum": {}} for t in targets}
-    return Sensitivity(fingerprint, "bf16", bits, high_bits, group_size, batches, 0, 0, layers,
-                       batch_tokens=batch_tokens)
+    return Sensitivity(
+        fingerprint, "bf16", bits, high_bits, group_size, batches, 0, 0, layers, batch_tokens=batch_tokens
+    )
 
 
 def weight_errors(weight: mx.array, widths: tuple[Width, ...]) -> dict[str, float]:

@@ -56,8 +56,15 @@ class _Ahead:
 class Decoder:
     """Token steps for one generation over a ``HybridCache`` (plain or MTP)."""
 
-    def __init__(self, backbone: Backbone, drafter: Drafter | None, cache: HybridCache, sampling: Sampling,
-                 keys: KeyStream, fused: FusedRounds | None = None):
+    def __init__(
+        self,
+        backbone: Backbone,
+        drafter: Drafter | None,
+        cache: HybridCache,
+        sampling: Sampling,
+        keys: KeyStream,
+        fused: FusedRounds | None = None,
+    ):
         self.backbone, self.drafter, self.cache = backbone, drafter, cache
         self.sampling, self.keys = sampling, keys
         # Greedy rounds run as one graph each when given; sampled ones always run step by step.
@@ -78,7 +85,7 @@ class Decoder:
     def prefill(self, tokens: list[int], allowed: mx.array | None = None) -> int:
         """Feed ``tokens`` (at least one) and return the first generated token (within ``allowed``)."""
         for start in range(0, len(tokens), PREFILL_CHUNK):
-            chunk = tokens[start:start + PREFILL_CHUNK]
+            chunk = tokens[start : start + PREFILL_CHUNK]
             hidden = self.backbone.forward(mx.array(chunk)[None], self.cache)
             self.cache.append_tail(hidden)
             self.cache.tokens.extend(chunk)
@@ -141,7 +148,7 @@ class Decoder:
         hidden, logits = self.backbone.step(fed, self.cache, rewind)
         fed_ids, accepted, following = self._verdict(fed, logits[0], draft_probs)
         self.cache.tokens.extend(fed_ids)
-        tokens = fed_ids[1:accepted + 1] + [following]
+        tokens = fed_ids[1 : accepted + 1] + [following]
         return Proposal(tokens, accepted, depth, lambda count: self._commit(count, rewind, hidden, mtp_base))
 
     def prime(self, last: int, depth: int) -> None:
@@ -183,7 +190,7 @@ class Decoder:
             cache.head.trim(min(1, cache.head.offset))
             tail = cache.last
         n = len(cache.tokens)
-        following = cache.tokens[n - tail.shape[1] + 1:] + [last]
+        following = cache.tokens[n - tail.shape[1] + 1 :] + [last]
         out, logits = drafter(mx.array(following), tail, cache.head)
         mtp_base = cache.head.offset
         drafts, probs = [], []

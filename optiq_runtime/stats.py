@@ -74,7 +74,14 @@ class GenerationStats:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for name in ("prefill_tok_s", "decode_tok_s", "decode_cpu_tok_s", "acceptance", "acceptance_per_position", "tokens_per_step"):
+        for name in (
+            "prefill_tok_s",
+            "decode_tok_s",
+            "decode_cpu_tok_s",
+            "acceptance",
+            "acceptance_per_position",
+            "tokens_per_step",
+        ):
             data[name] = getattr(self, name)
         return data
 

@@ -35,7 +35,9 @@ class VocabShardedEmbedding(nn.Module):
             raise BadInputError(f"the vocabulary ({vocab} tokens) does not split evenly over {ranks} ranks")
         self.rows = vocab // ranks
         self.start = group.rank() * self.rows
-        embedding.update(tree_map(lambda a: mx.contiguous(a[self.start:self.start + self.rows]), embedding.parameters()))
+        embedding.update(
+            tree_map(lambda a: mx.contiguous(a[self.start : self.start + self.rows]), embedding.parameters())
+        )
         self.local = embedding
         self.group = group
 
@@ -52,7 +54,9 @@ class VocabShardedEmbedding(nn.Module):
 def shard_model(model: nn.Module, group: mx.distributed.Group) -> nn.Module:
     """Split ``model`` (an mlx-lm Qwen3.5 model, lazily loaded) over ``group`` in place."""
     if not hasattr(model, "shard"):
-        raise BadInputError(f"{type(model).__module__} models cannot be split over ranks (mlx-lm has no shard for them)")
+        raise BadInputError(
+            f"{type(model).__module__} models cannot be split over ranks (mlx-lm has no shard for them)"
+        )
     model.shard(group)
     body = getattr(model, "language_model", model).model
     body.embed_tokens = VocabShardedEmbedding(body.embed_tokens, group)
@@ -78,8 +82,14 @@ def shard_head(head: nn.Module, group: mx.distributed.Group) -> nn.Module:
     return head
 
 
-def load_sharded(path: str | os.PathLike, group: mx.distributed.Group, *, mtp: bool = True, mtp_depth: int = 2,
-                 split_head: bool = False):
+def load_sharded(
+    path: str | os.PathLike,
+    group: mx.distributed.Group,
+    *,
+    mtp: bool = True,
+    mtp_depth: int = 2,
+    split_head: bool = False,
+):
     """This rank's ``Engine`` over its slice of the model folder ``path`` (same greedy tokens as one process).
 
     Only the slice is kept: the model is loaded lazily, split, then evaluated. Quantized layers stay

@@ -32,8 +32,9 @@ def environment(workspace: str, scratch: str) -> dict[str, str]:
     return {"PATH": PATH, "LANG": "C.UTF-8", "HOME": workspace, "TMPDIR": scratch}
 
 
-def run_command(command: str, timeout_s: float, policy: Policy, workspace: str, scratch: str,
-                syscalls: Any, read_only_abi: int = 0) -> dict[str, Any]:
+def run_command(
+    command: str, timeout_s: float, policy: Policy, workspace: str, scratch: str, syscalls: Any, read_only_abi: int = 0
+) -> dict[str, Any]:
     """Run ``command`` to its end, its timeout or its output limit; the fields of a CommandResult.
 
     ``read_only_abi`` (a Landlock ABI version, 0 for none) stacks one more Landlock layer that
@@ -58,8 +59,17 @@ def run_command(command: str, timeout_s: float, policy: Policy, workspace: str, 
     return _outcome(status, stopped, stdout, stderr, timeout_s, policy.output_chars)
 
 
-def _child(command: str, timeout_s: float, policy: Policy, workspace: str, scratch: str, syscalls: Any,
-           read_only_abi: int, out_w: int, err_w: int) -> None:
+def _child(
+    command: str,
+    timeout_s: float,
+    policy: Policy,
+    workspace: str,
+    scratch: str,
+    syscalls: Any,
+    read_only_abi: int,
+    out_w: int,
+    err_w: int,
+) -> None:
     try:
         os.setsid()
         if read_only_abi:
@@ -75,8 +85,9 @@ def _child(command: str, timeout_s: float, policy: Policy, workspace: str, scrat
             who = " (as root, commands run as user nobody)" if os.getuid() == NOBODY else ""
             os.write(2, f"sandbox: cannot enter the workspace {workspace}: {error.strerror}{who}\n".encode())
             os._exit(126)
-        set_limits(policy, timeout_s, processes=policy.processes, file_bytes=policy.file_bytes,
-                   open_files=COMMAND_OPEN_FILES)
+        set_limits(
+            policy, timeout_s, processes=policy.processes, file_bytes=policy.file_bytes, open_files=COMMAND_OPEN_FILES
+        )
         if syscalls is not None:
             syscalls.install()
         os.execve(SHELL, ["sh", "-c", command], environment(workspace, scratch))
@@ -96,7 +107,9 @@ def _read_only(scratch: str, abi: int) -> None:
         os.close(ruleset)
 
 
-def _collect(pid: int, output: dict[int, list[bytes]], deadline: float, cap: int) -> tuple[dict[int, list[bytes]], str | None]:
+def _collect(
+    pid: int, output: dict[int, list[bytes]], deadline: float, cap: int
+) -> tuple[dict[int, list[bytes]], str | None]:
     """Read both pipes until the shell exits; kill its whole group; read what is left.
 
     Returns the chunks per pipe and why the sandbox stopped the command ("timeout",
@@ -106,8 +119,9 @@ def _collect(pid: int, output: dict[int, list[bytes]], deadline: float, cap: int
     open_fds, size, stopped = set(output), 0, None
     try:
         while stopped is None and not _exited(pid, pidfd):
-            for fd in select.select([*open_fds, *([pidfd] if pidfd is not None else [])], [], [],
-                                    _wait_s(deadline, pidfd))[0]:
+            for fd in select.select(
+                [*open_fds, *([pidfd] if pidfd is not None else [])], [], [], _wait_s(deadline, pidfd)
+            )[0]:
                 if fd != pidfd:
                     size += _read_into(fd, output, open_fds)
             if size > cap:
@@ -179,8 +193,12 @@ def _outcome(status: int, stopped: str | None, stdout: str, stderr: str, timeout
     if stopped == "timeout":
         return {**result, "exit_code": None, "error_kind": "timeout", "error": f"timed out after {timeout_s:g} s"}
     if stopped == "output_limit":
-        return {**result, "exit_code": None, "error_kind": "output_limit",
-                "error": f"output passed the limit of {cap} characters; the first part is kept"}
+        return {
+            **result,
+            "exit_code": None,
+            "error_kind": "output_limit",
+            "error": f"output passed the limit of {cap} characters; the first part is kept",
+        }
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL):
         return {**result, "exit_code": None, "error_kind": "timeout", "error": "CPU time limit exceeded"}
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -37,7 +37,9 @@ def compile_snippet(code: str) -> tuple[Any, Any]:
     except SyntaxError as error:
         raise Refused("syntax", f"SyntaxError: {error.msg} (line {error.lineno})") from None
     except (RecursionError, MemoryError, ValueError) as error:
-        raise Refused("syntax", f"SyntaxError: code is nested too deeply or malformed ({type(error).__name__})") from None
+        raise Refused(
+            "syntax", f"SyntaxError: code is nested too deeply or malformed ({type(error).__name__})"
+        ) from None
     last = None
     if tree.body and isinstance(final := tree.body[-1], ast.Expr):
         tree.body.pop()
@@ -120,9 +122,13 @@ def run_snippet(code: str, policy: Policy, proxies: dict[str, ModuleProxy]) -> d
         outcome = {"ok": False, "error": describe(error), "error_kind": kind_of(error)}
         if outcome["error_kind"] == "memory":
             outcome["error"] = f"MemoryError: used more than the memory limit of {policy.memory_bytes >> 20} MiB" + (
-                f" (line {error_line(error)})" if error_line(error) else "")
+                f" (line {error_line(error)})" if error_line(error) else ""
+            )
     if printed.overflow:
-        outcome = {"ok": False, "error": f"output passed the limit of {policy.output_chars} characters; "
-                   "the first part is kept", "error_kind": "output_limit"}
+        outcome = {
+            "ok": False,
+            "error": f"output passed the limit of {policy.output_chars} characters; the first part is kept",
+            "error_kind": "output_limit",
+        }
     outcome["stdout"] = clean(printed(), policy.output_chars)
     return outcome

@@ -57,8 +57,15 @@ class Server:
         timeout_s = float(request["timeout"])
         if "command" in request:
             read_only_abi = self.landlock_abi if request.get("read_only") else 0
-            return run_command(str(request["command"]), timeout_s, self.policy, self.workspace, self.scratch,
-                               self.command_filter, read_only_abi)
+            return run_command(
+                str(request["command"]),
+                timeout_s,
+                self.policy,
+                self.workspace,
+                self.scratch,
+                self.command_filter,
+                read_only_abi,
+            )
         return run_once(request["code"], timeout_s, self)
 
 
@@ -107,12 +114,15 @@ def _child(code: str, timeout_s: float, server: Server, read_end: int, write_end
         try:
             outcome = server.runner(code, server.policy, server.proxies)
         except Exception as error:  # a bug of ours, reported rather than mistaken for the code's
-            outcome = {"ok": False, "error": f"sandbox internal error: {type(error).__name__}: {error}",
-                       "error_kind": "runtime"}
+            outcome = {
+                "ok": False,
+                "error": f"sandbox internal error: {type(error).__name__}: {error}",
+                "error_kind": "runtime",
+            }
         payload = json.dumps(outcome).encode()
         view = memoryview(payload)
         while view:
-            view = view[os.write(out, view):]
+            view = view[os.write(out, view) :]
         status = 0
     finally:
         os._exit(status)
@@ -141,10 +151,17 @@ def _died(status: int) -> dict[str, Any]:
             return {"ok": False, "error": "CPU time limit exceeded", "error_kind": "timeout"}
         if sig == signal.SIGSYS:
             return {"ok": False, "error": "the worker made a system call the sandbox forbids", "error_kind": "policy"}
-        return {"ok": False, "error": f"the worker crashed ({signal.Signals(sig).name}), "
-                "for example from recursion too deep for the C stack", "error_kind": "runtime"}
-    return {"ok": False, "error": f"the worker exited without a result (status {os.WEXITSTATUS(status)}), "
-            "most likely out of memory", "error_kind": "memory"}
+        return {
+            "ok": False,
+            "error": f"the worker crashed ({signal.Signals(sig).name}), "
+            "for example from recursion too deep for the C stack",
+            "error_kind": "runtime",
+        }
+    return {
+        "ok": False,
+        "error": f"the worker exited without a result (status {os.WEXITSTATUS(status)}), most likely out of memory",
+        "error_kind": "memory",
+    }
 
 
 def main(argv: list[str]) -> None:

@@ -30,37 +30,123 @@ class OutputLimit(BaseException):
 
 
 _SAFE_BUILTINS = (
-    "None", "False", "True", "Ellipsis", "NotImplemented",
-    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr",
-    "classmethod", "complex", "dict", "divmod", "enumerate", "filter", "float", "format",
-    "frozenset", "hash", "hex", "id", "int", "isinstance", "issubclass", "iter", "len", "list",
-    "map", "max", "min", "next", "object", "oct", "ord", "pow", "property", "range", "repr",
-    "reversed", "round", "set", "slice", "sorted", "staticmethod", "str", "sum", "tuple", "zip",
+    "None",
+    "False",
+    "True",
+    "Ellipsis",
+    "NotImplemented",
+    "abs",
+    "all",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "complex",
+    "dict",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "hash",
+    "hex",
+    "id",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "ord",
+    "pow",
+    "property",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "slice",
+    "sorted",
+    "staticmethod",
+    "str",
+    "sum",
+    "tuple",
+    "zip",
 )
 
 # Builtins left out on purpose; calling one says so instead of a bare NameError.
 _REFUSED_BUILTINS = (
-    "breakpoint", "compile", "delattr", "dir", "eval", "exec", "exit", "globals", "help", "input",
-    "locals", "memoryview", "open", "quit", "setattr", "super", "vars",
+    "breakpoint",
+    "compile",
+    "delattr",
+    "dir",
+    "eval",
+    "exec",
+    "exit",
+    "globals",
+    "help",
+    "input",
+    "locals",
+    "memoryview",
+    "open",
+    "quit",
+    "setattr",
+    "super",
+    "vars",
 )
 
 _SAFE_EXCEPTIONS = tuple(
-    name for name, value in vars(builtins).items()
+    name
+    for name, value in vars(builtins).items()
     if isinstance(value, type) and issubclass(value, BaseException) and not name.startswith("_")
 )
 
 # Attributes that lead to frames, code, globals or C-level attribute readers, whatever the object.
 _DENIED_ATTRS = INSPECT_ATTRIBUTES | {
-    "f_locals", "f_globals", "f_builtins", "f_back", "f_code", "tb_frame", "tb_next",
-    "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code",
-    "format", "format_map", "mro",
+    "f_locals",
+    "f_globals",
+    "f_builtins",
+    "f_back",
+    "f_code",
+    "tb_frame",
+    "tb_next",
+    "gi_frame",
+    "gi_code",
+    "cr_frame",
+    "cr_code",
+    "ag_frame",
+    "ag_code",
+    "format",
+    "format_map",
+    "mro",
 }
 _OPAQUE_TYPES = (types.FrameType, types.TracebackType, types.CodeType)
 
 _INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
-    ">>=": operator.irshift, "&=": operator.iand, "^=": operator.ixor, "|=": operator.ior,
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "&=": operator.iand,
+    "^=": operator.ixor,
+    "|=": operator.ior,
     "@=": operator.imatmul,
 }
 
@@ -154,8 +240,11 @@ def module_proxy(name: str, names: dict[str, Any], withheld: frozenset[str] = fr
         raise PolicyViolation(f"module '{name}' is read-only in the sandbox")
 
     namespace = {
-        "__slots__": (), "__getattribute__": getattribute, "__setattr__": refuse,
-        "__delattr__": refuse, "__repr__": lambda self: f"<module '{name}' (sandboxed)>",
+        "__slots__": (),
+        "__getattribute__": getattribute,
+        "__setattr__": refuse,
+        "__delattr__": refuse,
+        "__repr__": lambda self: f"<module '{name}' (sandboxed)>",
         "__dir__": lambda self: sorted(names),
     }
     return type("module", (ModuleProxy,), namespace)()
@@ -190,7 +279,9 @@ def make_import(proxies: dict[str, ModuleProxy]) -> Callable[..., ModuleProxy]:
     """The ``__import__`` sandboxed code sees: allowed top-level modules, vetted names only."""
     allowed = ", ".join(sorted(proxies))
 
-    def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> ModuleProxy:
+    def guarded_import(
+        name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+    ) -> ModuleProxy:
         if type(name) is not str or type(level) is not int or level != 0 or name not in proxies:
             raise PolicyViolation(f"import of module '{name}' is not allowed (allowed: {allowed})")
         proxy = proxies[name]
@@ -277,7 +368,9 @@ class _GuardedTarget:
         raise PolicyViolation(f"cannot set attribute '{attr}' on {type(self.target).__name__} objects in the sandbox")
 
     def __delattr__(self, attr: str) -> None:
-        raise PolicyViolation(f"cannot delete attribute '{attr}' on {type(self.target).__name__} objects in the sandbox")
+        raise PolicyViolation(
+            f"cannot delete attribute '{attr}' on {type(self.target).__name__} objects in the sandbox"
+        )
 
 
 def make_globals(proxies: dict[str, ModuleProxy], printed: Printed) -> dict[str, Any]:
@@ -286,13 +379,24 @@ def make_globals(proxies: dict[str, ModuleProxy], printed: Printed) -> dict[str,
     safe = {name: refused_builtin(name) for name in _REFUSED_BUILTINS}
     safe.update((name, getattr(builtins, name)) for name in _SAFE_BUILTINS + _SAFE_EXCEPTIONS)
     safe.update(
-        __build_class__=builtins.__build_class__, __import__=make_import(proxies),
-        getattr=guarded_getattr, hasattr=guarded_hasattr, type=safe_type,
+        __build_class__=builtins.__build_class__,
+        __import__=make_import(proxies),
+        getattr=guarded_getattr,
+        hasattr=guarded_hasattr,
+        type=safe_type,
     )
     return {
-        "__builtins__": safe, "__name__": "__sandbox__", "__metaclass__": writes.metaclass,
-        "_getattr_": guarded_getattr, "_getitem_": guarded_getitem, "_getiter_": guarded_getiter,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
-        "_inplacevar_": guarded_inplacevar, "_apply_": guarded_apply, "_write_": writes,
-        "_print_": lambda _getattr_=None: printed, "_print": printed,
+        "__builtins__": safe,
+        "__name__": "__sandbox__",
+        "__metaclass__": writes.metaclass,
+        "_getattr_": guarded_getattr,
+        "_getitem_": guarded_getitem,
+        "_getiter_": guarded_getiter,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_inplacevar_": guarded_inplacevar,
+        "_apply_": guarded_apply,
+        "_write_": writes,
+        "_print_": lambda _getattr_=None: printed,
+        "_print": printed,
     }

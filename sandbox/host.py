@@ -42,18 +42,30 @@ class _Server:
         self.workdir = tempfile.mkdtemp(prefix="optiq-sandbox-")
         os.chmod(self.workdir, 0o555)
         env = {"PATH": os.defpath, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": workspace}
-        argv = [sys.executable, "-I", "-c", _BOOT, _SOURCE_ROOT] + (["--unrestricted-for-tests"] if unrestricted else [])
+        argv = [sys.executable, "-I", "-c", _BOOT, _SOURCE_ROOT] + (
+            ["--unrestricted-for-tests"] if unrestricted else []
+        )
         self.seatbelt = os_layer and seatbelt.available()
         if self.seatbelt:
             argv = seatbelt.command(argv, workspace, scratch)
         self.process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, cwd=self.workdir, env=env, start_new_session=True,
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=self.workdir,
+            env=env,
+            start_new_session=True,
         )
         self.buffer = b""
         self.ready = False
         self.confinement: dict[str, str] = {}
-        setup = {"policy": json.loads(policy.to_json()), "workspace": workspace, "scratch": scratch, "confine": os_layer}
+        setup = {
+            "policy": json.loads(policy.to_json()),
+            "workspace": workspace,
+            "scratch": scratch,
+            "confine": os_layer,
+        }
         self._send(json.dumps(setup))
         self._finalizer = weakref.finalize(self, _stop, self.process, self.workdir)
 
@@ -134,8 +146,14 @@ class Sandbox:
     ``unrestricted_for_tests`` turns the language layer off, for tests of the OS layer alone.
     """
 
-    def __init__(self, policy: Policy | None = None, workspace: str | os.PathLike | None = None, *,
-                 os_layer: bool = True, unrestricted_for_tests: bool = False) -> None:
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        workspace: str | os.PathLike | None = None,
+        *,
+        os_layer: bool = True,
+        unrestricted_for_tests: bool = False,
+    ) -> None:
         self.policy = policy or Policy()
         self._lock = threading.Lock()
         self._folders = _Folders(workspace)
@@ -155,8 +173,11 @@ class Sandbox:
         timeout_s = self._timeout(timeout)
         reply, duration = self._request({"code": code}, timeout_s)
         if reply is None:
-            reply = {"ok": False, "error_kind": "timeout",
-                     "error": f"timed out after {timeout_s:g} s (the sandbox worker was replaced)"}
+            reply = {
+                "ok": False,
+                "error_kind": "timeout",
+                "error": f"timed out after {timeout_s:g} s (the sandbox worker was replaced)",
+            }
         return RunResult(duration_s=duration, **reply)
 
     def run_command(self, command: str, timeout: float | None = None, *, read_only: bool = False) -> CommandResult:
@@ -169,13 +190,21 @@ class Sandbox:
         timeout_s = self._timeout(timeout)
         layers = self.confinement
         if not is_confined(layers) and not self.policy.unconfined_commands:
-            return CommandResult(None, error_kind="unavailable", error=(
-                f"commands need the OS sandbox, which is missing here (filesystem: {layers['filesystem']}, "
-                f"network: {layers['network']}); pass --allow-unconfined-shell to run them anyway"))
+            return CommandResult(
+                None,
+                error_kind="unavailable",
+                error=(
+                    f"commands need the OS sandbox, which is missing here (filesystem: {layers['filesystem']}, "
+                    f"network: {layers['network']}); pass --allow-unconfined-shell to run them anyway"
+                ),
+            )
         reply, duration = self._request({"command": command, "read_only": read_only}, timeout_s, DRAIN_S)
         if reply is None:
-            reply = {"exit_code": None, "error_kind": "timeout",
-                     "error": f"timed out after {timeout_s:g} s (the sandbox worker was replaced)"}
+            reply = {
+                "exit_code": None,
+                "error_kind": "timeout",
+                "error": f"timed out after {timeout_s:g} s (the sandbox worker was replaced)",
+            }
         return CommandResult(duration_s=duration, **reply)
 
     def close(self) -> None:
@@ -197,7 +226,9 @@ class Sandbox:
             raise ValueError(f"timeout must be positive, got {timeout}")
         return timeout_s
 
-    def _request(self, message: dict[str, Any], timeout_s: float, extra_s: float = 0.0) -> tuple[dict[str, Any] | None, float]:
+    def _request(
+        self, message: dict[str, Any], timeout_s: float, extra_s: float = 0.0
+    ) -> tuple[dict[str, Any] | None, float]:
         with self._lock:
             server = self._ready_server()
             start = time.monotonic()

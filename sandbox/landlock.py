@@ -31,8 +31,11 @@ _libc.syscall.restype = ctypes.c_long
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -76,11 +79,16 @@ def _check(result: int, what: str) -> int:
 def build_ruleset(rules: list[Rule], abi: int) -> int:
     """A ruleset file descriptor allowing exactly ``rules``; paths that do not exist are skipped."""
     handled = fs_rights(abi)
-    attr = _RulesetAttr(handled, NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
-                        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0)
+    attr = _RulesetAttr(
+        handled,
+        NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
+        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0,
+    )
     size = 8 if abi < 4 else 16 if abi < 6 else 24
-    fd = _check(_libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)),
-                "create_ruleset")
+    fd = _check(
+        _libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)),
+        "create_ruleset",
+    )
     try:
         for rule in rules:
             _add_rule(fd, rule, handled)
@@ -100,8 +108,16 @@ def _add_rule(ruleset: int, rule: Rule, handled: int) -> None:
         if not stat.S_ISDIR(os.fstat(target).st_mode):
             access &= FILE_RIGHTS  # directory rights on a file are an error
         attr = _PathBeneathAttr(access & handled, target)
-        _check(_libc.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
-                             ctypes.byref(attr), ctypes.c_uint32(0)), f"add_rule {rule.path}")
+        _check(
+            _libc.syscall(
+                _SYS_ADD_RULE,
+                ctypes.c_int(ruleset),
+                ctypes.c_int(_RULE_PATH_BENEATH),
+                ctypes.byref(attr),
+                ctypes.c_uint32(0),
+            ),
+            f"add_rule {rule.path}",
+        )
     finally:
         os.close(target)
 

@@ -21,9 +21,23 @@ import sys
 from sandbox import landlock, netns, seccomp
 
 SYSTEM_READ = (
-    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache", "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime", "/etc/nsswitch.conf", "/etc/gitconfig",
-    "/sys/devices/system/cpu", "/dev/urandom", "/dev/random", "/dev/zero",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/gitconfig",
+    "/sys/devices/system/cpu",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
 )
 DEVICES_READ_WRITE = ("/dev/null",)
 LAYERS = ("platform", "filesystem", "network", "syscalls", "user")

@@ -5,10 +5,26 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-DEFAULT_MODULES = frozenset({
-    "bisect", "cmath", "collections", "datetime", "decimal", "fractions", "functools", "heapq",
-    "itertools", "json", "math", "random", "re", "statistics", "string", "textwrap",
-})
+DEFAULT_MODULES = frozenset(
+    {
+        "bisect",
+        "cmath",
+        "collections",
+        "datetime",
+        "decimal",
+        "fractions",
+        "functools",
+        "heapq",
+        "itertools",
+        "json",
+        "math",
+        "random",
+        "re",
+        "statistics",
+        "string",
+        "textwrap",
+    }
+)
 
 # Names an allowed module holds that read or write attributes from C or eval strings, out of
 # reach of the guards (str.format's field syntax, update_wrapper copying __dict__, type hints).

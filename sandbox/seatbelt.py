@@ -15,8 +15,19 @@ import sys
 from sandbox.oslayer import python_paths
 
 SANDBOX_EXEC = "/usr/bin/sandbox-exec"
-SYSTEM_READ = ("/usr/lib", "/usr/bin", "/bin", "/usr/share", "/System", "/Library/Apple", "/private/etc",
-               "/private/var/db/timezone", "/dev/urandom", "/dev/random", "/dev/zero")
+SYSTEM_READ = (
+    "/usr/lib",
+    "/usr/bin",
+    "/bin",
+    "/usr/share",
+    "/System",
+    "/Library/Apple",
+    "/private/etc",
+    "/private/var/db/timezone",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+)
 
 
 def available() -> bool:
@@ -40,18 +51,23 @@ def profile(workspace: str, scratch: str, python: list[str] | None = None) -> st
     def paths(folders: list[str]) -> str:
         return "".join(f" (subpath {_quote(p)})" for p in folders)
 
-    return "\n".join([
-        "(version 1)",
-        "(deny default)",
-        "(allow process-fork)",
-        "(allow signal (target same-sandbox))",
-        "(allow sysctl-read)",
-        "(allow file-read-metadata)",  # stat() on the way to allowed paths; no contents
-        f"(allow file-read* (literal \"/\"){paths(read + write)})",
-        f"(allow process-exec{paths(read + write)})",
-        f"(allow file-write* (literal \"/dev/null\"){paths(write)})",
-        "(deny network*)",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "(version 1)",
+                "(deny default)",
+                "(allow process-fork)",
+                "(allow signal (target same-sandbox))",
+                "(allow sysctl-read)",
+                "(allow file-read-metadata)",  # stat() on the way to allowed paths; no contents
+                f'(allow file-read* (literal "/"){paths(read + write)})',
+                f"(allow process-exec{paths(read + write)})",
+                f'(allow file-write* (literal "/dev/null"){paths(write)})',
+                "(deny network*)",
+            ]
+        )
+        + "\n"
+    )
 
 
 def command(argv: list[str], workspace: str, scratch: str) -> list[str]:
@@ -62,5 +78,10 @@ def command(argv: list[str], workspace: str, scratch: str) -> list[str]:
 def report() -> dict[str, str]:
     from sandbox.oslayer import user_layer
 
-    return {"platform": "darwin", "filesystem": "seatbelt", "network": "none (seatbelt)", "syscalls": "none",
-            "user": user_layer()}
+    return {
+        "platform": "darwin",
+        "filesystem": "seatbelt",
+        "network": "none (seatbelt)",
+        "syscalls": "none",
+        "user": user_layer(),
+    }

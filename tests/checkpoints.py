@@ -58,8 +58,7 @@ def small_text_config(vocab_size: int, **overrides) -> dict:
     config.update(overrides)
     interval = config["full_attention_interval"]
     config["layer_types"] = [
-        "full_attention" if (i + 1) % interval == 0 else "linear_attention"
-        for i in range(config["num_hidden_layers"])
+        "full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(config["num_hidden_layers"])
     ]
     return config
 

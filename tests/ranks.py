@@ -27,7 +27,18 @@ def free_ports(count: int = 2) -> int:
 
 def launch_argv(*args: str, ranks: int = 2) -> list[str]:
     """``mlx.launch`` starting ``python ARGS`` as ``ranks`` local ranks on the ring backend."""
-    return [str(LAUNCH), "-n", str(ranks), "--backend", "ring", "-p", str(free_ports(ranks)), "--python", sys.executable, *args]
+    return [
+        str(LAUNCH),
+        "-n",
+        str(ranks),
+        "--backend",
+        "ring",
+        "-p",
+        str(free_ports(ranks)),
+        "--python",
+        sys.executable,
+        *args,
+    ]
 
 
 def launch(*args: str, ranks: int = 2, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:

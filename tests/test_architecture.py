@@ -70,7 +70,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
     def visit(node: str) -> list[str]:
         if node in path:
-            return path[path.index(node):] + [node]
+            return path[path.index(node) :] + [node]
         if node in done:
             return []
         path.append(node)
@@ -101,7 +101,7 @@ def documented_direction() -> set[tuple[str, str]]:
     for chain in re.findall(r"`([^`]*→[^`]*)`", paragraph):
         groups = [[n.strip(" ()") for n in step.split(",")] for step in chain.split("→")]
         for i, earlier in enumerate(groups):
-            allowed.update((a, b) for later in groups[i + 1:] for a in earlier for b in later)
+            allowed.update((a, b) for later in groups[i + 1 :] for a in earlier for b in later)
     return allowed
 
 
@@ -118,15 +118,21 @@ def test_no_module_imports_itself_back():
 def test_packages_depend_in_the_documented_direction():
     allowed = documented_direction()
     assert ("agent.cli", "tui") in allowed and ("tui", "agent") in allowed and ("tools", "sandbox") in allowed
-    against = sorted(f"{importer} imports {imported} ({layer(importer)} -> {layer(imported)})"
-                     for importer, edges in import_graph().items() for imported in edges
-                     if layer(importer) != layer(imported) and (layer(importer), layer(imported)) not in allowed)
+    against = sorted(
+        f"{importer} imports {imported} ({layer(importer)} -> {layer(imported)})"
+        for importer, edges in import_graph().items()
+        for imported in edges
+        if layer(importer) != layer(imported) and (layer(importer), layer(imported)) not in allowed
+    )
     assert not against, "against ARCHITECTURE.md's direction:\n" + "\n".join(against)
 
 
 def test_nothing_below_the_command_line_imports_it():
-    importers = sorted(m for m, edges in import_graph().items()
-                       if layer(m) != COMPOSITION_ROOT and any(layer(e) == COMPOSITION_ROOT for e in edges))
+    importers = sorted(
+        m
+        for m, edges in import_graph().items()
+        if layer(m) != COMPOSITION_ROOT and any(layer(e) == COMPOSITION_ROOT for e in edges)
+    )
     assert not importers
 
 
@@ -141,8 +147,9 @@ def _rows() -> dict[str, str]:
 
 def test_architecture_has_a_row_for_every_package():
     rows = _rows()
-    packages = sorted(f"{p.parent.relative_to(ROOT).as_posix()}/" for name in PACKAGES
-                      for p in (ROOT / name).rglob("__init__.py"))
+    packages = sorted(
+        f"{p.parent.relative_to(ROOT).as_posix()}/" for name in PACKAGES for p in (ROOT / name).rglob("__init__.py")
+    )
     assert [p for p in packages if p not in rows] == []
 
 

@@ -70,7 +70,11 @@ def _read_call(call: Any) -> tuple[str, dict[str, Any], str | None]:
         except ValueError as exc:
             return name, {}, f"{name}: the arguments are not valid JSON ({exc}); send them as a JSON object"
     if not isinstance(arguments, dict):
-        return name, {}, f"{name}: the arguments must be an object of name: value pairs, got {json_type(arguments)} {_show(arguments)}"
+        return (
+            name,
+            {},
+            f"{name}: the arguments must be an object of name: value pairs, got {json_type(arguments)} {_show(arguments)}",
+        )
     return name, arguments, None
 
 
@@ -177,8 +181,15 @@ def _expected(schema: Any) -> str:
 
 def _type_words(types: Any) -> str:
     names = types if isinstance(types, list) else [types]
-    words = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean (true or false)",
-             "array": "an array (JSON list)", "object": "an object (JSON dict)", "null": "null"}
+    words = {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "boolean": "a boolean (true or false)",
+        "array": "an array (JSON list)",
+        "object": "an object (JSON dict)",
+        "null": "null",
+    }
     return " or ".join(words.get(t, str(t)) for t in names)
 
 

@@ -50,7 +50,9 @@ def text_config(shape: Shape) -> dict:
     shape.check()
     fields = asdict(shape)
     interval = fields.pop("full_attention_interval")
-    layer_types = ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(shape.num_hidden_layers)]
+    layer_types = [
+        "full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(shape.num_hidden_layers)
+    ]
     return {
         "model_type": "qwen3_5_text",
         **fields,
@@ -98,7 +100,9 @@ class MtpHead(nn.Module):
 
     def __init__(self, config: Qwen3_5TextConfig):
         super().__init__()
-        layer_config = Qwen3_5TextConfig(**{**config.to_dict(), "num_hidden_layers": 1, "layer_types": ["full_attention"]})
+        layer_config = Qwen3_5TextConfig(
+            **{**config.to_dict(), "num_hidden_layers": 1, "layer_types": ["full_attention"]}
+        )
         layer_config._attn_implementation = config._attn_implementation
         hidden = config.hidden_size
         self.fc = nn.Linear(2 * hidden, hidden, bias=False)

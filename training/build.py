@@ -44,16 +44,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="training time budget")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tiny-train/run"), help="checkpoints and logs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; on an idle 2-core machine 2 train 1.7x faster, on a busy one they stall)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1; on an idle 2-core machine 2 train 1.7x faster, on a busy one they stall)",
+    )
     parser.add_argument("--data", type=Path, default=None, help="also write calibration/held-out/eval files here")
-    parser.add_argument("--export-only", action="store_true", help="skip training; export the workdir's best checkpoint")
+    parser.add_argument(
+        "--export-only", action="store_true", help="skip training; export the workdir's best checkpoint"
+    )
     parser.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint to export")
     parser.add_argument("--no-measure", action="store_true", help="skip the quality measurement for the card")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="fine-tune: start from this exported checkpoint (its tokenizer too) when the workdir has none")
-    parser.add_argument("--mix", choices=("curriculum", "people"), default="curriculum",
-                        help="training mix: the from-scratch curriculum, or people's requests and sessions beside it (fine-tuning)")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3; 1e-3 suits fine-tuning)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="fine-tune: start from this exported checkpoint (its tokenizer too) when the workdir has none",
+    )
+    parser.add_argument(
+        "--mix",
+        choices=("curriculum", "people"),
+        default="curriculum",
+        help="training mix: the from-scratch curriculum, or people's requests and sessions beside it (fine-tuning)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate (default 3e-3; 1e-3 suits fine-tuning)"
+    )
     args = parser.parse_args(argv)
 
     shape = Shape()
@@ -75,8 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(seed=args.seed, seconds=args.minutes * 60, threads=args.threads, mix=args.mix)
         if args.lr is not None:
             cfg.lr = args.lr
-        train(args.workdir, tokenizer, shape, cfg, evaluate=make_probe(Encoder(tokenizer)),
-              log=lambda line: print(line, flush=True), init=init)
+        train(
+            args.workdir,
+            tokenizer,
+            shape,
+            cfg,
+            evaluate=make_probe(Encoder(tokenizer)),
+            log=lambda line: print(line, flush=True),
+            init=init,
+        )
     from training.card import NOTES, model_card
 
     try:

@@ -134,8 +134,10 @@ def _scores_table(scores: dict | None) -> str:
     if not scores:
         return "Not measured yet.\n"
     guided = scores.get("guided") or {}
-    rows = ["| score | the model alone (stock mlx-lm) | with optiq's guided call names | goal (issue #5) |",
-            "| --- | --- | --- | --- |"]
+    rows = [
+        "| score | the model alone (stock mlx-lm) | with optiq's guided call names | goal (issue #5) |",
+        "| --- | --- | --- | --- |",
+    ]
     for key, (what, goal) in GOALS.items():
         with_guide = guided.get(key, "same" if key == "mtp_accept" else "n/a")
         rows.append(f"| {what} | {scores.get(key, 'n/a')} | {with_guide} | {goal} |")
@@ -205,8 +207,8 @@ format-instruction paragraph is shorter than Qwen3.5's to spare the tiny context
   run's wall-time budget, rows of 1024 tokens packed with whole conversations, 3 rows per step.
 - PyTorch with transformers' own `Qwen3_5ForCausalLM` (reference implementation) on a shared 2-core
   CPU without GPU, one thread beside other jobs (`nice 10`), two on an idle machine in the last stretch.
-- This run: {run['step']:,} steps, {run['tokens']:,} tokens (padding excluded), {run['seconds'] / 60:.0f} minutes of
-  wall time; final training loss {run['loss']} (MTP {run.get('mtp_loss')}).
+- This run: {run["step"]:,} steps, {run["tokens"]:,} tokens (padding excluded), {run["seconds"] / 60:.0f} minutes of
+  wall time; final training loss {run["loss"]} (MTP {run.get("mtp_loss")}).
 - Rebuild: `python -m training.build --out DIR --minutes N` (seeded; the data of step k
   is fixed by the seed, so a resumed run sees the same batches; wall-clock speed decides how many).
 

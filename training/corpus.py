@@ -61,12 +61,14 @@ def word(rng: random.Random) -> str:
 
 def file_name(rng: random.Random, ext: str | None = None) -> str:
     """A relative file path such as ``notes/kelomi_42.txt``."""
-    stem = rng.choice([
-        lambda: word(rng),
-        lambda: f"{word(rng)}_{word(rng)}",
-        lambda: f"{word(rng)}{rng.randint(1, 99)}",
-        lambda: f"{word(rng)}-{word(rng)}",
-    ])()
+    stem = rng.choice(
+        [
+            lambda: word(rng),
+            lambda: f"{word(rng)}_{word(rng)}",
+            lambda: f"{word(rng)}{rng.randint(1, 99)}",
+            lambda: f"{word(rng)}-{word(rng)}",
+        ]
+    )()
     return f"{rng.choice(W.DIRS)}{stem}.{ext or rng.choice(W.EXTENSIONS)}"
 
 
@@ -77,17 +79,19 @@ def dir_name(rng: random.Random) -> str:
 
 def sentence(rng: random.Random) -> str:
     """A short sentence with a value worth copying in it."""
-    return rng.choice([
-        lambda: f"The {rng.choice(W.NOUNS)} code is {rng.randint(100, 99999)}.",
-        lambda: f"{rng.choice(W.NAMES)} lives in {rng.choice(W.CITIES)}.",
-        lambda: f"The password is {pseudo_word(rng)}{rng.randint(10, 999)}.",
-        lambda: f"Meeting with {rng.choice(W.NAMES)} at {rng.randint(1, 12)} pm.",
-        lambda: f"Total: {rng.randint(1, 9999)} {rng.choice(W.NOUNS)}s.",
-        lambda: f"The {rng.choice(W.ADJECTIVES)} {rng.choice(W.NOUNS)} is {pseudo_word(rng)}.",
-        lambda: f"Remember to {rng.choice(W.VERBS)} the {rng.choice(W.NOUNS)}.",
-        lambda: f"version = {rng.randint(0, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 30)}",
-        lambda: f"{pseudo_word(rng)} {pseudo_word(rng)} {rng.choice(W.NOUNS)}",
-    ])()
+    return rng.choice(
+        [
+            lambda: f"The {rng.choice(W.NOUNS)} code is {rng.randint(100, 99999)}.",
+            lambda: f"{rng.choice(W.NAMES)} lives in {rng.choice(W.CITIES)}.",
+            lambda: f"The password is {pseudo_word(rng)}{rng.randint(10, 999)}.",
+            lambda: f"Meeting with {rng.choice(W.NAMES)} at {rng.randint(1, 12)} pm.",
+            lambda: f"Total: {rng.randint(1, 9999)} {rng.choice(W.NOUNS)}s.",
+            lambda: f"The {rng.choice(W.ADJECTIVES)} {rng.choice(W.NOUNS)} is {pseudo_word(rng)}.",
+            lambda: f"Remember to {rng.choice(W.VERBS)} the {rng.choice(W.NOUNS)}.",
+            lambda: f"version = {rng.randint(0, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 30)}",
+            lambda: f"{pseudo_word(rng)} {pseudo_word(rng)} {rng.choice(W.NOUNS)}",
+        ]
+    )()
 
 
 def file_text(rng: random.Random) -> str:
@@ -135,26 +139,35 @@ def tool_result(text: str) -> dict:
 
 _BUILTIN_SPECS = {
     "run_python": (
-        ["Run Python code in a sandbox and return what it prints.",
-         "Execute a Python snippet and return its output.",
-         "Run Python code. Use print() to show results."],
+        [
+            "Run Python code in a sandbox and return what it prints.",
+            "Execute a Python snippet and return its output.",
+            "Run Python code. Use print() to show results.",
+        ],
         [("code", "string", ["The Python code to run.", "Python source code."])],
     ),
     "read_file": (
-        ["Read a text file from the workspace.", "Read the contents of a file.",
-         "Return the text of a file in the workspace."],
+        [
+            "Read a text file from the workspace.",
+            "Read the contents of a file.",
+            "Return the text of a file in the workspace.",
+        ],
         [("path", "string", ["Path of the file, relative to the workspace.", "File path."])],
     ),
     "write_file": (
         ["Write text to a file, creating or replacing it.", "Create or overwrite a file with the given content."],
-        [("path", "string", ["Path of the file to write.", "File path."]),
-         ("content", "string", ["The full text to write.", "Text content."])],
+        [
+            ("path", "string", ["Path of the file to write.", "File path."]),
+            ("content", "string", ["The full text to write.", "Text content."]),
+        ],
     ),
     "edit_file": (
         ["Replace an exact piece of text in a file.", "Edit a file by replacing old text with new text."],
-        [("path", "string", ["Path of the file to edit.", "File path."]),
-         ("old", "string", ["The exact text to replace.", "Text to find."]),
-         ("new", "string", ["The replacement text.", "Text to put instead."])],
+        [
+            ("path", "string", ["Path of the file to edit.", "File path."]),
+            ("old", "string", ["The exact text to replace.", "Text to find."]),
+            ("new", "string", ["The replacement text.", "Text to put instead."]),
+        ],
     ),
     "list_dir": (
         ["List the files and folders in a directory.", "List a folder of the workspace."],
@@ -162,8 +175,10 @@ _BUILTIN_SPECS = {
     ),
     "search_files": (
         ["Search files under a directory for a regular expression.", "Find lines matching a pattern in files."],
-        [("pattern", "string", ["Regular expression to search for.", "Text or regex to find."]),
-         ("path", "string", ["Directory to search in.", "Folder to search."])],
+        [
+            ("pattern", "string", ["Regular expression to search for.", "Text or regex to find."]),
+            ("path", "string", ["Directory to search in.", "Folder to search."]),
+        ],
     ),
 }
 BUILTIN_NAMES = tuple(_BUILTIN_SPECS)
@@ -176,13 +191,18 @@ def builtin_tool(rng: random.Random, name: str) -> dict:
     properties = {}
     for pname, ptype, pdescs in params:
         desc = rng.choice(pdescs)
-        properties[pname] = {"description": desc, "type": ptype} if pydantic_style else {"type": ptype, "description": desc}
+        properties[pname] = (
+            {"description": desc, "type": ptype} if pydantic_style else {"type": ptype, "description": desc}
+        )
     required = [p[0] for p in params]
     if pydantic_style:
         schema = {"properties": properties, "required": required, "type": "object"}
     else:
         schema = {"type": "object", "properties": properties, "required": required}
-    return {"type": "function", "function": {"name": name, "description": rng.choice(descriptions), "parameters": schema}}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": rng.choice(descriptions), "parameters": schema},
+    }
 
 
 def builtin_tools(rng: random.Random, needed: list[str]) -> list[dict]:
@@ -208,11 +228,18 @@ def _arith(rng: random.Random) -> tuple[str, int]:
 
 def task_arithmetic(rng: random.Random) -> list[dict]:
     expr, value = _arith(rng)
-    ask = rng.choice([
-        "What is {e}? Use Python.", "What is {e}? Use Python.", "Use Python to compute {e}.",
-        "Calculate {e} with Python.", "What's {e}? Run it in Python.", "Compute {e} using run_python.",
-        "What is {e}?", "Please work out {e} in Python.",
-    ]).format(e=expr)
+    ask = rng.choice(
+        [
+            "What is {e}? Use Python.",
+            "What is {e}? Use Python.",
+            "Use Python to compute {e}.",
+            "Calculate {e} with Python.",
+            "What's {e}? Run it in Python.",
+            "Compute {e} using run_python.",
+            "What is {e}?",
+            "Please work out {e} in Python.",
+        ]
+    ).format(e=expr)
     # One form of the code per request: a random choice between equivalent programs is a coin no
     # model can call, and a BFCL-style exact check failed the right answer a quarter of the time.
     # The draw stays, so every later value (held-out sets, the shipped suite) is unchanged.
@@ -233,7 +260,11 @@ def _python_job(rng: random.Random) -> tuple[str, str, str]:
         (f"Sort {nums} with Python.", f"print(sorted({nums}))", str(sorted(nums))),
         (f"What is the sum of {nums}? Use Python.", f"print(sum({nums}))", str(sum(nums))),
         (f"Use Python to find the largest number in {nums}.", f"print(max({nums}))", str(max(nums))),
-        (f"Run this Python code: `print({nums[0]} + {nums[1]})`", f"print({nums[0]} + {nums[1]})", str(nums[0] + nums[1])),
+        (
+            f"Run this Python code: `print({nums[0]} + {nums[1]})`",
+            f"print({nums[0]} + {nums[1]})",
+            str(nums[0] + nums[1]),
+        ),
     ]
     return rng.choice(jobs)
 
@@ -247,44 +278,80 @@ def task_python(rng: random.Random) -> list[dict]:
 def task_read(rng: random.Random) -> list[dict]:
     path, text = file_name(rng), file_text(rng)
     q = quote(rng, path)
-    ask = rng.choice([
-        f"Read {q} and tell me what it says.", f"What is in {q}?", f"Show me the contents of {q}.",
-        f"Open {q}.", f"Can you read the file {q}?", f"Print {q}.",
-    ])
+    ask = rng.choice(
+        [
+            f"Read {q} and tell me what it says.",
+            f"What is in {q}?",
+            f"Show me the contents of {q}.",
+            f"Open {q}.",
+            f"Can you read the file {q}?",
+            f"Print {q}.",
+        ]
+    )
     if rng.random() < 0.1:
-        err = rng.choice([f"Error: file not found: {path}", f"file '{path}' does not exist", f"Error: file '{path}' does not exist"])
-        return [user(ask), assistant_calls(call("read_file", path=path)), tool_result(err),
-                assistant(f"The file `{path}` does not exist.")]
+        err = rng.choice(
+            [f"Error: file not found: {path}", f"file '{path}' does not exist", f"Error: file '{path}' does not exist"]
+        )
+        return [
+            user(ask),
+            assistant_calls(call("read_file", path=path)),
+            tool_result(err),
+            assistant(f"The file `{path}` does not exist."),
+        ]
     answer = rng.choice([f"`{path}` contains:\n{text}", f"The file says:\n{text}", f"Here it is:\n{text}", text])
     return [user(ask), assistant_calls(call("read_file", path=path)), tool_result(text), assistant(answer)]
 
 
 def task_write(rng: random.Random) -> list[dict]:
     path, text = file_name(rng, rng.choice(["txt", "md", "txt"])), sentence(rng)
-    ask = rng.choice([
-        f"Write {quote(rng, text)} to {quote(rng, path)}.", f"Create {quote(rng, path)} containing {quote(rng, text)}.",
-        f"Save the text {quote(rng, text)} in the file {quote(rng, path)}.", f"Put {quote(rng, text)} into {quote(rng, path)}.",
-    ])
-    result = rng.choice([f"wrote {len(text)} characters to {path}", f"wrote {len(text)} characters to {path}", f"OK: wrote {path}"])
-    answer = rng.choice([f"Done. I wrote the text to `{path}`.", f"Saved to `{path}`.", f"`{path}` now contains the text."])
-    return [user(ask), assistant_calls(call("write_file", path=path, content=text)), tool_result(result), assistant(answer)]
+    ask = rng.choice(
+        [
+            f"Write {quote(rng, text)} to {quote(rng, path)}.",
+            f"Create {quote(rng, path)} containing {quote(rng, text)}.",
+            f"Save the text {quote(rng, text)} in the file {quote(rng, path)}.",
+            f"Put {quote(rng, text)} into {quote(rng, path)}.",
+        ]
+    )
+    result = rng.choice(
+        [f"wrote {len(text)} characters to {path}", f"wrote {len(text)} characters to {path}", f"OK: wrote {path}"]
+    )
+    answer = rng.choice(
+        [f"Done. I wrote the text to `{path}`.", f"Saved to `{path}`.", f"`{path}` now contains the text."]
+    )
+    return [
+        user(ask),
+        assistant_calls(call("write_file", path=path, content=text)),
+        tool_result(result),
+        assistant(answer),
+    ]
 
 
 def task_edit(rng: random.Random) -> list[dict]:
     path = file_name(rng)
-    old, new = rng.choice([
-        lambda: (word(rng), word(rng)),
-        lambda: (str(rng.randint(0, 999)), str(rng.randint(0, 999))),
-        lambda: (f"{word(rng)} = {rng.randint(0, 99)}", f"{word(rng)} = {rng.randint(0, 99)}"),
-    ])()
-    ask = rng.choice([
-        f"In {quote(rng, path)}, replace {quote(rng, old)} with {quote(rng, new)}.",
-        f"Change {quote(rng, old)} to {quote(rng, new)} in {quote(rng, path)}.",
-        f"Edit {quote(rng, path)}: replace {quote(rng, old)} by {quote(rng, new)}.",
-    ])
-    result = rng.choice([f"edited {path}: replaced 1 occurrence", f"edited {path}: replaced 1 occurrence", f"OK: edited {path}"])
+    old, new = rng.choice(
+        [
+            lambda: (word(rng), word(rng)),
+            lambda: (str(rng.randint(0, 999)), str(rng.randint(0, 999))),
+            lambda: (f"{word(rng)} = {rng.randint(0, 99)}", f"{word(rng)} = {rng.randint(0, 99)}"),
+        ]
+    )()
+    ask = rng.choice(
+        [
+            f"In {quote(rng, path)}, replace {quote(rng, old)} with {quote(rng, new)}.",
+            f"Change {quote(rng, old)} to {quote(rng, new)} in {quote(rng, path)}.",
+            f"Edit {quote(rng, path)}: replace {quote(rng, old)} by {quote(rng, new)}.",
+        ]
+    )
+    result = rng.choice(
+        [f"edited {path}: replaced 1 occurrence", f"edited {path}: replaced 1 occurrence", f"OK: edited {path}"]
+    )
     answer = rng.choice([f"Done: `{old}` is now `{new}` in `{path}`.", f"I replaced `{old}` with `{new}` in `{path}`."])
-    return [user(ask), assistant_calls(call("edit_file", path=path, old=old, new=new)), tool_result(result), assistant(answer)]
+    return [
+        user(ask),
+        assistant_calls(call("edit_file", path=path, old=old, new=new)),
+        tool_result(result),
+        assistant(answer),
+    ]
 
 
 def task_list(rng: random.Random) -> list[dict]:
@@ -292,10 +359,14 @@ def task_list(rng: random.Random) -> list[dict]:
     entries = sorted({file_name(rng).split("/")[-1] for _ in range(rng.randint(1, 5))})
     if rng.random() < 0.3:
         entries.append(f"{word(rng)}/")
-    ask = rng.choice([
-        f"List the files in {quote(rng, path)}.", f"What files are in {quote(rng, path)}?",
-        f"Show the folder {quote(rng, path)}.", f"What's inside {quote(rng, path)}?",
-    ])
+    ask = rng.choice(
+        [
+            f"List the files in {quote(rng, path)}.",
+            f"What files are in {quote(rng, path)}?",
+            f"Show the folder {quote(rng, path)}.",
+            f"What's inside {quote(rng, path)}?",
+        ]
+    )
     answer = rng.choice(["It contains: {e}.", "Files: {e}.", "`{p}` has {e}."]).format(e=", ".join(entries), p=path)
     return [user(ask), assistant_calls(call("list_dir", path=path)), tool_result("\n".join(entries)), assistant(answer)]
 
@@ -303,47 +374,75 @@ def task_list(rng: random.Random) -> list[dict]:
 def task_search(rng: random.Random) -> list[dict]:
     pattern, path = word(rng), dir_name(rng)
     hit_file, line = file_name(rng), rng.randint(1, 200)
-    ask = rng.choice([
-        f"Search for {quote(rng, pattern)} in {quote(rng, path)}.", f"Which files under {quote(rng, path)} mention {quote(rng, pattern)}?",
-        f"Find {quote(rng, pattern)} in the files in {quote(rng, path)}.",
-    ])
+    ask = rng.choice(
+        [
+            f"Search for {quote(rng, pattern)} in {quote(rng, path)}.",
+            f"Which files under {quote(rng, path)} mention {quote(rng, pattern)}?",
+            f"Find {quote(rng, pattern)} in the files in {quote(rng, path)}.",
+        ]
+    )
     if rng.random() < 0.2:
-        return [user(ask), assistant_calls(call("search_files", pattern=pattern, path=path)), tool_result(f"no matches for '{pattern}'"),
-                assistant(f"No file under `{path}` mentions `{pattern}`.")]
+        return [
+            user(ask),
+            assistant_calls(call("search_files", pattern=pattern, path=path)),
+            tool_result(f"no matches for '{pattern}'"),
+            assistant(f"No file under `{path}` mentions `{pattern}`."),
+        ]
     result = f"{hit_file}:{line}: {pattern} {sentence(rng)}"
     answer = f"`{pattern}` appears in `{hit_file}` at line {line}."
-    return [user(ask), assistant_calls(call("search_files", pattern=pattern, path=path)), tool_result(result), assistant(answer)]
+    return [
+        user(ask),
+        assistant_calls(call("search_files", pattern=pattern, path=path)),
+        tool_result(result),
+        assistant(answer),
+    ]
 
 
 def task_multi_step(rng: random.Random) -> list[dict]:
     kind = rng.randrange(4)
     if kind == 0:  # copy a file
         src, dst, text = file_name(rng), file_name(rng), file_text(rng)
-        return [user(f"Copy {quote(rng, src)} to {quote(rng, dst)}."),
-                assistant_calls(call("read_file", path=src)), tool_result(text),
-                assistant_calls(call("write_file", path=dst, content=text)), tool_result(f"wrote {len(text)} characters to {dst}"),
-                assistant(f"Copied `{src}` to `{dst}`.")]
+        return [
+            user(f"Copy {quote(rng, src)} to {quote(rng, dst)}."),
+            assistant_calls(call("read_file", path=src)),
+            tool_result(text),
+            assistant_calls(call("write_file", path=dst, content=text)),
+            tool_result(f"wrote {len(text)} characters to {dst}"),
+            assistant(f"Copied `{src}` to `{dst}`."),
+        ]
     if kind == 1:  # compute then save
         expr, value = _arith(rng)
         dst = file_name(rng, "txt")
-        return [user(f"Compute {expr} with Python and save the result to {quote(rng, dst)}."),
-                assistant_calls(call("run_python", code=f"print({expr})")), tool_result(str(value)),
-                assistant_calls(call("write_file", path=dst, content=str(value))), tool_result(f"wrote {len(str(value))} characters to {dst}"),
-                assistant(f"{expr} = {value}. I saved it to `{dst}`.")]
+        return [
+            user(f"Compute {expr} with Python and save the result to {quote(rng, dst)}."),
+            assistant_calls(call("run_python", code=f"print({expr})")),
+            tool_result(str(value)),
+            assistant_calls(call("write_file", path=dst, content=str(value))),
+            tool_result(f"wrote {len(str(value))} characters to {dst}"),
+            assistant(f"{expr} = {value}. I saved it to `{dst}`."),
+        ]
     if kind == 2:  # search then read
         pattern, hit, text = word(rng), file_name(rng), file_text(rng)
-        return [user(f"Find the file that mentions {quote(rng, pattern)} and show it to me."),
-                assistant_calls(call("search_files", pattern=pattern, path=".")), tool_result(f"{hit}:1: {pattern}"),
-                assistant_calls(call("read_file", path=hit)), tool_result(f"{pattern}\n{text}"),
-                assistant(f"`{hit}` contains:\n{pattern}\n{text}")]
+        return [
+            user(f"Find the file that mentions {quote(rng, pattern)} and show it to me."),
+            assistant_calls(call("search_files", pattern=pattern, path=".")),
+            tool_result(f"{hit}:1: {pattern}"),
+            assistant_calls(call("read_file", path=hit)),
+            tool_result(f"{pattern}\n{text}"),
+            assistant(f"`{hit}` contains:\n{pattern}\n{text}"),
+        ]
     folder = dir_name(rng)  # list then read
     names = [file_name(rng, "txt").split("/")[-1] for _ in range(rng.randint(1, 3))]
     first = names[0] if folder == "." else f"{folder}/{names[0]}"
     text = file_text(rng)
-    return [user(f"List {quote(rng, folder)} and read the first file."),
-            assistant_calls(call("list_dir", path=folder)), tool_result("\n".join(names)),
-            assistant_calls(call("read_file", path=first)), tool_result(text),
-            assistant(f"The first file is `{names[0]}`. It says:\n{text}")]
+    return [
+        user(f"List {quote(rng, folder)} and read the first file."),
+        assistant_calls(call("list_dir", path=folder)),
+        tool_result("\n".join(names)),
+        assistant_calls(call("read_file", path=first)),
+        tool_result(text),
+        assistant(f"The first file is `{names[0]}`. It says:\n{text}"),
+    ]
 
 
 def task_no_tool(rng: random.Random) -> list[dict]:
@@ -357,9 +456,15 @@ def task_no_tool(rng: random.Random) -> list[dict]:
 def agent_chat(rng: random.Random) -> Chat:
     """A conversation over the built-in tools (or a request that needs none)."""
     makers = [
-        (task_arithmetic, 4, ["run_python"]), (task_python, 2, ["run_python"]), (task_read, 3, ["read_file"]),
-        (task_write, 2, ["write_file"]), (task_edit, 2, ["edit_file"]), (task_list, 2, ["list_dir"]),
-        (task_search, 2, ["search_files"]), (task_multi_step, 3, []), (task_no_tool, 3, []),
+        (task_arithmetic, 4, ["run_python"]),
+        (task_python, 2, ["run_python"]),
+        (task_read, 3, ["read_file"]),
+        (task_write, 2, ["write_file"]),
+        (task_edit, 2, ["edit_file"]),
+        (task_list, 2, ["list_dir"]),
+        (task_search, 2, ["search_files"]),
+        (task_multi_step, 3, []),
+        (task_no_tool, 3, []),
     ]
     maker, _, needed = rng.choices(makers, weights=[m[1] for m in makers])[0]
     messages = maker(rng)
@@ -380,11 +485,15 @@ _TYPES = ["string", "string", "string", "integer", "integer", "float", "boolean"
 
 def _param_name(rng: random.Random, taken: set[str]) -> str:
     while True:
-        name = rng.choice([
-            lambda: rng.choice(W.NOUNS), lambda: f"{rng.choice(W.NOUNS)}_{rng.choice(W.NOUNS)}",
-            lambda: f"{rng.choice(W.ADJECTIVES)}_{rng.choice(W.NOUNS)}", lambda: pseudo_word(rng),
-            lambda: f"{rng.choice(W.NOUNS)}_{rng.choice(['id', 'name', 'count', 'type', 'code'])}",
-        ])()
+        name = rng.choice(
+            [
+                lambda: rng.choice(W.NOUNS),
+                lambda: f"{rng.choice(W.NOUNS)}_{rng.choice(W.NOUNS)}",
+                lambda: f"{rng.choice(W.ADJECTIVES)}_{rng.choice(W.NOUNS)}",
+                lambda: pseudo_word(rng),
+                lambda: f"{rng.choice(W.NOUNS)}_{rng.choice(['id', 'name', 'count', 'type', 'code'])}",
+            ]
+        )()
         if name not in taken:
             taken.add(name)
             return name
@@ -395,11 +504,21 @@ def _param(rng: random.Random, name: str) -> tuple[dict, object]:
     kind = rng.choice(_TYPES)
     noun = name.replace("_", " ")
     if kind == "string":
-        value = rng.choice([lambda: word(rng), lambda: rng.choice(W.CITIES), lambda: rng.choice(W.NAMES),
-                            lambda: file_name(rng), lambda: f"{word(rng)} {word(rng)}", lambda: pseudo_word(rng, 3, 5)])()
+        value = rng.choice(
+            [
+                lambda: word(rng),
+                lambda: rng.choice(W.CITIES),
+                lambda: rng.choice(W.NAMES),
+                lambda: file_name(rng),
+                lambda: f"{word(rng)} {word(rng)}",
+                lambda: pseudo_word(rng, 3, 5),
+            ]
+        )()
         return {"type": "string", "description": f"The {noun}."}, value
     if kind == "integer":
-        return {"type": "integer", "description": f"The {noun} as a whole number."}, rng.choice([rng.randint(0, 20), rng.randint(0, 99999)])
+        return {"type": "integer", "description": f"The {noun} as a whole number."}, rng.choice(
+            [rng.randint(0, 20), rng.randint(0, 99999)]
+        )
     if kind == "float":
         return {"type": "float", "description": f"The {noun} value."}, round(rng.uniform(0, 1000), rng.choice([1, 2]))
     if kind == "boolean":
@@ -415,7 +534,14 @@ def _function(rng: random.Random, taken_names: set[str]) -> tuple[dict, dict, di
     """A random BFCL function doc, values for its required params, and values for its optional ones."""
     while True:
         verb, noun = rng.choice(W.VERBS), rng.choice(W.NOUNS + [pseudo_word(rng)])
-        name = rng.choice([f"{verb}_{noun}", f"{verb}_{noun}", f"{verb}{noun.capitalize()}", f"{verb}_{rng.choice(W.ADJECTIVES)}_{noun}"])
+        name = rng.choice(
+            [
+                f"{verb}_{noun}",
+                f"{verb}_{noun}",
+                f"{verb}{noun.capitalize()}",
+                f"{verb}_{rng.choice(W.ADJECTIVES)}_{noun}",
+            ]
+        )
         if name not in taken_names:
             taken_names.add(name)
             break
@@ -430,8 +556,11 @@ def _function(rng: random.Random, taken_names: set[str]) -> tuple[dict, dict, di
             values[pname] = value
         else:
             optional[pname] = value
-    doc = {"name": name, "description": f"{verb.capitalize()} the {noun.replace('_', ' ')}.",
-           "parameters": {"type": "dict", "properties": props, "required": required}}
+    doc = {
+        "name": name,
+        "description": f"{verb.capitalize()} the {noun.replace('_', ' ')}.",
+        "parameters": {"type": "dict", "properties": props, "required": required},
+    }
     return doc, values, optional
 
 
@@ -452,19 +581,35 @@ def _ask(rng: random.Random, doc: dict, values: dict) -> str:
     for pname, value in values.items():
         spoken = pname.replace("_", " ")
         if isinstance(value, bool):
-            clauses.append(rng.choice([f"{spoken} set to {_say_value(rng, value)}", f"{spoken} {'on' if value else 'off'}"]))
+            clauses.append(
+                rng.choice([f"{spoken} set to {_say_value(rng, value)}", f"{spoken} {'on' if value else 'off'}"])
+            )
         else:
-            clauses.append(rng.choice([f"{spoken} {_say_value(rng, value)}", f"the {spoken} {_say_value(rng, value)}",
-                                       f"{spoken} = {_say_value(rng, value)}", f"{spoken} set to {_say_value(rng, value)}"]))
+            clauses.append(
+                rng.choice(
+                    [
+                        f"{spoken} {_say_value(rng, value)}",
+                        f"the {spoken} {_say_value(rng, value)}",
+                        f"{spoken} = {_say_value(rng, value)}",
+                        f"{spoken} set to {_say_value(rng, value)}",
+                    ]
+                )
+            )
     joined = clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + " and " + clauses[-1]
-    return rng.choice(["Please {v} {r} with {c}.", "Can you {v} {r} for {c}?", "I need to {v} {r}: {c}.",
-                       "{V} {r} using {c}."]).format(v=verb.lower(), V=verb, r=rest, c=joined)
+    return rng.choice(
+        ["Please {v} {r} with {c}.", "Can you {v} {r} for {c}?", "I need to {v} {r}: {c}.", "{V} {r} using {c}."]
+    ).format(v=verb.lower(), V=verb, r=rest, c=joined)
 
 
 def bfcl_task(rng: random.Random, category: str) -> BfclTask:
     """A BFCL-style task of one category: simple_python, multiple, parallel or irrelevance."""
     names: set[str] = set()
-    count = {"simple_python": 1, "multiple": rng.randint(2, 4), "parallel": rng.randint(1, 3), "irrelevance": rng.randint(1, 3)}[category]
+    count = {
+        "simple_python": 1,
+        "multiple": rng.randint(2, 4),
+        "parallel": rng.randint(1, 3),
+        "irrelevance": rng.randint(1, 3),
+    }[category]
     funcs = [_function(rng, names) for _ in range(count)]
     docs = [f[0] for f in funcs]
     if category == "irrelevance":
@@ -477,7 +622,12 @@ def bfcl_task(rng: random.Random, category: str) -> BfclTask:
         doc_b, values_b, opt_b = funcs[second]
         if first == second:  # the same function again, with fresh values of the same types
             values_b = {k: _fresh(rng, doc_b["parameters"]["properties"][k], v) for k, v in values_b.items()}
-        question = _ask(rng, doc_a, values_a) + " " + rng.choice(["Also, ", "Then ", "And "]) + _lower_first(_ask(rng, doc_b, values_b))
+        question = (
+            _ask(rng, doc_a, values_a)
+            + " "
+            + rng.choice(["Also, ", "Then ", "And "])
+            + _lower_first(_ask(rng, doc_b, values_b))
+        )
         opts = {doc_a["name"]: opt_a, doc_b["name"]: opt_b}
         return BfclTask(category, docs, question, [(doc_a["name"], values_a), (doc_b["name"], values_b)], opts)
     target = rng.randrange(count)
@@ -505,12 +655,21 @@ def _fresh(rng: random.Random, spec: dict, old: object) -> object:
     return old
 
 
-_JSON_TYPES = {"string": "string", "integer": "integer", "float": "number", "boolean": "boolean",
-               "array": "array", "dict": "object", "tuple": "array", "any": None}
+_JSON_TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "float": "number",
+    "boolean": "boolean",
+    "array": "array",
+    "dict": "object",
+    "tuple": "array",
+    "any": None,
+}
 
 
 def openai_tool(doc: dict) -> dict:
     """A BFCL doc in the OpenAI tool format, built the way ``tools.bfcl`` builds it."""
+
     def convert(spec: dict) -> dict:
         out: dict = {}
         if _JSON_TYPES.get(spec.get("type")):
@@ -525,14 +684,20 @@ def openai_tool(doc: dict) -> dict:
         if isinstance(spec.get("required"), list):
             out["required"] = list(spec["required"])
         return out
+
     params = convert(doc["parameters"])
     params.setdefault("type", "object")
-    return {"type": "function", "function": {"name": doc["name"], "description": doc["description"], "parameters": params}}
+    return {
+        "type": "function",
+        "function": {"name": doc["name"], "description": doc["description"], "parameters": params},
+    }
 
 
 def bfcl_chat(rng: random.Random, category: str | None = None) -> Chat:
     """A BFCL-style task as a training conversation."""
-    category = category or rng.choices(["simple_python", "multiple", "parallel", "irrelevance"], weights=[4, 3, 1, 1.5])[0]
+    category = (
+        category or rng.choices(["simple_python", "multiple", "parallel", "irrelevance"], weights=[4, 3, 1, 1.5])[0]
+    )
     task = bfcl_task(rng, category)
     messages = [user(task.question)]
     if task.calls:
@@ -549,8 +714,15 @@ def copy_chat(rng: random.Random) -> Chat:
     """An explicit copy or key-value retrieval drill over values too many to memorise."""
     kind = rng.randrange(3)
     if kind == 0:
-        value = rng.choice([lambda: pseudo_word(rng, 2, 5), lambda: file_name(rng), lambda: str(rng.randint(0, 10**rng.randint(2, 8))),
-                            lambda: sentence(rng), lambda: f"{word(rng)} {word(rng)} {word(rng)}"])()
+        value = rng.choice(
+            [
+                lambda: pseudo_word(rng, 2, 5),
+                lambda: file_name(rng),
+                lambda: str(rng.randint(0, 10 ** rng.randint(2, 8))),
+                lambda: sentence(rng),
+                lambda: f"{word(rng)} {word(rng)} {word(rng)}",
+            ]
+        )()
         ask = rng.choice(["Repeat exactly: {v}", "Say {v}", "Echo {v}", "Copy this: {v}"]).format(v=quote(rng, value))
         return Chat("copy", [user(ask), assistant(value)])
     if kind == 1:
@@ -563,22 +735,47 @@ def copy_chat(rng: random.Random) -> Chat:
     name = f"{rng.choice(W.VERBS)}_{word(rng)}"
     pname = _param_name(rng, set())
     value = rng.choice([pseudo_word(rng, 2, 4), str(rng.randint(0, 99999)), file_name(rng), f"{word(rng)} {word(rng)}"])
-    doc = {"name": name, "description": f"Call with a {pname.replace('_', ' ')}.",
-           "parameters": {"type": "dict", "properties": {pname: {"type": "string", "description": "Any text."}}, "required": [pname]}}
-    ask = rng.choice(["Call {f} with {p} {v}.", "Use {f}: {p} = {v}", "Run {f} for {v}."]).format(f=name, p=pname, v=quote(rng, value))
+    doc = {
+        "name": name,
+        "description": f"Call with a {pname.replace('_', ' ')}.",
+        "parameters": {
+            "type": "dict",
+            "properties": {pname: {"type": "string", "description": "Any text."}},
+            "required": [pname],
+        },
+    }
+    ask = rng.choice(["Call {f} with {p} {v}.", "Use {f}: {p} = {v}", "Run {f} for {v}."]).format(
+        f=name, p=pname, v=quote(rng, value)
+    )
     return Chat("copy_call", [user(ask), assistant_calls(call(name, {pname: value}))], [openai_tool(doc)])
 
 
 def long_copy_chat(rng: random.Random) -> Chat:
     """A copy drill with a long made-up value: most reply tokens can only come from copying."""
-    items = [rng.choice([lambda: pseudo_word(rng, 2, 4), lambda: rng.choice(W.NOUNS), lambda: str(rng.randint(0, 10**6)),
-                         lambda: file_name(rng)])() for _ in range(rng.randint(3, 9))]
+    items = [
+        rng.choice(
+            [
+                lambda: pseudo_word(rng, 2, 4),
+                lambda: rng.choice(W.NOUNS),
+                lambda: str(rng.randint(0, 10**6)),
+                lambda: file_name(rng),
+            ]
+        )()
+        for _ in range(rng.randint(3, 9))
+    ]
     value = rng.choice([" ", " ", "_", "-", "/", ", "]).join(items)
     ask = rng.choice(["Repeat exactly: {v}", "Copy this: {v}", "Echo {v}", "Say {v}"]).format(v=quote(rng, value))
     if rng.random() < 0.3:  # the same value as a call argument
         name, pname = f"{rng.choice(W.VERBS)}_{word(rng)}", _param_name(rng, set())
-        doc = {"name": name, "description": f"Send a {pname.replace('_', ' ')}.", "parameters": {
-            "type": "dict", "properties": {pname: {"type": "string", "description": "Any text."}}, "required": [pname]}}
+        doc = {
+            "name": name,
+            "description": f"Send a {pname.replace('_', ' ')}.",
+            "parameters": {
+                "type": "dict",
+                "properties": {pname: {"type": "string", "description": "Any text."}},
+                "required": [pname],
+            },
+        }
         ask = f"Call {name} with {pname} {quote(rng, value)}."
         return Chat("long_copy_call", [user(ask), assistant_calls(call(name, {pname: value}))], [openai_tool(doc)])
     return Chat("long_copy", [user(ask), assistant(value)])
@@ -589,11 +786,13 @@ def long_copy_chat(rng: random.Random) -> Chat:
 
 def prose_text(rng: random.Random) -> str:
     n = rng.choice(W.NOUNS)
-    lines = [f"The {n} in {rng.choice(W.CITIES)} was {rng.choice(W.ADJECTIVES)} this {rng.choice(['morning', 'week', 'year'])}.",
-             f"{rng.choice(W.NAMES)} said that the {rng.choice(W.NOUNS)} would {rng.choice(W.VERBS)} the {n} soon.",
-             f"Most people agree that a {rng.choice(W.ADJECTIVES)} {n} is better than a {rng.choice(W.ADJECTIVES)} one.",
-             f"Later, the {rng.choice(W.NOUNS)} and the {rng.choice(W.NOUNS)} were {rng.choice(W.ADJECTIVES)} again.",
-             f"In the end, everyone went back to the {rng.choice(W.NOUNS)}."]
+    lines = [
+        f"The {n} in {rng.choice(W.CITIES)} was {rng.choice(W.ADJECTIVES)} this {rng.choice(['morning', 'week', 'year'])}.",
+        f"{rng.choice(W.NAMES)} said that the {rng.choice(W.NOUNS)} would {rng.choice(W.VERBS)} the {n} soon.",
+        f"Most people agree that a {rng.choice(W.ADJECTIVES)} {n} is better than a {rng.choice(W.ADJECTIVES)} one.",
+        f"Later, the {rng.choice(W.NOUNS)} and the {rng.choice(W.NOUNS)} were {rng.choice(W.ADJECTIVES)} again.",
+        f"In the end, everyone went back to the {rng.choice(W.NOUNS)}.",
+    ]
     return " ".join(rng.sample(lines, rng.randint(2, 5)))
 
 
@@ -613,7 +812,10 @@ def code_text(rng: random.Random) -> tuple[str, str]:
     bodies = [
         (f"returns the number of {arg}", f"def {fname}({arg}):\n    return len({arg})"),
         (f"returns the {arg} in reverse order", f"def {fname}({arg}):\n    return {arg}[::-1]"),
-        (f"adds up the {arg}", f"def {fname}({arg}):\n    total = 0\n    for x in {arg}:\n        total += x\n    return total"),
+        (
+            f"adds up the {arg}",
+            f"def {fname}({arg}):\n    total = 0\n    for x in {arg}:\n        total += x\n    return total",
+        ),
         (f"keeps the positive {arg}", f"def {fname}({arg}):\n    return [x for x in {arg} if x > 0]"),
         (f"returns the largest of the {arg}", f"def {fname}({arg}):\n    return max({arg})"),
     ]
@@ -625,7 +827,9 @@ def constraint_text(rng: random.Random) -> tuple[str, str]:
     nouns = rng.sample(W.NOUNS, 3)
     kind = rng.randrange(4)
     if kind == 0:
-        return "List three things you might find in a city, separated by commas.", ", ".join(rng.sample(W.NOUNS[:40], 3))
+        return "List three things you might find in a city, separated by commas.", ", ".join(
+            rng.sample(W.NOUNS[:40], 3)
+        )
     if kind == 1:
         w = rng.choice(W.NOUNS)
         return f"Reply with the word {quote(rng, w)} in uppercase and nothing else.", w.upper()
@@ -639,7 +843,9 @@ def domain_chat(rng: random.Random, domain: str | None = None) -> Chat:
     """One short sample of a calibration domain as a chat."""
     domain = domain or rng.choice(["prose", "reasoning", "code", "instructions"])
     if domain == "prose":
-        return Chat("prose", [user(f"Write a few sentences about a {rng.choice(W.NOUNS)}."), assistant(prose_text(rng))])
+        return Chat(
+            "prose", [user(f"Write a few sentences about a {rng.choice(W.NOUNS)}."), assistant(prose_text(rng))]
+        )
     if domain == "reasoning":
         return Chat("reasoning", _pair(rng, reasoning_text))
     if domain == "code":

@@ -57,7 +57,11 @@ def domain_records(name: str, per_domain: int, exclude: list[dict] = ()) -> list
 def bfcl_entry(category: str, index: int) -> dict:
     """One BFCL-format entry with inline ``ground_truth`` (none for irrelevance)."""
     task = C.bfcl_task(random.Random(f"eval:{category}:{index}"), category)
-    entry = {"id": f"{category}_{index}", "question": [[{"role": "user", "content": task.question}]], "function": task.docs}
+    entry = {
+        "id": f"{category}_{index}",
+        "question": [[{"role": "user", "content": task.question}]],
+        "function": task.docs,
+    }
     if task.calls:
         truth = []
         for name, args in task.calls:
@@ -82,21 +86,41 @@ def agent_task(kind: str, index: int) -> dict:
         return {**task, "prompt": prompt, "answer_contains": str(value), "calls_include": ["run_python"]}
     if kind == "read":
         path, code = C.file_name(rng, "txt"), str(rng.randint(1000, 99999))
-        return {**task, "prompt": f"Read `{path}` and tell me what it says.",
-                "files": {path: f"The secret code is {code}."}, "answer_contains": code, "calls_include": ["read_file"]}
+        return {
+            **task,
+            "prompt": f"Read `{path}` and tell me what it says.",
+            "files": {path: f"The secret code is {code}."},
+            "answer_contains": code,
+            "calls_include": ["read_file"],
+        }
     if kind == "write":
         path, text = C.file_name(rng, "txt"), C.sentence(rng)
-        return {**task, "prompt": f"Write `{text}` to `{path}`.", "calls_include": ["write_file"], "files_equal": {path: text}}
+        return {
+            **task,
+            "prompt": f"Write `{text}` to `{path}`.",
+            "calls_include": ["write_file"],
+            "files_equal": {path: text},
+        }
     if kind == "edit":
         path, old, new = C.file_name(rng, "txt"), C.pseudo_word(rng), C.pseudo_word(rng)
         before = f"name = {old}\n"
-        return {**task, "prompt": f"In `{path}`, replace `{old}` with `{new}`.", "files": {path: before},
-                "calls_include": ["edit_file"], "files_equal": {path: before.replace(old, new)}}
+        return {
+            **task,
+            "prompt": f"In `{path}`, replace `{old}` with `{new}`.",
+            "files": {path: before},
+            "calls_include": ["edit_file"],
+            "files_equal": {path: before.replace(old, new)},
+        }
     if kind == "list":
         folder = rng.choice(["docs", "data", "notes"])
         names = sorted({C.file_name(rng, "txt").split("/")[-1] for _ in range(2)})
-        return {**task, "prompt": f"List the files in `{folder}`.", "files": {f"{folder}/{n}": "x\n" for n in names},
-                "answer_contains": names[0], "calls_include": ["list_dir"]}
+        return {
+            **task,
+            "prompt": f"List the files in `{folder}`.",
+            "files": {f"{folder}/{n}": "x\n" for n in names},
+            "answer_contains": names[0],
+            "calls_include": ["list_dir"],
+        }
     question, answer = rng.choice(W.FACTS[:5] + W.SMALL_TALK[:4])
     checks = {"no_calls": True}
     if question in dict(W.FACTS[:5]):

@@ -90,7 +90,9 @@ def phrase(rng: random.Random) -> str:
     if roll < 0.85:
         return f"print('{rng.choice(PHRASES)}')"
     if roll < 0.92:
-        return ", ".join(rng.sample(["eggs", "milk", "rice", "bread", "tea", "apples", "soap", "pasta", "beans"], rng.randint(2, 4)))
+        return ", ".join(
+            rng.sample(["eggs", "milk", "rice", "bread", "tea", "apples", "soap", "pasta", "beans"], rng.randint(2, 4))
+        )
     return f"{pseudo_word(rng)} {rng.randint(1, 999)}"
 
 
@@ -123,13 +125,37 @@ def polite(rng: random.Random, request: str) -> str:
     if roll < 0.45:
         return request
     if roll < 0.6:
-        return request.rstrip(".?!") + rng.choice([" please.", ", please.", " pls", ", thanks!", " for me.", ". Thank you!"])
+        return request.rstrip(".?!") + rng.choice(
+            [" please.", ", please.", " pls", ", thanks!", " for me.", ". Thank you!"]
+        )
     if roll < 0.8:
-        lead = rng.choice(["Quick question: ", "Hey, ", "OK, ", "So, ", "Hi! ", "Next: ", "One more thing: ",
-                           "I'm busy, so: ", "Small task: ", "Right. ", "Hello, "])
+        lead = rng.choice(
+            [
+                "Quick question: ",
+                "Hey, ",
+                "OK, ",
+                "So, ",
+                "Hi! ",
+                "Next: ",
+                "One more thing: ",
+                "I'm busy, so: ",
+                "Small task: ",
+                "Right. ",
+                "Hello, ",
+            ]
+        )
         return lead + _lower_first(request)
-    return request + rng.choice([" I need it for a report.", " Thanks.", " It's for my homework.", " No rush.",
-                                 " Keep the answer short.", " I'm in a hurry.", " That would help a lot."])
+    return request + rng.choice(
+        [
+            " I need it for a report.",
+            " Thanks.",
+            " It's for my homework.",
+            " No rush.",
+            " Keep the answer short.",
+            " I'm in a hurry.",
+            " That would help a lot.",
+        ]
+    )
 
 
 def _lower_first(text: str) -> str:
@@ -195,8 +221,11 @@ def _math(rng: random.Random) -> Sum:
         n = rng.randint(3, 15)
         import math
 
-        return Sum(rng.choice([f"{n}!", f"the factorial of {n}", f"{say_number(rng, n)} factorial"]),
-                   f"math.factorial({n})", math.factorial(n))
+        return Sum(
+            rng.choice([f"{n}!", f"the factorial of {n}", f"{say_number(rng, n)} factorial"]),
+            f"math.factorial({n})",
+            math.factorial(n),
+        )
     if kind == 1:
         n = rng.randint(2, 99)
         return Sum(rng.choice([f"the square root of {n * n}", f"sqrt({n * n})"]), f"math.sqrt({n * n})", float(n))
@@ -207,8 +236,13 @@ def _math(rng: random.Random) -> Sum:
         p, n = rng.choice([5, 10, 15, 20, 25, 30, 40, 50, 75]), rng.randint(10, 9999)
         return Sum(rng.choice([f"{p}% of {n}", f"{p} percent of {n}"]), f"{n} * {p} / 100", n * p / 100)
     a, b = rng.randint(100, 99999), rng.randint(3, 97)
-    return Sum(rng.choice([f"the remainder of {a} divided by {b}", f"{a} mod {b}", f"what is left when {a} is divided by {b}"]),
-               f"{a} % {b}", a % b)
+    return Sum(
+        rng.choice(
+            [f"the remainder of {a} divided by {b}", f"{a} mod {b}", f"what is left when {a} is divided by {b}"]
+        ),
+        f"{a} % {b}",
+        a % b,
+    )
 
 
 def _story(rng: random.Random) -> Sum:
@@ -236,8 +270,17 @@ def code_for(s: Sum) -> str:
     return f"import math\nprint({s.code})" if "math." in s.code else f"print({s.code})"
 
 
-_PY = ["Use Python.", "Use python.", "Calculate it with Python.", "Run it in Python.", "Check with Python.",
-       "Use the Python tool.", "Do it in Python.", "(use python)", "Python please."]
+_PY = [
+    "Use Python.",
+    "Use python.",
+    "Calculate it with Python.",
+    "Run it in Python.",
+    "Check with Python.",
+    "Use the Python tool.",
+    "Do it in Python.",
+    "(use python)",
+    "Python please.",
+]
 _PY_IN = ["in Python", "with Python", "using Python", "using python", "in python", "with the python tool", "via Python"]
 
 
@@ -247,29 +290,59 @@ def ask_sum(rng: random.Random, s: Sum) -> str:
     verb = rng.choice(["calculate", "compute", "work out", "figure out", "find", "evaluate", "get"])
     if s.said[:1].isupper():  # a word problem: a sentence of its own
         return rng.choice([f"{e}? {py}", f"{e}? Work it out {py_in}.", f"{py_in.capitalize()}: {e}?", f"{e}? {py}"])
-    return rng.choice([
-        f"What is {e}? {py}", f"What's {e}? {py}", f"what's {e} {py_in}", f"{cap(verb)} {e} {py_in}.",
-        f"Can you {verb} {e} {py_in}?", f"Could you use Python to {verb} {e}?", f"{cap(py_in)}, what is {e}?",
-        f"python: {e}", f"{e} in python", f"{e} = ? {py}", f"How much is {e}? {py}", f"Please {verb} {e} {py_in}.",
-        f"I need {e}. {py}", f"Tell me {e}, {py_in}.", f"Use Python to {verb} {e}.", f"{e}? {py}",
-        f"What is {e}?", f"Need {e} {py_in}", f"{cap(verb)} {e} for me {py_in}, and tell me the result.",
-        f"Run {e} through Python.", f"What do you get for {e}? {py}",
-    ])
+    return rng.choice(
+        [
+            f"What is {e}? {py}",
+            f"What's {e}? {py}",
+            f"what's {e} {py_in}",
+            f"{cap(verb)} {e} {py_in}.",
+            f"Can you {verb} {e} {py_in}?",
+            f"Could you use Python to {verb} {e}?",
+            f"{cap(py_in)}, what is {e}?",
+            f"python: {e}",
+            f"{e} in python",
+            f"{e} = ? {py}",
+            f"How much is {e}? {py}",
+            f"Please {verb} {e} {py_in}.",
+            f"I need {e}. {py}",
+            f"Tell me {e}, {py_in}.",
+            f"Use Python to {verb} {e}.",
+            f"{e}? {py}",
+            f"What is {e}?",
+            f"Need {e} {py_in}",
+            f"{cap(verb)} {e} for me {py_in}, and tell me the result.",
+            f"Run {e} through Python.",
+            f"What do you get for {e}? {py}",
+        ]
+    )
 
 
 def answer_sum(rng: random.Random, s: Sum) -> str:
     v = s.shown
     if s.said[:1].isupper():
         return rng.choice([f"That comes to {v}.", f"The answer is {v}.", f"{v}.", f"It's {v}."])
-    return rng.choice([f"{s.code} = {v}.", f"The answer is {v}.", f"It's {v}.", f"{s.said} is {v}.", f"The result is {v}.",
-                       f"{v}", f"That gives {v}."])
+    return rng.choice(
+        [
+            f"{s.code} = {v}.",
+            f"The answer is {v}.",
+            f"It's {v}.",
+            f"{s.said} is {v}.",
+            f"The result is {v}.",
+            f"{v}",
+            f"That gives {v}.",
+        ]
+    )
 
 
 def turn_arithmetic(rng: random.Random, ws: Workspace) -> list[dict]:
     s = a_sum(rng)
     ws.number = s.value
-    return [user(polite(rng, ask_sum(rng, s))), assistant_calls(call("run_python", code=code_for(s))),
-            tool_result(s.shown), assistant(answer_sum(rng, s))]
+    return [
+        user(polite(rng, ask_sum(rng, s))),
+        assistant_calls(call("run_python", code=code_for(s))),
+        tool_result(s.shown),
+        assistant(answer_sum(rng, s)),
+    ]
 
 
 def turn_python(rng: random.Random, ws: Workspace) -> list[dict]:
@@ -278,20 +351,71 @@ def turn_python(rng: random.Random, ws: Workspace) -> list[dict]:
     nums = [rng.randint(0, 999) for _ in range(rng.randint(3, 6))]
     q, shown = in_quotes(rng, w, bare=0.1), str(nums)
     jobs = [
-        (rng.choice([f"Reverse {q} with Python.", f"What is {q} backwards? Use Python.", f"Use python to reverse the string {q}."]),
-         f'print("{w}"[::-1])', w[::-1]),
-        (rng.choice([f"How many characters are in {q}? Use Python.", f"Count the letters in {q} with python.",
-                     f"What's the length of {q}? Check in Python."]), f'print(len("{w}"))', str(len(w))),
-        (rng.choice([f"Make {q} uppercase using Python.", f"Use Python to uppercase {q}.", f"{q} in capitals please, with python"]),
-         f'print("{w}".upper())', w.upper()),
-        (rng.choice([f"Sort these numbers with Python: {shown}", f"Use python to sort {shown}.", f"Can you sort {shown} in Python?"]),
-         f"print(sorted({shown}))", str(sorted(nums))),
-        (rng.choice([f"Add up {shown} in Python.", f"What is the total of {shown}? Use Python.", f"Sum {shown} with python."]),
-         f"print(sum({shown}))", str(sum(nums))),
-        (rng.choice([f"Which is the biggest of {shown}? Use Python.", f"Find the max of {shown} with Python."]),
-         f"print(max({shown}))", str(max(nums))),
-        (rng.choice([f"Which is the smallest of {shown}? Use Python.", f"Find the min of {shown} using python."]),
-         f"print(min({shown}))", str(min(nums))),
+        (
+            rng.choice(
+                [
+                    f"Reverse {q} with Python.",
+                    f"What is {q} backwards? Use Python.",
+                    f"Use python to reverse the string {q}.",
+                ]
+            ),
+            f'print("{w}"[::-1])',
+            w[::-1],
+        ),
+        (
+            rng.choice(
+                [
+                    f"How many characters are in {q}? Use Python.",
+                    f"Count the letters in {q} with python.",
+                    f"What's the length of {q}? Check in Python.",
+                ]
+            ),
+            f'print(len("{w}"))',
+            str(len(w)),
+        ),
+        (
+            rng.choice(
+                [
+                    f"Make {q} uppercase using Python.",
+                    f"Use Python to uppercase {q}.",
+                    f"{q} in capitals please, with python",
+                ]
+            ),
+            f'print("{w}".upper())',
+            w.upper(),
+        ),
+        (
+            rng.choice(
+                [
+                    f"Sort these numbers with Python: {shown}",
+                    f"Use python to sort {shown}.",
+                    f"Can you sort {shown} in Python?",
+                ]
+            ),
+            f"print(sorted({shown}))",
+            str(sorted(nums)),
+        ),
+        (
+            rng.choice(
+                [
+                    f"Add up {shown} in Python.",
+                    f"What is the total of {shown}? Use Python.",
+                    f"Sum {shown} with python.",
+                ]
+            ),
+            f"print(sum({shown}))",
+            str(sum(nums)),
+        ),
+        (
+            rng.choice([f"Which is the biggest of {shown}? Use Python.", f"Find the max of {shown} with Python."]),
+            f"print(max({shown}))",
+            str(max(nums)),
+        ),
+        (
+            rng.choice([f"Which is the smallest of {shown}? Use Python.", f"Find the min of {shown} using python."]),
+            f"print(min({shown}))",
+            str(min(nums)),
+        ),
     ]
     ask, code, out = rng.choice(jobs)
     if out.lstrip("-").isdigit():
@@ -310,7 +434,10 @@ def file_content(rng: random.Random) -> tuple[str, str, str]:
         key = rng.choice(["port", "host", "user", "mode", "level", "timeout", "color", "theme", "version", "limit"])
         value = str(rng.randint(1, 9999)) if key in ("port", "timeout", "limit", "level") else pseudo_word(rng)
         other = rng.choice(["name", "debug", "retries", "path"])
-        lines = [f"{key} = {value}", f"{other} = {rng.choice(['true', 'false', str(rng.randint(0, 9)), pseudo_word(rng)])}"]
+        lines = [
+            f"{key} = {value}",
+            f"{other} = {rng.choice(['true', 'false', str(rng.randint(0, 9)), pseudo_word(rng)])}",
+        ]
         rng.shuffle(lines)
         return "\n".join(lines) + "\n", key, value
     if roll == 1:
@@ -318,8 +445,21 @@ def file_content(rng: random.Random) -> tuple[str, str, str]:
         value = rng.choice([f"{pseudo_word(rng)}-{rng.randint(10, 99)}", str(rng.randint(1000, 999999))])
         return f"The {key} is {value}.", key, value
     if roll == 2:
-        items = rng.sample(["milk", "eggs", "call Ana", "pay bills", "fix bike", "email Tom", "buy stamps", "clean desk",
-                            "book dentist", "return books"], 2)
+        items = rng.sample(
+            [
+                "milk",
+                "eggs",
+                "call Ana",
+                "pay bills",
+                "fix bike",
+                "email Tom",
+                "buy stamps",
+                "clean desk",
+                "book dentist",
+                "return books",
+            ],
+            2,
+        )
         return "".join(f"- {item}\n" for item in items), "first item", items[0]
     if roll == 3:
         day = rng.choice(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])
@@ -344,15 +484,32 @@ def turn_read(rng: random.Random, ws: Workspace) -> list[dict]:
     text, key, value = file_content(rng)
     ws.files[path] = text
     ref = file_ref(rng, path)
-    plain = rng.choice([
-        f"What does {ref} say?", f"What's in {ref}?", f"Read {ref}.", f"Read {ref} and tell me what it says.",
-        f"Show me {ref}.", f"Can you open {ref}?", f"Open {ref} for me.", f"cat {ref}", f"Print the contents of {ref}.",
-        f"Could you read {ref} to me?", f"Have a look at {ref}.", f"I'd like to see {ref}.", f"What is written in {ref}?",
-    ])
-    pointed = rng.choice([
-        f"Open {ref} and tell me the {key}.", f"What's the {key} in {ref}?", f"Check {ref}: what is the {key}?",
-        f"I need the {key}. It's in {ref}.", f"Look in {ref} and find the {key}.",
-    ])
+    plain = rng.choice(
+        [
+            f"What does {ref} say?",
+            f"What's in {ref}?",
+            f"Read {ref}.",
+            f"Read {ref} and tell me what it says.",
+            f"Show me {ref}.",
+            f"Can you open {ref}?",
+            f"Open {ref} for me.",
+            f"cat {ref}",
+            f"Print the contents of {ref}.",
+            f"Could you read {ref} to me?",
+            f"Have a look at {ref}.",
+            f"I'd like to see {ref}.",
+            f"What is written in {ref}?",
+        ]
+    )
+    pointed = rng.choice(
+        [
+            f"Open {ref} and tell me the {key}.",
+            f"What's the {key} in {ref}?",
+            f"Check {ref}: what is the {key}?",
+            f"I need the {key}. It's in {ref}.",
+            f"Look in {ref} and find the {key}.",
+        ]
+    )
     if rng.random() < 0.35:
         answer = rng.choice([f"The {key} is {value}.", f"It's {value}.", f"`{path}` says the {key} is {value}."])
         ask = pointed
@@ -367,20 +524,34 @@ def turn_read(rng: random.Random, ws: Workspace) -> list[dict]:
 def turn_read_missing(rng: random.Random, ws: Workspace) -> list[dict]:
     path = new_path(rng, ws)
     ask = rng.choice([f"What does {file_ref(rng, path)} say?", f"Read {file_ref(rng, path)}."])
-    return [user(ask), assistant_calls(call("read_file", path=path)), tool_result(f"error: file '{path}' does not exist"),
-            assistant(rng.choice([f"There is no file called `{path}`.", f"`{path}` does not exist."]))]
+    return [
+        user(ask),
+        assistant_calls(call("read_file", path=path)),
+        tool_result(f"error: file '{path}' does not exist"),
+        assistant(rng.choice([f"There is no file called `{path}`.", f"`{path}` does not exist."])),
+    ]
 
 
 def ask_write(rng: random.Random, ref: str, content: str) -> str:
     q = in_quotes(rng, content, bare=0.0)
     forms = [
-        f"Write {q} to {ref}.", f"Write the text {q} to {ref}", f"Save {q} in {ref}.", f"Put {q} into {ref}.",
-        f"Create {ref} with {q} in it.", f"Make {ref} say {q}.", f"Can you write {q} into {ref}?",
-        f"Store {q} in {ref}.", f"{ref} should contain {q}.", f"Please put {q} in {ref}",
+        f"Write {q} to {ref}.",
+        f"Write the text {q} to {ref}",
+        f"Save {q} in {ref}.",
+        f"Put {q} into {ref}.",
+        f"Create {ref} with {q} in it.",
+        f"Make {ref} say {q}.",
+        f"Can you write {q} into {ref}?",
+        f"Store {q} in {ref}.",
+        f"{ref} should contain {q}.",
+        f"Please put {q} in {ref}",
         # the value after a colon or bare at the end: no quotes to mark it
-        f"Create {ref} with the content: {content}", f"Write this to {ref}: {content}",
-        f"Make a file {ref} containing: {content}", f"New file {ref}, text: {content}",
-        f"Save the following in {ref}: {content}", f"{ref}: {content}",
+        f"Create {ref} with the content: {content}",
+        f"Write this to {ref}: {content}",
+        f"Make a file {ref} containing: {content}",
+        f"New file {ref}, text: {content}",
+        f"Save the following in {ref}: {content}",
+        f"{ref}: {content}",
     ]
     if content.isdigit():
         forms += [f"Put the number {content} in {ref}.", f"Write {content} to {ref}."]
@@ -396,10 +567,21 @@ def turn_write(rng: random.Random, ws: Workspace, content: str | None = None) ->
     ws.files[path] = content
     ws.path, ws.text = path, content
     ask = polite(rng, ask_write(rng, file_ref(rng, path), content))
-    answer = rng.choice([f"Done. `{path}` now contains {content!r}.", f"I wrote it to `{path}`.", f"Saved to `{path}`.",
-                         f"Done: wrote {len(content)} characters to `{path}`.", f"`{path}` is written."])
-    return [user(ask), assistant_calls(call("write_file", path=path, content=content)),
-            tool_result(f"wrote {len(content)} characters to {path}"), assistant(answer)]
+    answer = rng.choice(
+        [
+            f"Done. `{path}` now contains {content!r}.",
+            f"I wrote it to `{path}`.",
+            f"Saved to `{path}`.",
+            f"Done: wrote {len(content)} characters to `{path}`.",
+            f"`{path}` is written.",
+        ]
+    )
+    return [
+        user(ask),
+        assistant_calls(call("write_file", path=path, content=content)),
+        tool_result(f"wrote {len(content)} characters to {path}"),
+        assistant(answer),
+    ]
 
 
 def _swap(rng: random.Random) -> tuple[str, str, str]:
@@ -414,9 +596,11 @@ def _swap(rng: random.Random) -> tuple[str, str, str]:
         year = rng.choice([y for y in range(1990, 2031) if y != 2023])
         return f"<p>(c) {year} {rng.choice(W.NAMES)}</p>\n", str(year), str(year + 1)
     if kind == 2:
-        good = rng.choice(["garden", "world", "thanks", "because", "receive", "friend", "address", "schedule", "tomorrow"])
+        good = rng.choice(
+            ["garden", "world", "thanks", "because", "receive", "friend", "address", "schedule", "tomorrow"]
+        )
         i = rng.randrange(1, len(good) - 1)
-        typo = good[:i] + good[i + 1:]
+        typo = good[:i] + good[i + 1 :]
         return f"{typo} {rng.choice(PHRASES)}\n", typo, good
     if kind == 3:
         old, new = rng.sample(["num", "n", "tmp", "val", "res", "idx", "total", "count", "value", "result"], 2)
@@ -436,45 +620,92 @@ def turn_edit(rng: random.Random, ws: Workspace) -> list[dict]:
     ws.files[path] = text.replace(old, new, 1)
     ws.path, ws.text = path, ws.files[path]
     ref, o, n = file_ref(rng, path), in_quotes(rng, old, bare=0.45), in_quotes(rng, new, bare=0.45)
-    ask = rng.choice([
-        f"In {ref}, change {o} to {n}.", f"Replace {o} with {n} in {ref}", f"Change {o} to {n} in {ref}.",
-        f"Fix {ref}: {o} should be {n}.", f"In {ref} replace {o} by {n}.", f"Edit {ref} so that {o} becomes {n}.",
-        f"Can you swap {o} for {n} in {ref}?", f"Update {ref}: {o} -> {n}", f"Rename {o} to {n} in {ref}.",
-        f"{ref}: replace {o} with {n}", f"There's a mistake in {ref}, {o} should say {n}. Fix it please.",
-    ])
-    answer = rng.choice([f"Done: `{old}` is now `{new}` in `{path}`.", f"I replaced `{old}` with `{new}` in `{path}`.",
-                         f"Updated `{path}`.", "Done."])
-    return [user(polite(rng, ask)), assistant_calls(call("edit_file", path=path, old=old, new=new)),
-            tool_result(f"edited {path}: replaced 1 occurrence"), assistant(answer)]
+    ask = rng.choice(
+        [
+            f"In {ref}, change {o} to {n}.",
+            f"Replace {o} with {n} in {ref}",
+            f"Change {o} to {n} in {ref}.",
+            f"Fix {ref}: {o} should be {n}.",
+            f"In {ref} replace {o} by {n}.",
+            f"Edit {ref} so that {o} becomes {n}.",
+            f"Can you swap {o} for {n} in {ref}?",
+            f"Update {ref}: {o} -> {n}",
+            f"Rename {o} to {n} in {ref}.",
+            f"{ref}: replace {o} with {n}",
+            f"There's a mistake in {ref}, {o} should say {n}. Fix it please.",
+        ]
+    )
+    answer = rng.choice(
+        [
+            f"Done: `{old}` is now `{new}` in `{path}`.",
+            f"I replaced `{old}` with `{new}` in `{path}`.",
+            f"Updated `{path}`.",
+            "Done.",
+        ]
+    )
+    return [
+        user(polite(rng, ask)),
+        assistant_calls(call("edit_file", path=path, old=old, new=new)),
+        tool_result(f"edited {path}: replaced 1 occurrence"),
+        assistant(answer),
+    ]
 
 
 def turn_search(rng: random.Random, ws: Workspace) -> list[dict]:
-    pattern = rng.choice([rng.choice([n for n in W.NOUNS if n != "invoice"]), pseudo_word(rng), rng.choice(["FIXME", "XXX", "secret_key", "error", "important",
-                                                                           "due date", "password", "cancelled", "import os"])])
+    pattern = rng.choice(
+        [
+            rng.choice([n for n in W.NOUNS if n != "invoice"]),
+            pseudo_word(rng),
+            rng.choice(
+                ["FIXME", "XXX", "secret_key", "error", "important", "due date", "password", "cancelled", "import os"]
+            ),
+        ]
+    )
     folder = rng.choice(FOLDERS) if rng.random() < 0.25 else None
     hit = new_path(rng, ws, folder=0.0)
     hit = f"{folder}/{hit}" if folder else hit
     line_no = rng.randint(1, 3)
-    lines = [rng.choice(PHRASES) for _ in range(line_no - 1)] + [f"{rng.choice(['note:', '#', '-', ''])} {pattern} {rng.choice(PHRASES)}".strip()]
+    lines = [rng.choice(PHRASES) for _ in range(line_no - 1)] + [
+        f"{rng.choice(['note:', '#', '-', ''])} {pattern} {rng.choice(PHRASES)}".strip()
+    ]
     ws.files[hit] = "\n".join(lines) + "\n"
     other = new_path(rng, ws)
     ws.files.setdefault(other, f"{rng.choice(PHRASES)}\n")
     p = in_quotes(rng, pattern, bare=0.45)
     where = f" in {in_quotes(rng, folder, bare=0.6)}" if folder else ""
-    ask = rng.choice([
-        f"Which file mentions {p}?", f"Search for {p}{where}.", f"Find {p}{where}.", f"Where does {p} appear{where}?",
-        f"Is there a file{where} that contains {p}?", f"grep {p}{where}", f"Look for {p} in my files{where}.",
-        f"Which of my files{where} has {p} in it?", f"Can you find the word {p}{where}?", f"Search{where or ' the project'} for {p}.",
-    ])
+    ask = rng.choice(
+        [
+            f"Which file mentions {p}?",
+            f"Search for {p}{where}.",
+            f"Find {p}{where}.",
+            f"Where does {p} appear{where}?",
+            f"Is there a file{where} that contains {p}?",
+            f"grep {p}{where}",
+            f"Look for {p} in my files{where}.",
+            f"Which of my files{where} has {p} in it?",
+            f"Can you find the word {p}{where}?",
+            f"Search{where or ' the project'} for {p}.",
+        ]
+    )
     args = {"pattern": pattern, **({"path": folder} if folder else {})}
     if rng.random() < 0.12:
         del ws.files[hit]
-        return [user(polite(rng, ask)), assistant_calls(call("search_files", args)), tool_result(f"no matches for '{pattern}'"),
-                assistant(rng.choice([f"No file mentions `{pattern}`.", f"I found no `{pattern}` anywhere."]))]
+        return [
+            user(polite(rng, ask)),
+            assistant_calls(call("search_files", args)),
+            tool_result(f"no matches for '{pattern}'"),
+            assistant(rng.choice([f"No file mentions `{pattern}`.", f"I found no `{pattern}` anywhere."])),
+        ]
     result = f"{hit}:{line_no}: {lines[-1]}"
     ws.hit, ws.path = hit, hit
-    answer = rng.choice([f"`{pattern}` appears in `{hit}` (line {line_no}).", f"It's in `{hit}`, line {line_no}: {lines[-1]}",
-                         f"`{hit}` mentions it.", f"Found it in {hit}."])
+    answer = rng.choice(
+        [
+            f"`{pattern}` appears in `{hit}` (line {line_no}).",
+            f"It's in `{hit}`, line {line_no}: {lines[-1]}",
+            f"`{hit}` mentions it.",
+            f"Found it in {hit}.",
+        ]
+    )
     return [user(polite(rng, ask)), assistant_calls(call("search_files", args)), tool_result(result), assistant(answer)]
 
 
@@ -484,36 +715,89 @@ def turn_list(rng: random.Random, ws: Workspace) -> list[dict]:
         name = new_path(rng, ws, folder=0.0)
         ws.files[name if folder == "." else f"{folder}/{name}"] = "x\n"
     prefix = "" if folder == "." else folder + "/"
-    names = sorted({p[len(prefix):].split("/")[0] + ("/" if "/" in p[len(prefix):] else "")
-                    for p in ws.files if p.startswith(prefix)})
+    names = sorted(
+        {
+            p[len(prefix) :].split("/")[0] + ("/" if "/" in p[len(prefix) :] else "")
+            for p in ws.files
+            if p.startswith(prefix)
+        }
+    )
     f = in_quotes(rng, folder, bare=0.6)
     if folder == ".":
-        ask = rng.choice(["List the files.", "What files do I have?", "Show me the files in this folder.", "ls",
-                          "What's in the current directory?", "Which files are here?", "List everything in the workspace.",
-                          "What do we have in here?", "list files"])
+        ask = rng.choice(
+            [
+                "List the files.",
+                "What files do I have?",
+                "Show me the files in this folder.",
+                "ls",
+                "What's in the current directory?",
+                "Which files are here?",
+                "List everything in the workspace.",
+                "What do we have in here?",
+                "list files",
+            ]
+        )
     else:
-        ask = rng.choice([f"What files are in {f}?", f"List {f}.", f"Show me the {f} folder.", f"ls {f}",
-                          f"What's inside the {f} directory?", f"Which files are in {f}/?", f"List the contents of {f}."])
-    answer = rng.choice([f"There are {len(names)}: {', '.join(names)}.", f"Files: {', '.join(names)}.",
-                         f"`{folder}` has " + ", ".join(names) + "."])
-    return [user(polite(rng, ask)), assistant_calls(call("list_dir", path=folder)), tool_result("\n".join(names)), assistant(answer)]
+        ask = rng.choice(
+            [
+                f"What files are in {f}?",
+                f"List {f}.",
+                f"Show me the {f} folder.",
+                f"ls {f}",
+                f"What's inside the {f} directory?",
+                f"Which files are in {f}/?",
+                f"List the contents of {f}.",
+            ]
+        )
+    answer = rng.choice(
+        [
+            f"There are {len(names)}: {', '.join(names)}.",
+            f"Files: {', '.join(names)}.",
+            f"`{folder}` has " + ", ".join(names) + ".",
+        ]
+    )
+    return [
+        user(polite(rng, ask)),
+        assistant_calls(call("list_dir", path=folder)),
+        tool_result("\n".join(names)),
+        assistant(answer),
+    ]
 
 
 # ---------------------------------------------------------------- no tool, and exact copies
 
 
 CHAT = [
-    ("Hey!", "Hi! What can I do for you?"), ("hello", "Hello! How can I help?"), ("Hi, how are you?", "I'm fine, thanks. What do you need?"),
-    ("Good evening!", "Good evening! How can I help?"), ("Good afternoon.", "Good afternoon! What can I do for you?"),
-    ("yo", "Hi! What do you need?"), ("Thank you so much!", "You're welcome!"), ("thanks", "You're welcome."),
-    ("Great, thanks.", "Glad to help."), ("Perfect, that's it.", "Great. Let me know if you need anything else."),
-    ("That's everything, thank you.", "You're welcome. Have a good day!"), ("ok thanks bye", "Bye!"),
-    ("Cheers!", "Cheers! Anything else?"), ("What are you?", "I'm a small local assistant. I can run Python and work with your files."),
-    ("What tools do you have?", "I can run Python, read, write and edit files, list folders, search files and run shell commands."),
-    ("How can you help me?", "I can do calculations in Python and read, write, edit, list and search files in this workspace."),
+    ("Hey!", "Hi! What can I do for you?"),
+    ("hello", "Hello! How can I help?"),
+    ("Hi, how are you?", "I'm fine, thanks. What do you need?"),
+    ("Good evening!", "Good evening! How can I help?"),
+    ("Good afternoon.", "Good afternoon! What can I do for you?"),
+    ("yo", "Hi! What do you need?"),
+    ("Thank you so much!", "You're welcome!"),
+    ("thanks", "You're welcome."),
+    ("Great, thanks.", "Glad to help."),
+    ("Perfect, that's it.", "Great. Let me know if you need anything else."),
+    ("That's everything, thank you.", "You're welcome. Have a good day!"),
+    ("ok thanks bye", "Bye!"),
+    ("Cheers!", "Cheers! Anything else?"),
+    ("What are you?", "I'm a small local assistant. I can run Python and work with your files."),
+    (
+        "What tools do you have?",
+        "I can run Python, read, write and edit files, list folders, search files and run shell commands.",
+    ),
+    (
+        "How can you help me?",
+        "I can do calculations in Python and read, write, edit, list and search files in this workspace.",
+    ),
     ("What do you do?", "I run Python and work with files in your workspace. Ask me for a calculation or a file task."),
-    ("Nice, that worked.", "Great!"), ("Awesome.", "Glad it helped."), ("see you later", "See you!"), ("Morning!", "Morning! What's up?"),
-    ("Hello there, anyone home?", "Yes, I'm here. What can I do?"), ("Cool.", "Anything else?"), ("No, that's all.", "Okay. Bye!"),
+    ("Nice, that worked.", "Great!"),
+    ("Awesome.", "Glad it helped."),
+    ("see you later", "See you!"),
+    ("Morning!", "Morning! What's up?"),
+    ("Hello there, anyone home?", "Yes, I'm here. What can I do?"),
+    ("Cool.", "Anything else?"),
+    ("No, that's all.", "Okay. Bye!"),
 ]
 
 
@@ -527,9 +811,23 @@ def turn_chat(rng: random.Random, ws: Workspace) -> list[dict]:
 
 def turn_echo(rng: random.Random, ws: Workspace) -> list[dict]:
     """An exact-copy drill said as people say it; no tool."""
-    value = rng.choice([phrase(rng), new_path(rng), str(rng.randint(0, 10**rng.randint(2, 7))), f"{pseudo_word(rng)}-{rng.randint(1, 99)}"])
-    ask = rng.choice([f"Repeat after me: {value}", f"Say {in_quotes(rng, value, 0.0)}.", f"Echo {in_quotes(rng, value, 0.2)}",
-                      f"Just reply with {in_quotes(rng, value, 0.0)} and nothing else.", f"Type back exactly: {value}"])
+    value = rng.choice(
+        [
+            phrase(rng),
+            new_path(rng),
+            str(rng.randint(0, 10 ** rng.randint(2, 7))),
+            f"{pseudo_word(rng)}-{rng.randint(1, 99)}",
+        ]
+    )
+    ask = rng.choice(
+        [
+            f"Repeat after me: {value}",
+            f"Say {in_quotes(rng, value, 0.0)}.",
+            f"Echo {in_quotes(rng, value, 0.2)}",
+            f"Just reply with {in_quotes(rng, value, 0.0)} and nothing else.",
+            f"Type back exactly: {value}",
+        ]
+    )
     return [user(ask), assistant(value)]
 
 
@@ -539,60 +837,119 @@ def turn_echo(rng: random.Random, ws: Workspace) -> list[dict]:
 def turn_more_maths(rng: random.Random, ws: Workspace) -> list[dict]:
     prev = ws.number
     k = rng.randint(2, 12)
-    op, said = rng.choice([("*", f"multiply that by {say_number(rng, k)}"), ("*", f"times {k}"), ("+", f"add {k} to it"),
-                           ("-", f"subtract {k} from that"), ("/", f"divide it by {k}"), ("**", "square it")])
+    op, said = rng.choice(
+        [
+            ("*", f"multiply that by {say_number(rng, k)}"),
+            ("*", f"times {k}"),
+            ("+", f"add {k} to it"),
+            ("-", f"subtract {k} from that"),
+            ("/", f"divide it by {k}"),
+            ("**", "square it"),
+        ]
+    )
     if said == "square it":
         k = 2
     if said.startswith("double") or rng.random() < 0.1:
         op, k, said = "*", 2, rng.choice(["double it", "double that", "and twice that?"])
-    ask = rng.choice([f"Now {said}.", f"And {said}?", f"OK, {said} with Python.", f"{cap(said)}.", f"Then {said} in python."])
+    ask = rng.choice(
+        [f"Now {said}.", f"And {said}?", f"OK, {said} with Python.", f"{cap(said)}.", f"Then {said} in python."]
+    )
     code = f"{prev} {op} {k}"
     value = eval(code)  # noqa: S307 - a number and one operator
     ws.number = value
-    return [user(ask), assistant_calls(call("run_python", code=f"print({code})")), tool_result(str(value)),
-            assistant(rng.choice([f"{code} = {value}.", f"That's {value}.", f"The result is {value}."]))]
+    return [
+        user(ask),
+        assistant_calls(call("run_python", code=f"print({code})")),
+        tool_result(str(value)),
+        assistant(rng.choice([f"{code} = {value}.", f"That's {value}.", f"The result is {value}."])),
+    ]
 
 
 def turn_save_result(rng: random.Random, ws: Workspace) -> list[dict]:
     path = new_path(rng, ws)
     content = str(ws.number)
     ref = file_ref(rng, path)
-    ask = rng.choice([f"Save that to {ref}.", f"Now store the result in {ref}.", f"Put the answer in {ref}.",
-                      f"Write that number into {ref}.", f"Great, store it in {ref}."])
+    ask = rng.choice(
+        [
+            f"Save that to {ref}.",
+            f"Now store the result in {ref}.",
+            f"Put the answer in {ref}.",
+            f"Write that number into {ref}.",
+            f"Great, store it in {ref}.",
+        ]
+    )
     ws.files[path], ws.path, ws.text = content, path, content
-    return [user(ask), assistant_calls(call("write_file", path=path, content=content)),
-            tool_result(f"wrote {len(content)} characters to {path}"), assistant(f"Saved {content} to `{path}`.")]
+    return [
+        user(ask),
+        assistant_calls(call("write_file", path=path, content=content)),
+        tool_result(f"wrote {len(content)} characters to {path}"),
+        assistant(f"Saved {content} to `{path}`."),
+    ]
 
 
 def turn_open_hit(rng: random.Random, ws: Workspace) -> list[dict]:
     path = ws.hit
     text = ws.files[path]
-    ask = rng.choice(["Show me that file.", "Read it.", "What's in that one?", "Open it.", "Read the file you found.",
-                      "Now open it and show me the text."])
+    ask = rng.choice(
+        [
+            "Show me that file.",
+            "Read it.",
+            "What's in that one?",
+            "Open it.",
+            "Read the file you found.",
+            "Now open it and show me the text.",
+        ]
+    )
     ws.path, ws.text = path, text
-    return [user(ask), assistant_calls(call("read_file", path=path)), tool_result(text),
-            assistant(rng.choice([f"`{path}` says:\n{text.rstrip()}", text.rstrip()]))]
+    return [
+        user(ask),
+        assistant_calls(call("read_file", path=path)),
+        tool_result(text),
+        assistant(rng.choice([f"`{path}` says:\n{text.rstrip()}", text.rstrip()])),
+    ]
 
 
 def turn_read_back(rng: random.Random, ws: Workspace) -> list[dict]:
     path, text = ws.path, ws.files[ws.path]
     ref = file_ref(rng, path)
-    ask = rng.choice([f"Now read {ref} back to me.", f"What does {ref} say now?", "Read it back to check.",
-                      f"Please read {ref} to confirm.", f"Show me {ref} again.", "Can you check that it was saved?"])
+    ask = rng.choice(
+        [
+            f"Now read {ref} back to me.",
+            f"What does {ref} say now?",
+            "Read it back to check.",
+            f"Please read {ref} to confirm.",
+            f"Show me {ref} again.",
+            "Can you check that it was saved?",
+        ]
+    )
     ws.text = text
-    return [user(ask), assistant_calls(call("read_file", path=path)), tool_result(text),
-            assistant(rng.choice([f"It says:\n{text.rstrip()}", f"`{path}` contains:\n{text.rstrip()}", text.rstrip()]))]
+    return [
+        user(ask),
+        assistant_calls(call("read_file", path=path)),
+        tool_result(text),
+        assistant(rng.choice([f"It says:\n{text.rstrip()}", f"`{path}` contains:\n{text.rstrip()}", text.rstrip()])),
+    ]
 
 
 def turn_copy_it(rng: random.Random, ws: Workspace) -> list[dict]:
     src, text = ws.path, ws.files[ws.path]
     dot = src.rfind(".")
     dst = rng.choice([f"{src[:dot]}_copy{src[dot:]}" if dot > 0 else f"{src}.bak", f"{src}.bak", new_path(rng, ws)])
-    ask = rng.choice([f"Now make a copy of it called {file_ref(rng, dst)}.", f"Copy that into {file_ref(rng, dst)}.",
-                      f"Save the same text to {file_ref(rng, dst)}.", f"Back it up as {file_ref(rng, dst)}."])
+    ask = rng.choice(
+        [
+            f"Now make a copy of it called {file_ref(rng, dst)}.",
+            f"Copy that into {file_ref(rng, dst)}.",
+            f"Save the same text to {file_ref(rng, dst)}.",
+            f"Back it up as {file_ref(rng, dst)}.",
+        ]
+    )
     ws.files[dst], ws.path = text, dst
-    return [user(ask), assistant_calls(call("write_file", path=dst, content=text)),
-            tool_result(f"wrote {len(text)} characters to {dst}"), assistant(f"Copied it to `{dst}`.")]
+    return [
+        user(ask),
+        assistant_calls(call("write_file", path=dst, content=text)),
+        tool_result(f"wrote {len(text)} characters to {dst}"),
+        assistant(f"Copied it to `{dst}`."),
+    ]
 
 
 def turn_edit_it(rng: random.Random, ws: Workspace) -> list[dict]:
@@ -604,8 +961,18 @@ def turn_edit_it(rng: random.Random, ws: Workspace) -> list[dict]:
     new = rng.choice([pseudo_word(rng), rng.choice(PHRASES).split()[0], str(rng.randint(0, 999))])
     o, n = in_quotes(rng, old, 0.4), in_quotes(rng, new, 0.4)
     ref = rng.choice(["it", file_ref(rng, path)])
-    ask = rng.choice([f"Now change {o} to {n} in {ref}.", f"In {ref}, replace {o} with {n}.", f"Replace {o} with {n} there.",
-                      f"Change {o} to {n}."])
+    ask = rng.choice(
+        [
+            f"Now change {o} to {n} in {ref}.",
+            f"In {ref}, replace {o} with {n}.",
+            f"Replace {o} with {n} there.",
+            f"Change {o} to {n}.",
+        ]
+    )
     ws.files[path] = text.replace(old, new, 1)
-    return [user(ask), assistant_calls(call("edit_file", path=path, old=old, new=new)),
-            tool_result(f"edited {path}: replaced 1 occurrence"), assistant(f"Done: `{old}` is now `{new}`.")]
+    return [
+        user(ask),
+        assistant_calls(call("edit_file", path=path, old=old, new=new)),
+        tool_result(f"edited {path}: replaced 1 occurrence"),
+        assistant(f"Done: `{old}` is now `{new}`."),
+    ]

@@ -69,7 +69,9 @@ def teacher_forced_scores(model: TinyAgent, encoder: Encoder, sets: dict[str, li
                     accepted += int(mtp_pred[i].item() == ids[i + 2])
         scores[name] = round(exact / len(chats), 3)
     scores["mtp_accept"] = round(accepted / max(drafted, 1), 3)
-    scores["score"] = round(scores["builtin"] + scores["unseen_schema"] + 0.5 * scores["no_tool"] + 0.25 * scores["mtp_accept"], 3)
+    scores["score"] = round(
+        scores["builtin"] + scores["unseen_schema"] + 0.5 * scores["no_tool"] + 0.25 * scores["mtp_accept"], 3
+    )
     return scores
 
 

@@ -66,7 +66,11 @@ def quality_sets(count: int, seed: str = "quality") -> dict[str, list[C.Chat]]:
     while min(len(v) for v in sets.values()) < count:
         chat = rng.choice([C.agent_chat, C.bfcl_chat])(rng)
         first = first_call(chat)
-        key = ("unseen_schema_first_call" if chat.kind.startswith("bfcl") else "builtin_first_call") if first else "no_tool"
+        key = (
+            ("unseen_schema_first_call" if chat.kind.startswith("bfcl") else "builtin_first_call")
+            if first
+            else "no_tool"
+        )
         if len(sets[key]) < count:
             sets[key].append(chat)
     return sets
@@ -79,8 +83,9 @@ def prompt_text(tokenizer, chat: C.Chat) -> str:
         if m["role"] == "assistant":
             break
         messages.append(m)
-    return tokenizer.apply_chat_template(messages, tools=chat.tools, add_generation_prompt=True,
-                                         enable_thinking=False, tokenize=False)
+    return tokenizer.apply_chat_template(
+        messages, tools=chat.tools, add_generation_prompt=True, enable_thinking=False, tokenize=False
+    )
 
 
 def measure(folder: Path, count: int = 40, max_tokens: int = MAX_TOKENS, log=print, guided: bool = True) -> dict:
@@ -124,9 +129,14 @@ def _guided_scores(folder: Path, sets: dict[str, list[C.Chat]], max_tokens: int,
 
     def guided(prompt: str, tools) -> str:
         ids = tokenizer.encode(prompt, add_special_tokens=False)
-        return tokenizer.decode(engine.generate(ids, Sampling(max_tokens=max_tokens), guide=CallGuide.for_tools(tokenizer, tools)))
+        return tokenizer.decode(
+            engine.generate(ids, Sampling(max_tokens=max_tokens), guide=CallGuide.for_tools(tokenizer, tools))
+        )
 
-    return {name: score_set(name, chats, tokenizer, guided, lambda line: log("guided " + line)) for name, chats in sets.items()}
+    return {
+        name: score_set(name, chats, tokenizer, guided, lambda line: log("guided " + line))
+        for name, chats in sets.items()
+    }
 
 
 def score_set(name: str, chats: list[C.Chat], tokenizer, generate, log) -> float:
@@ -157,7 +167,11 @@ class _MtpScorer:
         fields = {k: config[k] for k in Shape.__dataclass_fields__ if k in config}
         self.model = TinyAgent(Shape(**fields)).eval()
         tensors = {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
-        lm = {"model." + k.removeprefix("model.language_model."): v for k, v in tensors.items() if k.startswith("model.language_model.")}
+        lm = {
+            "model." + k.removeprefix("model.language_model."): v
+            for k, v in tensors.items()
+            if k.startswith("model.language_model.")
+        }
         lm["lm_head.weight"] = lm["model.embed_tokens.weight"]
         self.model.lm.load_state_dict(lm)
         self.model.mtp.load_state_dict({k.removeprefix("mtp."): v for k, v in tensors.items() if k.startswith("mtp.")})
@@ -181,5 +195,7 @@ class _MtpScorer:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "models" / "tiny-agent"
+    target = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "models" / "tiny-agent"
+    )
     print(json.dumps(measure(target, count=int(sys.argv[2]) if len(sys.argv) > 2 else 40)))

@@ -48,8 +48,12 @@ def validation_scores(checkpoint: Path, tokenizer: Tokenizer, count: int) -> dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", type=Path, nargs="+", help="last.pt/best.pt files of one run")
-    parser.add_argument("--tokenizer", type=Path, default=embedded_base_path() / "tokenizer.json",
-                        help="the run's tokenizer.json (default: the shipped tiny-agent's)")
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=embedded_base_path() / "tokenizer.json",
+        help="the run's tokenizer.json (default: the shipped tiny-agent's)",
+    )
     parser.add_argument("--count", type=int, default=60, help="validation prompts per score")
     args = parser.parse_args(argv)
     missing = [str(p) for p in [args.tokenizer, *args.checkpoints] if not p.is_file()]

@@ -19,13 +19,24 @@ from training.template import render
 
 # (turn maker, weight, what the session must already hold for it)
 FIRST_TURNS = [
-    (P.turn_arithmetic, 6, None), (P.turn_python, 1.5, None), (P.turn_read, 4, None), (P.turn_read_missing, 0.4, None),
-    (P.turn_write, 4, None), (P.turn_edit, 3, None), (P.turn_search, 2.5, None), (P.turn_list, 2, None),
-    (P.turn_chat, 2, None), (P.turn_echo, 1, None),
+    (P.turn_arithmetic, 6, None),
+    (P.turn_python, 1.5, None),
+    (P.turn_read, 4, None),
+    (P.turn_read_missing, 0.4, None),
+    (P.turn_write, 4, None),
+    (P.turn_edit, 3, None),
+    (P.turn_search, 2.5, None),
+    (P.turn_list, 2, None),
+    (P.turn_chat, 2, None),
+    (P.turn_echo, 1, None),
 ]
 FOLLOW_UPS = [
-    (P.turn_more_maths, 2, "number"), (P.turn_save_result, 2, "number"), (P.turn_open_hit, 1.5, "hit"),
-    (P.turn_read_back, 1.5, "path"), (P.turn_copy_it, 1, "path"), (P.turn_edit_it, 1, "path"),
+    (P.turn_more_maths, 2, "number"),
+    (P.turn_save_result, 2, "number"),
+    (P.turn_open_hit, 1.5, "hit"),
+    (P.turn_read_back, 1.5, "path"),
+    (P.turn_copy_it, 1, "path"),
+    (P.turn_edit_it, 1, "path"),
 ]
 MAX_TURN_CHARS = 2400  # with the seven tools' block (925 tokens), a session fits a 2048-token row
 
@@ -36,8 +47,14 @@ def people_mix():
 
     # Round 1 (agent 2, bfcl 3, long copies 0.7) lowered the shipped suite from 82.5% to 67.5%: the
     # first corpus was about a quarter of the trained tokens. From round 2 it is about half.
-    return [(people_chat, 10), (C.agent_chat, 5), (C.bfcl_chat, 10), (C.long_copy_chat, 1.5), (C.copy_chat, 0.5),
-            (C.domain_chat, 0.2)]
+    return [
+        (people_chat, 10),
+        (C.agent_chat, 5),
+        (C.bfcl_chat, 10),
+        (C.long_copy_chat, 1.5),
+        (C.copy_chat, 0.5),
+        (C.domain_chat, 0.2),
+    ]
 
 
 def _ready(ws: P.Workspace, needs: str | None) -> bool:
@@ -54,7 +71,11 @@ def session_messages(rng: random.Random, requests: int) -> list[dict]:
         makers = FIRST_TURNS + ([m for m in FOLLOW_UPS if _ready(ws, m[2])] if i else [])
         maker = rng.choices([m[0] for m in makers], weights=[m[1] * (2.5 if m in FOLLOW_UPS else 1) for m in makers])[0]
         turn = maker(rng, ws)
-        if i and sum(len(str(m.get("content", ""))) + len(str(m.get("tool_calls", ""))) for m in messages + turn) > MAX_TURN_CHARS:
+        if (
+            i
+            and sum(len(str(m.get("content", ""))) + len(str(m.get("tool_calls", ""))) for m in messages + turn)
+            > MAX_TURN_CHARS
+        ):
             break
         messages += turn
     return messages

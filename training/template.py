@@ -68,13 +68,19 @@ _JSON_MACRO = r"""
 {%- endmacro -%}
 """
 
-CHAT_TEMPLATE = _JSON_MACRO.strip() + r"""
+CHAT_TEMPLATE = (
+    _JSON_MACRO.strip()
+    + r"""
 {%- if tools %}
-{{- '<|im_start|>system\n' + '""" + TOOLS_HEADER.replace("\n", "\\n") + r"""' }}
+{{- '<|im_start|>system\n' + '"""
+    + TOOLS_HEADER.replace("\n", "\\n")
+    + r"""' }}
 {%- for tool in tools %}
 {{- '\n' }}{{- tool | tojson }}
 {%- endfor %}
-{{- '""" + TOOLS_FOOTER.replace("\n", "\\n") + r"""' }}
+{{- '"""
+    + TOOLS_FOOTER.replace("\n", "\\n")
+    + r"""' }}
 {%- if messages and messages[0].role == 'system' and messages[0].content %}
 {{- '\n\n' + messages[0].content }}
 {%- endif %}
@@ -134,6 +140,7 @@ CHAT_TEMPLATE = _JSON_MACRO.strip() + r"""
 {%- endif %}
 {%- endif %}
 """
+)
 
 
 def _environment():
@@ -152,11 +159,16 @@ def _environment():
 _COMPILED = None
 
 
-def render(messages: list[dict], tools: list[dict] | None = None, add_generation_prompt: bool = False,
-           enable_thinking: bool = False) -> str:
+def render(
+    messages: list[dict],
+    tools: list[dict] | None = None,
+    add_generation_prompt: bool = False,
+    enable_thinking: bool = False,
+) -> str:
     """Render a conversation with the tiny-agent template, as ``apply_chat_template`` would."""
     global _COMPILED
     if _COMPILED is None:
         _COMPILED = _environment().from_string(CHAT_TEMPLATE)
-    return _COMPILED.render(messages=messages, tools=tools, add_generation_prompt=add_generation_prompt,
-                            enable_thinking=enable_thinking)
+    return _COMPILED.render(
+        messages=messages, tools=tools, add_generation_prompt=add_generation_prompt, enable_thinking=enable_thinking
+    )

@@ -34,7 +34,9 @@ TRAIN_PATTERN = SPLIT_PATTERN.replace(r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+", r" ?[\
 
 def train_tokenizer(seed: int = 0, samples: int = 20000, vocab_size: int = VOCAB_SIZE) -> Tokenizer:
     """A byte-level BPE of exactly ``vocab_size`` entries (special tokens included)."""
-    tokenizer = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False))
+    tokenizer = Tokenizer(
+        models.BPE(continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False)
+    )
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = _pre_tokenizer(TRAIN_PATTERN)
     tokenizer.decoder = decoders.ByteLevel()
@@ -47,15 +49,19 @@ def train_tokenizer(seed: int = 0, samples: int = 20000, vocab_size: int = VOCAB
     tokenizer.train_from_iterator(tokenizer_texts(seed, samples), trainer=trainer)
     tokenizer.pre_tokenizer = _pre_tokenizer(SPLIT_PATTERN)
     if tokenizer.get_vocab_size() != vocab_size:
-        raise RuntimeError(f"BPE stopped at {tokenizer.get_vocab_size()} tokens; expected {vocab_size}: the corpus is too small")
+        raise RuntimeError(
+            f"BPE stopped at {tokenizer.get_vocab_size()} tokens; expected {vocab_size}: the corpus is too small"
+        )
     return tokenizer
 
 
 def _pre_tokenizer(pattern: str) -> pre_tokenizers.PreTokenizer:
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
 
 
 def tokenizer_config() -> dict:

@@ -97,8 +97,8 @@ def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: i
             if used + len(sample_ids) > seq_len:
                 misses += 1
                 continue
-            ids[r, used:used + len(sample_ids)] = torch.tensor(sample_ids)
-            mask[r, used:used + len(sample_ids)] = torch.tensor(sample_mask)
+            ids[r, used : used + len(sample_ids)] = torch.tensor(sample_ids)
+            mask[r, used : used + len(sample_ids)] = torch.tensor(sample_mask)
             used += len(sample_ids)
     return ids, mask
 
@@ -146,8 +146,11 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
 def make_optimizer(model: TinyAgent, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
 
 
 def save_checkpoint(path: Path, model: TinyAgent, opt, state: dict) -> None:
@@ -173,8 +176,15 @@ def load_checkpoint(path: Path, shape: Shape) -> tuple[TinyAgent, int | None]:
     return model.eval(), saved.get("state", {}).get("step")
 
 
-def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, evaluate=None, log=print,
-          init: TinyAgent | None = None) -> TinyAgent:
+def train(
+    workdir: Path,
+    tokenizer: Tokenizer,
+    shape: Shape,
+    cfg: TrainConfig,
+    evaluate=None,
+    log=print,
+    init: TinyAgent | None = None,
+) -> TinyAgent:
     """Train (or resume) in ``workdir`` until ``cfg.seconds`` of training time; returns the model.
 
     ``evaluate(model, state)`` is called every ``cfg.eval_seconds`` and returns a dict of scores;
@@ -223,9 +233,16 @@ def train(workdir: Path, tokenizer: Tokenizer, shape: Shape, cfg: TrainConfig, e
         since_ckpt += elapsed
         since_eval += elapsed
         if state["step"] % 10 == 0:
-            record = {"step": state["step"], "seconds": round(state["seconds"], 1), "tokens": state["tokens"],
-                      "phase": phase, "lr": round(lr, 6), "loss": round(main.item(), 4), "mtp_loss": round(mtp.item(), 4),
-                      "tok_per_s": round(ids.numel() / elapsed)}
+            record = {
+                "step": state["step"],
+                "seconds": round(state["seconds"], 1),
+                "tokens": state["tokens"],
+                "phase": phase,
+                "lr": round(lr, 6),
+                "loss": round(main.item(), 4),
+                "mtp_loss": round(mtp.item(), 4),
+                "tok_per_s": round(ids.numel() / elapsed),
+            }
             logfile.write(json.dumps(record) + "\n")
             logfile.flush()
             log(json.dumps(record))

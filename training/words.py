@@ -69,7 +69,10 @@ FACTS = [
     ("What is Python?", "Python is a popular programming language known for its readable syntax."),
     ("What is a list in Python?", "A list is an ordered, mutable collection of items, written with square brackets."),
     ("What is a function?", "A function is a named block of code that takes inputs and returns a result."),
-    ("What is JSON?", "JSON is a text format for structured data made of objects, arrays, strings, numbers, booleans and null."),
+    (
+        "What is JSON?",
+        "JSON is a text format for structured data made of objects, arrays, strings, numbers, booleans and null.",
+    ),
     ("What is a file path?", "A file path is the location of a file in a folder tree, such as docs/readme.md."),
     ("Who wrote Romeo and Juliet?", "William Shakespeare wrote Romeo and Juliet."),
     ("What is the boiling point of water at sea level?", "Water boils at 100 degrees Celsius at sea level."),
@@ -78,7 +81,10 @@ FACTS = [
     ("What is a noun?", "A noun is a word that names a person, place, thing or idea."),
     ("What is recursion?", "Recursion is when a function calls itself to solve a smaller version of the same problem."),
     ("What is a variable?", "A variable is a name that refers to a value in a program."),
-    ("Why is the sea salty?", "The sea is salty because rivers carry dissolved minerals into it and evaporation leaves the salt behind."),
+    (
+        "Why is the sea salty?",
+        "The sea is salty because rivers carry dissolved minerals into it and evaporation leaves the salt behind.",
+    ),
 ]
 
 SMALL_TALK = [
@@ -88,7 +94,10 @@ SMALL_TALK = [
     ("Good morning", "Good morning! How can I help?"),
     ("Thanks!", "You're welcome!"),
     ("Thank you.", "You're welcome. Let me know if you need anything else."),
-    ("Who are you?", "I am a small local assistant. I can answer simple questions and use tools to read and write files and run Python."),
+    (
+        "Who are you?",
+        "I am a small local assistant. I can answer simple questions and use tools to read and write files and run Python.",
+    ),
     ("What can you do?", "I can run Python code, read, write and edit files, list folders and search files for text."),
     ("How are you?", "I'm doing well, thanks for asking. How can I help?"),
     ("Tell me a joke.", "Why did the programmer quit his job? Because he didn't get arrays."),
@@ -104,9 +113,133 @@ SMALL_TALK = [
 # The agent's own built-in tool definitions (``tools.builtin``) as the model sees them, copied as
 # data: the corpus shows them verbatim most of the time, so the shipped model meets at run time
 # exactly the tools block it was trained on. optiq_runtime must not import tools/.
-AGENT_TOOLS = [{'type': 'function', 'function': {'name': 'run_python', 'description': "Run Python code in a sandbox and return what it printed and the value of its last line. Use it for arithmetic, data processing and checking logic. Allowed imports: math, cmath, statistics, json, re, datetime, decimal, fractions, random, itertools, functools, collections, string, textwrap, heapq, bisect. No files, network or other modules; names starting with '_' are not allowed. Each call starts fresh: define everything you use.", 'parameters': {'properties': {'code': {'description': 'Python source to run; the value of a final expression is shown.', 'type': 'string'}}, 'required': ['code'], 'type': 'object'}}}, {'type': 'function', 'function': {'name': 'read_file', 'description': 'Read a UTF-8 text file in the workspace.', 'parameters': {'properties': {'path': {'description': 'File path relative to the workspace.', 'type': 'string'}}, 'required': ['path'], 'type': 'object'}}}, {'type': 'function', 'function': {'name': 'write_file', 'description': 'Create or overwrite a text file in the workspace with the given content.', 'parameters': {'properties': {'path': {'description': 'File path relative to the workspace; folders are created.', 'type': 'string'}, 'content': {'description': 'The whole new content of the file.', 'maxLength': 1000000, 'type': 'string'}}, 'required': ['path', 'content'], 'type': 'object'}}}, {'type': 'function', 'function': {'name': 'edit_file', 'description': 'Replace one exact, unique snippet of a file in the workspace with new text.', 'parameters': {'properties': {'path': {'description': 'File path relative to the workspace.', 'type': 'string'}, 'old': {'description': 'Exact text to replace; it must occur exactly once in the file.', 'type': 'string'}, 'new': {'description': 'Text to put in its place.', 'type': 'string'}}, 'required': ['path', 'old', 'new'], 'type': 'object'}}}, {'type': 'function', 'function': {'name': 'list_dir', 'description': "List a folder in the workspace; folders end with '/'.", 'parameters': {'properties': {'path': {'default': '.', 'description': 'Folder path relative to the workspace.', 'type': 'string'}}, 'type': 'object'}}}, {'type': 'function', 'function': {'name': 'search_files', 'description': "Find lines containing plain text in the workspace's files; answers 'file:line: text'.", 'parameters': {'properties': {'pattern': {'description': 'Plain text to look for (not a regular expression).', 'minLength': 1, 'type': 'string'}, 'path': {'default': '.', 'description': 'Folder (or file) to search, relative to the workspace.', 'type': 'string'}}, 'required': ['pattern'], 'type': 'object'}}}]
+AGENT_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "run_python",
+            "description": "Run Python code in a sandbox and return what it printed and the value of its last line. Use it for arithmetic, data processing and checking logic. Allowed imports: math, cmath, statistics, json, re, datetime, decimal, fractions, random, itertools, functools, collections, string, textwrap, heapq, bisect. No files, network or other modules; names starting with '_' are not allowed. Each call starts fresh: define everything you use.",
+            "parameters": {
+                "properties": {
+                    "code": {
+                        "description": "Python source to run; the value of a final expression is shown.",
+                        "type": "string",
+                    }
+                },
+                "required": ["code"],
+                "type": "object",
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "read_file",
+            "description": "Read a UTF-8 text file in the workspace.",
+            "parameters": {
+                "properties": {"path": {"description": "File path relative to the workspace.", "type": "string"}},
+                "required": ["path"],
+                "type": "object",
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "write_file",
+            "description": "Create or overwrite a text file in the workspace with the given content.",
+            "parameters": {
+                "properties": {
+                    "path": {
+                        "description": "File path relative to the workspace; folders are created.",
+                        "type": "string",
+                    },
+                    "content": {
+                        "description": "The whole new content of the file.",
+                        "maxLength": 1000000,
+                        "type": "string",
+                    },
+                },
+                "required": ["path", "content"],
+                "type": "object",
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "edit_file",
+            "description": "Replace one exact, unique snippet of a file in the workspace with new text.",
+            "parameters": {
+                "properties": {
+                    "path": {"description": "File path relative to the workspace.", "type": "string"},
+                    "old": {
+                        "description": "Exact text to replace; it must occur exactly once in the file.",
+                        "type": "string",
+                    },
+                    "new": {"description": "Text to put in its place.", "type": "string"},
+                },
+                "required": ["path", "old", "new"],
+                "type": "object",
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "list_dir",
+            "description": "List a folder in the workspace; folders end with '/'.",
+            "parameters": {
+                "properties": {
+                    "path": {"default": ".", "description": "Folder path relative to the workspace.", "type": "string"}
+                },
+                "type": "object",
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "search_files",
+            "description": "Find lines containing plain text in the workspace's files; answers 'file:line: text'.",
+            "parameters": {
+                "properties": {
+                    "pattern": {
+                        "description": "Plain text to look for (not a regular expression).",
+                        "minLength": 1,
+                        "type": "string",
+                    },
+                    "path": {
+                        "default": ".",
+                        "description": "Folder (or file) to search, relative to the workspace.",
+                        "type": "string",
+                    },
+                },
+                "required": ["pattern"],
+                "type": "object",
+            },
+        },
+    },
+]
 
 # The agent also offers run_shell (after the six above): every agent session shows all seven, so the
 # people corpus (people.py) shows them too, in the registry's order.
-RUN_SHELL_TOOL = {'type': 'function', 'function': {'name': 'run_shell', 'description': "Run a shell command (/bin/sh -c) in the workspace folder and return its exit code and output. Use it to list, search and inspect files, run tests and build tools, and check your edits (git status, git diff). No network; nothing outside the workspace can be written, and outside it only the system's programs and libraries can be read.", 'parameters': {'properties': {'command': {'description': 'The shell command line, run with /bin/sh -c in the workspace.', 'minLength': 1, 'type': 'string'}}, 'required': ['command'], 'type': 'object'}}}
+RUN_SHELL_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "run_shell",
+        "description": "Run a shell command (/bin/sh -c) in the workspace folder and return its exit code and output. Use it to list, search and inspect files, run tests and build tools, and check your edits (git status, git diff). No network; nothing outside the workspace can be written, and outside it only the system's programs and libraries can be read.",
+        "parameters": {
+            "properties": {
+                "command": {
+                    "description": "The shell command line, run with /bin/sh -c in the workspace.",
+                    "minLength": 1,
+                    "type": "string",
+                }
+            },
+            "required": ["command"],
+            "type": "object",
+        },
+    },
+}
 SESSION_TOOLS = [*AGENT_TOOLS, RUN_SHELL_TOOL]

@@ -25,6 +25,7 @@ class Command:
     run: Callable[[Any, str], Awaitable[None]]
     needs_model: bool = True
 
+
 KEYS: tuple[tuple[str, str], ...] = (
     ("Enter", "send the prompt"),
     ("Shift+Enter, Ctrl+J", "new line in the prompt"),

@@ -28,8 +28,15 @@ def tools_markdown(registry: Any, confinement: dict[str, str] | None = None) -> 
         parts.append(f"Sandbox confinement (`run_python`, `run_shell`):\n\n{rows}")
     for tool in registry:
         source = getattr(tool, "source", "builtin")
-        flags = [flag for flag, on in ((source, source != "builtin"), ("asks for approval", tool.side_effects),
-                                       ("sandboxed", tool.sandboxed)) if on]
+        flags = [
+            flag
+            for flag, on in (
+                (source, source != "builtin"),
+                ("asks for approval", tool.side_effects),
+                ("sandboxed", tool.sandboxed),
+            )
+            if on
+        ]
         parts.append(f"### {tool.name}" + (f" ({', '.join(flags)})" if flags else ""))
         parts.append(tool.description)
         parts.append("```json\n" + json.dumps(tool.parameters, indent=2) + "\n```")

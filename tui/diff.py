@@ -45,10 +45,14 @@ def _after(tool: str, arguments: dict[str, Any], before: str) -> str | None:
 
 
 def _unified(before: str, after: str, path: str) -> str:
-    lines = list(difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True),
-        fromfile=f"a/{path}", tofile=f"b/{path}",
-    ))
+    lines = list(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+    )
     if not lines:
         return "(no change)"
     shown = [line if line.endswith("\n") else line + "\n" for line in lines[:MAX_LINES]]

@@ -38,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every subcommand registered."""
     parser = _Parser(
         prog="optiq",
-        description="Offline tool-calling agent for local MLX models. "
-        f"With no command, runs '{DEFAULT_COMMAND}'.",
+        description=f"Offline tool-calling agent for local MLX models. With no command, runs '{DEFAULT_COMMAND}'.",
     )
     parser.add_argument("--version", action="version", version=f"optiq {_package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

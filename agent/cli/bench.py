@@ -28,25 +28,49 @@ class Prompt:
     def tokens(self, tokenizer) -> list[int]:
         kwargs = {"tools": list(self.tools)} if self.tools else {}
         # Rendered as the agent renders its turns (agent.chat.ChatRenderer: no thinking block).
-        return list(tokenizer.apply_chat_template(list(self.messages), add_generation_prompt=True, tokenize=True,
-                                                  enable_thinking=False, **kwargs))
+        return list(
+            tokenizer.apply_chat_template(
+                list(self.messages), add_generation_prompt=True, tokenize=True, enable_thinking=False, **kwargs
+            )
+        )
 
 
 def add_arguments(parser):
     parser.add_argument("what", choices=["decode"])
     parser.add_argument("--model", help="a model folder (default: the built default model, else the embedded base)")
-    parser.add_argument("--mtp", choices=["auto", "on", "off"], default="auto",
-                        help="the MTP policy measured against plain decoding (default auto, what optiq runs with)")
-    parser.add_argument("--mtp-depth", type=int, default=None, help="tokens drafted per verification (default: the policy's choice)")
-    parser.add_argument("--depths", default="1,2,3",
-                        help="MTP depths also measured forced on, beside the cost model's prediction (default 1,2,3; 'none' skips)")
-    parser.add_argument("--turns", type=int, default=DEFAULT_TURNS, help=f"default prompts: the first N held-out turns (default {DEFAULT_TURNS})")
+    parser.add_argument(
+        "--mtp",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="the MTP policy measured against plain decoding (default auto, what optiq runs with)",
+    )
+    parser.add_argument(
+        "--mtp-depth", type=int, default=None, help="tokens drafted per verification (default: the policy's choice)"
+    )
+    parser.add_argument(
+        "--depths",
+        default="1,2,3",
+        help="MTP depths also measured forced on, beside the cost model's prediction (default 1,2,3; 'none' skips)",
+    )
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=DEFAULT_TURNS,
+        help=f"default prompts: the first N held-out turns (default {DEFAULT_TURNS})",
+    )
     parser.add_argument("--tokens", type=int, default=128, help="at most this many tokens per run (default 128)")
-    parser.add_argument("--ignore-eos", action="store_true", help="decode exactly --tokens tokens, past the end of the turn")
-    parser.add_argument("--prompts", help="JSONL chat samples (each assistant turn is a prompt) or text samples, "
-                        "else a text file with one user prompt per line (default: the shipped held-out agent conversations)")
+    parser.add_argument(
+        "--ignore-eos", action="store_true", help="decode exactly --tokens tokens, past the end of the turn"
+    )
+    parser.add_argument(
+        "--prompts",
+        help="JSONL chat samples (each assistant turn is a prompt) or text samples, "
+        "else a text file with one user prompt per line (default: the shipped held-out agent conversations)",
+    )
     parser.add_argument("--repeat", type=int, default=2, help="plain/MTP pairs per prompt (default 2)")
-    parser.add_argument("--no-fallback", action="store_true", help="keep MTP on for whole runs even when it loses (measures MTP itself)")
+    parser.add_argument(
+        "--no-fallback", action="store_true", help="keep MTP on for whole runs even when it loses (measures MTP itself)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -56,7 +80,9 @@ def run(args) -> int:
     from optiq_runtime.errors import BadInputError
 
     if args.tokens < 1 or args.repeat < 1 or args.turns < 1:
-        raise BadInputError(f"--tokens, --repeat and --turns must be at least 1; got {args.tokens}, {args.repeat} and {args.turns}")
+        raise BadInputError(
+            f"--tokens, --repeat and --turns must be at least 1; got {args.tokens}, {args.repeat} and {args.turns}"
+        )
     depths = parse_depths(args.depths)
     prompts = read_prompts(args.prompts, args.turns)
     engine = _load_engine(args.model, args.mtp, args.mtp_depth)
@@ -117,7 +143,9 @@ def read_prompts(path: str | None, turns: int = DEFAULT_TURNS) -> list[Prompt]:
         raise BadInputError(f"--prompts {path} is not a file")
     if file.suffix == ".jsonl":
         samples = read_samples(file)
-        prompts = [p for s in samples for p in (assistant_turns(s.messages, s.tools) if s.messages else [_user(s.text or "")])]
+        prompts = [
+            p for s in samples for p in (assistant_turns(s.messages, s.tools) if s.messages else [_user(s.text or "")])
+        ]
     else:
         prompts = [_user(line.strip()) for line in file.read_text().splitlines() if line.strip()]
     if not prompts:
@@ -166,8 +194,9 @@ def measure_decode(engine, prompts: list, tokens: int, repeat: int, *, ignore_eo
     return measure_settings(engine, prompts, tokens, repeat, {"mtp": setting}, ignore_eos=ignore_eos)["mtp"]
 
 
-def measure_settings(engine, prompts: list, tokens: int, repeat: int, settings: dict[str, Setting], *,
-                     ignore_eos: bool = False) -> dict[str, DecodeResult]:
+def measure_settings(
+    engine, prompts: list, tokens: int, repeat: int, settings: dict[str, Setting], *, ignore_eos: bool = False
+) -> dict[str, DecodeResult]:
     """Plain decoding and each setting over the same prompts, run by run in a rotating order so all see the same load.
 
     ``prompts`` are ``Prompt``s or user messages; runs end at the end of the turn or after
@@ -175,7 +204,10 @@ def measure_settings(engine, prompts: list, tokens: int, repeat: int, settings: 
     with the plain runs of the same prompts. The engine's policy is restored afterwards.
     """
     encoded = [(p if isinstance(p, Prompt) else _user(p)).tokens(engine.tokenizer) for p in prompts]
-    results = {name: DecodeResult(depth=s.depth or engine.mtp_depth, tokens=tokens, prompts=len(prompts)) for name, s in settings.items()}
+    results = {
+        name: DecodeResult(depth=s.depth or engine.mtp_depth, tokens=tokens, prompts=len(prompts))
+        for name, s in settings.items()
+    }
     policy = engine.policy
     saved, eos = (policy.mode, policy.depth, policy.guard_enabled), engine.tokenizer.eos_token_ids
     if ignore_eos:
@@ -188,8 +220,14 @@ def measure_settings(engine, prompts: list, tokens: int, repeat: int, settings: 
     return results
 
 
-def _alternate(engine, encoded: list[list[int]], tokens: int, repeat: int, settings: dict[str, Setting],
-               results: dict[str, DecodeResult]) -> None:
+def _alternate(
+    engine,
+    encoded: list[list[int]],
+    tokens: int,
+    repeat: int,
+    settings: dict[str, Setting],
+    results: dict[str, DecodeResult],
+) -> None:
     columns = [None, *settings]  # None: plain
     for name in columns:  # warm-up: the first passes of each shape compile their graphs
         _generate(engine, encoded[0], min(tokens, 32), (PLAIN if name is None else settings[name]))
@@ -349,7 +387,8 @@ class DecodeResult:
             f"speedup in CPU time {self.cpu_speedup:.2f}x  (steadier when other processes share the CPU)",
             f"acceptance per draft position  {acceptance}",
             f"one draft-verify round costs {self.round_cost:.2f} plain steps: MTP pays above that many tokens per round"
-            if self.round_cost else "round cost: not measured (too few rounds)",
+            if self.round_cost
+            else "round cost: not measured (too few rounds)",
             f"greedy outputs identical: {'yes' if self.identical else 'NO'}",
             f"prefill {self.prefill_tok_s(False):.0f} tok/s plain, {self.prefill_tok_s(True):.0f} tok/s with MTP "
             f"(its head runs over the prompt too); {self.plain_tokens} tokens decoded per mode over {self.prompts} prompts",
@@ -373,15 +412,15 @@ class DecodeResult:
 def _plan_summary(plan) -> str | None:
     if plan is None:
         return None
-    return (f"decode {plan.decode} weights on {plan.decode_threads} thread(s), "
-            f"prefill {plan.prefill} weights on {plan.prefill_threads}")
+    return (
+        f"decode {plan.decode} weights on {plan.decode_threads} thread(s), "
+        f"prefill {plan.prefill} weights on {plan.prefill_threads}"
+    )
 
 
 def _sum(totals: list[int], counts: list[int]) -> list[int]:
     width = max(len(totals), len(counts))
     return [(totals[i] if i < len(totals) else 0) + (counts[i] if i < len(counts) else 0) for i in range(width)]
-
-
 
 
 @dataclass
@@ -406,16 +445,24 @@ class BenchReport:
         data["identical"] = self.identical
         data["policy"] = self.decision.to_dict()
         data["depths"] = {
-            name: {"predicted_speedup": self.predicted(int(name)), "speedup": round(r.speedup, 3),
-                   "cpu_time_speedup": round(r.cpu_speedup, 3),
-                   "prediction_error": _error(self.predicted(int(name)), r.speedup),
-                   "acceptance": [round(a, 3) for a in r.acceptance], "tokens_per_step": round(r.tokens_per_step, 3),
-                   "round_cost": round(r.round_cost, 3) if r.round_cost else None, "identical": r.identical}
+            name: {
+                "predicted_speedup": self.predicted(int(name)),
+                "speedup": round(r.speedup, 3),
+                "cpu_time_speedup": round(r.cpu_speedup, 3),
+                "prediction_error": _error(self.predicted(int(name)), r.speedup),
+                "acceptance": [round(a, 3) for a in r.acceptance],
+                "tokens_per_step": round(r.tokens_per_step, 3),
+                "round_cost": round(r.round_cost, 3) if r.round_cost else None,
+                "identical": r.identical,
+            }
             for name, r in self.depths.items()
         }
         if self.costs is not None:
-            data["cost_model"] = {"plain_step_s": round(self.costs.plain_step_s, 5), "measured_s": self.costs.measured_s,
-                                  "turns": self.costs.turns}
+            data["cost_model"] = {
+                "plain_step_s": round(self.costs.plain_step_s, 5),
+                "measured_s": self.costs.measured_s,
+                "turns": self.costs.turns,
+            }
         return data
 
     def text(self) -> str:
@@ -424,8 +471,10 @@ class BenchReport:
             predicted = self.predicted(int(name))
             guess = f"predicted {predicted:.2f}x" if predicted is not None else "not predicted"
             acceptance = " ".join(f"{a:.0%}" for a in r.acceptance) or "-"
-            lines.append(f"depth {name} forced on: {r.speedup:.2f}x measured, {guess}; acceptance {acceptance}; "
-                         f"identical {'yes' if r.identical else 'NO'}")
+            lines.append(
+                f"depth {name} forced on: {r.speedup:.2f}x measured, {guess}; acceptance {acceptance}; "
+                f"identical {'yes' if r.identical else 'NO'}"
+            )
         return "\n".join(lines)
 
 

@@ -8,17 +8,32 @@ HELP = "Open the terminal agent (the default command)."
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", help="a built model folder (default: the OptiQ model built from --base on first run)")
-    parser.add_argument("--base", help="base checkpoint: local folder or Hugging Face id (default: the embedded tiny-agent)")
+    parser.add_argument(
+        "--model", help="a built model folder (default: the OptiQ model built from --base on first run)"
+    )
+    parser.add_argument(
+        "--base", help="base checkpoint: local folder or Hugging Face id (default: the embedded tiny-agent)"
+    )
     add_mtp_arguments(parser)
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
-    parser.add_argument("--mcp", action="append", metavar="FILE",
-                        help='an MCP servers file ({"mcpServers": ...}) whose tools join the others; repeatable')
-    parser.add_argument("--allow-unconfined-shell", action="store_true",
-                        help="let run_shell run commands even where the OS sandbox is missing")
-    parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
-                        help="limit tool-call function and parameter names to the offered tools (default on)")
+    parser.add_argument(
+        "--mcp",
+        action="append",
+        metavar="FILE",
+        help='an MCP servers file ({"mcpServers": ...}) whose tools join the others; repeatable',
+    )
+    parser.add_argument(
+        "--allow-unconfined-shell",
+        action="store_true",
+        help="let run_shell run commands even where the OS sandbox is missing",
+    )
+    parser.add_argument(
+        "--guide-calls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="limit tool-call function and parameter names to the offered tools (default on)",
+    )
 
 
 def run(args) -> int:
@@ -69,7 +84,13 @@ def _launcher(args, tools, workspace):
         from agent.headless import shell_sandbox
 
         sandbox = shell_sandbox(workspace, args.allow_unconfined_shell)  # None: the agent makes and owns one
-        return Agent(engine, tools.registry, workspace, approve=approve, sampling=Sampling(guide_calls=args.guide_calls),
-                     sandbox=sandbox)
+        return Agent(
+            engine,
+            tools.registry,
+            workspace,
+            approve=approve,
+            sampling=Sampling(guide_calls=args.guide_calls),
+            sandbox=sandbox,
+        )
 
     return launch

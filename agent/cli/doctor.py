@@ -1,7 +1,9 @@
 """`optiq doctor`: how optiq runs on this machine (sandbox confinement, BLAS, CPU plans, cache, default model)."""
 
-HELP = ("Show how optiq runs here: the sandbox's confinement, the BLAS library, the CPU execution plans measured "
-        "on this machine, the cache folder and the default model.")
+HELP = (
+    "Show how optiq runs here: the sandbox's confinement, the BLAS library, the CPU execution plans measured "
+    "on this machine, the cache folder and the default model."
+)
 
 
 def add_arguments(parser):
@@ -37,8 +39,11 @@ def collect() -> dict:
         "blas": _blas(),
         "cpu_plan": _cpu_plan(),
         "cache": str(cache_home()),
-        "model": {"name": default_model.name, "path": str(default_model),
-                  "built": (default_model / "config.json").is_file()},
+        "model": {
+            "name": default_model.name,
+            "path": str(default_model),
+            "built": (default_model / "config.json").is_file(),
+        },
     }
 
 
@@ -61,15 +66,19 @@ def _plan_lines(plan: dict) -> list[str]:
     if plan.get("blas_advice"):
         lines.append(f"  advice     {plan['blas_advice']}")
     kernel = plan["kernel"]
-    lines.append(f"  kernel     {'quantized matmul for short passes: ' if kernel['available'] else 'MLX kernels only: '}"
-                 f"{kernel['detail']}")
+    lines.append(
+        f"  kernel     {'quantized matmul for short passes: ' if kernel['available'] else 'MLX kernels only: '}"
+        f"{kernel['detail']}"
+    )
     if not plan["plans"]:
         lines.append(f"  plans      none measured yet (a model's first load measures its own; {plan['plans_file']})")
     for key, entry in sorted(plan["plans"].items()):
         limited = ", memory-limited" if entry.get("memory_limited") else ""
-        lines.append(f"  {key}  prefill {entry['prefill']} x{entry['prefill_threads']} threads, "
-                     f"decode {entry['decode']} x{entry['decode_threads']}{limited}"
-                     + (f" (kernel {entry['kernel']})" if entry.get("kernel", "").startswith("unavailable") else ""))
+        lines.append(
+            f"  {key}  prefill {entry['prefill']} x{entry['prefill_threads']} threads, "
+            f"decode {entry['decode']} x{entry['decode_threads']}{limited}"
+            + (f" (kernel {entry['kernel']})" if entry.get("kernel", "").startswith("unavailable") else "")
+        )
     return lines
 
 
@@ -80,12 +89,18 @@ def format_report(report: dict) -> str:
     else:
         state = "confined" if sandbox["confined"] else "DEGRADED: Python keeps its language layer; run_shell refuses"
         lines = [f"sandbox      {state}"]
-        lines += [f"  {layer:<11}{sandbox[layer]}" for layer in ("platform", "filesystem", "network", "syscalls", "user")]
+        lines += [
+            f"  {layer:<11}{sandbox[layer]}" for layer in ("platform", "filesystem", "network", "syscalls", "user")
+        ]
     if blas["path"]:
-        lines.append(f"blas         {blas['path']} ({'preloaded' if blas['active'] else 'found, not preloaded in this process'})")
+        lines.append(
+            f"blas         {blas['path']} ({'preloaded' if blas['active'] else 'found, not preloaded in this process'})"
+        )
     else:
         lines.append("blas         MLX's reference BLAS (no OpenBLAS found)")
     lines += _plan_lines(report["cpu_plan"])
     lines.append(f"cache        {report['cache']}")
-    lines.append(f"model        {model['name']} ({'built' if model['built'] else 'built on first run'}: {model['path']})")
+    lines.append(
+        f"model        {model['name']} ({'built' if model['built'] else 'built on first run'}: {model['path']})"
+    )
     return "\n".join(lines)

@@ -9,25 +9,55 @@ DEFAULT_SUITE = "generated"
 
 
 def add_arguments(parser):
-    parser.add_argument("suite", nargs="*", metavar="SUITE | merge DIR...",
-                        help="JSONL suite file or folder, or a shipped suite's name: "
-                             f"{', '.join(SHIPPED_SUITES)} (default: {DEFAULT_SUITE}); "
-                             "'merge DIR...' merges sharded results folders")
-    parser.add_argument("--model", action="append", help="model folder; repeat to compare (default: the OptiQ build of the embedded base)")
-    parser.add_argument("--out", help=f"results folder (default: {RESULTS_ROOT}/<time>; with --resume, the latest there)")
+    parser.add_argument(
+        "suite",
+        nargs="*",
+        metavar="SUITE | merge DIR...",
+        help="JSONL suite file or folder, or a shipped suite's name: "
+        f"{', '.join(SHIPPED_SUITES)} (default: {DEFAULT_SUITE}); "
+        "'merge DIR...' merges sharded results folders",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="model folder; repeat to compare (default: the OptiQ build of the embedded base)",
+    )
+    parser.add_argument(
+        "--out", help=f"results folder (default: {RESULTS_ROOT}/<time>; with --resume, the latest there)"
+    )
     parser.add_argument("--limit", type=int, help="only the first N entries of the suite")
     parser.add_argument("--resume", action="store_true", help="skip the tasks the results folder already holds")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
-    parser.add_argument("--guide-calls", choices=["on", "off", "both"], default="on",
-                        help="limit tool-call names to the offered tools; 'both' scores each model both ways (default on)")
-    parser.add_argument("--mcp", action="append", metavar="FILE",
-                        help="an MCP servers file whose tools agent tasks get beside the built-ins; repeatable "
-                             "(only these: the user's default file is not read, so scores do not depend on it)")
-    parser.add_argument("--shard", metavar="I/N", help="run only process I's share (0-based) of N; needs --out; merge with 'optiq eval merge'")
-    parser.add_argument("--ranks", type=int, metavar="N",
-                        help="run as N ranks on this machine (MLX's ring backend, no mlx.launch needed); results as one process's")
-    parser.add_argument("--peer-timeout", type=float, default=120.0,
-                        help="under mlx.launch: seconds rank 0 waits for a rank that stopped reporting before merging without it (default 120)")
+    parser.add_argument(
+        "--guide-calls",
+        choices=["on", "off", "both"],
+        default="on",
+        help="limit tool-call names to the offered tools; 'both' scores each model both ways (default on)",
+    )
+    parser.add_argument(
+        "--mcp",
+        action="append",
+        metavar="FILE",
+        help="an MCP servers file whose tools agent tasks get beside the built-ins; repeatable "
+        "(only these: the user's default file is not read, so scores do not depend on it)",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only process I's share (0-based) of N; needs --out; merge with 'optiq eval merge'",
+    )
+    parser.add_argument(
+        "--ranks",
+        type=int,
+        metavar="N",
+        help="run as N ranks on this machine (MLX's ring backend, no mlx.launch needed); results as one process's",
+    )
+    parser.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=120.0,
+        help="under mlx.launch: seconds rank 0 waits for a rank that stopped reporting before merging without it (default 120)",
+    )
 
 
 def run(args) -> int:
@@ -91,11 +121,12 @@ def _starts_ranks(args) -> bool:
     if args.ranks < 1:
         raise BadInputError(f"--ranks must be at least 1; got {args.ranks}")
     if args.shard:
-        raise BadInputError("--ranks starts the ranks itself; --shard is for processes a scheduler starts: give one of them")
+        raise BadInputError(
+            "--ranks starts the ranks itself; --shard is for processes a scheduler starts: give one of them"
+        )
     if launched():
         raise BadInputError("--ranks starts the ranks itself; under mlx.launch leave it out")
     return args.ranks > 1
-
 
 
 def _merge(args) -> int:

@@ -47,22 +47,28 @@ def run_sharded(args, entries, specs, extra_tools=()) -> int:
     plan = Plan([s.label for s in specs], [e.id for e in entries])
     if args.shard:
         if group.size() > 1:
-            raise BadInputError("--shard is for processes a scheduler starts; under mlx.launch the ranks share the run themselves")
+            raise BadInputError(
+                "--shard is for processes a scheduler starts; under mlx.launch the ranks share the run themselves"
+            )
         return _run_shard(args, entries, specs, plan, parse_shard(args.shard), extra_tools)
     return _run_ranks(args, entries, specs, plan, group, extra_tools)
 
 
 def _run_shard(args, entries, specs, plan: Plan, shard: Shard, extra_tools=()) -> int:
     if not args.out:
-        raise BadInputError("--shard needs --out: the folder this shard writes (merge the shards' folders with 'optiq eval merge')")
+        raise BadInputError(
+            "--shard needs --out: the folder this shard writes (merge the shards' folders with 'optiq eval merge')"
+        )
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     _check_start(out, plan, args.resume, [part_file(out, shard)])
     plan.write(out)
     mine = shard.take(plan.pairs()) - finished_pairs(out)
     _run_share(out, shard, entries, specs, mine, extra_tools)
-    sys.stderr.write(f"optiq eval: shard {shard.index}/{shard.count} recorded its {len(mine)} task(s) in {part_file(out, shard)}; "
-                     f"when every shard is done: optiq eval merge {out} [the other shards' folders]\n")
+    sys.stderr.write(
+        f"optiq eval: shard {shard.index}/{shard.count} recorded its {len(mine)} task(s) in {part_file(out, shard)}; "
+        f"when every shard is done: optiq eval merge {out} [the other shards' folders]\n"
+    )
     return 0
 
 
@@ -81,11 +87,17 @@ def _run_ranks(args, entries, specs, plan: Plan, group, extra_tools=()) -> int:
     interrupted = False
     try:
         _run_share(out, shard, entries, specs, mine, extra_tools)
-        silent = wait_for(out, [Shard(r, shard.count) for r in range(1, shard.count)], args.peer_timeout) if shared else []
+        silent = (
+            wait_for(out, [Shard(r, shard.count) for r in range(1, shard.count)], args.peer_timeout) if shared else []
+        )
         if silent:
-            sys.stderr.write(f"optiq eval: rank(s) {', '.join(str(s.index) for s in silent)} stopped reporting; merging without them\n")
+            sys.stderr.write(
+                f"optiq eval: rank(s) {', '.join(str(s.index) for s in silent)} stopped reporting; merging without them\n"
+            )
     except Stopped:
-        sys.stderr.write("optiq eval: stopped (SIGTERM: a rank exited, or the run was stopped); merging what was recorded\n")
+        sys.stderr.write(
+            "optiq eval: stopped (SIGTERM: a rank exited, or the run was stopped); merging what was recorded\n"
+        )
     except KeyboardInterrupt:
         interrupted = True
         sys.stderr.write("optiq eval: interrupted; merging what was recorded\n")
@@ -120,8 +132,14 @@ def _check_start(out: Path, plan: Plan, resume: bool, files: list[Path]) -> None
 def _run_share(out: Path, shard: Shard, entries, specs, mine: set, extra_tools=()) -> None:
     beat = Heartbeat(out, shard)
     progress = stderr_callback()
-    evaluate(entries, specs, ResultsFile(part_file(out, shard)), progress=lambda e: progress(replace(e, stage=f"[{shard.index}] {e.stage}")), only=mine,
-             extra_tools=extra_tools)
+    evaluate(
+        entries,
+        specs,
+        ResultsFile(part_file(out, shard)),
+        progress=lambda e: progress(replace(e, stage=f"[{shard.index}] {e.stage}")),
+        only=mine,
+        extra_tools=extra_tools,
+    )
     beat.finish()
 
 
@@ -129,7 +147,9 @@ def _merge_here(out: Path, plan: Plan, as_json: bool, shared: bool) -> int:
     merged = merge([out], out)
     report(merged.records, plan.models, out, as_json)
     if not shared:
-        sys.stderr.write(f"optiq eval: some ranks wrote to their own host's {out}; copy those folders here and run: optiq eval merge {out} FOLDER...\n")
+        sys.stderr.write(
+            f"optiq eval: some ranks wrote to their own host's {out}; copy those folders here and run: optiq eval merge {out} FOLDER...\n"
+        )
     if merged.missing:
         sys.stderr.write(f"optiq eval: {describe_missing(merged.missing)}; run them with --resume --out {out}\n")
         return 1

@@ -20,6 +20,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(report.as_dict()))
     else:
-        print(f"KL over {report.tokens} held-out tokens: mean {report.mean:.6f}, "
-              f"median {report.median:.6f}, p95 {report.p95:.6f}")
+        print(
+            f"KL over {report.tokens} held-out tokens: mean {report.mean:.6f}, "
+            f"median {report.median:.6f}, p95 {report.p95:.6f}"
+        )
     return 0

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 
 def add_mtp_arguments(parser) -> None:
-    parser.add_argument("--mtp", choices=["auto", "on", "off"], default=None,
-                        help="MTP decoding: auto (default) turns it on where this machine measured it faster; on/off force it")
+    parser.add_argument(
+        "--mtp",
+        choices=["auto", "on", "off"],
+        default=None,
+        help="MTP decoding: auto (default) turns it on where this machine measured it faster; on/off force it",
+    )
     parser.add_argument("--no-mtp", action="store_true", help="decode without the MTP head (same as --mtp off)")
-    parser.add_argument("--mtp-depth", type=int, default=None,
-                        help="tokens the MTP head drafts per step (default: the best measured depth, else 2)")
+    parser.add_argument(
+        "--mtp-depth",
+        type=int,
+        default=None,
+        help="tokens the MTP head drafts per step (default: the best measured depth, else 2)",
+    )
 
 
 def mtp_mode(args) -> str:

@@ -13,17 +13,25 @@ def add_arguments(parser):
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--high-bits", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=64)
-    parser.add_argument("--fine-group-size", default="32",
-                        help="a finer group size the allocator may also give a sensitive module (+0.5 bit "
-                        "per weight at 32 vs 64); 0 or none: only --group-size (default 32)")
-    parser.add_argument("--budget", type=float, default=1.05,
-                        help="quantized bytes at most this times uniform --bits (default 1.05)")
+    parser.add_argument(
+        "--fine-group-size",
+        default="32",
+        help="a finer group size the allocator may also give a sensitive module (+0.5 bit "
+        "per weight at 32 vs 64); 0 or none: only --group-size (default 32)",
+    )
+    parser.add_argument(
+        "--budget", type=float, default=1.05, help="quantized bytes at most this times uniform --bits (default 1.05)"
+    )
     parser.add_argument("--calibration", help="JSONL calibration file (default: the shipped six-domain mix)")
-    parser.add_argument("--tokens", type=int, default=8192,
-                        help="calibration tokens sensitivity is measured over (default 8192)")
-    parser.add_argument("--widths", help="candidate bit widths besides --bits and --high-bits, each offered at "
-                        "--group-size and --fine-group-size (their KL is estimated from the measured sensitivity "
-                        "by weight-error ratios); default 3,5,6; none: only --bits and --high-bits")
+    parser.add_argument(
+        "--tokens", type=int, default=8192, help="calibration tokens sensitivity is measured over (default 8192)"
+    )
+    parser.add_argument(
+        "--widths",
+        help="candidate bit widths besides --bits and --high-bits, each offered at "
+        "--group-size and --fine-group-size (their KL is estimated from the measured sensitivity "
+        "by weight-error ratios); default 3,5,6; none: only --bits and --high-bits",
+    )
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the build's metadata as JSON")
 
@@ -82,9 +90,17 @@ def run(args) -> int:
         raise BadInputError(f"--tokens must be positive, not {args.tokens}")
     widths = _widths(args.widths)
     options = BuildOptions(
-        out=args.out, base=args.base, method=args.method, bits=args.bits, high_bits=args.high_bits,
-        group_size=args.group_size, budget=args.budget, calibration=args.calibration,
-        force=args.force, max_tokens=args.tokens, widths=widths,
+        out=args.out,
+        base=args.base,
+        method=args.method,
+        bits=args.bits,
+        high_bits=args.high_bits,
+        group_size=args.group_size,
+        budget=args.budget,
+        calibration=args.calibration,
+        force=args.force,
+        max_tokens=args.tokens,
+        widths=widths,
         fine_group_size=_fine_group_size(args.fine_group_size),
     )
     result = build(options, progress=stderr_callback())

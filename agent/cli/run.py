@@ -10,22 +10,39 @@ HELP = "Run the agent headless on one prompt and print the answer."
 def add_arguments(parser):
     parser.add_argument("prompt", help="the request")
     parser.add_argument("--model", help="a built model folder")
-    parser.add_argument("--base", help="base checkpoint to build the default model from (default: the embedded tiny-agent)")
+    parser.add_argument(
+        "--base", help="base checkpoint to build the default model from (default: the embedded tiny-agent)"
+    )
     add_mtp_arguments(parser)
     parser.add_argument("--max-steps", type=int, default=8, help="model turns before giving up (default 8)")
     parser.add_argument("--max-tokens", type=int, default=512, help="tokens per model turn (default 512)")
-    parser.add_argument("--approve", choices=["all", "none", "shell"], default="none",
-                        help="answer to approvals: all, none, or shell (shell commands only); approvals cover "
-                             "write/edit, shell commands and MCP servers set to ask (default none)")
-    parser.add_argument("--allow-unconfined-shell", action="store_true",
-                        help="let run_shell run commands even where the OS sandbox is missing")
+    parser.add_argument(
+        "--approve",
+        choices=["all", "none", "shell"],
+        default="none",
+        help="answer to approvals: all, none, or shell (shell commands only); approvals cover "
+        "write/edit, shell commands and MCP servers set to ask (default none)",
+    )
+    parser.add_argument(
+        "--allow-unconfined-shell",
+        action="store_true",
+        help="let run_shell run commands even where the OS sandbox is missing",
+    )
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout, the last being 'done'")
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
-    parser.add_argument("--mcp", action="append", metavar="FILE",
-                        help='an MCP servers file ({"mcpServers": ...}) whose tools join the others; repeatable')
-    parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
-                        help="limit tool-call function and parameter names to the offered tools (default on)")
+    parser.add_argument(
+        "--mcp",
+        action="append",
+        metavar="FILE",
+        help='an MCP servers file ({"mcpServers": ...}) whose tools join the others; repeatable',
+    )
+    parser.add_argument(
+        "--guide-calls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="limit tool-call function and parameter names to the offered tools (default on)",
+    )
 
 
 def run(args) -> int:
@@ -57,14 +74,23 @@ def run(args) -> int:
             return 0
         engine: Engine = leader
     else:
-        engine = load_engine(args.model, args.base, mtp=mtp_mode(args), mtp_depth=args.mtp_depth,
-                             progress=stderr_callback())
+        engine = load_engine(
+            args.model, args.base, mtp=mtp_mode(args), mtp_depth=args.mtp_depth, progress=stderr_callback()
+        )
     sampling = Sampling(max_tokens=args.max_tokens, guide_calls=args.guide_calls)
     sandbox = shell_sandbox(workspace, args.allow_unconfined_shell)
     try:
         with tools.start():
-            agent = Agent(engine, tools.registry, workspace, POLICIES[args.approve], max_steps=args.max_steps,
-                          sampling=sampling, trace=open_trace(), sandbox=sandbox)
+            agent = Agent(
+                engine,
+                tools.registry,
+                workspace,
+                POLICIES[args.approve],
+                max_steps=args.max_steps,
+                sampling=sampling,
+                trace=open_trace(),
+                sandbox=sandbox,
+            )
             with agent:
                 return run_headless(agent, args.prompt, json_lines=args.json)
     finally:

@@ -12,27 +12,53 @@ HELP = "Serve OpenAI- and Anthropic-compatible APIs (chat completions, messages)
 
 def add_arguments(parser):
     parser.add_argument("--model", help="a model folder to serve as it is (default: the OptiQ model built from --base)")
-    parser.add_argument("--base", help="base checkpoint to build the OptiQ model from: local folder or Hugging Face id (default: the embedded tiny-agent)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1); any other needs --api-key")
+    parser.add_argument(
+        "--base",
+        help="base checkpoint to build the OptiQ model from: local folder or Hugging Face id (default: the embedded tiny-agent)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1); any other needs --api-key"
+    )
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     add_mtp_arguments(parser)
-    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on /v1 routes and /metrics")
-    parser.add_argument("--model-name", help="the model id clients send and /v1/models lists (default: the folder's name)")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="the most tokens one answer may generate (default 4096)")
-    parser.add_argument("--queue-size", type=int, default=8, help="requests that may wait while one generates; more get 429 (default 8)")
-    parser.add_argument("--guide-calls", action=argparse.BooleanOptionalAction, default=True,
-                        help="limit tool-call function and parameter names to the request's tools (default on)")
-    parser.add_argument("--mcp", action="append", metavar="FILE",
-                        help="an MCP servers file whose tools the server offers beside each request's and runs itself "
-                             "(servers set to \"approval\": \"allow\" only); repeatable")
+    parser.add_argument(
+        "--api-key", help="require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on /v1 routes and /metrics"
+    )
+    parser.add_argument(
+        "--model-name", help="the model id clients send and /v1/models lists (default: the folder's name)"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=4096, help="the most tokens one answer may generate (default 4096)"
+    )
+    parser.add_argument(
+        "--queue-size", type=int, default=8, help="requests that may wait while one generates; more get 429 (default 8)"
+    )
+    parser.add_argument(
+        "--guide-calls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="limit tool-call function and parameter names to the request's tools (default on)",
+    )
+    parser.add_argument(
+        "--mcp",
+        action="append",
+        metavar="FILE",
+        help="an MCP servers file whose tools the server offers beside each request's and runs itself "
+        '(servers set to "approval": "allow" only); repeatable',
+    )
 
 
 def run(args) -> int:
     from agent.serve import ServeConfig, Server
 
     config = ServeConfig(
-        host=args.host, port=args.port, api_key=args.api_key, model_id=args.model_name,
-        max_tokens=args.max_tokens, queue_size=args.queue_size, guide_calls=args.guide_calls,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        model_id=args.model_name,
+        max_tokens=args.max_tokens,
+        queue_size=args.queue_size,
+        guide_calls=args.guide_calls,
     )
     config.check()  # before minutes of model loading
     tools = _server_tools(args.mcp)
@@ -61,8 +87,11 @@ def _server_tools(files):
     servers, _ = session_servers(files, None)
     for spec in servers:
         if spec.approval == "ask":
-            print(f"optiq serve: MCP server {spec.name!r} is set to ask before each call, and a server cannot ask: "
-                  'its tools are not offered (set "approval": "allow" to offer them)', file=sys.stderr)
+            print(
+                f"optiq serve: MCP server {spec.name!r} is set to ask before each call, and a server cannot ask: "
+                'its tools are not offered (set "approval": "allow" to offer them)',
+                file=sys.stderr,
+            )
     return SessionTools(Registry(), [spec for spec in servers if spec.approval == "allow"])
 
 

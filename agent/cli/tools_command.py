@@ -4,9 +4,11 @@ from __future__ import annotations
 
 HELP = "List the tools the agent offers (built-in, --tools, MCP servers), or call one."
 LIST_HELP = "Every tool the agent would offer: name, source, description, parameters."
-CALL_HELP = ("Validate arguments and run one tool as the agent would. Invalid arguments exit 2 without calling it; "
-             "a tool error exits 1. Tools that ask for approval (write_file, edit_file, MCP servers set to \"ask\") "
-             "run only with --approve.")
+CALL_HELP = (
+    "Validate arguments and run one tool as the agent would. Invalid arguments exit 2 without calling it; "
+    'a tool error exits 1. Tools that ask for approval (write_file, edit_file, MCP servers set to "ask") '
+    "run only with --approve."
+)
 
 
 def add_arguments(parser):
@@ -18,15 +20,22 @@ def add_arguments(parser):
     calling.add_argument("name", help="the tool's name, as 'optiq tools list' shows it")
     calling.add_argument("arguments", nargs="?", default="{}", help="its arguments as a JSON object (default {})")
     _add_sources(calling)
-    calling.add_argument("--approve", action="store_true", help="run a tool that asks for approval (the call is shown first)")
+    calling.add_argument(
+        "--approve", action="store_true", help="run a tool that asks for approval (the call is shown first)"
+    )
     calling.add_argument("--json", action="store_true", help="the outcome as one JSON object on stdout")
 
 
 def _add_sources(parser):
     parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
-    parser.add_argument("--mcp", action="append", metavar="FILE", help='an MCP servers file ({"mcpServers": ...}); repeatable')
-    parser.add_argument("--workspace", help="the workspace (file tools are confined to it; its approved .mcp.json is used) "
-                                            "(default: the current folder)")
+    parser.add_argument(
+        "--mcp", action="append", metavar="FILE", help='an MCP servers file ({"mcpServers": ...}); repeatable'
+    )
+    parser.add_argument(
+        "--workspace",
+        help="the workspace (file tools are confined to it; its approved .mcp.json is used) "
+        "(default: the current folder)",
+    )
 
 
 def run(args) -> int:
@@ -62,8 +71,13 @@ def _list(tools, as_json: bool) -> int:
 
 
 def _describe(tool) -> dict:
-    return {"name": tool.name, "source": tool.source, "description": tool.description, "parameters": tool.parameters,
-            "asks_approval": tool.side_effects}
+    return {
+        "name": tool.name,
+        "source": tool.source,
+        "description": tool.description,
+        "parameters": tool.parameters,
+        "asks_approval": tool.side_effects,
+    }
 
 
 def _signature(parameters: dict) -> str:
@@ -95,8 +109,10 @@ def _call(tools, workspace, args) -> int:
         raise BadInputError("; ".join(validation.errors))
     tool = tools.registry.get(args.name)
     if tool.needs_approval(validation.arguments) and not args.approve:
-        raise BadInputError(f"{tool.name} ({tool.source}) asks for approval before it runs; pass --approve to run "
-                            f"{tool.name}({json.dumps(validation.arguments, ensure_ascii=False)})")
+        raise BadInputError(
+            f"{tool.name} ({tool.source}) asks for approval before it runs; pass --approve to run "
+            f"{tool.name}({json.dumps(validation.arguments, ensure_ascii=False)})"
+        )
     runner = ToolRunner(workspace)
     started = time.monotonic()
     try:
@@ -104,8 +120,14 @@ def _call(tools, workspace, args) -> int:
     finally:
         runner.close()
     content = cap_output(content)
-    outcome = {"name": tool.name, "source": tool.source, "arguments": validation.arguments, "ok": ok,
-               "content": content, "seconds": round(time.monotonic() - started, 4)}
+    outcome = {
+        "name": tool.name,
+        "source": tool.source,
+        "arguments": validation.arguments,
+        "ok": ok,
+        "content": content,
+        "seconds": round(time.monotonic() - started, 4),
+    }
     if args.json:
         print(json.dumps(outcome, ensure_ascii=False))
     else:
@@ -121,7 +143,9 @@ def _arguments(text: str) -> dict:
     try:
         arguments = json.loads(text)
     except ValueError as error:
-        raise BadInputError(f"the arguments are not valid JSON ({error}); give a JSON object such as '{{\"path\": \"a.txt\"}}'") from error
+        raise BadInputError(
+            f'the arguments are not valid JSON ({error}); give a JSON object such as \'{{"path": "a.txt"}}\''
+        ) from error
     if not isinstance(arguments, dict):
         raise BadInputError(f"the arguments must be a JSON object, got {text!r}")
     return arguments

@@ -24,7 +24,11 @@ from optiq_runtime.errors import OptiqError
 log = logging.getLogger("optiq.serve")
 
 CLIENT_LEFT = 499
-SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
 
 
 class Dialect(Protocol):
@@ -57,7 +61,10 @@ def json_start(status: int, body: dict[str, Any], headers: dict[str, str] | None
     data = json.dumps(body, ensure_ascii=False).encode()
     pairs = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     pairs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    return {"type": "http.response.start", "status": status, "headers": pairs}, {"type": "http.response.body", "body": data}
+    return {"type": "http.response.start", "status": status, "headers": pairs}, {
+        "type": "http.response.body",
+        "body": data,
+    }
 
 
 class Answer:

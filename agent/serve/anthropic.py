@@ -167,18 +167,29 @@ def _turn(turn: InputMessage, index: int) -> list[dict[str, Any]]:
             else:
                 out.append({"role": "user", "content": block.text})
         elif isinstance(block, ToolUseBlock):
-            raise APIError(400, f"messages.{index}.content.{number}: tool_use blocks belong to assistant turns", param=f"messages.{index}.content")
+            raise APIError(
+                400,
+                f"messages.{index}.content.{number}: tool_use blocks belong to assistant turns",
+                param=f"messages.{index}.content",
+            )
     return out
 
 
 def _assistant(blocks: list, index: int) -> dict[str, Any]:
     text = "".join(b.text for b in blocks if isinstance(b, TextBlock))
     calls = [
-        {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input, ensure_ascii=False)}}
-        for b in blocks if isinstance(b, ToolUseBlock)
+        {
+            "id": b.id,
+            "type": "function",
+            "function": {"name": b.name, "arguments": json.dumps(b.input, ensure_ascii=False)},
+        }
+        for b in blocks
+        if isinstance(b, ToolUseBlock)
     ]
     if any(isinstance(b, ToolResultBlock) for b in blocks):
-        raise APIError(400, f"messages.{index}.content: tool_result blocks belong to user turns", param=f"messages.{index}.content")
+        raise APIError(
+            400, f"messages.{index}.content: tool_result blocks belong to user turns", param=f"messages.{index}.content"
+        )
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         message["tool_calls"] = calls
@@ -195,7 +206,9 @@ def _function(tool: Tool) -> dict[str, Any]:
 def _choice(choice: ToolChoice) -> Any:
     if choice.type == "tool":
         if not choice.name:
-            raise APIError(400, "tool_choice: type 'tool' needs the 'name' of the tool to call", param="tool_choice.name")
+            raise APIError(
+                400, "tool_choice: type 'tool' needs the 'name' of the tool to call", param="tool_choice.name"
+            )
         return {"type": "function", "function": {"name": choice.name}}
     if choice.type == "any":
         return "required"
@@ -204,12 +217,24 @@ def _choice(choice: ToolChoice) -> Any:
 
 def _in_anthropic_terms(error: APIError) -> APIError:
     """An error from the shared checks, with OpenAI's field paths turned into this request's."""
+
     def rename(text: str | None) -> str | None:
         if text is None:
             return None
-        for ours, theirs in ((".function.parameters", ".input_schema"), (".function.name", ".name"), ("'required'", "'any'")):
+        for ours, theirs in (
+            (".function.parameters", ".input_schema"),
+            (".function.name", ".name"),
+            ("'required'", "'any'"),
+        ):
             text = text.replace(ours, theirs)
         return text
 
     status = 400 if error.status == 422 else error.status
-    return APIError(status, rename(error.message) or "", type=error.type, param=rename(error.param), code=error.code, headers=error.headers)
+    return APIError(
+        status,
+        rename(error.message) or "",
+        type=error.type,
+        param=rename(error.param),
+        code=error.code,
+        headers=error.headers,
+    )

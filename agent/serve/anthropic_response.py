@@ -111,7 +111,9 @@ class AnthropicDialect:
 
     def opening(self, completion: Answering) -> list[bytes]:
         message = {
-            **self._message([]), "stop_reason": None, "stop_sequence": None,
+            **self._message([]),
+            "stop_reason": None,
+            "stop_sequence": None,
             "usage": {"input_tokens": len(completion.plan.tokens), "output_tokens": 0},
         }
         return [_event({"type": "message_start", "message": message}), _event({"type": "ping"})]
@@ -127,7 +129,11 @@ class AnthropicDialect:
                 self._errors.append(call_error(piece))
             block = {**tool_use_block(piece), "input": {}}
             events = self._close_block() + self._start(block)
-            return events + [self._delta({"type": "input_json_delta", "partial_json": piece.arguments})] + self._close_block()
+            return (
+                events
+                + [self._delta({"type": "input_json_delta", "partial_json": piece.arguments})]
+                + self._close_block()
+            )
         if isinstance(piece, CallError):
             self._errors.append(call_error(piece))
         return []

@@ -48,8 +48,11 @@ def create_app(service: Service):
         Route("/models/{name:path}", model, methods=["GET"]),
     ]
     handlers: dict[Any, Callable[..., Any]] = {
-        APIError: _api_error, HTTPException: _http_error, OptiqError: _optiq_error,
-        ClientDisconnect: _client_gone, Exception: _internal_error,
+        APIError: _api_error,
+        HTTPException: _http_error,
+        OptiqError: _optiq_error,
+        ClientDisconnect: _client_gone,
+        Exception: _internal_error,
     }
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.service = service
@@ -92,7 +95,9 @@ async def model(request: Request) -> Response:
     service = authorized(request)
     name = request.path_params["name"]
     if name != service.model_id:
-        raise not_found(f"the model {name!r} does not exist here; this server serves {service.model_id!r}", "model_not_found")
+        raise not_found(
+            f"the model {name!r} does not exist here; this server serves {service.model_id!r}", "model_not_found"
+        )
     return JSONResponse(service.model_card())
 
 
@@ -132,8 +137,11 @@ def authorized(request: Request) -> Service:
     offered = token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "")
     if not hmac.compare_digest(offered.encode(), key.encode()):
         raise APIError(
-            401, "missing or wrong API key: send 'Authorization: Bearer KEY' or 'x-api-key: KEY' with the key given to --api-key",
-            type="authentication_error", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"},
+            401,
+            "missing or wrong API key: send 'Authorization: Bearer KEY' or 'x-api-key: KEY' with the key given to --api-key",
+            type="authentication_error",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
         )
     return service
 

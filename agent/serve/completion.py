@@ -84,7 +84,7 @@ class StopScanner:
             end, self.matched = min((buffer.find(s), s) for s in self.stops if s in buffer)
             return buffer[:end], True
         keep = max((_overlap(buffer, s) for s in self.stops), default=0)
-        self.held = buffer[len(buffer) - keep:]
+        self.held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep], False
 
     def flush(self) -> str:

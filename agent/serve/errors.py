@@ -37,8 +37,14 @@ class APIError(Exception):
 
 # Anthropic names its error types by HTTP status (https://docs.anthropic.com/en/api/errors).
 ANTHROPIC_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
 }
 
 
@@ -75,4 +81,6 @@ def body_timeout(seconds: float) -> APIError:
 
 
 def internal_error() -> APIError:
-    return APIError(500, "the server failed on this request; see the server log", type="server_error", code="internal_error")
+    return APIError(
+        500, "the server failed on this request; see the server log", type="server_error", code="internal_error"
+    )

@@ -52,21 +52,48 @@ class Metrics:
         gauge = _family(lines)
         gauge("optiq_queue_waiting", "gauge", "requests waiting for the model", waiting)
         gauge("optiq_generating", "gauge", "1 while a generation runs", int(generating))
-        lines.append("# HELP optiq_requests_total HTTP answers by status (499: the client left before its answer began)")
+        lines.append(
+            "# HELP optiq_requests_total HTTP answers by status (499: the client left before its answer began)"
+        )
         lines.append("# TYPE optiq_requests_total counter")
-        lines += [f'optiq_requests_total{{status="{status}"}} {count}' for status, count in sorted(self.statuses.items())]
+        lines += [
+            f'optiq_requests_total{{status="{status}"}} {count}' for status, count in sorted(self.statuses.items())
+        ]
         gauge("optiq_generations_total", "counter", "generations run (stopped ones included)", self.generations)
-        gauge("optiq_generations_interrupted_total", "counter", "generations stopped because the client left", self.interrupted)
+        gauge(
+            "optiq_generations_interrupted_total",
+            "counter",
+            "generations stopped because the client left",
+            self.interrupted,
+        )
         gauge("optiq_prompt_tokens_total", "counter", "prompt tokens of all generations", self.prompt_tokens)
-        gauge("optiq_reused_prompt_tokens_total", "counter", "prompt tokens taken from the cache", self.reused_prompt_tokens)
+        gauge(
+            "optiq_reused_prompt_tokens_total",
+            "counter",
+            "prompt tokens taken from the cache",
+            self.reused_prompt_tokens,
+        )
         gauge("optiq_generated_tokens_total", "counter", "tokens generated", self.generated_tokens)
-        gauge("optiq_decode_tokens_per_second", "gauge", "decode speed over all generations", _ratio(self.decode_tokens, self.decode_s))
-        gauge("optiq_prefill_tokens_per_second", "gauge", "prefill speed over all generations",
-              _ratio(self.prompt_tokens - self.reused_prompt_tokens, self.prefill_s))
+        gauge(
+            "optiq_decode_tokens_per_second",
+            "gauge",
+            "decode speed over all generations",
+            _ratio(self.decode_tokens, self.decode_s),
+        )
+        gauge(
+            "optiq_prefill_tokens_per_second",
+            "gauge",
+            "prefill speed over all generations",
+            _ratio(self.prompt_tokens - self.reused_prompt_tokens, self.prefill_s),
+        )
         gauge("optiq_mtp_drafted_tokens_total", "counter", "tokens the MTP head drafted", self.drafted)
         gauge("optiq_mtp_accepted_tokens_total", "counter", "drafted tokens the model accepted", self.accepted)
-        gauge("optiq_mtp_acceptance", "gauge", "accepted over drafted tokens (NaN before any draft)",
-              _ratio(self.accepted, self.drafted, empty=float("nan")))
+        gauge(
+            "optiq_mtp_acceptance",
+            "gauge",
+            "accepted over drafted tokens (NaN before any draft)",
+            _ratio(self.accepted, self.drafted, empty=float("nan")),
+        )
         lines.append(f'optiq_model_info{{model="{model}"}} 1')
         return "\n".join(lines) + "\n"
 

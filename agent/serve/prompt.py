@@ -90,7 +90,7 @@ class PromptBuilder:
             return None
         if comparable[: len(seen.messages)] != seen.messages:
             return None
-        new = messages[len(seen.messages):]
+        new = messages[len(seen.messages) :]
         if any(m["role"] == "assistant" for m in new):
             return None
         close = renderer.close_ids()
@@ -139,7 +139,9 @@ def template_message(message, index: int) -> dict[str, Any]:
                 "type": "function",
                 "function": {
                     "name": call.function.name,
-                    "arguments": arguments_object(call.function.arguments, f"messages.{index}.tool_calls.{n}.function.arguments"),
+                    "arguments": arguments_object(
+                        call.function.arguments, f"messages.{index}.tool_calls.{n}.function.arguments"
+                    ),
                 },
             }
             for n, call in enumerate(message.tool_calls)

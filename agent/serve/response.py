@@ -117,7 +117,14 @@ def completion_body(cid: str, model: str, completion: Answering, builder: Messag
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": builder.message(), "finish_reason": completion.outcome.finish_reason, "logprobs": None}],
+        "choices": [
+            {
+                "index": 0,
+                "message": builder.message(),
+                "finish_reason": completion.outcome.finish_reason,
+                "logprobs": None,
+            }
+        ],
         "usage": usage(completion),
         "optiq": engine_report(completion),
     }

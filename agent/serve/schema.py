@@ -169,7 +169,9 @@ def field_error(error: ValidationError, status: int = 422) -> APIError:
     param = ".".join(str(part) for part in first["loc"]) or None
     got = json.dumps(first.get("input"), default=str)[:80]
     more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
-    return APIError(status, f"{param or 'the request'}: {first['msg']}; got {got}{more}", param=param, code="invalid_value")
+    return APIError(
+        status, f"{param or 'the request'}: {first['msg']}; got {got}{more}", param=param, code="invalid_value"
+    )
 
 
 def _check_messages(request: ChatRequest) -> None:
@@ -178,11 +180,18 @@ def _check_messages(request: ChatRequest) -> None:
         if isinstance(message.content, list):
             kinds = {part.type for part in message.content} - {"text"}
             if kinds:
-                raise unprocessable(f"{where}.content: only text parts are supported; got {sorted(kinds)}", f"{where}.content")
+                raise unprocessable(
+                    f"{where}.content: only text parts are supported; got {sorted(kinds)}", f"{where}.content"
+                )
         if message.tool_calls and message.role != "assistant":
-            raise unprocessable(f"{where}: only assistant messages carry tool_calls; this one is {message.role!r}", f"{where}.tool_calls")
+            raise unprocessable(
+                f"{where}: only assistant messages carry tool_calls; this one is {message.role!r}",
+                f"{where}.tool_calls",
+            )
         if message.role == "tool" and not message.tool_call_id:
-            raise unprocessable(f"{where}: a tool message needs the 'tool_call_id' of the call it answers", f"{where}.tool_call_id")
+            raise unprocessable(
+                f"{where}: a tool message needs the 'tool_call_id' of the call it answers", f"{where}.tool_call_id"
+            )
         for number, call in enumerate(message.tool_calls or []):
             arguments_object(call.function.arguments, f"{where}.tool_calls.{number}.function.arguments")
 
@@ -192,7 +201,9 @@ def arguments_object(text: str, param: str) -> dict[str, Any]:
     try:
         value = json.loads(text) if text.strip() else {}
     except ValueError as error:
-        raise bad_request(f"{param}: not valid JSON ({error}); send the arguments as a JSON object string", param) from None
+        raise bad_request(
+            f"{param}: not valid JSON ({error}); send the arguments as a JSON object string", param
+        ) from None
     if not isinstance(value, dict):
         raise bad_request(f"{param}: the arguments must be a JSON object; got {type(value).__name__}", param)
     return value
@@ -204,7 +215,10 @@ def _check_tools(request: ChatRequest) -> None:
         where = f"tools.{index}.function"
         name = tool.function.name
         if not _TOOL_NAME.match(name):
-            raise bad_request(f"{where}.name: {name!r} is not a valid function name (letters, digits, _ . -, at most 64)", f"{where}.name")
+            raise bad_request(
+                f"{where}.name: {name!r} is not a valid function name (letters, digits, _ . -, at most 64)",
+                f"{where}.name",
+            )
         names.append(name)
         _check_schema(tool.function.parameters, f"{where}.parameters")
     if len(set(names)) != len(names):
@@ -212,7 +226,9 @@ def _check_tools(request: ChatRequest) -> None:
     choice = request.tool_choice
     if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
         offered = ", ".join(names) or "none"
-        raise bad_request(f"tool_choice names {choice.function.name!r}, which is not among the tools ({offered})", "tool_choice")
+        raise bad_request(
+            f"tool_choice names {choice.function.name!r}, which is not among the tools ({offered})", "tool_choice"
+        )
     if choice == "required" and not names:
         raise bad_request("tool_choice 'required' needs at least one tool in 'tools'", "tool_choice")
 
@@ -224,6 +240,12 @@ def _check_schema(schema: dict[str, Any] | None, param: str) -> None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise bad_request(f"{param}: not a valid JSON Schema at {path}: {error.message}", param, "invalid_tool_schema") from None
+        raise bad_request(
+            f"{param}: not a valid JSON Schema at {path}: {error.message}", param, "invalid_tool_schema"
+        ) from None
     if schema.get("type", "object") != "object":
-        raise bad_request(f"{param}: a function's parameters must be an object schema; got type {schema.get('type')!r}", param, "invalid_tool_schema")
+        raise bad_request(
+            f"{param}: a function's parameters must be an object schema; got type {schema.get('type')!r}",
+            param,
+            "invalid_tool_schema",
+        )

@@ -33,8 +33,13 @@ class Server:
         self.service = Service(engine, self.config, tools)
         self._socket = _listen(self.config.host, self.config.port)
         settings = uvicorn.Config(
-            create_app(self.service), lifespan="off", log_config=None, access_log=False, backlog=BACKLOG,
-            timeout_keep_alive=self.config.keep_alive_s, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            create_app(self.service),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            backlog=BACKLOG,
+            timeout_keep_alive=self.config.keep_alive_s,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             server_header=False,
         )
         self._uvicorn = uvicorn.Server(settings)
@@ -88,7 +93,9 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise BadInputError(f"cannot listen on {host}:{port}: {error.strerror or error}; pick another --port (0: any free one)") from None
+        raise BadInputError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; pick another --port (0: any free one)"
+        ) from None
     sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock

@@ -75,10 +75,20 @@ class ServerToolLoop:
 
     def _after(self, completion: Completion, calls: list[Call]) -> ChatRequest:
         """The request plus this answer and its tools' results; later rounds choose tools freely."""
-        answer = Message.model_validate({"role": "assistant", "content": completion.outcome.content, "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
+        answer = Message.model_validate(
+            {
+                "role": "assistant",
+                "content": completion.outcome.content,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ],
+            }
+        )
         results = [Message(role="tool", tool_call_id=c.id, name=c.name, content=self._run(c)) for c in calls]
-        return self._request.model_copy(update={"messages": [*self._request.messages, answer, *results], "tool_choice": None})
+        return self._request.model_copy(
+            update={"messages": [*self._request.messages, answer, *results], "tool_choice": None}
+        )
 
     def _run(self, call: Call) -> str:
         if call.errors:  # validated as the model wrote it (see completion): the errors are the result
@@ -109,6 +119,10 @@ def _offer(request: ChatRequest, tools: Registry) -> tuple[ChatRequest, set[str]
     """The request with the server's tools added after its own, and the names the server answers."""
     own = {spec.function.name for spec in request.tools or []}
     added = [tool for tool in tools if tool.name not in own]
-    specs = [ToolSpec(type="function", function=FunctionSpec(name=t.name, description=t.description, parameters=t.parameters))
-             for t in added]
+    specs = [
+        ToolSpec(
+            type="function", function=FunctionSpec(name=t.name, description=t.description, parameters=t.parameters)
+        )
+        for t in added
+    ]
     return request.model_copy(update={"tools": [*(request.tools or []), *specs]}), {t.name for t in added}

@@ -90,14 +90,25 @@ class Service:
 
     def models(self) -> dict[str, Any]:
         """The model list, readable as OpenAI's (``object``, ``data``) and as Anthropic's (``has_more``, ids)."""
-        return {"object": "list", "data": [self.model_card()], "has_more": False, "first_id": self.model_id, "last_id": self.model_id}
+        return {
+            "object": "list",
+            "data": [self.model_card()],
+            "has_more": False,
+            "first_id": self.model_id,
+            "last_id": self.model_id,
+        }
 
     def model_card(self) -> dict[str, Any]:
         """One model, with OpenAI's fields (``object``, ``created``, ``owned_by``) and Anthropic's (``type``, ``display_name``, ``created_at``)."""
         created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))
         return {
-            "id": self.model_id, "object": "model", "created": self.created, "owned_by": "optiq",
-            "type": "model", "display_name": self.model_id, "created_at": created_at,
+            "id": self.model_id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "optiq",
+            "type": "model",
+            "display_name": self.model_id,
+            "created_at": created_at,
         }
 
     def health(self) -> dict[str, Any]:
@@ -117,7 +128,8 @@ class Service:
         if name not in (None, self.model_id):
             raise not_found(
                 f"the model {name!r} does not exist here; this server serves {self.model_id!r} (see GET /v1/models)",
-                code="model_not_found", param="model",
+                code="model_not_found",
+                param="model",
             )
 
     def parse(self, body: bytes) -> ChatRequest:
@@ -129,7 +141,8 @@ class Service:
             param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
             raise bad_request(
                 f"{param} is {wanted}, beyond the model's context of {self.context_length} tokens",
-                param, "context_length_exceeded",
+                param,
+                "context_length_exceeded",
             )
         return request
 
@@ -152,7 +165,8 @@ class Service:
             raise bad_request(
                 f"the conversation is {len(plan.tokens)} tokens, which fills the model's context of "
                 f"{self.context_length}; shorten the messages or the tools",
-                "messages", "context_length_exceeded",
+                "messages",
+                "context_length_exceeded",
             )
         wanted = request.requested_max_tokens or self.config.max_tokens
         return Sampling(

@@ -25,7 +25,7 @@ def make_agent(engine, workspace, **kwargs):
 
 def expected_stops(events, stats, max_tokens, max_steps):
     """The stop reasons the loop promises for what its last generation did."""
-    last = events[events.index(stats[-2]) + 1 if len(stats) > 1 else 0: events.index(stats[-1])]
+    last = events[events.index(stats[-2]) + 1 if len(stats) > 1 else 0 : events.index(stats[-1])]
     if any(e.type in ("tool_call", "error") for e in last):  # calls are answered while steps remain
         return ("repeated_failure",) if len(stats) < max_steps else ("max_steps", "repeated_failure")
     return ("length",) if stats[-1].tokens >= max_tokens else ("answered",)
@@ -99,7 +99,9 @@ def test_a_failing_generation_ends_the_turn_with_an_error(engine, tmp_path):
     assert events[-1].stop_reason == "error" and "max_tokens must be at least 1" in events[-1].message
 
 
-@pytest.mark.parametrize("prompt", ["What is 37 * 91? Use Python.", "Write 'hello' to notes.txt.", "List the files here."])
+@pytest.mark.parametrize(
+    "prompt", ["What is 37 * 91? Use Python.", "Write 'hello' to notes.txt.", "List the files here."]
+)
 def test_every_call_the_model_makes_gets_exactly_one_result(engine, tmp_path, prompt):
     asked = []
 

@@ -79,7 +79,10 @@ def test_python_call_runs_in_the_sandbox_and_its_result_goes_back(tokenizer, tmp
     done = events[-1]
     assert done.stop_reason == "answered" and done.answer == "37 * 91 = 3367" and done.steps == 2
     assert [m["role"] for m in agent.messages] == ["user", "assistant", "tool", "assistant"]
-    assert agent.messages[1]["tool_calls"][0]["function"] == {"name": "run_python", "arguments": {"code": "print(37 * 91)"}}
+    assert agent.messages[1]["tool_calls"][0]["function"] == {
+        "name": "run_python",
+        "arguments": {"code": "print(37 * 91)"},
+    }
     assert agent.messages[2]["tool_call_id"] == result.call_id
 
 
@@ -101,7 +104,9 @@ def test_unknown_tool_lists_the_available_ones(tokenizer, tmp_path):
 
 
 def test_malformed_call_is_reported_to_the_model(tokenizer, tmp_path):
-    _, events = run(tokenizer, tmp_path, ["<tool_call>\n<function=read_file>\n<parameter=path>\na.txt</tool_call>", "ok"])
+    _, events = run(
+        tokenizer, tmp_path, ["<tool_call>\n<function=read_file>\n<parameter=path>\na.txt</tool_call>", "ok"]
+    )
     assert "error" in types(events)
     result = next(e for e in events if e.type == "tool_result")
     assert not result.ok and result.content
@@ -118,14 +123,25 @@ def test_the_same_failing_call_twice_stops_the_turn(tokenizer, tmp_path):
 
 def test_writes_are_denied_without_approval(tokenizer, tmp_path):
     _, events = run(tokenizer, tmp_path, [call("write_file", path="a.txt", content="hi"), "I was not allowed."])
-    assert types(events) == ["user", "tool_call", "tool_validated", "approval_request", "approval", "tool_rejected", "tool_result", "done"]
+    assert types(events) == [
+        "user",
+        "tool_call",
+        "tool_validated",
+        "approval_request",
+        "approval",
+        "tool_rejected",
+        "tool_result",
+        "done",
+    ]
     assert next(e for e in events if e.type == "approval").decision == "deny"
     assert "denied" in next(e for e in events if e.type == "tool_result").content
     assert not (tmp_path / "a.txt").exists()
 
 
 def test_approved_writes_land_in_the_workspace(tokenizer, tmp_path):
-    _, events = run(tokenizer, tmp_path, [call("write_file", path="notes/a.txt", content="hello"), "Done."], approve_all)
+    _, events = run(
+        tokenizer, tmp_path, [call("write_file", path="notes/a.txt", content="hello"), "Done."], approve_all
+    )
     request = next(e for e in events if e.type == "approval_request")
     assert "notes/a.txt" in request.preview and "hello" in request.preview
     assert (tmp_path / "notes" / "a.txt").read_text() == "hello"
@@ -162,18 +178,33 @@ def test_step_limit_stops_a_model_that_keeps_calling(tokenizer, tmp_path):
 
 
 def test_long_tool_output_is_capped_and_says_so(tokenizer, tmp_path):
-    agent, events = run(tokenizer, tmp_path, [call("run_python", code="print('x' * 20000)"), "long"], tool_output_chars=500)
+    agent, events = run(
+        tokenizer, tmp_path, [call("run_python", code="print('x' * 20000)"), "long"], tool_output_chars=500
+    )
     result = next(e for e in events if e.type == "tool_result")
     assert len(result.content) < 600 and "characters cut" in result.content
 
 
 def test_old_tool_output_is_trimmed_when_the_context_fills(tokenizer, tmp_path):
     (tmp_path / "big.txt").write_text("word " * 1500)
-    outputs = [call("read_file", path="big.txt"), call("list_dir", path="."), call("run_python", code="print(2)"), "done"]
+    outputs = [
+        call("read_file", path="big.txt"),
+        call("list_dir", path="."),
+        call("run_python", code="print(2)"),
+        "done",
+    ]
     sampling = Sampling(max_tokens=64)
     roomy, _ = run(tokenizer, tmp_path, outputs, approve_all, sampling=sampling)
     second_prompt = len(roomy.engine.prompts[1])  # holds the big result; the third prompt would not fit
-    agent, events = run(tokenizer, tmp_path, outputs, approve_all, extends=False, context_tokens=second_prompt + 64 + 20, sampling=sampling)
+    agent, events = run(
+        tokenizer,
+        tmp_path,
+        outputs,
+        approve_all,
+        extends=False,
+        context_tokens=second_prompt + 64 + 20,
+        sampling=sampling,
+    )
     notices = [e for e in events if e.type == "notice"]
     assert notices and "trimmed 1 old tool result" in notices[0].message
     assert "output trimmed to save context" in agent.messages[2]["content"]
@@ -198,7 +229,9 @@ def test_interrupt_during_an_approval_answers_the_remaining_calls_and_stops(toke
         holder["agent"].interrupt()  # the user pressed Escape while the dialog was open
         return ApprovalDecision.DENY
 
-    engine = ScriptedOutputs(tokenizer, [call("write_file", path="a.txt", content="1") + call("list_dir", path="."), "never"])
+    engine = ScriptedOutputs(
+        tokenizer, [call("write_file", path="a.txt", content="1") + call("list_dir", path="."), "never"]
+    )
     with Agent(engine, Registry(builtin_tools()), tmp_path, approve) as agent:
         holder["agent"] = agent
         events = list(agent.send("do it"))

@@ -48,7 +48,7 @@ def test_a_new_user_turn_extends_even_where_the_template_drops_earlier_think_blo
     messages += [{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "again"}]
     prompt = transcript.prompt(messages, messages[-1:])
     assert prompt[: len(seen)] == seen
-    tail = renderer.tokenizer.decode(prompt[len(seen):])
+    tail = renderer.tokenizer.decode(prompt[len(seen) :])
     assert tail == "<|im_end|>\n<|im_start|>user\nagain<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 
 

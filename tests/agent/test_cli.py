@@ -9,9 +9,7 @@ from agent.cli import COMMANDS, MODULES, _with_default_command, build_parser, ma
 
 
 def optiq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_help_lists_every_subcommand():

@@ -11,17 +11,24 @@ SERVER = str(Path(__file__).parents[1] / "tools" / "mcp_server.py")
 
 
 def optiq(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, env=None)
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=None
+    )
 
 
 @pytest.fixture
 def servers(tmp_path) -> str:
     path = tmp_path / "servers.json"
-    path.write_text(json.dumps({"mcpServers": {
-        "t": {"command": sys.executable, "args": [SERVER], "approval": "ask"},
-        "broken": {"command": str(tmp_path / "missing-server")},
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "t": {"command": sys.executable, "args": [SERVER], "approval": "ask"},
+                    "broken": {"command": str(tmp_path / "missing-server")},
+                }
+            }
+        )
+    )
     return str(path)
 
 
@@ -41,9 +48,11 @@ def shell_workspace():
 
 def test_list_shows_every_tool_with_its_source_and_schema(servers, tmp_path):
     tools_file = tmp_path / "mine.py"
-    tools_file.write_text("from pydantic import BaseModel\nfrom tools import Tool\n"
-                          "class A(BaseModel):\n    city: str\n"
-                          "W = Tool.from_model('weather', 'Weather in a city.', A, lambda a, c: 'sunny')\n")
+    tools_file.write_text(
+        "from pydantic import BaseModel\nfrom tools import Tool\n"
+        "class A(BaseModel):\n    city: str\n"
+        "W = Tool.from_model('weather', 'Weather in a city.', A, lambda a, c: 'sunny')\n"
+    )
     result = optiq("tools", "list", "--mcp", servers, "--tools", str(tools_file), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
@@ -64,8 +73,14 @@ def test_list_as_text(servers, tmp_path):
 def test_call_runs_the_tool_and_prints_its_result(servers, tmp_path):
     result = optiq("tools", "call", "add", '{"a": "2", "b": 40}', "--mcp", servers, "--approve", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"name": "add", "source": "mcp:t", "arguments": {"a": 2, "b": 40}, "ok": True,
-                                         "content": "42", "seconds": json.loads(result.stdout)["seconds"]}
+    assert json.loads(result.stdout) == {
+        "name": "add",
+        "source": "mcp:t",
+        "arguments": {"a": 2, "b": 40},
+        "ok": True,
+        "content": "42",
+        "seconds": json.loads(result.stdout)["seconds"],
+    }
 
 
 def test_a_builtin_runs_without_starting_the_servers(tmp_path):
@@ -76,12 +91,16 @@ def test_a_builtin_runs_without_starting_the_servers(tmp_path):
 
 def test_invalid_arguments_exit_2_without_calling_the_tool(servers, tmp_path):
     marker = tmp_path / "called"
-    result = optiq("tools", "call", "record", json.dumps({"path": str(marker)}), "--mcp", servers, "--approve", cwd=tmp_path)
+    result = optiq(
+        "tools", "call", "record", json.dumps({"path": str(marker)}), "--mcp", servers, "--approve", cwd=tmp_path
+    )
     assert result.returncode == 2 and "record: missing required argument 'text' (a string)" in result.stderr
     assert not marker.exists()
     for args in (["nope", "{}"], ["add", "{not json"], ["add", "[1]"]):
         bad = optiq("tools", "call", *args, "--mcp", servers, cwd=tmp_path)
-        assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.strip().splitlines()[-1].startswith("optiq: error:")
+        assert (
+            bad.returncode == 2 and bad.stdout == "" and bad.stderr.strip().splitlines()[-1].startswith("optiq: error:")
+        )
 
 
 def test_a_tool_that_asks_runs_only_with_approve(servers, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from agent.custom_tools import load_tools
 from optiq_runtime.errors import BadInputError
 
-TOOLS_FILE = '''
+TOOLS_FILE = """
 from pydantic import BaseModel
 from tools import Tool
 
@@ -16,7 +16,7 @@ def weather(arguments, context):
     return "sunny in " + arguments["city"]
 
 WEATHER = Tool.from_model("weather", "Today's weather in a city.", Args, weather)
-'''
+"""
 
 
 def test_module_level_tools_are_found(tmp_path):
@@ -34,11 +34,14 @@ def test_a_tools_list_wins(tmp_path):
         load_tools(path)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("def broken(:\n", "not valid Python"),
-    ("raise RuntimeError('boom')\n", "RuntimeError: boom"),
-    ("x = 1\n", "declares no tools"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("def broken(:\n", "not valid Python"),
+        ("raise RuntimeError('boom')\n", "RuntimeError: boom"),
+        ("x = 1\n", "declares no tools"),
+    ],
+)
 def test_bad_files_say_what_is_wrong(tmp_path, content, message):
     path = tmp_path / "bad.py"
     path.write_text(content)

@@ -10,8 +10,9 @@ from sandbox import confinement
 
 def optiq(*args: str, home: str) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "OPTIQ_HOME": home, "OPTIQ_NO_OPENBLAS": "1"}
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=120,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_json_names_every_layer_and_the_paths(tmp_path):
@@ -20,8 +21,11 @@ def test_json_names_every_layer_and_the_paths(tmp_path):
     report = json.loads(result.stdout)
     assert {k: v for k, v in report["sandbox"].items() if k != "confined"} == confinement()
     assert report["cache"] == str(tmp_path)
-    assert report["model"] == {"name": "tiny-agent-OptiQ-4bit", "path": str(tmp_path / "models" / "tiny-agent-OptiQ-4bit"),
-                               "built": False}
+    assert report["model"] == {
+        "name": "tiny-agent-OptiQ-4bit",
+        "path": str(tmp_path / "models" / "tiny-agent-OptiQ-4bit"),
+        "built": False,
+    }
     assert set(report["blas"]) == {"path", "active"} and report["blas"]["active"] is False
 
 
@@ -46,8 +50,10 @@ def test_the_cpu_plans_measured_here_are_listed(tmp_path, monkeypatch):
     from optiq_runtime.cpuplan import plan_for
 
     before = optiq("doctor", home=str(tmp_path))
-    assert "none measured yet" in before.stdout and json.loads(optiq("doctor", "--json", home=str(tmp_path)).stdout)[
-        "cpu_plan"]["plans"] == {}
+    assert (
+        "none measured yet" in before.stdout
+        and json.loads(optiq("doctor", "--json", home=str(tmp_path)).stdout)["cpu_plan"]["plans"] == {}
+    )
     monkeypatch.setenv("OPTIQ_HOME", str(tmp_path))
     layer = nn.QuantizedLinear(256, 512, bits=4, group_size=64)
     plan = plan_for([layer], dense_bytes=256 * 512 * 4)

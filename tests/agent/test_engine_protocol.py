@@ -40,8 +40,9 @@ def engines(engine):
     }
 
 
-@pytest.mark.parametrize("name", ["Engine", "LeaderEngine", "server ScriptedEngine", "TUI ScriptedEngine",
-                                  "ScriptedOutputs", "PacedEngine"])
+@pytest.mark.parametrize(
+    "name", ["Engine", "LeaderEngine", "server ScriptedEngine", "TUI ScriptedEngine", "ScriptedOutputs", "PacedEngine"]
+)
 def test_every_engine_has_the_protocols_members_and_stream_signature(engines, name):
     engine = engines[name]
     assert isinstance(engine, EngineProtocol)
@@ -60,5 +61,9 @@ def test_the_real_engine_reports_what_the_protocol_promises(engine):
 def test_the_leader_forwards_the_protocols_members_to_its_engine(engines, engine):
     leader = engines["LeaderEngine"]
     assert (leader.model_path, leader.mtp_available, leader.mtp_depth, leader.context_length) == (
-        engine.model_path, engine.mtp_available, engine.mtp_depth, engine.context_length)
+        engine.model_path,
+        engine.mtp_available,
+        engine.mtp_depth,
+        engine.context_length,
+    )
     assert leader.mtp_decision == engine.mtp_decision and leader.tokenizer is engine.tokenizer

@@ -13,13 +13,26 @@ from optiq_runtime.engine import Engine
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.sampling import Sampling
 
-AREA = {"name": "circle_area", "description": "Area of a circle.",
-        "parameters": {"type": "dict", "properties": {"radius": {"type": "float"}}, "required": ["radius"]}}
+AREA = {
+    "name": "circle_area",
+    "description": "Area of a circle.",
+    "parameters": {"type": "dict", "properties": {"radius": {"type": "float"}}, "required": ["radius"]},
+}
 LINES = [
-    {"id": "simple_0", "question": [[{"role": "user", "content": "Area of a circle of radius 3?"}]], "function": [AREA],
-     "ground_truth": [{"circle_area": {"radius": [3.0]}}]},
+    {
+        "id": "simple_0",
+        "question": [[{"role": "user", "content": "Area of a circle of radius 3?"}]],
+        "function": [AREA],
+        "ground_truth": [{"circle_area": {"radius": [3.0]}}],
+    },
     {"id": "irrelevance_0", "question": "Tell me a joke.", "function": [AREA]},
-    {"id": "mul", "prompt": "What is 37 * 91? Use Python.", "answer_contains": "3367", "calls_include": ["run_python"], "max_steps": 2},
+    {
+        "id": "mul",
+        "prompt": "What is 37 * 91? Use Python.",
+        "answer_contains": "3367",
+        "calls_include": ["run_python"],
+        "max_steps": 2,
+    },
 ]
 BAD_LINES = [
     "not json",
@@ -52,7 +65,10 @@ def test_ground_truth_from_a_possible_answer_file_beside_the_suite(tmp_path):
     entry = {k: v for k, v in LINES[0].items() if k != "ground_truth"}
     write_suite(tmp_path / "BFCL_simple.json", [entry])
     (tmp_path / "possible_answer").mkdir()
-    write_suite(tmp_path / "possible_answer" / "BFCL_simple.json", [{"id": "simple_0", "ground_truth": LINES[0]["ground_truth"]}])
+    write_suite(
+        tmp_path / "possible_answer" / "BFCL_simple.json",
+        [{"id": "simple_0", "ground_truth": LINES[0]["ground_truth"]}],
+    )
     [loaded] = load_suite(tmp_path)
     assert loaded.ground_truth == LINES[0]["ground_truth"]
 
@@ -64,8 +80,16 @@ def test_a_missing_suite_is_bad_input(tmp_path):
 
 def test_task_checks(tmp_path):
     (tmp_path / "out.txt").write_text("hello\n")
-    task = AgentTask("t", "agent", "p", checks={
-        "answer_contains": ["THREE", "67"], "calls_include": ["run_python"], "files_equal": {"out.txt": "hello"}})
+    task = AgentTask(
+        "t",
+        "agent",
+        "p",
+        checks={
+            "answer_contains": ["THREE", "67"],
+            "calls_include": ["run_python"],
+            "files_equal": {"out.txt": "hello"},
+        },
+    )
     call = ToolCall(name="run_python", arguments={"code": "1"})
     done = DoneEvent(answer="three thousand 3367", stop_reason="answered", steps=2, tokens=5, seconds=1)
     assert check_task(task, [ToolCallEvent(call=call), ToolValidatedEvent(call=call), done], tmp_path) == []
@@ -73,7 +97,9 @@ def test_task_checks(tmp_path):
     assert failures == ["run_python was not called"]
     quiet = AgentTask("q", "agent", "p", checks={"no_calls": True, "files_equal": {"missing.txt": ""}})
     assert check_task(quiet, [ToolCallEvent(call=call), done], tmp_path) == [
-        "a tool was called where none should be", "missing.txt does not hold the expected content"]
+        "a tool was called where none should be",
+        "missing.txt does not hold the expected content",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +142,11 @@ def test_a_model_that_fails_to_load_is_reported_per_entry(engine, tmp_path):
     specs = [ModelSpec("broken", broken), ModelSpec("tiny", lambda: engine)]
     records = run_suite(engine, suite, tmp_path / "r.jsonl", specs).read()
     assert [(r["model"], r["id"]) for r in records] == [
-        ("broken", "simple_0"), ("broken", "irrelevance_0"), ("tiny", "simple_0"), ("tiny", "irrelevance_0")]
+        ("broken", "simple_0"),
+        ("broken", "irrelevance_0"),
+        ("tiny", "simple_0"),
+        ("tiny", "irrelevance_0"),
+    ]
     assert all("failed to load" in r["error"] and "no such model folder" in r["error"] for r in records[:2])
     summary = summarize(records, ["broken", "tiny"])
     assert summary["models"]["broken"]["errors"] == 2 and summary["models"]["tiny"]["errors"] == 0
@@ -125,12 +155,26 @@ def test_a_model_that_fails_to_load_is_reported_per_entry(engine, tmp_path):
 
 def test_summary_and_table():
     def record(model, id, category, passed, calls=1, invalid=0, steps=1, error=None):
-        return {"model": model, "id": id, "category": category, "passed": passed, "error": error,
-                "calls": calls, "invalid_calls": invalid, "steps": steps, "tokens": 10, "decode_s": 0.5}
+        return {
+            "model": model,
+            "id": id,
+            "category": category,
+            "passed": passed,
+            "error": error,
+            "calls": calls,
+            "invalid_calls": invalid,
+            "steps": steps,
+            "tokens": 10,
+            "decode_s": 0.5,
+        }
 
-    records = [record("a", "1", "simple", True), record("a", "2", "simple", False, invalid=1),
-               record("a", "3", "agent", True, steps=3), record("a", "x", "?", False, error="bad"),
-               record("b", "1", "simple", True)]
+    records = [
+        record("a", "1", "simple", True),
+        record("a", "2", "simple", False, invalid=1),
+        record("a", "3", "agent", True, steps=3),
+        record("a", "x", "?", False, error="bad"),
+        record("b", "1", "simple", True),
+    ]
     summary = summarize(records, ["a", "b"])
     a = summary["models"]["a"]
     assert summary["categories"] == ["agent", "simple"]
@@ -152,7 +196,18 @@ def test_the_eval_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "out"
 
     def optiq_eval(*extra):
-        argv = [sys.executable, "-m", "agent.cli", "eval", str(suite), "--model", str(embedded_base_path()), "--out", str(out), *extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "eval",
+            str(suite),
+            "--model",
+            str(embedded_base_path()),
+            "--out",
+            str(out),
+            *extra,
+        ]
         return subprocess.run(argv, capture_output=True, text=True, timeout=240)
 
     first = optiq_eval()
@@ -170,11 +225,21 @@ def test_the_eval_command_prints_the_table_and_refuses_to_overwrite(tmp_path):
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
 
 
-FROBNICATE = {"name": "zq_frobnicate", "description": "Frobnicate a folder.",
-              "parameters": {"type": "dict", "properties": {"target_folder": {"type": "string", "description": "the folder"}},
-                             "required": ["target_folder"]}}
-NEW_TOOL = {"id": "simple_python_7", "question": [[{"role": "user", "content": "Frobnicate the zq with target_folder `docs`."}]],
-            "function": [FROBNICATE], "ground_truth": [{"zq_frobnicate": {"target_folder": ["docs"]}}]}
+FROBNICATE = {
+    "name": "zq_frobnicate",
+    "description": "Frobnicate a folder.",
+    "parameters": {
+        "type": "dict",
+        "properties": {"target_folder": {"type": "string", "description": "the folder"}},
+        "required": ["target_folder"],
+    },
+}
+NEW_TOOL = {
+    "id": "simple_python_7",
+    "question": [[{"role": "user", "content": "Frobnicate the zq with target_folder `docs`."}]],
+    "function": [FROBNICATE],
+    "ground_truth": [{"zq_frobnicate": {"target_folder": ["docs"]}}],
+}
 
 
 def test_guided_and_unguided_runs_are_scored_apart(engine, tmp_path):
@@ -193,8 +258,22 @@ def test_the_eval_command_labels_unguided_runs(tmp_path):
     from agent.cli import main
 
     suite = write_suite(tmp_path / "s.jsonl", [NEW_TOOL])
-    assert main(["eval", str(suite), "--guide-calls", "both", "--json", "--out", str(tmp_path / "out"),
-                 "--model", str(embedded_base_path())]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(suite),
+                "--guide-calls",
+                "both",
+                "--json",
+                "--out",
+                str(tmp_path / "out"),
+                "--model",
+                str(embedded_base_path()),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert list(summary["models"]) == ["tiny-agent", "tiny-agent (unguided)"]
     with pytest.raises(SystemExit) as bad:
@@ -211,12 +290,27 @@ def test_earlier_requests_run_first_in_the_same_session(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tui"))
     from scripted import ScriptedEngine, call
 
-    replies = [call("write_file", path="draft.txt", content="draft one"), "Saved.",
-               call("edit_file", path="draft.txt", old="one", new="two"), "Changed."]
+    replies = [
+        call("write_file", path="draft.txt", content="draft one"),
+        "Saved.",
+        call("edit_file", path="draft.txt", old="one", new="two"),
+        "Changed.",
+    ]
     engine = ScriptedEngine(replies)
-    [task] = load_suite(write_suite(tmp_path / "s.jsonl", [{
-        "id": "second", "before": ["Write 'draft one' to draft.txt"], "prompt": "Now change 'one' to 'two'.",
-        "calls_include": ["edit_file"], "files_equal": {"draft.txt": "draft two"}}]))
+    [task] = load_suite(
+        write_suite(
+            tmp_path / "s.jsonl",
+            [
+                {
+                    "id": "second",
+                    "before": ["Write 'draft one' to draft.txt"],
+                    "prompt": "Now change 'one' to 'two'.",
+                    "calls_include": ["edit_file"],
+                    "files_equal": {"draft.txt": "draft two"},
+                }
+            ],
+        )
+    )
     result = run_agent_task(engine, task, "scripted", Sampling(max_tokens=64))
     assert result.passed, result.detail
     assert "Write 'draft one'" in engine.tokenizer.decode(engine.prompts[-1])  # the first request is in the context
@@ -226,8 +320,10 @@ def test_earlier_requests_run_first_in_the_same_session(tmp_path):
 
 
 def test_before_must_be_a_list_of_requests(tmp_path):
-    lines = [{"id": "a", "prompt": "p", "no_calls": True, "before": "hi"},
-             {"id": "b", "prompt": "p", "no_calls": True, "before": ["hi", " "]}]
+    lines = [
+        {"id": "a", "prompt": "p", "no_calls": True, "before": "hi"},
+        {"id": "b", "prompt": "p", "no_calls": True, "before": ["hi", " "]},
+    ]
     entries = load_suite(write_suite(tmp_path / "s.jsonl", lines))
     assert all(isinstance(e, BadEntry) and "'before'" in e.error for e in entries)
 

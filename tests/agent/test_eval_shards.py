@@ -16,8 +16,15 @@ from tests.agent.test_eval import LINES, write_suite
 from tests.ranks import launch, launch_argv
 
 SAME = ("model", "id", "category", "kind", "passed", "error", "detail", "calls", "invalid_calls", "steps", "tokens")
-MORE = [{**LINES[0], "id": f"simple_{i}", "question": f"Area of a circle of radius {i}?",
-         "ground_truth": [{"circle_area": {"radius": [float(i)]}}]} for i in range(1, 6)]
+MORE = [
+    {
+        **LINES[0],
+        "id": f"simple_{i}",
+        "question": f"Area of a circle of radius {i}?",
+        "ground_truth": [{"circle_area": {"radius": [float(i)]}}],
+    }
+    for i in range(1, 6)
+]
 
 
 def optiq_eval(*args, **kwargs):
@@ -81,7 +88,10 @@ def test_shards_in_separate_folders_merge_into_the_one_process_results(suite, on
         assert "optiq eval merge" in shard.stderr
 
     partial = optiq_eval("merge", str(folders[0]), "--out", str(tmp_path / "partial"))
-    assert partial.returncode == 1 and "4 task(s) not recorded: tiny-agent/irrelevance_0, tiny-agent/simple_1" in partial.stderr
+    assert (
+        partial.returncode == 1
+        and "4 task(s) not recorded: tiny-agent/irrelevance_0, tiny-agent/simple_1" in partial.stderr
+    )
 
     merged = optiq_eval("merge", *map(str, folders), "--out", str(tmp_path / "all"))
     assert merged.returncode == 0, merged.stderr
@@ -93,7 +103,9 @@ def test_shards_in_separate_folders_merge_into_the_one_process_results(suite, on
     assert again.returncode == 2 and "--resume" in again.stderr
 
     shard0 = (folders[0] / "parts" / "shard-0-of-2.jsonl").read_text().splitlines()
-    rest = optiq_eval(str(suite), "--model", model, "--out", str(folders[0]), "--resume")  # one process finishes the run
+    rest = optiq_eval(
+        str(suite), "--model", model, "--out", str(folders[0]), "--resume"
+    )  # one process finishes the run
     assert rest.returncode == 0, rest.stderr
     assert verdicts(folders[0]) == verdicts(one_process[0])
     kept = {line for line in (folders[0] / "results.jsonl").read_text().splitlines()}
@@ -169,7 +181,19 @@ def test_two_ranks_started_with_ranks_equal_one_process(suite, one_process, tmp_
 
 def start_ranks(suite, out):
     """``optiq eval --ranks 2`` running; returns it once rank 1 has recorded a task (it has three more, rank 0 its four)."""
-    argv = [sys.executable, "-m", "agent.cli", "eval", str(suite), "--model", str(embedded_base_path()), "--out", str(out), "--ranks", "2"]
+    argv = [
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "eval",
+        str(suite),
+        "--model",
+        str(embedded_base_path()),
+        "--out",
+        str(out),
+        "--ranks",
+        "2",
+    ]
     launcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     part = out / "parts" / "shard-1-of-2.jsonl"
     deadline = time.monotonic() + 300

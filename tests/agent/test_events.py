@@ -7,9 +7,12 @@ from agent.events import ErrorEvent, Event, TextEvent, ToolCall, ToolCallEvent, 
 
 def test_events_round_trip_by_type_tag():
     adapter = TypeAdapter(Event)
-    events = [TextEvent(text="hi"), ToolCallStartEvent(name="f"),
-              ToolCallEvent(call=ToolCall(name="f", arguments={"a": [1]}, raw="<x>")),
-              ErrorEvent(message="bad", raw="<tool_call>")]
+    events = [
+        TextEvent(text="hi"),
+        ToolCallStartEvent(name="f"),
+        ToolCallEvent(call=ToolCall(name="f", arguments={"a": [1]}, raw="<x>")),
+        ErrorEvent(message="bad", raw="<tool_call>"),
+    ]
     for event in events:
         assert adapter.validate_json(event.model_dump_json()) == event
     assert [e.type for e in events] == ["text", "tool_call_start", "tool_call", "error"]

@@ -21,8 +21,19 @@ def optiq_run(*args: str, home, cwd=None) -> subprocess.CompletedProcess:
 
 
 def test_json_mode_prints_one_event_per_line_ending_with_done(tmp_path):
-    result = optiq_run("Say hi.", "--model", MODEL, "--max-tokens", "8", "--max-steps", "1", "--json",
-                       "--workspace", str(tmp_path), home=tmp_path)
+    result = optiq_run(
+        "Say hi.",
+        "--model",
+        MODEL,
+        "--max-tokens",
+        "8",
+        "--max-steps",
+        "1",
+        "--json",
+        "--workspace",
+        str(tmp_path),
+        home=tmp_path,
+    )
     events = [TypeAdapter(AgentEvent).validate_json(line) for line in result.stdout.splitlines()]
     assert events[0].type == "user" and events[-1].type == "done"
     assert result.returncode == (0 if events[-1].answered else 1)
@@ -31,14 +42,17 @@ def test_json_mode_prints_one_event_per_line_ending_with_done(tmp_path):
     assert len(trace.read_text().splitlines()) == len(events)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-steps", "0"], "--max-steps must be at least 1"),
-    (["--max-tokens", "0"], "--max-tokens must be at least 1"),
-    (["--workspace", "/nonexistent/folder"], "is not a folder"),
-    (["--tools", "/nonexistent/tools.py"], "is not a file"),
-    (["--model", MODEL, "--base", MODEL], "not both"),
-    (["--approve", "maybe"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-steps", "0"], "--max-steps must be at least 1"),
+        (["--max-tokens", "0"], "--max-tokens must be at least 1"),
+        (["--workspace", "/nonexistent/folder"], "is not a folder"),
+        (["--tools", "/nonexistent/tools.py"], "is not a file"),
+        (["--model", MODEL, "--base", MODEL], "not both"),
+        (["--approve", "maybe"], "invalid choice"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
     result = optiq_run("hi", *args, home=tmp_path)
     assert result.returncode == 2, result.stderr
@@ -47,7 +61,9 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
 
 
 def test_a_limit_stop_exits_1_and_says_why_on_stderr(tmp_path):
-    result = optiq_run("Write a long poem.", "--model", MODEL, "--max-tokens", "2", "--workspace", str(tmp_path), home=tmp_path)
+    result = optiq_run(
+        "Write a long poem.", "--model", MODEL, "--max-tokens", "2", "--workspace", str(tmp_path), home=tmp_path
+    )
     if result.returncode == 1:
         assert "optiq run: stopped (" in result.stderr
     else:  # the model answered in under two tokens

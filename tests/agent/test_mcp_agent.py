@@ -94,7 +94,9 @@ def test_an_is_error_result_is_a_failed_tool_message(session, tmp_path):
 
 def test_a_server_that_dies_mid_session_leaves_the_other_tools_working(session, tmp_path):
     tools = session("allow")
-    events = run(tools, tmp_path, [call("die"), call("add", a="1", b="2"), call("run_python", code="print(6 * 7)"), "done"])
+    events = run(
+        tools, tmp_path, [call("die"), call("add", a="1", b="2"), call("run_python", code="print(6 * 7)"), "done"]
+    )
     died, gone, python = results(events)
     assert not died.ok and "'t' did not answer" in died.content
     assert not gone.ok and "'t' stopped" in gone.content
@@ -113,6 +115,7 @@ def test_a_server_that_fails_to_start_is_one_line_and_the_session_goes_on(tmp_pa
 
 
 # -- which files a session uses
+
 
 def test_the_user_default_file_is_used(tmp_path):
     user_file().parent.mkdir(parents=True)

@@ -114,7 +114,9 @@ def echo(message) -> dict:
 FIXED_CALL = {
     "role": "assistant",
     "content": None,
-    "tool_calls": [{"id": "call_fixed", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
+    "tool_calls": [
+        {"id": "call_fixed", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    ],
 }
 
 
@@ -142,7 +144,9 @@ def test_plain_answer_reports_usage_and_mtp(client):
     assert raw_response.headers["x-optiq-mtp"] == "on"
     report = answer.model_extra["optiq"]
     assert report["mtp"] is True and report["mtp_depth"] == 2
-    assert raw_response.headers["x-optiq-mtp-acceptance"] == ("" if report["mtp_acceptance"] is None else f"{report['mtp_acceptance']:.4f}")
+    assert raw_response.headers["x-optiq-mtp-acceptance"] == (
+        "" if report["mtp_acceptance"] is None else f"{report['mtp_acceptance']:.4f}"
+    )
 
 
 def test_streamed_answer_equals_whole_answer(client):
@@ -177,7 +181,9 @@ def test_tool_call_round_trip(client):
     call = echo(choice.message) if choice.message.tool_calls else FIXED_CALL
     call_id = call["tool_calls"][0]["id"]
     history = QUESTION + [call, {"role": "tool", "tool_call_id": call_id, "content": '{"sky": "sunny", "c": 21}'}]
-    answer = client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER], max_tokens=12, temperature=0)
+    answer = client.chat.completions.create(
+        model=MODEL, messages=history, tools=[WEATHER], max_tokens=12, temperature=0
+    )
     choice = answer.choices[0]
     assert choice.finish_reason == expected_finish(answer.usage.completion_tokens, 12, bool(choice.message.tool_calls))
     assert_no_markup(answer.choices[0].message.content)
@@ -185,7 +191,9 @@ def test_tool_call_round_trip(client):
 
 
 def test_tool_call_round_trip_streaming(client):
-    first, _ = streamed(client, messages=QUESTION, tools=[WEATHER], tool_choice="required", max_tokens=24, temperature=0)
+    first, _ = streamed(
+        client, messages=QUESTION, tools=[WEATHER], tool_choice="required", max_tokens=24, temperature=0
+    )
     assert first["calls"] or first["errors"]
     for call in first["calls"]:
         assert call["id"].startswith("call_") and call["name"] == "get_weather"
@@ -193,14 +201,25 @@ def test_tool_call_round_trip_streaming(client):
     if first["calls"] and first["finish"] != "length":
         assert first["finish"] == "tool_calls"
     made = first["calls"][0] if first["calls"] else None
-    call = FIXED_CALL if made is None else {
-        "role": "assistant",
-        "content": first["content"] or None,
-        "tool_calls": [{"id": made["id"], "type": "function", "function": {"name": made["name"], "arguments": made["arguments"]}}],
-    }
+    call = (
+        FIXED_CALL
+        if made is None
+        else {
+            "role": "assistant",
+            "content": first["content"] or None,
+            "tool_calls": [
+                {
+                    "id": made["id"],
+                    "type": "function",
+                    "function": {"name": made["name"], "arguments": made["arguments"]},
+                }
+            ],
+        }
+    )
     history = QUESTION + [call, {"role": "tool", "tool_call_id": call["tool_calls"][0]["id"], "content": "sunny"}]
-    answer, chunks = streamed(client, messages=history, tools=[WEATHER], max_tokens=12, temperature=0,
-                              stream_options={"include_usage": True})
+    answer, chunks = streamed(
+        client, messages=history, tools=[WEATHER], max_tokens=12, temperature=0, stream_options={"include_usage": True}
+    )
     usage = chunks[-1].usage
     assert answer["finish"] == expected_finish(usage.completion_tokens, 12, bool(answer["calls"]))
     # The history starts with the first request's prompt, which the server's cache still holds.
@@ -253,10 +272,16 @@ def test_malformed_requests_get_error_objects(server, body, status, param):
 
 
 def test_bad_requests_through_the_client(client):
-    bad_schema = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "strng"}}}}}
+    bad_schema = {
+        "type": "function",
+        "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "strng"}}}},
+    }
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=MODEL, messages=QUESTION, tools=[bad_schema], max_tokens=4)
-    assert caught.value.body["code"] == "invalid_tool_schema" and caught.value.body["param"] == "tools.0.function.parameters"
+    assert (
+        caught.value.body["code"] == "invalid_tool_schema"
+        and caught.value.body["param"] == "tools.0.function.parameters"
+    )
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="gpt-4o", messages=QUESTION, max_tokens=4)
     assert caught.value.body["code"] == "model_not_found"
@@ -264,10 +289,17 @@ def test_bad_requests_through_the_client(client):
         client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=10**6)
     assert caught.value.body["code"] == "context_length_exceeded" and caught.value.body["param"] == "max_tokens"
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 5000}], max_tokens=4)
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "word " * 5000}], max_tokens=4
+        )
     assert caught.value.body["code"] == "context_length_exceeded" and caught.value.body["param"] == "messages"
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model=MODEL, messages=QUESTION, tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "nope"}})
+        client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "nope"}},
+        )
     with pytest.raises(openai.UnprocessableEntityError):
         client.chat.completions.create(model=MODEL, messages=[{"role": "tool", "content": "no id"}], max_tokens=4)
     with pytest.raises(openai.NotFoundError):
@@ -365,7 +397,9 @@ def test_tool_choice_none_and_stop_strings_end_the_output():
     ]
     server, client = scripted_client(ScriptedEngine(outputs))
     try:
-        none = client.chat.completions.create(model=MODEL, messages=QUESTION, tools=[WEATHER], tool_choice="none").choices[0]
+        none = client.chat.completions.create(
+            model=MODEL, messages=QUESTION, tools=[WEATHER], tool_choice="none"
+        ).choices[0]
         assert none.message.content == "Let me look." and not none.message.tool_calls and none.finish_reason == "stop"
         stopped = client.chat.completions.create(model=MODEL, messages=QUESTION, stop=["STOP"]).choices[0]
         assert stopped.message.content == "one two" and stopped.finish_reason == "stop"
@@ -458,7 +492,17 @@ def test_cli_refuses_an_open_host_without_a_key(capsys):
 
 
 def test_cli_serves_until_stopped():
-    command = [sys.executable, "-m", "agent.cli", "serve", "--model", str(embedded_base_path()), "--port", "0", "--no-mtp"]
+    command = [
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "serve",
+        "--model",
+        str(embedded_base_path()),
+        "--port",
+        "0",
+        "--no-mtp",
+    ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         match, lines, deadline = None, [], time.monotonic() + 90
@@ -492,9 +536,18 @@ def test_disconnect_stops_a_whole_answer_too():
         server.close()
 
 
-FROBNICATE = {"type": "function", "function": {
-    "name": "zq_frobnicate", "description": "Frobnicate a folder.",
-    "parameters": {"type": "object", "properties": {"target_folder": {"type": "string"}}, "required": ["target_folder"]}}}
+FROBNICATE = {
+    "type": "function",
+    "function": {
+        "name": "zq_frobnicate",
+        "description": "Frobnicate a folder.",
+        "parameters": {
+            "type": "object",
+            "properties": {"target_folder": {"type": "string"}},
+            "required": ["target_folder"],
+        },
+    },
+}
 FROB_QUESTION = [{"role": "user", "content": "Please frobnicate the zq with target folder `docs`."}]
 
 

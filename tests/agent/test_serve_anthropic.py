@@ -25,9 +25,17 @@ MODEL = "tiny-agent"
 WEATHER = {
     "name": "get_weather",
     "description": "Current weather of a city.",
-    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]},
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city"],
+    },
 }
-CLOCK = {"name": "get_time", "description": "The time in a city.", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+CLOCK = {
+    "name": "get_time",
+    "description": "The time in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 FIXED_USE = {"type": "tool_use", "id": "toolu_fixed", "name": "get_weather", "input": {"city": "Paris"}}
 GREEDY = {"temperature": 0}
@@ -72,7 +80,14 @@ def assemble(stream: list) -> dict:
         if event.type == "content_block_start":
             assert open_index is None and event.index == len(blocks)
             open_index = event.index
-            blocks.append({"type": event.content_block.type, "text": "", "json": "", "name": getattr(event.content_block, "name", None)})
+            blocks.append(
+                {
+                    "type": event.content_block.type,
+                    "text": "",
+                    "json": "",
+                    "name": getattr(event.content_block, "name", None),
+                }
+            )
         elif event.type == "content_block_delta":
             assert event.index == open_index
             blocks[-1]["text"] += getattr(event.delta, "text", "") or ""
@@ -88,7 +103,9 @@ def assemble(stream: list) -> dict:
 
 
 def test_plain_answer_is_a_message(client):
-    message = client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Say hello."}], extra_body=GREEDY)
+    message = client.messages.create(
+        model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Say hello."}], extra_body=GREEDY
+    )
     assert message.type == "message" and message.role == "assistant" and message.model == MODEL
     assert message.id.startswith("msg_")
     assert message.stop_reason in ("end_turn", "max_tokens") and message.stop_sequence is None
@@ -111,7 +128,11 @@ def test_streamed_message_equals_the_whole_one(client):
 def test_system_as_text_or_blocks_is_the_same_prompt(client):
     system = "You answer in one word."
     plain = client.messages.count_tokens(model=MODEL, system=system, messages=QUESTION)
-    blocks = client.messages.count_tokens(model=MODEL, system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}], messages=QUESTION)
+    blocks = client.messages.count_tokens(
+        model=MODEL,
+        system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+        messages=QUESTION,
+    )
     bare = client.messages.count_tokens(model=MODEL, messages=QUESTION)
     assert plain.input_tokens == blocks.input_tokens > bare.input_tokens
 
@@ -129,7 +150,11 @@ def test_models_are_listed_for_both_clients(client, server):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     connection.request("GET", "/v1/models", headers={"Authorization": "Bearer s3cret"})
     listing = json.loads(connection.getresponse().read())
-    assert listing["object"] == "list" and listing["data"][0]["object"] == "model" and listing["data"][0]["owned_by"] == "optiq"
+    assert (
+        listing["object"] == "list"
+        and listing["data"][0]["object"] == "model"
+        and listing["data"][0]["owned_by"] == "optiq"
+    )
 
 
 # -- tools -----------------------------------------------------------------------------
@@ -137,7 +162,12 @@ def test_models_are_listed_for_both_clients(client, server):
 
 def test_forced_tool_round_trip_reuses_the_prompt_cache(client):
     first = client.messages.create(
-        model=MODEL, max_tokens=32, messages=QUESTION, tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"}, extra_body=GREEDY
+        model=MODEL,
+        max_tokens=32,
+        messages=QUESTION,
+        tools=[WEATHER],
+        tool_choice={"type": "tool", "name": "get_weather"},
+        extra_body=GREEDY,
     )
     uses = [b for b in first.content if b.type == "tool_use"]
     errors = first.model_extra["optiq"].get("tool_call_errors") or []
@@ -151,7 +181,16 @@ def test_forced_tool_round_trip_reuses_the_prompt_cache(client):
     reply = made if uses else [FIXED_USE]
     history = QUESTION + [
         {"role": "assistant", "content": reply},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": reply[-1]["id"], "content": [{"type": "text", "text": "sunny, 21 C"}]}]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": reply[-1]["id"],
+                    "content": [{"type": "text", "text": "sunny, 21 C"}],
+                }
+            ],
+        },
     ]
     second = client.messages.create(model=MODEL, max_tokens=12, messages=history, tools=[WEATHER], extra_body=GREEDY)
     assert second.stop_reason in ("end_turn", "max_tokens", "tool_use")
@@ -163,7 +202,16 @@ def test_forced_tool_round_trip_reuses_the_prompt_cache(client):
 
 
 def test_forced_tool_streams_as_input_json(client):
-    stream = assemble(events(client, max_tokens=32, messages=QUESTION, tools=[WEATHER, CLOCK], tool_choice={"type": "any"}, extra_body=GREEDY))
+    stream = assemble(
+        events(
+            client,
+            max_tokens=32,
+            messages=QUESTION,
+            tools=[WEATHER, CLOCK],
+            tool_choice={"type": "any"},
+            extra_body=GREEDY,
+        )
+    )
     uses = [b for b in stream["blocks"] if b["type"] == "tool_use"]
     errors = stream["delta"].model_extra["optiq"].get("tool_call_errors") or []
     assert uses or errors
@@ -174,7 +222,9 @@ def test_forced_tool_streams_as_input_json(client):
 
 
 def test_tool_choice_none_never_returns_tool_use(client):
-    message = client.messages.create(model=MODEL, max_tokens=16, messages=QUESTION, tools=[WEATHER], tool_choice={"type": "none"}, extra_body=GREEDY)
+    message = client.messages.create(
+        model=MODEL, max_tokens=16, messages=QUESTION, tools=[WEATHER], tool_choice={"type": "none"}, extra_body=GREEDY
+    )
     assert all(block.type == "text" for block in message.content)
     assert message.stop_reason in ("end_turn", "max_tokens")
 
@@ -182,7 +232,11 @@ def test_tool_choice_none_never_returns_tool_use(client):
 def scripted(outputs: list[str], **config):
     engine = ScriptedEngine(outputs)
     server = Server(engine, ServeConfig(port=0, **config)).start()
-    return engine, server, anthropic.Anthropic(base_url=f"http://127.0.0.1:{server.port}", api_key="unused", max_retries=0, timeout=30)
+    return (
+        engine,
+        server,
+        anthropic.Anthropic(base_url=f"http://127.0.0.1:{server.port}", api_key="unused", max_retries=0, timeout=30),
+    )
 
 
 def test_scripted_calls_are_validated_as_on_the_openai_route():
@@ -206,12 +260,22 @@ def test_scripted_calls_are_validated_as_on_the_openai_route():
 
 
 def test_forced_tools_are_prefilled_from_the_first_token():
-    engine, server, client = scripted(["<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>", "get_time>\n</function>\n</tool_call>"])
+    engine, server, client = scripted(
+        ["<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>", "get_time>\n</function>\n</tool_call>"]
+    )
     try:
-        named = client.messages.create(model=MODEL, max_tokens=64, messages=QUESTION, tools=[WEATHER, CLOCK], tool_choice={"type": "tool", "name": "get_weather"})
+        named = client.messages.create(
+            model=MODEL,
+            max_tokens=64,
+            messages=QUESTION,
+            tools=[WEATHER, CLOCK],
+            tool_choice={"type": "tool", "name": "get_weather"},
+        )
         assert [(b.name, b.input) for b in named.content] == [("get_weather", {"city": "Paris"})]
         assert engine.tokenizer.decode(engine.prompts[0][-12:]).endswith("<tool_call>\n<function=get_weather>\n")
-        anyone = client.messages.create(model=MODEL, max_tokens=64, messages=QUESTION, tools=[WEATHER, CLOCK], tool_choice={"type": "any"})
+        anyone = client.messages.create(
+            model=MODEL, max_tokens=64, messages=QUESTION, tools=[WEATHER, CLOCK], tool_choice={"type": "any"}
+        )
         assert [b.name for b in anyone.content] == ["get_time"]
         assert engine.tokenizer.decode(engine.prompts[1][-8:]).endswith("<tool_call>\n<function=")
     finally:
@@ -221,8 +285,12 @@ def test_forced_tools_are_prefilled_from_the_first_token():
 def test_stop_sequences_and_max_tokens_set_the_stop_reason():
     engine, server, client = scripted(["one two STOP three", "word " * 30])
     try:
-        stopped = client.messages.create(model=MODEL, max_tokens=100, messages=QUESTION, stop_sequences=["STOP", "NEVER"])
-        assert text_of(stopped) == "one two" and stopped.stop_reason == "stop_sequence" and stopped.stop_sequence == "STOP"
+        stopped = client.messages.create(
+            model=MODEL, max_tokens=100, messages=QUESTION, stop_sequences=["STOP", "NEVER"]
+        )
+        assert (
+            text_of(stopped) == "one two" and stopped.stop_reason == "stop_sequence" and stopped.stop_sequence == "STOP"
+        )
         capped = client.messages.create(model=MODEL, max_tokens=5, messages=QUESTION)
         assert capped.stop_reason == "max_tokens" and capped.usage.output_tokens == 5
     finally:
@@ -233,8 +301,20 @@ def test_tool_results_and_errors_reach_the_prompt():
     engine, server, client = scripted(["Done."])
     try:
         history = QUESTION + [
-            {"role": "assistant", "content": [{"type": "text", "text": "Looking."}, {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "no such city", "is_error": True}, {"type": "text", "text": "Try again."}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "Looking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "no such city", "is_error": True},
+                    {"type": "text", "text": "Try again."},
+                ],
+            },
         ]
         client.messages.create(model=MODEL, max_tokens=8, system="Be brief.", messages=history, tools=[WEATHER])
         prompt = engine.tokenizer.decode(engine.prompts[0])
@@ -251,8 +331,28 @@ def test_tool_results_and_errors_reach_the_prompt():
 def test_bad_requests_get_anthropic_errors(client):
     cases = [
         (dict(max_tokens=4, messages=[]), "messages"),
-        (dict(max_tokens=4, messages=[{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]), "image"),
-        (dict(max_tokens=4, messages=QUESTION, tools=[{**WEATHER, "input_schema": {"type": "object", "properties": {"x": {"type": "strng"}}}}]), "input_schema"),
+        (
+            dict(
+                max_tokens=4,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+                        ],
+                    }
+                ],
+            ),
+            "image",
+        ),
+        (
+            dict(
+                max_tokens=4,
+                messages=QUESTION,
+                tools=[{**WEATHER, "input_schema": {"type": "object", "properties": {"x": {"type": "strng"}}}}],
+            ),
+            "input_schema",
+        ),
         (dict(max_tokens=4, messages=QUESTION, tools=[WEATHER], tool_choice={"type": "tool", "name": "nope"}), "nope"),
         (dict(max_tokens=4, messages=QUESTION, tool_choice={"type": "any"}), "any"),
     ]
@@ -260,7 +360,9 @@ def test_bad_requests_get_anthropic_errors(client):
         with pytest.raises(anthropic.BadRequestError) as caught:
             client.messages.create(model=MODEL, **request)
         assert caught.value.body["type"] == "error" and caught.value.body["error"]["type"] == "invalid_request_error"
-        assert named in caught.value.body["error"]["message"] and "Traceback" not in caught.value.body["error"]["message"]
+        assert (
+            named in caught.value.body["error"]["message"] and "Traceback" not in caught.value.body["error"]["message"]
+        )
     with pytest.raises(anthropic.NotFoundError) as caught:
         client.messages.create(model="claude-sonnet-4-5", max_tokens=4, messages=QUESTION)
     assert caught.value.body["error"]["type"] == "not_found_error"
@@ -270,19 +372,28 @@ def test_bad_requests_get_anthropic_errors(client):
 def test_max_tokens_is_required_and_capped_to_the_context(server):
     def post(body: dict):
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        connection.request("POST", "/v1/messages", json.dumps(body), {"x-api-key": "s3cret", "anthropic-version": "2023-06-01"})
+        connection.request(
+            "POST", "/v1/messages", json.dumps(body), {"x-api-key": "s3cret", "anthropic-version": "2023-06-01"}
+        )
         response = connection.getresponse()
         return response.status, json.loads(response.read())
 
     status, body = post({"model": MODEL, "messages": QUESTION})
-    assert status == 400 and body["error"]["type"] == "invalid_request_error" and "max_tokens" in body["error"]["message"]
-    status, body = post({"model": MODEL, "messages": QUESTION, "max_tokens": 64000, "temperature": 0, "stop_sequences": [" "]})
+    assert (
+        status == 400 and body["error"]["type"] == "invalid_request_error" and "max_tokens" in body["error"]["message"]
+    )
+    status, body = post(
+        {"model": MODEL, "messages": QUESTION, "max_tokens": 64000, "temperature": 0, "stop_sequences": [" "]}
+    )
     assert status == 200 and body["type"] == "message"
 
 
 def test_the_key_is_taken_from_x_api_key_or_bearer(server):
     url = f"http://127.0.0.1:{server.port}"
-    for wrong in (anthropic.Anthropic(base_url=url, api_key="wrong", max_retries=0), anthropic.Anthropic(base_url=url, auth_token="wrong", max_retries=0)):
+    for wrong in (
+        anthropic.Anthropic(base_url=url, api_key="wrong", max_retries=0),
+        anthropic.Anthropic(base_url=url, auth_token="wrong", max_retries=0),
+    ):
         with pytest.raises(anthropic.AuthenticationError) as caught:
             wrong.messages.create(model=MODEL, max_tokens=2, messages=QUESTION)
         assert caught.value.body["error"]["type"] == "authentication_error"
@@ -297,10 +408,13 @@ def test_the_key_is_taken_from_x_api_key_or_bearer(server):
 def test_a_claude_code_shaped_request_streams_on_the_embedded_model(client):
     body = claude_code_request(MODEL, "List the Python files in this project.")
     assert len(body["tools"]) >= 20 and len(CLAUDE_CODE_TOOLS) >= 20
-    stream = list(client.messages.create(
-        **{k: v for k, v in body.items() if k != "temperature"}, extra_body={"temperature": body["temperature"]},
-        extra_headers={"anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14"},
-    ))
+    stream = list(
+        client.messages.create(
+            **{k: v for k, v in body.items() if k != "temperature"},
+            extra_body={"temperature": body["temperature"]},
+            extra_headers={"anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14"},
+        )
+    )
     message = assemble(stream)
     assert message["start"].message.usage.input_tokens > 2500  # the long system prompt and all the tools are in it
     assert message["delta"].delta.stop_reason in ("end_turn", "max_tokens", "tool_use")

@@ -106,7 +106,10 @@ def test_bursts_of_40_and_64_are_all_answered_200_or_429(engine):
         assert wait_until(lambda: metric(get(server.port, "/metrics"), "optiq_generating") == 0)
         text = get(server.port, "/metrics")
         assert metric(text, 'optiq_requests_total{status="200"}') >= 2 * (1 + server.config.queue_size) + 8
-        assert metric(text, 'optiq_requests_total{status="200"}') + metric(text, 'optiq_requests_total{status="429"}') == 40 + 64 + 8
+        assert (
+            metric(text, 'optiq_requests_total{status="200"}') + metric(text, 'optiq_requests_total{status="429"}')
+            == 40 + 64 + 8
+        )
         assert metric(text, "optiq_queue_waiting") == 0 and metric(text, "optiq_generating") == 0
 
 
@@ -114,12 +117,16 @@ def test_a_queued_client_that_leaves_is_dropped_from_the_queue():
     engine = ScriptedEngine(["word " * 400, "ok"], step_s=0.02)
     with Server(engine, ServeConfig(port=0, queue_size=2)) as server:
         holder = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        holder.request("POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "stream": True, "max_tokens": 400}))
+        holder.request(
+            "POST", "/v1/chat/completions", json.dumps({"messages": QUESTION, "stream": True, "max_tokens": 400})
+        )
         assert holder.getresponse().status == 200 and engine.started.wait(5)
         waiter = socket.create_connection(("127.0.0.1", server.port))
         body = json.dumps({"messages": QUESTION, "max_tokens": 2}).encode()
-        waiter.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        waiter.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         assert wait_until(lambda: json.loads(get(server.port, "/health"))["waiting"] == 1)
         waiter.close()  # gone while waiting
         assert wait_until(lambda: json.loads(get(server.port, "/health"))["waiting"] == 0, 3)
@@ -197,15 +204,18 @@ def read_to_close(connection: socket.socket) -> str:
 def test_stalled_bodies_time_out_and_oversized_chunked_bodies_are_refused(engine):
     with Server(engine, ServeConfig(port=0, body_timeout_s=0.5, max_request_bytes=2048)) as server:
         stalled = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        stalled.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"messa")
+        stalled.sendall(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"messa')
         started = time.monotonic()
         answer = read_to_close(stalled)
         assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer and time.monotonic() - started < 5
         stalled.close()
         chunked = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         chunk = b"x" * 1500
-        chunked.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        + (b"%X\r\n%s\r\n" % (len(chunk), chunk)) * 2 + b"0\r\n\r\n")
+        chunked.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + (b"%X\r\n%s\r\n" % (len(chunk), chunk)) * 2
+            + b"0\r\n\r\n"
+        )
         assert read_to_close(chunked).startswith("HTTP/1.1 413")
         chunked.close()
         assert post(server.port, {"messages": QUESTION, "max_tokens": 2})[0] == 200
@@ -226,12 +236,17 @@ def test_metrics_report_speed_and_mtp_acceptance(engine):
     with Server(engine, ServeConfig(port=0)) as server:
         client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=60)
         for question in ("Write a story about a dragon.", "Explain hash maps."):
-            client.chat.completions.create(model="tiny-agent", messages=[{"role": "user", "content": question}], max_tokens=24, temperature=0)
+            client.chat.completions.create(
+                model="tiny-agent", messages=[{"role": "user", "content": question}], max_tokens=24, temperature=0
+            )
         assert wait_until(lambda: metric(get(server.port, "/metrics"), "optiq_generations_total") == 2)
         text = get(server.port, "/metrics")
         assert metric(text, 'optiq_requests_total{status="200"}') == 2
         assert metric(text, "optiq_generated_tokens_total") >= 2
         assert metric(text, "optiq_decode_tokens_per_second") > 0
-        drafted, accepted = metric(text, "optiq_mtp_drafted_tokens_total"), metric(text, "optiq_mtp_accepted_tokens_total")
+        drafted, accepted = (
+            metric(text, "optiq_mtp_drafted_tokens_total"),
+            metric(text, "optiq_mtp_accepted_tokens_total"),
+        )
         acceptance = metric(text, "optiq_mtp_acceptance")
         assert (drafted == 0 and acceptance != acceptance) or acceptance == pytest.approx(accepted / drafted, rel=1e-4)

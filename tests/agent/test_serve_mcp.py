@@ -17,10 +17,16 @@ SERVER = str(Path(__file__).parents[1] / "tools" / "mcp_server.py")
 @pytest.fixture(scope="module")
 def server_tools(tmp_path_factory):
     path = tmp_path_factory.mktemp("mcp") / "servers.json"
-    path.write_text(json.dumps({"mcpServers": {
-        "t": {"command": sys.executable, "args": [SERVER], "approval": "allow"},
-        "careful": {"command": sys.executable, "args": [SERVER]},
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "t": {"command": sys.executable, "args": [SERVER], "approval": "allow"},
+                    "careful": {"command": sys.executable, "args": [SERVER]},
+                }
+            }
+        )
+    )
     tools = _server_tools([str(path)])
     assert [s.name for s in tools.servers] == ["t"]  # a server set to ask is not offered: nobody could answer it
     with tools.start() as started:
@@ -33,7 +39,12 @@ def serve(engine, registry):
 
 
 def test_the_server_runs_its_tools_and_answers_with_their_results(server_tools):
-    outputs = ["Adding." + call_text("add", a="2", b="40"), "It is 42.", "Adding." + call_text("add", a="2", b="40"), "It is 42."]
+    outputs = [
+        "Adding." + call_text("add", a="2", b="40"),
+        "It is 42.",
+        "Adding." + call_text("add", a="2", b="40"),
+        "It is 42.",
+    ]
     engine = ScriptedEngine(outputs)
     server, client = serve(engine, server_tools)
     try:

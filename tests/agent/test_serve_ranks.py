@@ -22,7 +22,11 @@ from tests.ranks import free_ports, launch_argv
 REQUESTS = [
     {"messages": QUESTION, "max_tokens": 24},
     {"messages": QUESTION, "tools": [WEATHER], "max_tokens": 32},
-    {"messages": [{"role": "user", "content": "Count from one to ten."}], "max_tokens": 24, "stop": [" "]},  # closed mid-run
+    {
+        "messages": [{"role": "user", "content": "Count from one to ten."}],
+        "max_tokens": 24,
+        "stop": [" "],
+    },  # closed mid-run
 ]
 
 

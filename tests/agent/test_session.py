@@ -38,7 +38,7 @@ def test_a_trace_reads_back_as_the_same_events(tmp_path):
 
 def test_a_bad_trace_line_is_named(tmp_path):
     path = tmp_path / "t.jsonl"
-    path.write_text(UserEvent(text="hi").model_dump_json() + "\n{\"type\": \"nonsense\"}\n")
+    path.write_text(UserEvent(text="hi").model_dump_json() + '\n{"type": "nonsense"}\n')
     try:
         load_trace(path)
     except ValueError as error:

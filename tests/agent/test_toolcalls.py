@@ -9,8 +9,10 @@ WEATHER = {
     "function": {
         "name": "get_weather",
         "description": "",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
-                                                        "hours": {"type": "array"}}},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "hours": {"type": "array"}},
+        },
     },
 }
 
@@ -41,8 +43,10 @@ def test_qwen_xml_values_are_coerced_when_tools_are_given():
 
 
 def test_several_functions_in_one_tool_call_stay_separate():
-    text = ("<tool_call>\n<function=a>\n<parameter=x>\n1\n</parameter>\n</function>\n"
-            "<function=b>\n<parameter=x>\n2\n</parameter>\n</function>\n</tool_call>")
+    text = (
+        "<tool_call>\n<function=a>\n<parameter=x>\n1\n</parameter>\n</function>\n"
+        "<function=b>\n<parameter=x>\n2\n</parameter>\n</function>\n</tool_call>"
+    )
     parsed = parse_tool_calls(text, fmt="qwen_xml")
     assert [(c.name, c.arguments) for c in parsed.calls] == [("a", {"x": "1"}), ("b", {"x": "2"})]
     assert len({c.id for c in parsed.calls}) == 2
@@ -56,12 +60,26 @@ def test_function_without_parameters_and_inline_values():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("<tool_call>\n<function=f>\n<parameter=a>\n1\n", "the tool call was cut off: the output ended before </tool_call>"),
-        ("<tool_call>\n<function=f>\n<parameter=a>\n1\n</function></tool_call>", "f: parameter 'a' has no closing </parameter>"),
-        ("<tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</tool_call>", "the call to f has no closing </function>"),
-        ("<tool_call>\n<function=f>\nhello\n</function>\n</tool_call>", "f: unexpected text 'hello\\n'; each argument is"),
-        ("<tool_call><function=f><parameter=a>1</parameter><parameter=a>2</parameter></function></tool_call>",
-         "f: parameter 'a' is given twice"),
+        (
+            "<tool_call>\n<function=f>\n<parameter=a>\n1\n",
+            "the tool call was cut off: the output ended before </tool_call>",
+        ),
+        (
+            "<tool_call>\n<function=f>\n<parameter=a>\n1\n</function></tool_call>",
+            "f: parameter 'a' has no closing </parameter>",
+        ),
+        (
+            "<tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</tool_call>",
+            "the call to f has no closing </function>",
+        ),
+        (
+            "<tool_call>\n<function=f>\nhello\n</function>\n</tool_call>",
+            "f: unexpected text 'hello\\n'; each argument is",
+        ),
+        (
+            "<tool_call><function=f><parameter=a>1</parameter><parameter=a>2</parameter></function></tool_call>",
+            "f: parameter 'a' is given twice",
+        ),
         ("<tool_call>\n</tool_call>", "the tool call is empty"),
         ("<tool_call>call f please</tool_call>", "could not read the tool call: expected <function=NAME>"),
         ("<tool_call>\n<function=\n>\n</function></tool_call>", "could not read the function name"),
@@ -76,18 +94,25 @@ def test_malformed_xml_is_an_error_with_its_raw_text(text, message):
 
 
 def test_a_bad_call_does_not_take_its_neighbours_down():
-    text = ("<tool_call>\n<function=a>\n<parameter=x>\n1\n</function>\n"
-            "<function=b>\n<parameter=y>\n2\n</parameter>\n</function>\n</tool_call>")
+    text = (
+        "<tool_call>\n<function=a>\n<parameter=x>\n1\n</function>\n"
+        "<function=b>\n<parameter=y>\n2\n</parameter>\n</function>\n</tool_call>"
+    )
     parsed = parse_tool_calls(text)
     assert [c.name for c in parsed.calls] == ["b"]
     assert parsed.errors[0].message == "a: parameter 'x' has no closing </parameter>"
 
 
 def test_hermes_object_and_string_arguments():
-    text = ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "days": 2}}\n</tool_call>\n'
-            '<tool_call>{"name": "f", "arguments": "{\\"a\\": [1, 2]}"}</tool_call>')
+    text = (
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "days": 2}}\n</tool_call>\n'
+        '<tool_call>{"name": "f", "arguments": "{\\"a\\": [1, 2]}"}</tool_call>'
+    )
     parsed = parse_tool_calls(text, fmt="hermes")
-    assert [(c.name, c.arguments) for c in parsed.calls] == [("get_weather", {"city": "Oslo", "days": 2}), ("f", {"a": [1, 2]})]
+    assert [(c.name, c.arguments) for c in parsed.calls] == [
+        ("get_weather", {"city": "Oslo", "days": 2}),
+        ("f", {"a": [1, 2]}),
+    ]
     assert parse_tool_calls(text).calls == parsed.calls
 
 
@@ -110,7 +135,10 @@ def test_malformed_hermes_is_an_error(body, message):
 def test_format_restriction():
     xml = "<tool_call><function=f></function></tool_call>"
     assert "expected a JSON object" in parse_tool_calls(xml, fmt="hermes").errors[0].message
-    assert "expected <function=NAME>" in parse_tool_calls('<tool_call>{"name": "f"}</tool_call>', fmt="qwen_xml").errors[0].message
+    assert (
+        "expected <function=NAME>"
+        in parse_tool_calls('<tool_call>{"name": "f"}</tool_call>', fmt="qwen_xml").errors[0].message
+    )
     with pytest.raises(ValueError, match="unknown tool-call format 'json'"):
         parse_tool_calls("", fmt="json")
 
@@ -121,20 +149,31 @@ def test_format_restriction():
         '[f(a=1, b="x"), pkg.g(c=[1, 2], d={"k": None})]',
         'f(a=1, b="x"), pkg.g(c=[1, 2], d={"k": None})',
         '```python\n[f(a=1, b="x"), pkg.g(c=[1, 2], d={"k": null})]\n```',
-        '```\nf(a=1, b=\'x\')\npkg.g(c=(1, 2), d={"k": None})\n```'.replace("\npkg", ", pkg"),
+        "```\nf(a=1, b='x')\npkg.g(c=(1, 2), d={\"k\": None})\n```".replace("\npkg", ", pkg"),
     ],
 )
 def test_pythonic_calls(text):
     parsed = parse_tool_calls(text, fmt="pythonic")
     assert parsed.errors == []
-    assert [(c.name, c.arguments) for c in parsed.calls] == [("f", {"a": 1, "b": "x"}), ("pkg.g", {"c": [1, 2], "d": {"k": None}})]
+    assert [(c.name, c.arguments) for c in parsed.calls] == [
+        ("f", {"a": 1, "b": "x"}),
+        ("pkg.g", {"c": [1, 2], "d": {"k": None}}),
+    ]
 
 
 def test_pythonic_literals():
-    parsed = parse_tool_calls("[f(t=true, n=null, f=False, neg=-2.5, s='a=b', e=[], nested={'a': [{'b': -1}]})]",
-                              fmt="pythonic")
-    assert parsed.calls[0].arguments == {"t": True, "n": None, "f": False, "neg": -2.5, "s": "a=b", "e": [],
-                                         "nested": {"a": [{"b": -1}]}}
+    parsed = parse_tool_calls(
+        "[f(t=true, n=null, f=False, neg=-2.5, s='a=b', e=[], nested={'a': [{'b': -1}]})]", fmt="pythonic"
+    )
+    assert parsed.calls[0].arguments == {
+        "t": True,
+        "n": None,
+        "f": False,
+        "neg": -2.5,
+        "s": "a=b",
+        "e": [],
+        "nested": {"a": [{"b": -1}]},
+    }
 
 
 @pytest.mark.parametrize(
@@ -164,7 +203,7 @@ def test_pythonic_prose_answer_is_text_and_reasoning_is_split():
 
 
 def test_pythonic_is_only_read_in_pythonic_format():
-    parsed = parse_tool_calls('[f(a=1)]')
+    parsed = parse_tool_calls("[f(a=1)]")
     assert parsed.calls == [] and parsed.content == "[f(a=1)]"
 
 
@@ -185,8 +224,14 @@ def test_markup_never_reaches_visible_text():
 def test_stream_emits_start_then_call_and_ids_are_stable():
     parser = StreamParser()
     events = []
-    for piece in ["Checking", ".\n<tool_", "call>\n<function=get_", "weather>\n<parameter=city>\nRo", "me\n</parameter>\n",
-                  "</function>\n</tool_call>"]:
+    for piece in [
+        "Checking",
+        ".\n<tool_",
+        "call>\n<function=get_",
+        "weather>\n<parameter=city>\nRo",
+        "me\n</parameter>\n",
+        "</function>\n</tool_call>",
+    ]:
         events += parser.feed(piece)
     events += parser.close()
     assert [e.type for e in events] == ["text", "text", "tool_call_start", "tool_call"]

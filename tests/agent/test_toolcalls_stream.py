@@ -10,12 +10,21 @@ from agent.events import ReasoningEvent, TextEvent
 from agent.toolcalls import FORMATS, StreamParser, collect, parse_tool_calls
 
 OUTPUTS = [
-    ("<think>\nPlan: call it.\n</think>\n\nSure.\n\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n"
-     "</parameter>\n<parameter=days>\n3\n</parameter>\n</function>\n<function=b>\n<parameter=q>\na<b=c\n</parameter>\n"
-     "</function>\n</tool_call>\nAfter < text.", {}),
-    ('Text <tool_call>\n{"name": "f", "arguments": {"a": "</tool_call"}}\n</tool_call><tool_call>{"name": "g", '
-     '"arguments": "{\\"x\\": 1}"}</tool_call> tail <think', {}),
-    ("Thinking <tool_call> is fine here\n</think>\n\n<tool_call>\n<function=f>\n<parameter=a>\n1\n</tool_call>", {"in_reasoning": True}),
+    (
+        "<think>\nPlan: call it.\n</think>\n\nSure.\n\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n"
+        "</parameter>\n<parameter=days>\n3\n</parameter>\n</function>\n<function=b>\n<parameter=q>\na<b=c\n</parameter>\n"
+        "</function>\n</tool_call>\nAfter < text.",
+        {},
+    ),
+    (
+        'Text <tool_call>\n{"name": "f", "arguments": {"a": "</tool_call"}}\n</tool_call><tool_call>{"name": "g", '
+        '"arguments": "{\\"x\\": 1}"}</tool_call> tail <think',
+        {},
+    ),
+    (
+        "Thinking <tool_call> is fine here\n</think>\n\n<tool_call>\n<function=f>\n<parameter=a>\n1\n</tool_call>",
+        {"in_reasoning": True},
+    ),
     ("<tool_call>\n<function=f>\n<parameter=a>\nunfinished", {"fmt": "qwen_xml"}),
     ('<think>x</think>```python\n[f(a=1, b="<tool_call>"), g.h(c=[1, {"k": null}])]\n```', {"fmt": "pythonic"}),
     ("[f(1)]", {"fmt": "pythonic"}),
@@ -66,11 +75,44 @@ def test_any_chunking_gives_the_same_events(output, data):
     assert stream(chunks, **options) == at_once(text, **options)
 
 
-PIECES = st.sampled_from([
-    "<tool_call>", "</tool_call>", "<think>", "</think>", "<function=", "</function>", "<parameter=", "</parameter>",
-    "<tool_", "</thi", "\n", " ", ">", "<", "=", "f", "x", '"', "{", "}", "[", "]", "(", ")", ",", ":", "1", "'",
-    '{"name": "f", "arguments": {"a": 1}}', "```", "f(a=1)", "true", "\\", "é",
-])
+PIECES = st.sampled_from(
+    [
+        "<tool_call>",
+        "</tool_call>",
+        "<think>",
+        "</think>",
+        "<function=",
+        "</function>",
+        "<parameter=",
+        "</parameter>",
+        "<tool_",
+        "</thi",
+        "\n",
+        " ",
+        ">",
+        "<",
+        "=",
+        "f",
+        "x",
+        '"',
+        "{",
+        "}",
+        "[",
+        "]",
+        "(",
+        ")",
+        ",",
+        ":",
+        "1",
+        "'",
+        '{"name": "f", "arguments": {"a": 1}}',
+        "```",
+        "f(a=1)",
+        "true",
+        "\\",
+        "é",
+    ]
+)
 OUTPUT_TEXT = st.lists(PIECES, max_size=30).map("".join) | st.text(max_size=60)
 
 
@@ -92,14 +134,18 @@ def test_fuzz_no_crash_and_chunking_is_invisible(text, fmt, in_reasoning, data):
 UNREADABLE = "could not read the calls as Python"
 
 
-@pytest.mark.parametrize("text, said", [
-    ("[" + "f(a=[" * 3000 + "]" * 3000 + ")]", UNREADABLE),
-    ("f(a=" + "[" * 3000 + "]" * 3000 + ")", UNREADABLE),
-    ("f(a=" + "-" * 5000 + "1)", UNREADABLE),
-    ("f(a=" + "{'a': " * 2000 + "1" + "}" * 2000 + ")", UNREADABLE),
-    ("f(a=1)\x00", UNREADABLE),
-    ("f(a=9**9**9**9)", "'9**9**9**9' is an expression; write the value itself"),  # never evaluated
-], ids=["deep-calls", "deep-list", "many-signs", "deep-dict", "nul", "huge-power"])
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("[" + "f(a=[" * 3000 + "]" * 3000 + ")]", UNREADABLE),
+        ("f(a=" + "[" * 3000 + "]" * 3000 + ")", UNREADABLE),
+        ("f(a=" + "-" * 5000 + "1)", UNREADABLE),
+        ("f(a=" + "{'a': " * 2000 + "1" + "}" * 2000 + ")", UNREADABLE),
+        ("f(a=1)\x00", UNREADABLE),
+        ("f(a=9**9**9**9)", "'9**9**9**9' is an expression; write the value itself"),  # never evaluated
+    ],
+    ids=["deep-calls", "deep-list", "many-signs", "deep-dict", "nul", "huge-power"],
+)
 def test_hostile_pythonic_input_is_one_error_that_keeps_the_text(text, said):
     parsed = parse_tool_calls(text, fmt="pythonic")
     assert not parsed.calls and parsed.content == ""
@@ -114,7 +160,7 @@ def test_a_pythonic_call_with_thousands_of_arguments_is_read_whole():
 
 
 def test_hostile_nesting_in_hermes_and_xml():
-    deep = "<tool_call>{\"name\": \"f\", \"arguments\": " + "[" * 100000 + "]" * 100000 + "}</tool_call>"
+    deep = '<tool_call>{"name": "f", "arguments": ' + "[" * 100000 + "]" * 100000 + "}</tool_call>"
     assert parse_tool_calls(deep).errors
     many = "<tool_call>" + "<function=f></function>" * 2000 + "</tool_call>"
     assert len(parse_tool_calls(many).calls) == 2000

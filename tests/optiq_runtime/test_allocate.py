@@ -23,15 +23,24 @@ def layer(index: int, rows: int, cols: int, kl4: float, kl8: float, extra: dict 
 
 shapes = st.tuples(st.sampled_from([2, 16, 64, 128, 384]), st.sampled_from([64, 128, 256, 1024]))
 two_widths = st.lists(st.tuples(shapes, st.floats(0, 1), st.floats(0, 0.01)), min_size=1, max_size=8).map(
-    lambda specs: [layer(i, *shape, kl4, kl8) for i, (shape, kl4, kl8) in enumerate(specs)])
-many_widths = st.lists(st.tuples(shapes, st.floats(0, 1), st.floats(0, 0.01), st.floats(0, 4), st.floats(0, 0.3)),
-                       min_size=1, max_size=5).map(
-    lambda specs: [layer(i, *shape, kl4, kl8, {W3: kl3, W5: kl5}) for i, (shape, kl4, kl8, kl3, kl5) in enumerate(specs)])
+    lambda specs: [layer(i, *shape, kl4, kl8) for i, (shape, kl4, kl8) in enumerate(specs)]
+)
+many_widths = st.lists(
+    st.tuples(shapes, st.floats(0, 1), st.floats(0, 0.01), st.floats(0, 4), st.floats(0, 0.3)), min_size=1, max_size=5
+).map(
+    lambda specs: [
+        layer(i, *shape, kl4, kl8, {W3: kl3, W5: kl5}) for i, (shape, kl4, kl8, kl3, kl5) in enumerate(specs)
+    ]
+)
 # The default OptiQ candidates: 4 and 8 bits, each at group size 64 and 32 (finer groups lower the KL).
-fine_groups = st.lists(st.tuples(shapes, st.floats(0, 1), st.floats(0, 1), st.floats(0, 0.01)),
-                       min_size=1, max_size=6).map(
-    lambda specs: [layer(i, *shape, kl4, kl8, {W4_FINE: kl4 * fine, W8_FINE: kl8 * fine})
-                   for i, (shape, kl4, fine, kl8) in enumerate(specs)])
+fine_groups = st.lists(
+    st.tuples(shapes, st.floats(0, 1), st.floats(0, 1), st.floats(0, 0.01)), min_size=1, max_size=6
+).map(
+    lambda specs: [
+        layer(i, *shape, kl4, kl8, {W4_FINE: kl4 * fine, W8_FINE: kl8 * fine})
+        for i, (shape, kl4, fine, kl8) in enumerate(specs)
+    ]
+)
 
 
 def brute_force(layers: list[LayerChoice], limit: int) -> float:

@@ -20,8 +20,30 @@ def folder(tmp_path_factory):
 def test_json_report(folder, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Say hello.\n\nCount to five.\n")
-    assert main(["bench", "decode", "--model", str(folder), "--tokens", "12", "--repeat", "1", "--prompts", str(prompts), "--json",
-                 "--mtp", "on", "--mtp-depth", "2", "--depths", "1"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "decode",
+                "--model",
+                str(folder),
+                "--tokens",
+                "12",
+                "--repeat",
+                "1",
+                "--prompts",
+                str(prompts),
+                "--json",
+                "--mtp",
+                "on",
+                "--mtp-depth",
+                "2",
+                "--depths",
+                "1",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert {"plain_tok_s", "mtp_tok_s", "speedup", "acceptance", "identical"} <= set(result)
     assert result["identical"] is True
@@ -32,9 +54,13 @@ def test_json_report(folder, tmp_path, capsys):
     assert len(result["acceptance"]) == 2 and result["prompts"] == 2
     roof = result["roofline"]  # this machine's limits measured in the same run, and the shares of them
     assert roof["gemm_gflops"] > 0 and roof["read_gb_s"] > 0 and roof["params"] > 0 and roof["weight_bytes"] > 0
-    assert roof["prefill_fraction"] == pytest.approx(result["prefill_tok_s"]["plain"] / roof["prefill_limit_tok_s"], rel=0.05)
+    assert roof["prefill_fraction"] == pytest.approx(
+        result["prefill_tok_s"]["plain"] / roof["prefill_limit_tok_s"], rel=0.05
+    )
     assert roof["decode_fraction"] == pytest.approx(result["plain_tok_s"] / roof["decode_limit_tok_s"], rel=0.05)
-    assert result["policy"]["mtp"] is True and result["policy"]["depth"] == 2 and "--mtp on" in result["policy"]["reason"]
+    assert (
+        result["policy"]["mtp"] is True and result["policy"]["depth"] == 2 and "--mtp on" in result["policy"]["reason"]
+    )
     assert set(result["depths"]) == {"1"} and result["depths"]["1"]["identical"] is True
     assert len(result["depths"]["1"]["acceptance"]) == 1
     assert result["depths"]["1"]["cpu_time_speedup"] > 0
@@ -51,8 +77,28 @@ def test_every_run_decodes_the_asked_tokens(folder):
 
 
 def test_text_report(folder, capsys):
-    assert main(["bench", "decode", "--model", str(folder), "--tokens", "8", "--repeat", "1", "--mtp", "on", "--mtp-depth", "3", "--no-fallback",
-                 "--depths", "none"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "decode",
+                "--model",
+                str(folder),
+                "--tokens",
+                "8",
+                "--repeat",
+                "1",
+                "--mtp",
+                "on",
+                "--mtp-depth",
+                "3",
+                "--no-fallback",
+                "--depths",
+                "none",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "fell back" not in out
     assert "speedup" in out and "greedy outputs identical: yes" in out and "depth 3" in out
@@ -73,8 +119,14 @@ def test_default_prompts_are_held_out_agent_turns():
 
 
 def test_jsonl_prompts_take_chats_and_texts(tmp_path):
-    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                         {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye!"}]}
+    chat = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Bye"},
+            {"role": "assistant", "content": "Bye!"},
+        ]
+    }
     file = tmp_path / "prompts.jsonl"
     file.write_text(json.dumps(chat) + "\n" + json.dumps({"text": "Count to three."}) + "\n")
     prompts = read_prompts(str(file))
@@ -103,8 +155,19 @@ def test_prompts_file_errors(tmp_path):
 
 
 def test_result_arithmetic():
-    result = DecodeResult(depth=2, tokens=10, prompts=1, plain_tokens=100, plain_s=1.0, mtp_tokens=150, mtp_s=1.0, mtp_steps=60,
-                          drafted=[60, 60], accepted=[45, 30], pair_speedups=[1.4, 3.0, 1.5])
+    result = DecodeResult(
+        depth=2,
+        tokens=10,
+        prompts=1,
+        plain_tokens=100,
+        plain_s=1.0,
+        mtp_tokens=150,
+        mtp_s=1.0,
+        mtp_steps=60,
+        drafted=[60, 60],
+        accepted=[45, 30],
+        pair_speedups=[1.4, 3.0, 1.5],
+    )
     assert result.speedup == pytest.approx(1.5)  # the median pair, not the outlier
     assert result.mtp_tok_s / result.plain_tok_s == pytest.approx(1.5)
     assert result.acceptance == [0.75, 0.5]

@@ -60,8 +60,16 @@ def test_missing_file_is_bad_input(tmp_path):
 
 
 def test_chat_samples_render_through_the_template_with_tools(tokenizer):
-    tools = [{"type": "function", "function": {"name": "lookup_weather", "description": "weather",
-                                               "parameters": {"type": "object", "properties": {}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup_weather",
+                "description": "weather",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
     sample = Sample("tool_calls", messages=[{"role": "user", "content": "Rain in Oslo?"}], tools=tools)
     text = tokenizer.decode(render(sample, tokenizer))
     assert "lookup_weather" in text and "Rain in Oslo?" in text
@@ -98,5 +106,7 @@ class Plain:
 
 
 def test_chats_without_a_template_render_as_plain_turns():
-    sample = Sample("agent_traces", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+    sample = Sample(
+        "agent_traces", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    )
     assert "".join(map(chr, render(sample, Plain()))) == "user: hi\n\nassistant: yo"

@@ -36,7 +36,9 @@ def test_plan_is_measured_once_and_recorded(home):
 
 
 def test_no_float32_copies_beyond_the_memory_available(home):
-    plan = plan_for([_quantized_model()], dense_bytes=4 * cpuplan.available_memory())  # free memory moves with other processes
+    plan = plan_for(
+        [_quantized_model()], dense_bytes=4 * cpuplan.available_memory()
+    )  # free memory moves with other processes
     assert plan.memory_limited and not plan.dense
 
 
@@ -72,8 +74,11 @@ def test_large_layers_are_dequantized_in_blocks(monkeypatch):
 
 
 def test_the_kernel_is_chosen_only_where_it_saves_more_than_compiled_graphs_give():
-    timings = {f"{kind}_{form}": 1.0 for kind in ("decode", "verify", "prefill") for form in
-               ("dense_1t", "dense_2t", "quantized", "kernel_2t")}
+    timings = {
+        f"{kind}_{form}": 1.0
+        for kind in ("decode", "verify", "prefill")
+        for form in ("dense_1t", "dense_2t", "quantized", "kernel_2t")
+    }
     timings.update({f"{kind}_kernel_1t": 0.6 for kind in ("decode", "verify", "prefill")})
     plan = cpuplan._choose(timings, "k")
     assert plan.decode != "kernel" and plan.prefill == "kernel"  # 0.6x the others: enough for prefill only

@@ -10,16 +10,35 @@ from safetensors import safe_open
 from optiq_runtime import embedded_base_path
 from optiq_runtime.sampling import Sampling
 
-QWEN35_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>",
-                   "</tool_call>", "<tool_response>", "</tool_response>"]
+QWEN35_SPECIALS = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+]
 MTP_KEYS = {
-    "mtp.fc.weight", "mtp.pre_fc_norm_embedding.weight", "mtp.pre_fc_norm_hidden.weight", "mtp.norm.weight",
+    "mtp.fc.weight",
+    "mtp.pre_fc_norm_embedding.weight",
+    "mtp.pre_fc_norm_hidden.weight",
+    "mtp.norm.weight",
     *(f"mtp.layers.0.self_attn.{n}.weight" for n in ("q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm")),
     *(f"mtp.layers.0.mlp.{n}.weight" for n in ("gate_proj", "up_proj", "down_proj")),
-    "mtp.layers.0.input_layernorm.weight", "mtp.layers.0.post_attention_layernorm.weight",
+    "mtp.layers.0.input_layernorm.weight",
+    "mtp.layers.0.post_attention_layernorm.weight",
 }
-RUN_PYTHON = {"type": "function", "function": {"name": "run_python", "description": "Run Python code.", "parameters": {
-    "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}}}
+RUN_PYTHON = {
+    "type": "function",
+    "function": {
+        "name": "run_python",
+        "description": "Run Python code.",
+        "parameters": {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +68,14 @@ def loaded(folder):
 def test_folder_is_package_data_named_tiny_agent(folder):
     assert folder.name == "tiny-agent"
     assert folder.parent.name == "models" and folder.parent.parent.name == "optiq_runtime"
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                 "generation_config.json", "README.md"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "README.md",
+    ):
         assert (folder / name).is_file(), name
 
 
@@ -61,7 +86,8 @@ def test_at_most_16_mb(folder):
 def test_config_is_hybrid_qwen35_with_mtp(text_config):
     assert text_config["full_attention_interval"] == 4
     assert text_config["layer_types"] == [
-        "full_attention" if (i + 1) % 4 == 0 else "linear_attention" for i in range(text_config["num_hidden_layers"])]
+        "full_attention" if (i + 1) % 4 == 0 else "linear_attention" for i in range(text_config["num_hidden_layers"])
+    ]
     assert text_config["tie_word_embeddings"] is True
     assert text_config["mtp_num_hidden_layers"] == 1
 
@@ -98,8 +124,9 @@ def test_stock_mlx_lm_loads_and_generates_what_the_engine_does(folder, loaded):
     from optiq_runtime.engine import Engine
 
     model, tokenizer = loaded
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
-                                           enable_thinking=False, tokenize=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, enable_thinking=False, tokenize=False
+    )
     text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=8)
     ours = Engine.load(folder, mtp="off").generate(tokenizer.encode(prompt), Sampling(max_tokens=8))
     assert text and text == tokenizer.decode(ours)  # greedy, the same checkpoint: the same answer
@@ -111,29 +138,44 @@ def _render(tokenizer, messages, **kwargs):
 
 def test_template_renders_tools_block_and_empty_think(loaded):
     _, tokenizer = loaded
-    text = _render(tokenizer, [{"role": "user", "content": "What is 37 * 91? Use Python."}],
-                   add_generation_prompt=True, enable_thinking=False)
+    text = _render(
+        tokenizer,
+        [{"role": "user", "content": "What is 37 * 91? Use Python."}],
+        add_generation_prompt=True,
+        enable_thinking=False,
+    )
     assert text.startswith("<|im_start|>system\n# Tools\n")
     assert "\n<tools>\n" + json.dumps(RUN_PYTHON) + "\n</tools>" in text
-    assert text.endswith("<|im_start|>user\nWhat is 37 * 91? Use Python.<|im_end|>\n"
-                         "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert text.endswith(
+        "<|im_start|>user\nWhat is 37 * 91? Use Python.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
 
 
 def test_template_renders_xml_calls_and_grouped_tool_responses(loaded):
     _, tokenizer = loaded
     messages = [
         {"role": "user", "content": "go"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "f", "arguments": {"s": "a b", "n": 3, "l": [1, "x"], "b": True}}},
-            {"type": "function", "function": {"name": "g", "arguments": '{"s": "line\\n\\"q\\"", "n": 2.5}'}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "function": {"name": "f", "arguments": {"s": "a b", "n": 3, "l": [1, "x"], "b": True}},
+                },
+                {"type": "function", "function": {"name": "g", "arguments": '{"s": "line\\n\\"q\\"", "n": 2.5}'}},
+            ],
+        },
         {"role": "tool", "content": "one"},
         {"role": "tool", "content": "two"},
     ]
     text = _render(tokenizer, messages)
-    assert ("<tool_call>\n<function=f>\n<parameter=s>\na b\n</parameter>\n<parameter=n>\n3\n</parameter>\n"
-            '<parameter=l>\n[1, "x"]\n</parameter>\n<parameter=b>\ntrue\n</parameter>\n</function>\n</tool_call>\n'
-            '<tool_call>\n<function=g>\n<parameter=s>\nline\n"q"\n</parameter>\n<parameter=n>\n2.5\n</parameter>\n'
-            "</function>\n</tool_call><|im_end|>\n") in text
-    assert text.endswith("<|im_start|>user\n<tool_response>\none\n</tool_response>\n"
-                         "<tool_response>\ntwo\n</tool_response><|im_end|>\n")
+    assert (
+        "<tool_call>\n<function=f>\n<parameter=s>\na b\n</parameter>\n<parameter=n>\n3\n</parameter>\n"
+        '<parameter=l>\n[1, "x"]\n</parameter>\n<parameter=b>\ntrue\n</parameter>\n</function>\n</tool_call>\n'
+        '<tool_call>\n<function=g>\n<parameter=s>\nline\n"q"\n</parameter>\n<parameter=n>\n2.5\n</parameter>\n'
+        "</function>\n</tool_call><|im_end|>\n"
+    ) in text
+    assert text.endswith(
+        "<|im_start|>user\n<tool_response>\none\n</tool_response>\n<tool_response>\ntwo\n</tool_response><|im_end|>\n"
+    )

@@ -195,7 +195,7 @@ def test_eos_ends_generation_and_is_not_emitted(loaded):
         out = engine.generate(PROMPT, Sampling(max_tokens=30))
     finally:
         engine.tokenizer.eos_token_ids = set(engine.tokenizer.eos_token_ids) - {full[9]}
-    assert out == full[:full.index(full[9])]
+    assert out == full[: full.index(full[9])]
     assert engine.last_stats.finish_reason == "eos"
 
 

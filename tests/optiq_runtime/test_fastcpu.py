@@ -63,8 +63,10 @@ def test_the_pip_wheel_serves_a_machine_without_system_openblas_or_fortran(tmp_p
     base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OPTIQ_OPENBLAS_PRELOADED")}
     env = fastcpu.preload_env(base)
     assert env is not None and env["LD_PRELOAD"] == str(fastcpu.wheel_openblas())
-    code = ("import mlx.core as mx; a = mx.ones((64, 64)); mx.eval(a @ a)\n"
-            "print(sorted({l.split()[-1] for l in open('/proc/self/maps') if 'gfortran' in l or 'openblas' in l}))")
+    code = (
+        "import mlx.core as mx; a = mx.ones((64, 64)); mx.eval(a @ a)\n"
+        "print(sorted({l.split()[-1] for l in open('/proc/self/maps') if 'gfortran' in l or 'openblas' in l}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     loaded = out.stdout
     assert "cmeel.prefix/lib/libopenblas" in loaded and "mlx_cpu.libs/libgfortran" in loaded, out.stderr
@@ -89,8 +91,10 @@ def test_the_wheels_openblas_starts_on_one_thread():
     wheel = fastcpu.wheel_openblas()
     if wheel is None or not sys.platform.startswith("linux"):
         pytest.skip("the cmeel-openblas wheel is not installed here")
-    code = ("import ctypes, os; from optiq_runtime.fastcpu import reexec_with_openblas; reexec_with_openblas(['-c', ''])\n"
-            "print(ctypes.CDLL(os.environ['LD_PRELOAD'].split(':')[0]).openblas_get_num_threads())")
+    code = (
+        "import ctypes, os; from optiq_runtime.fastcpu import reexec_with_openblas; reexec_with_openblas(['-c', ''])\n"
+        "print(ctypes.CDLL(os.environ['LD_PRELOAD'].split(':')[0]).openblas_get_num_threads())"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OPENBLAS_NUM_THREADS")}
     env.update(LD_PRELOAD=str(wheel), OPTIQ_OPENBLAS_PRELOADED="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -24,7 +24,14 @@ def _prompt(engine) -> list[int]:
 
 def _decoder(engine) -> Decoder:
     cache = engine.backbone.new_cache(True)
-    return Decoder(engine.backbone, engine.drafter, cache, Sampling(temperature=0.0, top_p=1.0, top_k=0), KeyStream(0), engine.fused)
+    return Decoder(
+        engine.backbone,
+        engine.drafter,
+        cache,
+        Sampling(temperature=0.0, top_p=1.0, top_k=0),
+        KeyStream(0),
+        engine.fused,
+    )
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])

@@ -13,9 +13,13 @@ from optiq_runtime.sampling import Sampling
 from training import corpus as C
 from training.quality import parse_calls, prompt_text
 
-FUNCTIONS = {"get_size": Signature(("clear_market", "kisido")), "get_sugar": Signature(("amount",)),
-             "list_river": Signature(()), "set_wolf": Signature(("name", "size", "age"), ("name", "age")),
-             "set_mode": Signature(("mode", "quiet", "note"), (), {"mode": ("fast", "slow", "3"), "quiet": ("true", "false")})}
+FUNCTIONS = {
+    "get_size": Signature(("clear_market", "kisido")),
+    "get_sugar": Signature(("amount",)),
+    "list_river": Signature(()),
+    "set_wolf": Signature(("name", "size", "age"), ("name", "age")),
+    "set_mode": Signature(("mode", "quiet", "note"), (), {"mode": ("fast", "slow", "3"), "quiet": ("true", "false")}),
+}
 
 
 def tool(name: str, *params: str, required: tuple[str, ...] = ()) -> dict:
@@ -24,50 +28,75 @@ def tool(name: str, *params: str, required: tuple[str, ...] = ()) -> dict:
     return {"type": "function", "function": {"name": name, "parameters": schema}}
 
 
-@pytest.mark.parametrize(("text", "slot"), [
-    ("<tool_call>\n<function=get_s", Slot("get_s", tuple(FUNCTIONS))),
-    ("<tool_call>\n<function=", Slot("", tuple(FUNCTIONS))),
-    ("<tool_call>\n<function=get_size>\n<parameter=", Slot("", ("clear_market", "kisido"))),
-    ("<tool_call>\n<function=get_size>\n<parameter=clear_market>\nx\n</parameter>\n<parameter=k", Slot("k", ("kisido",))),
-    # a required parameter is missing: the next one to open is required, and the call cannot close
-    ("<tool_call>\n<function=set_wolf>", Slot("", ("\n<parameter=name", "\n<parameter=age"))),
-    ("<tool_call>\n<function=set_wolf>\n<", Slot("\n<", ("\n<parameter=name", "\n<parameter=age"))),
-    ("<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex\n</parameter>\n", Slot("\n", ("\n<parameter=age",))),
-    # a value from a closed set
-    ("<tool_call>\n<function=set_mode>\n<parameter=mode>\nf", Slot("\nf", ("\nfast", "\nslow", "\n3"), "\n</parameter>")),
-    ("<tool_call>\n<function=set_mode>\n<parameter=quiet>", Slot("", ("\ntrue", "\nfalse"), "\n</parameter>")),
-    # a Hermes JSON call's name
-    ('<tool_call>\n{"name": "get_', Slot("get_", tuple(FUNCTIONS), '"')),
-    ('<tool_call>\n{ "name":"', Slot("", tuple(FUNCTIONS), '"')),
-])
+@pytest.mark.parametrize(
+    ("text", "slot"),
+    [
+        ("<tool_call>\n<function=get_s", Slot("get_s", tuple(FUNCTIONS))),
+        ("<tool_call>\n<function=", Slot("", tuple(FUNCTIONS))),
+        ("<tool_call>\n<function=get_size>\n<parameter=", Slot("", ("clear_market", "kisido"))),
+        (
+            "<tool_call>\n<function=get_size>\n<parameter=clear_market>\nx\n</parameter>\n<parameter=k",
+            Slot("k", ("kisido",)),
+        ),
+        # a required parameter is missing: the next one to open is required, and the call cannot close
+        ("<tool_call>\n<function=set_wolf>", Slot("", ("\n<parameter=name", "\n<parameter=age"))),
+        ("<tool_call>\n<function=set_wolf>\n<", Slot("\n<", ("\n<parameter=name", "\n<parameter=age"))),
+        ("<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex\n</parameter>\n", Slot("\n", ("\n<parameter=age",))),
+        # a value from a closed set
+        (
+            "<tool_call>\n<function=set_mode>\n<parameter=mode>\nf",
+            Slot("\nf", ("\nfast", "\nslow", "\n3"), "\n</parameter>"),
+        ),
+        ("<tool_call>\n<function=set_mode>\n<parameter=quiet>", Slot("", ("\ntrue", "\nfalse"), "\n</parameter>")),
+        # a Hermes JSON call's name
+        ('<tool_call>\n{"name": "get_', Slot("get_", tuple(FUNCTIONS), '"')),
+        ('<tool_call>\n{ "name":"', Slot("", tuple(FUNCTIONS), '"')),
+    ],
+)
 def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
     assert open_slot(text, FUNCTIONS) == slot
 
 
-@pytest.mark.parametrize("text", [
-    "I will call <function=",  # not inside a tool call
-    "<tool_call>\n<function=get_size>\n</function>\n</tool_call>\n<function=",  # the call is closed
-    "<tool_call>\n<function=get_size>\n<parameter=kisido>\nx = <y",  # writing a value
-    "<tool_call>\n<function=unknown>\n<parameter=",  # a function nobody offered: nothing to steer by
-    "<tool_call>\n<function=list_river>\n<parameter=",  # no parameters left
-    "<tool_call>\n<function=get_sugar>\n<parameter=amount>\n1\n</parameter>\n<parameter=",
-    "<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex",  # a value, though required ones are missing
-    "<tool_call>\n<function=set_wolf>\n<parameter=age>\n3\n</parameter>\n<parameter=name>\nRex\n</parameter>\n",
-    "<tool_call>\n<function=get_size>\n",  # nothing required
-    "<tool_call>\n<function=set_mode>\n<parameter=note>\nanything",  # an open value
-    '<tool_call>\n{"name": "get_size", "arguments": {"kis',  # Hermes arguments are not guided
-    '<tool_call>\n{"arguments": {}, "name": "get',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I will call <function=",  # not inside a tool call
+        "<tool_call>\n<function=get_size>\n</function>\n</tool_call>\n<function=",  # the call is closed
+        "<tool_call>\n<function=get_size>\n<parameter=kisido>\nx = <y",  # writing a value
+        "<tool_call>\n<function=unknown>\n<parameter=",  # a function nobody offered: nothing to steer by
+        "<tool_call>\n<function=list_river>\n<parameter=",  # no parameters left
+        "<tool_call>\n<function=get_sugar>\n<parameter=amount>\n1\n</parameter>\n<parameter=",
+        "<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex",  # a value, though required ones are missing
+        "<tool_call>\n<function=set_wolf>\n<parameter=age>\n3\n</parameter>\n<parameter=name>\nRex\n</parameter>\n",
+        "<tool_call>\n<function=get_size>\n",  # nothing required
+        "<tool_call>\n<function=set_mode>\n<parameter=note>\nanything",  # an open value
+        '<tool_call>\n{"name": "get_size", "arguments": {"kis',  # Hermes arguments are not guided
+        '<tool_call>\n{"arguments": {}, "name": "get',
+    ],
+)
 def test_no_slot_outside_a_name_or_when_no_name_is_left(text):
     assert open_slot(text, FUNCTIONS) is None
 
 
 def test_tool_parameters_reads_openai_tools_and_bare_docs_and_skips_junk():
-    tools = [tool("a", "x", "y", required=("y", "w")), {"name": "b", "parameters": {"properties": {"z": {}}}},
-             {"name": "c", "parameters": {"properties": [], "required": "x"}}, {"function": "junk"}, "junk", {"name": 3},
-             {"name": "d", "parameters": {"properties": {"e": {"enum": ["x", 2, None]}, "b": {"type": "boolean"}, "s": {"enum": []}}}}]
-    assert tool_parameters(tools) == {"a": Signature(("x", "y"), ("y",)), "b": Signature(("z",)), "c": Signature(()),
-                                      "d": Signature(("e", "b", "s"), (), {"e": ("x", "2", "null"), "b": ("true", "false")})}
+    tools = [
+        tool("a", "x", "y", required=("y", "w")),
+        {"name": "b", "parameters": {"properties": {"z": {}}}},
+        {"name": "c", "parameters": {"properties": [], "required": "x"}},
+        {"function": "junk"},
+        "junk",
+        {"name": 3},
+        {
+            "name": "d",
+            "parameters": {"properties": {"e": {"enum": ["x", 2, None]}, "b": {"type": "boolean"}, "s": {"enum": []}}},
+        },
+    ]
+    assert tool_parameters(tools) == {
+        "a": Signature(("x", "y"), ("y",)),
+        "b": Signature(("z",)),
+        "c": Signature(()),
+        "d": Signature(("e", "b", "s"), (), {"e": ("x", "2", "null"), "b": ("true", "false")}),
+    }
     assert tool_parameters(None) == {}
 
 
@@ -91,7 +120,7 @@ def test_every_allowed_token_keeps_the_name_on_track(engine):
             assert any(t.startswith(text) or text.startswith(t) for t in targets), (typed, piece)
         # and every way to finish each name's next character is there
         for target in targets:
-            assert any(target[len(typed):].startswith(p) for p in rest_pieces), (typed, target)
+            assert any(target[len(typed) :].startswith(p) for p in rest_pieces), (typed, target)
 
 
 def test_the_guide_forgets_a_generation_that_does_not_extend_the_last(engine):
@@ -126,16 +155,24 @@ def offered_names_only(text: str, tools: list[dict]) -> bool:
     """Every call names an offered function, only its parameters, and all it requires."""
     functions = tool_parameters(tools)
     calls = parse_calls(text)
-    return bool(calls) and all(name in functions and set(functions[name].required) <= set(args) <= set(functions[name].params)
-                               for name, args in calls)
+    return bool(calls) and all(
+        name in functions and set(functions[name].required) <= set(args) <= set(functions[name].params)
+        for name, args in calls
+    )
 
 
 def test_guided_calls_name_only_offered_functions_and_parameters(engine):
     tokenizer = engine.tokenizer
     chats = unseen_schema_chats(12)
     unguided = [tokenizer.decode(engine.generate(prompt_ids(tokenizer, c), Sampling(max_tokens=96))) for c in chats]
-    guided = [tokenizer.decode(engine.generate(prompt_ids(tokenizer, c), Sampling(max_tokens=96),
-                                               guide=CallGuide.for_tools(tokenizer, c.tools))) for c in chats]
+    guided = [
+        tokenizer.decode(
+            engine.generate(
+                prompt_ids(tokenizer, c), Sampling(max_tokens=96), guide=CallGuide.for_tools(tokenizer, c.tools)
+            )
+        )
+        for c in chats
+    ]
     # The premise: left alone, tiny-agent misnames something in some of these calls.
     assert not all(offered_names_only(text, c.tools) for text, c in zip(unguided, chats))
     assert all(offered_names_only(text, c.tools) for text, c in zip(guided, chats)), guided
@@ -171,8 +208,11 @@ def test_sampled_guided_calls_stay_within_the_offered_names(engine):
     try:
         called = 0
         for seed, chat in enumerate(unseen_schema_chats(6)):
-            out = engine.generate(prompt_ids(tokenizer, chat), Sampling(max_tokens=96, temperature=1.0, seed=seed),
-                                  guide=CallGuide.for_tools(tokenizer, chat.tools))
+            out = engine.generate(
+                prompt_ids(tokenizer, chat),
+                Sampling(max_tokens=96, temperature=1.0, seed=seed),
+                guide=CallGuide.for_tools(tokenizer, chat.tools),
+            )
             text = tokenizer.decode(out)
             if "</function>" in text:
                 called += 1
@@ -207,8 +247,19 @@ def test_a_call_cannot_close_before_its_required_parameters(engine):
 
 def test_a_closed_set_value_is_one_of_its_choices(engine):
     unit = {"type": "string", "enum": ["kelvin", "rankine"]}
-    tools = [{"type": "function", "function": {"name": "read_heat", "parameters": {
-        "type": "object", "properties": {"unit": unit, "loud": {"type": "boolean"}}, "required": ["unit", "loud"]}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "read_heat",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"unit": unit, "loud": {"type": "boolean"}},
+                    "required": ["unit", "loud"],
+                },
+            },
+        }
+    ]
     out = guided_reply(engine, "Can you read the heat with unit `celsius` and loud off?", tools)
     calls = parse_calls(out)
     assert calls and calls[0][1]["unit"] in ("kelvin", "rankine") and calls[0][1]["loud"] in ("true", "false"), out

@@ -47,7 +47,10 @@ def test_targets_carry_the_real_tensor_names(setup):
     paths = {t.path for t in targets}
     assert stack.exact and "language_model.model.embed_tokens" in paths
     assert "language_model.model.layers.0.linear_attn.in_proj_qkv" in paths
-    assert "language_model.model.layers.3.self_attn.q_proj" in paths and "language_model.model.layers.2.mlp.down_proj" in paths
+    assert (
+        "language_model.model.layers.3.self_attn.q_proj" in paths
+        and "language_model.model.layers.2.mlp.down_proj" in paths
+    )
 
 
 def test_all_low_kl_is_the_quantized_models_kl(setup, monkeypatch):
@@ -73,9 +76,13 @@ def test_scores_are_derivatives_of_the_kl(setup, monkeypatch):
     """Each score is d(KL)/d(scale) at the all-low model: checked by central differences of the KL."""
     model, stack, targets, rows = setup
     monkeypatch.setattr(kl_gradient, "vocab_chunk", lambda tokens: 1000)
-    checked = ["language_model.model.embed_tokens", "language_model.model.layers.0.linear_attn.in_proj_qkv",
-               "language_model.model.layers.1.linear_attn.out_proj", "language_model.model.layers.3.self_attn.v_proj",
-               "language_model.model.layers.2.mlp.down_proj"]
+    checked = [
+        "language_model.model.embed_tokens",
+        "language_model.model.layers.0.linear_attn.in_proj_qkv",
+        "language_model.model.layers.1.linear_attn.out_proj",
+        "language_model.model.layers.3.self_attn.v_proj",
+        "language_model.model.layers.2.mlp.down_proj",
+    ]
     with ErrorInjector(model, targets, LOW) as injector:
         scores, _, _ = batch_scores(stack, injector, LOW, rows)
         reference = Reference.from_logits(stack(rows))
@@ -107,8 +114,11 @@ def test_the_drafts_term_adds_the_heads_kl_and_its_derivatives(setup, base, monk
     model, stack, targets, rows = setup
     monkeypatch.setattr(kl_gradient, "vocab_chunk", lambda tokens: 1000)
     drafts = DraftObjective(load_mtp_head(base, text_args(model), upcast=True), 3.0)
-    checked = ["language_model.model.embed_tokens", "language_model.model.layers.3.mlp.down_proj",
-               "language_model.model.layers.0.linear_attn.in_proj_qkv"]
+    checked = [
+        "language_model.model.embed_tokens",
+        "language_model.model.layers.3.mlp.down_proj",
+        "language_model.model.layers.0.linear_attn.in_proj_qkv",
+    ]
     with ErrorInjector(model, targets, LOW) as injector:
         scores, kl, drafts_kl = batch_scores(stack, injector, LOW, rows, drafts=drafts)
         without, kl_alone, _ = batch_scores(stack, injector, LOW, rows)
@@ -119,7 +129,10 @@ def test_the_drafts_term_adds_the_heads_kl_and_its_derivatives(setup, base, monk
         def objective(path: str, scale: float) -> tuple[float, float]:
             injector.set({p: mx.array(scale if p == path else 1.0) for p in injector.wrappers})
             hidden = stack.backbone(stack.embed(rows))
-            value = main.kl(stack.head(hidden)).sum().item(), head.kl(_project(stack, drafts.states(stack, rows, hidden))).sum().item()
+            value = (
+                main.kl(stack.head(hidden)).sum().item(),
+                head.kl(_project(stack, drafts.states(stack, rows, hidden))).sum().item(),
+            )
             injector.set(None)
             return value
 

@@ -61,8 +61,11 @@ def test_hf_base_loads_in_float32_with_the_same_logits_as_mlx_lm(base):
 
 def test_built_folder_has_float32_scales_and_packed_weights(uniform):
     loaded = load_model(uniform)
-    quantized = [m for _, m in tree_flatten(loaded.model.leaf_modules(), is_leaf=nn.Module.is_module)
-                 if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))]
+    quantized = [
+        m
+        for _, m in tree_flatten(loaded.model.leaf_modules(), is_leaf=nn.Module.is_module)
+        if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))
+    ]
     assert quantized
     assert all(m.scales.dtype == mx.float32 and m.biases.dtype == mx.float32 for m in quantized)
     assert all(m.weight.dtype == mx.uint32 for m in quantized)

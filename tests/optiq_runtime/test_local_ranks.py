@@ -35,7 +35,9 @@ except KeyboardInterrupt:
     sys.exit(130)
 """
 
-LAUNCHER = "import sys; from optiq_runtime.local_ranks import run_ranks; sys.exit(run_ranks(sys.argv[2:], int(sys.argv[1])))"
+LAUNCHER = (
+    "import sys; from optiq_runtime.local_ranks import run_ranks; sys.exit(run_ranks(sys.argv[2:], int(sys.argv[1])))"
+)
 
 
 def start(tmp_path, count, mode):

@@ -78,7 +78,9 @@ def test_built_mtp_safetensors_loads_quantized(hf_folder, text_args, tmp_path):
     assert isinstance(head.layers[0].mlp.up_proj, nn.QuantizedLinear) and head.layers[0].mlp.up_proj.bits == 4
     reference = load_mtp_head(hf_folder, text_args)
     for name in NORMS:
-        assert mx.allclose(dict(tree_flatten(head.parameters()))[name], dict(tree_flatten(reference.parameters()))[name], atol=1e-2).item()
+        assert mx.allclose(
+            dict(tree_flatten(head.parameters()))[name], dict(tree_flatten(reference.parameters()))[name], atol=1e-2
+        ).item()
     x = mx.random.normal((1, 3, text_args.hidden_size))
     error = mx.abs(head(x, x, None) - reference(x, x, None)).max().item()
     assert error < 0.5  # 4-bit projections: close, not equal

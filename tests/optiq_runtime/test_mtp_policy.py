@@ -94,7 +94,9 @@ def test_measuring_keeps_to_its_budget(engine):
     assert not policy.decision.mtp and "no depth could be measured" in policy.decision.reason
     started = time.perf_counter()
     short = measure(engine, (1, 2), budget_s=1.5)
-    assert short.measured_s <= 1.5 + 2.0 and time.perf_counter() - started <= 1.5 + 2.0  # a step or a compile over, at most
+    assert (
+        short.measured_s <= 1.5 + 2.0 and time.perf_counter() - started <= 1.5 + 2.0
+    )  # a step or a compile over, at most
     assert engine.policy.mode == "on" and engine.tokenizer.eos_token_ids  # restored
 
 

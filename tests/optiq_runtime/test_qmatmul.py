@@ -116,7 +116,9 @@ def _status_in_a_new_process(home) -> subprocess.CompletedProcess:
     """``qmatmul.status()`` in a fresh interpreter (a library this process loaded must not be overwritten)."""
     code = "from optiq_runtime import qmatmul; s = qmatmul.status(); print(s.available, s.detail)"
     env = {**os.environ, "OPTIQ_HOME": str(home)}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, check=False
+    )
 
 
 def test_a_broken_cached_library_is_rebuilt_with_a_note(tmp_path):

@@ -43,8 +43,11 @@ def metadata(folder):
 
 
 def quantized_modules(model):
-    return {p: m for p, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
-            if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))}
+    return {
+        p: m
+        for p, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
+        if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))
+    }
 
 
 def test_stock_mlx_lm_loads_it_with_our_logits(optiq):
@@ -110,8 +113,11 @@ def test_mtp_tensors_survive(base, optiq):
         else:  # fc and norms: bf16, unchanged (norms keep the HF offset convention)
             assert built[name].dtype == mx.bfloat16 and mx.array_equal(built[name], value).item()
     config = json.loads((optiq / "config.json").read_text())
-    assert config["mtp"] == {"file": "mtp.safetensors", "num_hidden_layers": 1,
-                             "quantization": {"group_size": 64, "bits": 4}}
+    assert config["mtp"] == {
+        "file": "mtp.safetensors",
+        "num_hidden_layers": 1,
+        "quantization": {"group_size": 64, "bits": 4},
+    }
 
 
 def test_probes_are_saved_and_a_new_budget_reuses_them(base, optiq, tmp_path):
@@ -172,16 +178,19 @@ def test_existing_output_needs_force(base, optiq):
     assert (optiq / "config.json").stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--base", "/no/such/folder"], "does not exist"),
-    (["--budget", "0.95"], "below uniform"),
-    (["--calibration", "CALIB"], "not JSONL"),
-    (["--fine-group-size", "16"], "--fine-group-size must be 32, 64, 128 or none, not 16"),
-    (["--fine-group-size", "fine"], "--fine-group-size must be 32, 64, 128 or none, not 'fine'"),
-    (["--fine-group-size", "128"], "must not exceed --group-size (64)"),
-    (["--widths", "3,x"], "--widths must be comma-separated integers or none, not '3,x'"),
-    (["--widths", "7"], "--widths must be drawn from"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--base", "/no/such/folder"], "does not exist"),
+        (["--budget", "0.95"], "below uniform"),
+        (["--calibration", "CALIB"], "not JSONL"),
+        (["--fine-group-size", "16"], "--fine-group-size must be 32, 64, 128 or none, not 16"),
+        (["--fine-group-size", "fine"], "--fine-group-size must be 32, 64, 128 or none, not 'fine'"),
+        (["--fine-group-size", "128"], "must not exceed --group-size (64)"),
+        (["--widths", "3,x"], "--widths must be comma-separated integers or none, not '3,x'"),
+        (["--widths", "7"], "--widths must be drawn from"),
+    ],
+)
 def test_cli_bad_input_exits_2_and_writes_nothing(base, tmp_path, capsys, argv, message):
     bad = tmp_path / "calibration.jsonl"
     bad.write_text("this is not json\n")
@@ -203,8 +212,26 @@ def test_cli_json_report(base, tmp_path, capsys):
 
 def test_cli_without_fine_groups_or_extra_widths_builds_the_4_8_bit_group_64_recipe(base, tmp_path, capsys):
     out = tmp_path / "g64"
-    assert main(["quantize", "--base", str(base), "--out", str(out), "--fine-group-size", "none",
-                 "--widths", "none", "--tokens", "256", "--budget", "1.10"]) == 0
+    assert (
+        main(
+            [
+                "quantize",
+                "--base",
+                str(base),
+                "--out",
+                str(out),
+                "--fine-group-size",
+                "none",
+                "--widths",
+                "none",
+                "--tokens",
+                "256",
+                "--budget",
+                "1.10",
+            ]
+        )
+        == 0
+    )
     assert "at 8-bit group 64" in capsys.readouterr().out
     meta = metadata(out)
     assert meta["widths"] == ["4g64", "8g64"] and meta["fine_group_size"] is None
@@ -215,8 +242,12 @@ def test_cli_without_fine_groups_or_extra_widths_builds_the_4_8_bit_group_64_rec
 def test_extra_widths_reuse_probes_and_load_in_stock_mlx_lm(base, optiq, tmp_path):
     out = tmp_path / "mixed"
     lines = []
-    result = build(BuildOptions(out=out, base=base, budget=1.0, widths=(3, 5),
-                                probes=optiq / "optiq" / "sensitivity.json", **SMALL), log=lines.append)
+    result = build(
+        BuildOptions(
+            out=out, base=base, budget=1.0, widths=(3, 5), probes=optiq / "optiq" / "sensitivity.json", **SMALL
+        ),
+        log=lines.append,
+    )
     assert any("reusing" in line for line in lines)
     meta = result.metadata
     assert set(meta["counts"]) == {"3", "4", "5", "8"} and meta["bytes"]["optiq"] <= meta["bytes"]["uniform"]

@@ -1,6 +1,5 @@
 """Machine limits and model sizes for the roofline shares `optiq bench decode` prints."""
 
-
 from optiq_runtime.load import load_network
 from optiq_runtime.roofline import Limits, ModelSize, fractions, measure_limits, model_size
 
@@ -26,6 +25,11 @@ def test_a_quantized_build_counts_its_unpacked_parameters(tmp_path, uniform_buil
 
 
 def test_fractions():
-    shares = fractions(Limits(gemm_flops=200e9, read_bytes_s=10e9), ModelSize(params=1_000_000_000, weight_bytes=500_000_000), 25.0, 5.0)
+    shares = fractions(
+        Limits(gemm_flops=200e9, read_bytes_s=10e9),
+        ModelSize(params=1_000_000_000, weight_bytes=500_000_000),
+        25.0,
+        5.0,
+    )
     assert shares["prefill_limit_tok_s"] == 100.0 and shares["prefill_fraction"] == 0.25
     assert shares["decode_limit_tok_s"] == 20.0 and shares["decode_fraction"] == 0.25

@@ -39,7 +39,9 @@ def test_a_vocabulary_split_over_one_rank_is_the_embedding():
     whole.weight = split.weight = embedding
     sharded = VocabShardedEmbedding(split, group)
     ids = mx.array([[0, 7, 3]])
-    assert mx.array_equal(sharded(ids), whole(ids)) and mx.array_equal(sharded.as_linear(embedding[:2]), whole.as_linear(embedding[:2]))
+    assert mx.array_equal(sharded(ids), whole(ids)) and mx.array_equal(
+        sharded.as_linear(embedding[:2]), whole.as_linear(embedding[:2])
+    )
     with pytest.raises(BadInputError, match="does not split evenly"):
         VocabShardedEmbedding(nn.Embedding(7, 4), _Pretend(2))
 
@@ -76,12 +78,27 @@ def test_two_ranks_give_one_process_tokens_plain_mtp_sampled_and_guided(which, t
 
 @pytest.mark.slow
 def test_optiq_run_under_mlx_launch_prints_once_and_answers_as_one_process(tmp_path):
-    argv = ["-m", "agent.cli", "run", "What is 37 * 91? Use Python.", "--model", str(embedded_base_path()), "--max-steps", "2",
-            "--json", "--workspace", str(tmp_path)]
+    argv = [
+        "-m",
+        "agent.cli",
+        "run",
+        "What is 37 * 91? Use Python.",
+        "--model",
+        str(embedded_base_path()),
+        "--max-steps",
+        "2",
+        "--json",
+        "--workspace",
+        str(tmp_path),
+    ]
     alone = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300)
     ranked = launch(*argv)
     assert alone.returncode == ranked.returncode == 0, ranked.stderr
     done = [json.loads(line) for line in (alone.stdout, ranked.stdout) for line in line.splitlines()[-1:]]
     assert done[0]["type"] == done[1]["type"] == "done"
-    assert (done[1]["answer"], done[1]["tokens"], done[1]["steps"]) == (done[0]["answer"], done[0]["tokens"], done[0]["steps"])
+    assert (done[1]["answer"], done[1]["tokens"], done[1]["steps"]) == (
+        done[0]["answer"],
+        done[0]["tokens"],
+        done[0]["steps"],
+    )
     assert ranked.stdout.count('"type":"done"') == 1

@@ -129,8 +129,17 @@ def test_the_dev_suite_is_not_the_people_suite():
     assert not _suite_requests(DEV_SUITE) & _suite_requests(DATA_DIR / "people_suite.jsonl")
 
 
-@pytest.mark.parametrize("n, words", [(0, "zero"), (14, "fourteen"), (49, "forty-nine"), (712, "seven hundred and twelve"),
-                                      (3005, "three thousand and five"), (21400, "twenty-one thousand four hundred")])
+@pytest.mark.parametrize(
+    "n, words",
+    [
+        (0, "zero"),
+        (14, "fourteen"),
+        (49, "forty-nine"),
+        (712, "seven hundred and twelve"),
+        (3005, "three thousand and five"),
+        (21400, "twenty-one thousand four hundred"),
+    ],
+)
 def test_number_words(n, words):
     assert number_words(n) == words
 
@@ -139,7 +148,7 @@ def test_requests_say_values_several_ways():
     said = [m["content"] for c in _chats(600, "styles") for m in c.messages if m["role"] == "user"]
     assert any(re.search(r"`[^`]+`", s) for s in said)
     assert any(re.search(r" '[^']+'", s) for s in said)
-    assert any(re.search(r': [a-z]', s) for s in said)
+    assert any(re.search(r": [a-z]", s) for s in said)
     assert any(re.search(r"\b(twenty|thirty|forty|fifty|hundred)", s) for s in said)
 
 

@@ -18,8 +18,17 @@ from training.export import checkpoint_tensors, config_json  # noqa: E402
 from training.template import render  # noqa: E402
 from training.train import Encoder, TrainConfig, losses, make_optimizer, pack  # noqa: E402
 
-SMALL = Shape(vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=1,
-              head_dim=64, linear_num_key_heads=1, linear_num_value_heads=1, linear_key_head_dim=32)
+SMALL = Shape(
+    vocab_size=4096,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=1,
+    head_dim=64,
+    linear_num_key_heads=1,
+    linear_num_value_heads=1,
+    linear_key_head_dim=32,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +59,21 @@ def test_the_acceptance_prompt_is_in_the_corpus():
 
 
 def test_loss_mask_covers_exactly_the_assistant_replies(encoder):
-    chat = corpus.Chat("t", [corpus.user("What is 2 * 3? Use Python."),
-                             corpus.assistant_calls(corpus.call("run_python", code="print(2 * 3)")),
-                             corpus.tool_result("6"), corpus.assistant("2 * 3 = 6.")])
+    chat = corpus.Chat(
+        "t",
+        [
+            corpus.user("What is 2 * 3? Use Python."),
+            corpus.assistant_calls(corpus.call("run_python", code="print(2 * 3)")),
+            corpus.tool_result("6"),
+            corpus.assistant("2 * 3 = 6."),
+        ],
+    )
     ids, mask = encoder.encode(chat)
     trained = encoder.tokenizer.decode([t for t, m in zip(ids, mask) if m], skip_special_tokens=False)
-    assert trained == ("<tool_call>\n<function=run_python>\n<parameter=code>\nprint(2 * 3)\n</parameter>\n"
-                       "</function>\n</tool_call><|im_end|>2 * 3 = 6.<|im_end|>")
+    assert trained == (
+        "<tool_call>\n<function=run_python>\n<parameter=code>\nprint(2 * 3)\n</parameter>\n"
+        "</function>\n</tool_call><|im_end|>2 * 3 = 6.<|im_end|>"
+    )
 
 
 def test_values_tokenize_the_same_in_request_and_call(encoder):

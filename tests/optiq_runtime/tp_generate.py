@@ -15,13 +15,23 @@ from optiq_runtime.ranks import launched, world
 from optiq_runtime.sampling import Sampling
 from optiq_runtime.tensor_parallel import resident_bytes
 
-TOOLS = [{"type": "function", "function": {"name": "circle_area", "description": "Area of a circle.", "parameters": {
-    "type": "object", "properties": {"radius": {"type": "number"}}, "required": ["radius"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "circle_area",
+            "description": "Area of a circle.",
+            "parameters": {"type": "object", "properties": {"radius": {"type": "number"}}, "required": ["radius"]},
+        },
+    }
+]
 
 
 def runs(engine) -> dict:
     tok = engine.tokenizer
-    asked = tok.apply_chat_template([{"role": "user", "content": "Area of a circle of radius 3?"}], tools=TOOLS, add_generation_prompt=True)
+    asked = tok.apply_chat_template(
+        [{"role": "user", "content": "Area of a circle of radius 3?"}], tools=TOOLS, add_generation_prompt=True
+    )
     prompt = asked + tok.encode("<tool_call>")  # a long answer from tiny-agent too
     out = {}
     for mtp in (False, True):
@@ -36,7 +46,12 @@ def runs(engine) -> dict:
         out["mtp" if mtp else "plain"] = [first, longer, closed, after, engine.last_stats.mtp_used]
     sampled = engine.generate(prompt + [13], Sampling(max_tokens=16, temperature=0.8, seed=3))
     guided = engine.generate(asked, Sampling(max_tokens=40), guide=CallGuide.for_tools(tok, TOOLS))
-    out.update(sampled=sampled, guided=guided, weights=resident_bytes(engine.model, engine.head), heads=cache_heads(engine._state))
+    out.update(
+        sampled=sampled,
+        guided=guided,
+        weights=resident_bytes(engine.model, engine.head),
+        heads=cache_heads(engine._state),
+    )
     return out
 
 

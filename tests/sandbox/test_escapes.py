@@ -34,8 +34,16 @@ ESCAPES = [
     ("type_three_args", "X = type('X', (), {{}})", "policy"),
     ("type_of_type", "T = type(type(0))\nT('X', (), {{}})", "policy"),
     ("type_of_enum_class", "import re\ntype(re.RegexFlag)", "policy"),
-    ("str_subclass_name", "class S(str):\n    def startswith(self, p):\n        return False\ngetattr((), S('__class__'))", "runtime"),
-    ("str_subclass_hasattr", "class S(str):\n    def startswith(self, p):\n        return False\nhasattr((), S('__class__'))", "runtime"),
+    (
+        "str_subclass_name",
+        "class S(str):\n    def startswith(self, p):\n        return False\ngetattr((), S('__class__'))",
+        "runtime",
+    ),
+    (
+        "str_subclass_hasattr",
+        "class S(str):\n    def startswith(self, p):\n        return False\nhasattr((), S('__class__'))",
+        "runtime",
+    ),
     # class-hierarchy walks
     ("subclasses", "().__class__.__bases__[0].__subclasses__()", "policy"),
     ("object_subclasses", "object.__subclasses__()", "policy"),
@@ -63,7 +71,11 @@ ESCAPES = [
     ("tb_frame_getattr", "try:\n    1/0\nexcept Exception as e:\n    t = getattr(e, '__trace' + 'back__')", "policy"),
     ("f_globals_name", "def f(): pass\nx = getattr(f, 'f_globals')", "policy"),
     ("attribute_error_obj", "try:\n    (1).nope\nexcept AttributeError as e:\n    o = e.obj", "policy"),
-    ("attribute_error_obj_getattr", "try:\n    (1).nope\nexcept AttributeError as e:\n    o = getattr(e, 'obj')", "policy"),
+    (
+        "attribute_error_obj_getattr",
+        "try:\n    (1).nope\nexcept AttributeError as e:\n    o = getattr(e, 'obj')",
+        "policy",
+    ),
     ("try_star", "try:\n    pass\nexcept* ValueError:\n    pass", "policy"),
     # rebinding the guards' names
     ("posonly_shadow", "def f(_getattr_, /):\n    return _getattr_\nf(getattr)", "policy"),

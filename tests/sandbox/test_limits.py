@@ -132,8 +132,11 @@ def test_process_layer_refuses_even_trusted_code(tmp_path):
     os.chmod(tmp_path, 0o777)
     target = tmp_path / "written"
     read_end, write_end = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", CONFINED.replace("os.pipe()", f"({read_end}, {write_end})"), str(target)],
-                            pass_fds=(write_end,), cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CONFINED.replace("os.pipe()", f"({read_end}, {write_end})"), str(target)],
+        pass_fds=(write_end,),
+        cwd=tmp_path,
+    )
     os.close(write_end)
     proc.wait(timeout=20)
     report = os.read(read_end, 4096).decode()

@@ -17,8 +17,10 @@ from sandbox.oslayer import is_confined
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux OS layer")
 # Where the kernel or a container withholds Landlock or namespaces, the tests of what they stop
 # cannot run; test_every_available_layer_is_used still checks the report says so.
-confined = pytest.mark.skipif(not sys.platform.startswith("linux") or not is_confined(confinement()),
-                              reason="no OS layer on this machine (see optiq doctor)")
+confined = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not is_confined(confinement()),
+    reason="no OS layer on this machine (see optiq doctor)",
+)
 
 SECRET = "optiq-host-secret-4f2a"
 
@@ -178,5 +180,7 @@ def test_seccomp_refuses_what_a_worker_never_needs(raw):
     libc = "__import__('ctypes').CDLL(None, use_errno=True)"
     assert attempt(raw, f"{libc}.ptrace(0, 0, 0, 0)").startswith("allowed: -1")  # PTRACE_TRACEME
     assert attempt(raw, f"{libc}.setsid()").startswith("allowed: -1")
-    assert attempt(raw, "__import__('socket').socket(__import__('socket').AF_UNIX)").startswith("refused: PermissionError")
+    assert attempt(raw, "__import__('socket').socket(__import__('socket').AF_UNIX)").startswith(
+        "refused: PermissionError"
+    )
     assert attempt(raw, "len(__import__('socket').socketpair())").startswith("allowed: 2")

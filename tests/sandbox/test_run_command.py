@@ -12,8 +12,10 @@ import pytest
 from sandbox import Policy, Sandbox, confinement
 from sandbox.oslayer import is_confined
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not is_confined(confinement()),
-                                reason="no OS layer on this machine (see optiq doctor); commands are refused there")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not is_confined(confinement()),
+    reason="no OS layer on this machine (see optiq doctor); commands are refused there",
+)
 
 TIMEOUT = 1.0
 
@@ -114,8 +116,9 @@ def test_bad_command_is_contained(box, name, command, kind):
     assert after.ok and after.stdout == "still here\n"
 
 
-@pytest.mark.parametrize("command", ["sleep 30 & echo $!", "sh -c 'sleep 30 & echo $!'",
-                                     "nohup sleep 30 >/dev/null 2>&1 & echo $!"])
+@pytest.mark.parametrize(
+    "command", ["sleep 30 & echo $!", "sh -c 'sleep 30 & echo $!'", "nohup sleep 30 >/dev/null 2>&1 & echo $!"]
+)
 def test_no_process_outlives_the_command(box, command):
     result = box.run_command(command)
     pids = [int(p) for p in result.stdout.split()]
@@ -148,7 +151,7 @@ def test_scratch_is_private_and_emptied(box):
 
 
 def test_read_only_commands_cannot_write_the_workspace(box, workspace):
-    result = box.run_command("ls; echo x > ro.txt; echo y > \"$TMPDIR/t\" && cat \"$TMPDIR/t\"", read_only=True)
+    result = box.run_command('ls; echo x > ro.txt; echo y > "$TMPDIR/t" && cat "$TMPDIR/t"', read_only=True)
     assert "Permission denied" in result.stderr and result.stdout.endswith("y\n")
     assert not os.path.exists(os.path.join(workspace, "ro.txt"))
     assert box.run_command("echo x > rw.txt").ok

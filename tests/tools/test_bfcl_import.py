@@ -48,7 +48,7 @@ def test_converted_schema_validates_calls():
     good = {"name": "geo.route", "arguments": {"stops": ["a"], "origin": [1, 2.5], "extra": [1]}}
     assert validate_call(good, tool).ok
     bad = validate_call({"name": "geo.route", "arguments": {"stops": "a", "origin": [1]}}, tool)
-    assert bad.errors == ['geo.route: argument \'stops\' must be an array (JSON list), got string "a"']
+    assert bad.errors == ["geo.route: argument 'stops' must be an array (JSON list), got string \"a\""]
 
 
 def test_unknown_bfcl_type_is_refused():

@@ -33,8 +33,15 @@ def call(name, ctx, **arguments):
 
 def test_tools_in_order_with_flags():
     tools = builtin_tools()
-    assert [t.name for t in tools] == ["run_python", "read_file", "write_file", "edit_file", "list_dir", "search_files",
-                                       "run_shell"]
+    assert [t.name for t in tools] == [
+        "run_python",
+        "read_file",
+        "write_file",
+        "edit_file",
+        "list_dir",
+        "search_files",
+        "run_shell",
+    ]
     flags = {t.name: (t.side_effects, t.sandboxed) for t in tools}
     assert flags["run_python"] == (False, True)
     assert flags["write_file"] == (True, False) and flags["edit_file"] == (True, False)
@@ -124,7 +131,9 @@ def test_list_dir(ctx):
 
 def test_search_files(ctx):
     assert call("search_files", ctx, pattern="beta").splitlines() == [
-        "notes.txt:2: beta", "notes.txt:3: gamma beta", "src/main.py:2: return 'beta'",
+        "notes.txt:2: beta",
+        "notes.txt:3: gamma beta",
+        "src/main.py:2: return 'beta'",
     ]
     assert call("search_files", ctx, pattern="zzz") == "no matches for 'zzz'"
 

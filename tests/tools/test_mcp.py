@@ -42,18 +42,22 @@ def alive(pid: int) -> bool:
 
 # -- the servers file
 
-@pytest.mark.parametrize("text, message", [
-    ("{", "not valid JSON"),
-    ('{"servers": {}}', '"mcpServers"'),
-    ('{"mcpServers": {"a b": {"command": "x"}}}', "letters, digits"),
-    ('{"mcpServers": {"a": {"args": ["x"]}}}', 'either "command"'),
-    ('{"mcpServers": {"a": {"command": "x", "url": "http://h"}}}', 'either "command"'),
-    ('{"mcpServers": {"a": {"command": "x", "args": "y"}}}', '"args" must be a list of strings'),
-    ('{"mcpServers": {"a": {"command": "x", "env": {"K": 1}}}}', '"env" must be an object of string values'),
-    ('{"mcpServers": {"a": {"command": "x", "approval": "never"}}}', '"approval" must be "ask" or "allow"'),
-    ('{"mcpServers": {"a": {"command": "x", "comand": "y"}}}', "unknown key(s) comand"),
-    ('{"mcpServers": {"a": {"url": "http://h", "type": "sse"}}}', "only streamable HTTP"),
-])
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{", "not valid JSON"),
+        ('{"servers": {}}', '"mcpServers"'),
+        ('{"mcpServers": {"a b": {"command": "x"}}}', "letters, digits"),
+        ('{"mcpServers": {"a": {"args": ["x"]}}}', 'either "command"'),
+        ('{"mcpServers": {"a": {"command": "x", "url": "http://h"}}}', 'either "command"'),
+        ('{"mcpServers": {"a": {"command": "x", "args": "y"}}}', '"args" must be a list of strings'),
+        ('{"mcpServers": {"a": {"command": "x", "env": {"K": 1}}}}', '"env" must be an object of string values'),
+        ('{"mcpServers": {"a": {"command": "x", "approval": "never"}}}', '"approval" must be "ask" or "allow"'),
+        ('{"mcpServers": {"a": {"command": "x", "comand": "y"}}}', "unknown key(s) comand"),
+        ('{"mcpServers": {"a": {"url": "http://h", "type": "sse"}}}', "only streamable HTTP"),
+    ],
+)
 def test_a_bad_servers_file_names_the_file_the_server_and_the_fault(text, message):
     with pytest.raises(McpConfigError) as error:
         parse_servers(text, "my.json")
@@ -62,17 +66,28 @@ def test_a_bad_servers_file_names_the_file_the_server_and_the_fault(text, messag
 
 
 def test_the_standard_file_reads_as_specs_with_ask_by_default():
-    text = json.dumps({"mcpServers": {
-        "files": {"command": "npx", "args": ["-y", "server-files", "/tmp"], "env": {"A": "1"}},
-        "web": {"url": "http://127.0.0.1:9/mcp", "approval": "allow"},
-        "off": {"command": "x", "disabled": True},
-    }})
+    text = json.dumps(
+        {
+            "mcpServers": {
+                "files": {"command": "npx", "args": ["-y", "server-files", "/tmp"], "env": {"A": "1"}},
+                "web": {"url": "http://127.0.0.1:9/mcp", "approval": "allow"},
+                "off": {"command": "x", "disabled": True},
+            }
+        }
+    )
     files, web = parse_servers(text, "f.json")
-    assert (files.name, files.transport, files.args, files.env, files.approval) == ("files", "stdio", ("-y", "server-files", "/tmp"), {"A": "1"}, "ask")
+    assert (files.name, files.transport, files.args, files.env, files.approval) == (
+        "files",
+        "stdio",
+        ("-y", "server-files", "/tmp"),
+        {"A": "1"},
+        "ask",
+    )
     assert (web.transport, web.approval, web.describe()) == ("http", "allow", "http://127.0.0.1:9/mcp")
 
 
 # -- a real server over stdio
+
 
 def test_a_servers_tools_join_with_sources_and_a_colliding_name_is_prefixed(started):
     _, tools, _ = started
@@ -113,7 +128,9 @@ def test_a_server_that_exits_at_start_says_what_it_printed():
     crashing = ServerSpec(name="crash", command=sys.executable, args=("-c", "import sys; sys.exit('no config found')"))
     with McpHub(on_problem=lines.append) as hub:
         assert hub.start([crashing]) == []
-    assert len(lines) == 1 and lines[0].startswith("MCP server 'crash' failed to start") and "no config found" in lines[0]
+    assert (
+        len(lines) == 1 and lines[0].startswith("MCP server 'crash' failed to start") and "no config found" in lines[0]
+    )
 
 
 def test_one_process_per_session_stopped_with_it():
@@ -155,7 +172,9 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_a_streamable_http_server_is_reached_by_url():
     port = free_port()
-    process = subprocess.Popen([sys.executable, SERVER, "http", str(port)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, SERVER, "http", str(port)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -176,8 +195,11 @@ def test_a_streamable_http_server_is_reached_by_url():
 
 def test_a_server_that_never_answers_times_out_as_one_line_and_is_stopped(tmp_path):
     pid_file = tmp_path / "pid"
-    silent = ServerSpec(name="silent", command=sys.executable,
-                        args=("-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"))
+    silent = ServerSpec(
+        name="silent",
+        command=sys.executable,
+        args=("-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"),
+    )
     lines: list[str] = []
     with McpHub(on_problem=lines.append, start_timeout=2) as hub:
         assert hub.start([silent]) == []

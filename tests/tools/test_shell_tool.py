@@ -13,16 +13,61 @@ from agent.approval import POLICIES, ApprovalDecision, approve_all, approve_none
 from tests.agent.test_agent_dispatch import call, run, tokenizer  # noqa: F401  (fixture)
 from tools.builtin.shell import needs_approval, read_only, render, run_shell_tool
 
-READ_ONLY = ["ls", "ls -la src", "cat README.md", "grep -n TODO main.py", "git status", "git diff",
-             "git log -n 3 --oneline", "git show HEAD", "wc -l a.txt b.txt", "head -n 5 'my file.txt'", "pwd",
-             "tail -n 20 log.txt", "diff a.txt b.txt"]
+READ_ONLY = [
+    "ls",
+    "ls -la src",
+    "cat README.md",
+    "grep -n TODO main.py",
+    "git status",
+    "git diff",
+    "git log -n 3 --oneline",
+    "git show HEAD",
+    "wc -l a.txt b.txt",
+    "head -n 5 'my file.txt'",
+    "pwd",
+    "tail -n 20 log.txt",
+    "diff a.txt b.txt",
+]
 ASKS = [
-    "rm -rf x", "touch a", "ls; rm x", "ls && rm x", "ls || rm x", "cat a | tee b", "cat a | sh", "ls > x",
-    "ls >> x", "cat < /etc/passwd", "echo $(rm x)", "echo `rm x`", "echo ${HOME}", "cat a\nrm b", "ls & rm x",
-    "git diff --output=x", "git diff --output x", "git -c core.pager=rm status", "git branch new", "git commit -m x",
-    "git checkout .", "git log --ext-diff", "git diff --textconv", "ls *", "cat ~/.ssh/id_rsa", "ls \\; rm x",
-    "python3 -c 'print(1)'", "find . -delete", "sed -i s/a/b/ f", "echo 'unbalanced", "", "   ", "ls # comment",
-    "grep -O x .", "(ls)", "{ ls; }", "!ls", "cat a;rm b", "ls\trm",
+    "rm -rf x",
+    "touch a",
+    "ls; rm x",
+    "ls && rm x",
+    "ls || rm x",
+    "cat a | tee b",
+    "cat a | sh",
+    "ls > x",
+    "ls >> x",
+    "cat < /etc/passwd",
+    "echo $(rm x)",
+    "echo `rm x`",
+    "echo ${HOME}",
+    "cat a\nrm b",
+    "ls & rm x",
+    "git diff --output=x",
+    "git diff --output x",
+    "git -c core.pager=rm status",
+    "git branch new",
+    "git commit -m x",
+    "git checkout .",
+    "git log --ext-diff",
+    "git diff --textconv",
+    "ls *",
+    "cat ~/.ssh/id_rsa",
+    "ls \\; rm x",
+    "python3 -c 'print(1)'",
+    "find . -delete",
+    "sed -i s/a/b/ f",
+    "echo 'unbalanced",
+    "",
+    "   ",
+    "ls # comment",
+    "grep -O x .",
+    "(ls)",
+    "{ ls; }",
+    "!ls",
+    "cat a;rm b",
+    "ls\trm",
 ]
 
 
@@ -84,7 +129,9 @@ linux_only = pytest.mark.skipif(not _confined(), reason="no OS layer on this mac
 
 @linux_only
 def test_a_writing_command_is_denied_without_approval(tokenizer, workspace):  # noqa: F811
-    _, events = run(tokenizer, workspace, [call("run_shell", command="touch made.txt"), "I was not allowed."], approve_none)
+    _, events = run(
+        tokenizer, workspace, [call("run_shell", command="touch made.txt"), "I was not allowed."], approve_none
+    )
     request = next(e for e in events if e.type == "approval_request")
     assert "touch made.txt" in request.preview
     assert next(e for e in events if e.type == "approval").decision == "deny"

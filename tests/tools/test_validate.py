@@ -81,11 +81,27 @@ def test_ambiguous_or_string_typed_text_is_left_alone(text, schema):
 
 
 def test_xml_style_string_arguments_are_coerced_then_valid():
-    result = check({"city": "Paris", "days": "3", "scale": "2.5", "metric": "true", "hours": "[9, 17]",
-                    "where": '{"lat": 48.8}', "note": "null"})
+    result = check(
+        {
+            "city": "Paris",
+            "days": "3",
+            "scale": "2.5",
+            "metric": "true",
+            "hours": "[9, 17]",
+            "where": '{"lat": 48.8}',
+            "note": "null",
+        }
+    )
     assert result.ok, result.errors
-    assert result.arguments == {"city": "Paris", "days": 3, "scale": 2.5, "metric": True, "hours": [9, 17],
-                                "where": {"lat": 48.8}, "note": "null"}  # a string is allowed there: ambiguous
+    assert result.arguments == {
+        "city": "Paris",
+        "days": 3,
+        "scale": 2.5,
+        "metric": True,
+        "hours": [9, 17],
+        "where": {"lat": 48.8},
+        "note": "null",
+    }  # a string is allowed there: ambiguous
 
 
 def test_integer_is_accepted_for_number():
@@ -102,13 +118,27 @@ def test_string_parameter_keeps_numeric_text():
     [
         ({}, "get_weather: missing required argument 'city' (a string: City name)"),
         ({"city": "Oslo", "days": "three"}, "get_weather: argument 'days' must be an integer, got string \"three\""),
-        ({"city": "Oslo", "unit": "kelvin"}, "get_weather: argument 'unit' must be one of \"c\", \"f\"; got string \"kelvin\""),
-        ({"city": "Oslo", "hours": [9, "noon"]}, "get_weather: argument 'hours[1]' must be an integer, got string \"noon\""),
+        (
+            {"city": "Oslo", "unit": "kelvin"},
+            'get_weather: argument \'unit\' must be one of "c", "f"; got string "kelvin"',
+        ),
+        (
+            {"city": "Oslo", "hours": [9, "noon"]},
+            "get_weather: argument 'hours[1]' must be an integer, got string \"noon\"",
+        ),
         ({"city": "Oslo", "where": {}}, "get_weather: missing required argument 'where.lat' (a number)"),
-        ({"city": "Oslo", "where": {"lat": 1, "lon": 2}}, "get_weather: unexpected argument 'where.lon'; 'where' takes: lat"),
-        ({"city": "Oslo", "country": "NO"},
-         "get_weather: unexpected argument 'country'; get_weather takes: city, days, scale, metric, unit, hours, where, note"),
-        ({"city": "Oslo", "metric": "maybe"}, "get_weather: argument 'metric' must be a boolean (true or false), got string \"maybe\""),
+        (
+            {"city": "Oslo", "where": {"lat": 1, "lon": 2}},
+            "get_weather: unexpected argument 'where.lon'; 'where' takes: lat",
+        ),
+        (
+            {"city": "Oslo", "country": "NO"},
+            "get_weather: unexpected argument 'country'; get_weather takes: city, days, scale, metric, unit, hours, where, note",
+        ),
+        (
+            {"city": "Oslo", "metric": "maybe"},
+            "get_weather: argument 'metric' must be a boolean (true or false), got string \"maybe\"",
+        ),
     ],
 )
 def test_each_error_names_tool_argument_expected_and_got(arguments, message):
@@ -159,10 +189,17 @@ def test_schema_that_closes_itself_is_respected():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.text(max_size=8), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=8), max_size=5))
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+            max_leaves=8,
+        ),
+        max_size=5,
+    )
+)
 def test_validation_never_raises(arguments):
     result = check(arguments)
     assert result.ok == (not result.errors)

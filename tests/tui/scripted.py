@@ -27,7 +27,9 @@ class CharTokenizer:
     def decode(self, ids: list[int]) -> str:
         return "".join(chr(i) for i in ids)
 
-    def apply_chat_template(self, messages, tools=None, add_generation_prompt=True, enable_thinking=False, tokenize=False):
+    def apply_chat_template(
+        self, messages, tools=None, add_generation_prompt=True, enable_thinking=False, tokenize=False
+    ):
         parts = []
         if tools:
             parts.append("<|im_start|>system\n# Tools\n" + "\n".join(json.dumps(t) for t in tools) + "<|im_end|>\n")
@@ -44,8 +46,15 @@ class CharTokenizer:
 def fixed_stats(prompt_tokens: int, tokens: int, finish: str) -> GenerationStats:
     """Stats that read 42.5 tok/s and 75 % acceptance whatever the machine's speed."""
     return GenerationStats(
-        prompt_tokens=prompt_tokens, tokens=tokens, prefill_s=prompt_tokens / 250, decode_s=2.0,
-        decode_tokens=85, drafted=[4, 4], accepted=[3, 3], mtp_used=True, finish_reason=finish,
+        prompt_tokens=prompt_tokens,
+        tokens=tokens,
+        prefill_s=prompt_tokens / 250,
+        decode_s=2.0,
+        decode_tokens=85,
+        drafted=[4, 4],
+        accepted=[3, 3],
+        mtp_used=True,
+        finish_reason=finish,
     )
 
 
@@ -87,5 +96,5 @@ class ScriptedEngine:
                 return
             if self.delay:
                 time.sleep(self.delay)
-            piece = reply[start:start + self.chunk]
+            piece = reply[start : start + self.chunk]
             yield Step(tokens=[ord(c) for c in piece], text=piece)

@@ -23,7 +23,9 @@ class _BuildApp(App[None]):
 async def test_advice_shows_only_without_openblas(monkeypatch, openblas_found):
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     monkeypatch.delenv(fastcpu.DISABLE_VAR, raising=False)
-    monkeypatch.setattr(fastcpu, "find_openblas", (lambda: "/lib/libopenblas.so.0") if openblas_found else (lambda: None))
+    monkeypatch.setattr(
+        fastcpu, "find_openblas", (lambda: "/lib/libopenblas.so.0") if openblas_found else (lambda: None)
+    )
     app = _BuildApp()
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()

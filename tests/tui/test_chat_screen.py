@@ -88,7 +88,12 @@ async def test_a_shell_command_is_shown_before_it_runs(scripted_app, tmp_path):
 
 
 async def test_allow_for_the_session_asks_once(scripted_app, tmp_path):
-    replies = [call("write_file", path="a.txt", content="1"), "one", call("write_file", path="b.txt", content="2"), "two"]
+    replies = [
+        call("write_file", path="a.txt", content="1"),
+        "one",
+        call("write_file", path="b.txt", content="2"),
+        "two",
+    ]
     app = scripted_app(replies)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "write a")

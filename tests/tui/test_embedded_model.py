@@ -20,7 +20,9 @@ def _placeholder_weights() -> bool:
 
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-trained = pytest.mark.skipif(_placeholder_weights(), reason="the embedded tiny-agent still has its placeholder (random) weights")
+trained = pytest.mark.skipif(
+    _placeholder_weights(), reason="the embedded tiny-agent still has its placeholder (random) weights"
+)
 
 
 def embedded_app(workspace, agents: list) -> OptiqApp:
@@ -41,7 +43,11 @@ async def test_turns_after_the_first_run_on_the_same_model_thread(tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             for request in ("hello", "What is 2 + 2? Use Python.", "Read notes.txt"):
                 await ask(pilot, request)
-            failures = [e for e in app.chat.events if e.type in ("error", "done") and "generation failed" in getattr(e, "message", "")]
+            failures = [
+                e
+                for e in app.chat.events
+                if e.type in ("error", "done") and "generation failed" in getattr(e, "message", "")
+            ]
             assert not failures
             assert [e.stop_reason for e in app.chat.events if e.type == "done"] != []
     finally:

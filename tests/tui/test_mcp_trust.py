@@ -24,7 +24,9 @@ SERVER = str(Path(__file__).parents[1] / "tools" / "mcp_server.py")
 
 def app_for(workspace: Path):
     """The app as ``optiq --workspace`` builds it (real launcher, the embedded model), and its tools."""
-    (workspace / ".mcp.json").write_text(json.dumps({"mcpServers": {"proj": {"command": sys.executable, "args": [SERVER]}}}))
+    (workspace / ".mcp.json").write_text(
+        json.dumps({"mcpServers": {"proj": {"command": sys.executable, "args": [SERVER]}}})
+    )
     args = build_parser().parse_args(["chat", "--model", str(embedded_base_path()), "--workspace", str(workspace)])
     tools = plan_tools(None, None, workspace)
     return OptiqApp(_launcher(args, tools, workspace), trust=workspace_servers(workspace)), tools

@@ -38,8 +38,10 @@ def conversation() -> list:
     answer = ["37 × 91 is ", "**3367**.", "\n\n- computed ", "with `run_python`", "\n- exact"]
     return [
         UserEvent(text="What is 37 * 91? Use Python."),
-        ReasoningEvent(text="A product of two numbers; "), ReasoningEvent(text="Python gives it exactly."),
-        ToolCallStartEvent(name="run_python"), ToolCallEvent(call=PYTHON),
+        ReasoningEvent(text="A product of two numbers; "),
+        ReasoningEvent(text="Python gives it exactly."),
+        ToolCallStartEvent(name="run_python"),
+        ToolCallEvent(call=PYTHON),
         StatsEvent(step=1, prompt_tokens=812, tokens=31, decode_tok_s=38.2, acceptance=0.71, seconds=0.9),
         ToolValidatedEvent(call=PYTHON),
         ToolResultEvent(call_id=PYTHON.id, name="run_python", content="3367", ok=True, seconds=0.05),
@@ -80,7 +82,9 @@ def test_tool_cards(snap_compare):
 
     app = CardsApp(css_path=Path(__file__).parents[2] / "tui" / "screens" / "chat.tcss")
     events = [
-        ToolCallStartEvent(name="run_python"), ToolCallEvent(call=PYTHON), ToolValidatedEvent(call=PYTHON),
+        ToolCallStartEvent(name="run_python"),
+        ToolCallEvent(call=PYTHON),
+        ToolValidatedEvent(call=PYTHON),
         ToolResultEvent(call_id=PYTHON.id, name="run_python", content="3367", ok=True, seconds=0.05),
         ToolCallEvent(call=BAD),
         ToolRejectedEvent(call=BAD, reason="invalid", errors=["read_file: missing required argument 'path' (string)"]),

@@ -98,7 +98,9 @@ def edit_file(arguments: dict[str, Any], ctx: ToolContext) -> str:
     if count == 0:
         raise ToolError(f"the text to replace was not found in '{args.path}'; read the file and copy it exactly")
     if count > 1:
-        raise ToolError(f"the text to replace occurs {count} times in '{args.path}'; include more lines to make it unique")
+        raise ToolError(
+            f"the text to replace occurs {count} times in '{args.path}'; include more lines to make it unique"
+        )
     target.write_text(text.replace(args.old, args.new, 1), encoding="utf-8")
     return f"edited {_shown(ctx, target)}: replaced 1 occurrence"
 
@@ -168,11 +170,25 @@ def file_tools() -> list[Tool]:
     """read_file, write_file, edit_file, list_dir, search_files."""
     return [
         Tool.from_model("read_file", "Read a UTF-8 text file in the workspace.", ReadFileArgs, read_file),
-        Tool.from_model("write_file", "Create or overwrite a text file in the workspace with the given content.",
-                        WriteFileArgs, write_file, side_effects=True),
-        Tool.from_model("edit_file", "Replace one exact, unique snippet of a file in the workspace with new text.",
-                        EditFileArgs, edit_file, side_effects=True),
+        Tool.from_model(
+            "write_file",
+            "Create or overwrite a text file in the workspace with the given content.",
+            WriteFileArgs,
+            write_file,
+            side_effects=True,
+        ),
+        Tool.from_model(
+            "edit_file",
+            "Replace one exact, unique snippet of a file in the workspace with new text.",
+            EditFileArgs,
+            edit_file,
+            side_effects=True,
+        ),
         Tool.from_model("list_dir", "List a folder in the workspace; folders end with '/'.", ListDirArgs, list_dir),
-        Tool.from_model("search_files", "Find lines containing plain text in the workspace's files; "
-                        "answers 'file:line: text'.", SearchFilesArgs, search_files),
+        Tool.from_model(
+            "search_files",
+            "Find lines containing plain text in the workspace's files; answers 'file:line: text'.",
+            SearchFilesArgs,
+            search_files,
+        ),
     ]

@@ -24,10 +24,31 @@ DESCRIPTION = (
 )
 
 # Read-only programs, and for git the read-only subcommands; every other command asks first.
-READ_ONLY_PROGRAMS = frozenset({
-    "ls", "cat", "head", "tail", "wc", "grep", "egrep", "fgrep", "pwd", "echo", "stat", "du", "diff",
-    "cmp", "nl", "basename", "dirname", "realpath", "which", "true", "false",
-})
+READ_ONLY_PROGRAMS = frozenset(
+    {
+        "ls",
+        "cat",
+        "head",
+        "tail",
+        "wc",
+        "grep",
+        "egrep",
+        "fgrep",
+        "pwd",
+        "echo",
+        "stat",
+        "du",
+        "diff",
+        "cmp",
+        "nl",
+        "basename",
+        "dirname",
+        "realpath",
+        "which",
+        "true",
+        "false",
+    }
+)
 READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "ls-files", "rev-parse", "blame"})
 # Characters that let a command do more than run one program with plain arguments: separators,
 # pipes, redirections, substitutions, expansions, escapes, history and comments.
@@ -56,8 +77,10 @@ def read_only(command: str) -> bool:
 
 
 def _writes(word: str) -> bool:
-    return any(word == option or word.startswith(option + "=") or (option.startswith("--") and word.startswith(option))
-               for option in _WRITING_OPTIONS)
+    return any(
+        word == option or word.startswith(option + "=") or (option.startswith("--") and word.startswith(option))
+        for option in _WRITING_OPTIONS
+    )
 
 
 def needs_approval(arguments: dict[str, Any]) -> bool:
@@ -94,5 +117,6 @@ def run_shell(arguments: dict[str, Any], ctx: ToolContext) -> str:
 
 
 def run_shell_tool() -> Tool:
-    return Tool.from_model("run_shell", DESCRIPTION, RunShellArgs, run_shell, side_effects=True, sandboxed=True,
-                           asks=needs_approval)
+    return Tool.from_model(
+        "run_shell", DESCRIPTION, RunShellArgs, run_shell, side_effects=True, sandboxed=True, asks=needs_approval
+    )

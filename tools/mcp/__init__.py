@@ -4,5 +4,14 @@ from tools.mcp.config import McpConfigError, ServerSpec, parse_servers, read_ser
 from tools.mcp.hub import McpCallError, McpHub, ServerTools
 from tools.mcp.tools import hub_tools, result_text
 
-__all__ = ["McpConfigError", "ServerSpec", "parse_servers", "read_servers", "McpHub", "McpCallError", "ServerTools",
-           "hub_tools", "result_text"]
+__all__ = [
+    "McpConfigError",
+    "ServerSpec",
+    "parse_servers",
+    "read_servers",
+    "McpHub",
+    "McpCallError",
+    "ServerTools",
+    "hub_tools",
+    "result_text",
+]

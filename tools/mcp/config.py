@@ -14,8 +14,20 @@ from typing import Any
 
 APPROVALS = ("ask", "allow")
 SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-KNOWN_KEYS = {"command", "args", "env", "cwd", "url", "headers", "type", "transport", "approval", "timeout",
-              "disabled", "description"}
+KNOWN_KEYS = {
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "url",
+    "headers",
+    "type",
+    "transport",
+    "approval",
+    "timeout",
+    "disabled",
+    "description",
+}
 HTTP_TYPES = ("http", "streamable-http", "streamable_http", "streamableHttp")
 
 
@@ -77,7 +89,7 @@ def _server(name: str, entry: Any, origin: str) -> ServerSpec | None:
     if not SERVER_NAME.match(name):
         raise McpConfigError(f"{where}: a server name may hold only letters, digits, '_' and '-' (64 at most)")
     if not isinstance(entry, dict):
-        raise McpConfigError(f"{where}: expected an object with \"command\" (and \"args\", \"env\") or \"url\"")
+        raise McpConfigError(f'{where}: expected an object with "command" (and "args", "env") or "url"')
     unknown = sorted(set(entry) - KNOWN_KEYS)
     if unknown:
         raise McpConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_KEYS))}")
@@ -85,7 +97,7 @@ def _server(name: str, entry: Any, origin: str) -> ServerSpec | None:
         return None
     command, url = entry.get("command"), entry.get("url")
     if bool(command) == bool(url):
-        raise McpConfigError(f"{where}: give either \"command\" (a program to start) or \"url\" (a streamable HTTP server)")
+        raise McpConfigError(f'{where}: give either "command" (a program to start) or "url" (a streamable HTTP server)')
     kind = entry.get("type") or entry.get("transport")
     if url and kind not in (None, *HTTP_TYPES):
         raise McpConfigError(f"{where}: type {kind!r} is not supported for a url; only streamable HTTP ('http') is")
@@ -105,29 +117,29 @@ def _server(name: str, entry: Any, origin: str) -> ServerSpec | None:
 
 def _string(value: Any, where: str, key: str) -> str:
     if not isinstance(value, str) or not value:
-        raise McpConfigError(f"{where}: \"{key}\" must be a non-empty string, got {json.dumps(value)}")
+        raise McpConfigError(f'{where}: "{key}" must be a non-empty string, got {json.dumps(value)}')
     return value
 
 
 def _strings(value: Any, where: str, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise McpConfigError(f"{where}: \"{key}\" must be a list of strings, got {json.dumps(value)}")
+        raise McpConfigError(f'{where}: "{key}" must be a list of strings, got {json.dumps(value)}')
     return value
 
 
 def _string_map(value: Any, where: str, key: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise McpConfigError(f"{where}: \"{key}\" must be an object of string values, got {json.dumps(value)}")
+        raise McpConfigError(f'{where}: "{key}" must be an object of string values, got {json.dumps(value)}')
     return dict(value)
 
 
 def _approval(value: Any, where: str) -> str:
     if value not in APPROVALS:
-        raise McpConfigError(f"{where}: \"approval\" must be \"ask\" or \"allow\", got {json.dumps(value)}")
+        raise McpConfigError(f'{where}: "approval" must be "ask" or "allow", got {json.dumps(value)}')
     return value
 
 
 def _timeout(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise McpConfigError(f"{where}: \"timeout\" must be a positive number of seconds, got {json.dumps(value)}")
+        raise McpConfigError(f'{where}: "timeout" must be a positive number of seconds, got {json.dumps(value)}')
     return float(value)

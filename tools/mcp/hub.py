@@ -89,8 +89,9 @@ class _Connection:
 
         if self.spec.command is None or self.stderr is None:  # the config requires a url or a command
             raise McpCallError(f"MCP server {self.spec.name!r} has neither a url nor a command")
-        parameters = StdioServerParameters(command=self.spec.command, args=list(self.spec.args), env=self.spec.env or None,
-                                           cwd=self.spec.cwd)
+        parameters = StdioServerParameters(
+            command=self.spec.command, args=list(self.spec.args), env=self.spec.env or None, cwd=self.spec.cwd
+        )
         return stdio_client(parameters, errlog=self.stderr)
 
     def _explain(self, error: BaseException) -> str:
@@ -124,7 +125,11 @@ def _connection_lost(error: BaseException) -> bool:
 
     if isinstance(error, MCPError):
         return error.code == types.CONNECTION_CLOSED
-    return isinstance(error, (OSError, EOFError)) or type(error).__name__ in ("ClosedResourceError", "BrokenResourceError", "EndOfStream")
+    return isinstance(error, (OSError, EOFError)) or type(error).__name__ in (
+        "ClosedResourceError",
+        "BrokenResourceError",
+        "EndOfStream",
+    )
 
 
 def _http_client(spec: ServerSpec) -> Any:
@@ -170,7 +175,11 @@ class McpHub:
         for spec, outcome in zip(specs, started):
             if isinstance(outcome, BaseException):
                 self._report(f"MCP server {spec.name!r} failed to start: {outcome}")
-        return [ServerTools(spec, outcome) for spec, outcome in zip(specs, started) if not isinstance(outcome, BaseException)]
+        return [
+            ServerTools(spec, outcome)
+            for spec, outcome in zip(specs, started)
+            if not isinstance(outcome, BaseException)
+        ]
 
     async def _start_all(self, specs: list[ServerSpec]) -> list[Any]:
         return await asyncio.gather(*(self._start_one(spec) for spec in specs), return_exceptions=True)

@@ -23,8 +23,9 @@ from tools.tool import Tool, ToolContext, ToolError
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def hub_tools(servers: Iterable[ServerTools], hub: McpHub, taken: Iterable[str],
-              report: Callable[[str], None]) -> list[Tool]:
+def hub_tools(
+    servers: Iterable[ServerTools], hub: McpHub, taken: Iterable[str], report: Callable[[str], None]
+) -> list[Tool]:
     """Every listed tool of ``servers`` as a ``Tool`` whose handler calls it through ``hub``."""
     names, tools = set(taken), []
     for server in servers:
@@ -39,7 +40,9 @@ def hub_tools(servers: Iterable[ServerTools], hub: McpHub, taken: Iterable[str],
 def _tool(spec: ServerSpec, listed: Any, hub: McpHub, taken: set[str], report: Callable[[str], None]) -> Tool | None:
     name = agent_name(spec.name, listed.name, taken)
     if name is None:
-        report(f"MCP server {spec.name!r}: tool {listed.name!r} left out: its name and {spec.name}__{listed.name} are both taken")
+        report(
+            f"MCP server {spec.name!r}: tool {listed.name!r} left out: its name and {spec.name}__{listed.name} are both taken"
+        )
         return None
     problem = schema_problem(listed.input_schema)
     if problem:
@@ -79,8 +82,10 @@ def _untitled(schema: dict[str, Any]) -> dict[str, Any]:
     schema = {key: value for key, value in schema.items() if key != "title"}
     properties = schema.get("properties")
     if isinstance(properties, dict):
-        schema["properties"] = {name: ({k: v for k, v in prop.items() if k != "title"} if isinstance(prop, dict) else prop)
-                                for name, prop in properties.items()}
+        schema["properties"] = {
+            name: ({k: v for k, v in prop.items() if k != "title"} if isinstance(prop, dict) else prop)
+            for name, prop in properties.items()
+        }
     return schema
 
 
@@ -115,7 +120,11 @@ def _block_text(block: Any) -> str:
     if kind == "resource":
         resource = block.resource
         text = getattr(resource, "text", None)
-        return text if text is not None else f"[resource {resource.uri}, {getattr(resource, 'mime_type', None) or 'binary'}, not shown]"
+        return (
+            text
+            if text is not None
+            else f"[resource {resource.uri}, {getattr(resource, 'mime_type', None) or 'binary'}, not shown]"
+        )
     if kind == "resource_link":
         return f"[resource link: {block.uri}]"
     return f"[{kind or type(block).__name__} content, not shown]"

@@ -37,7 +37,9 @@ class ApprovalScreen(ModalScreen[ApprovalDecision]):
                 if self.diff is None:
                     yield Static(show_arguments(call.name, call.arguments), id="approval-arguments")
                 else:
-                    yield Static(Syntax(self.diff, "diff", theme="ansi_dark", background_color="default"), id="approval-diff")
+                    yield Static(
+                        Syntax(self.diff, "diff", theme="ansi_dark", background_color="default"), id="approval-diff"
+                    )
             with Horizontal(id="approval-buttons"):
                 yield Button("Allow once (y)", id="once", variant="primary")
                 yield Button("Allow for session (s)", id="session", variant="warning")

@@ -47,7 +47,9 @@ class BuildScreen(Screen[None]):
             return  # set before the screen was composed; on_mount shows it
         self.query_one("#build-stage", Static).update(f"{progress.stage}  ({progress.done}/{progress.total})")
         self.query_one("#build-bar", ProgressBar).update(total=max(progress.total, 1), progress=progress.done)
-        self.query_one("#build-eta", Static).update(f"elapsed {clock(progress.elapsed_s)}  ·  left {clock(progress.eta_s)}")
+        self.query_one("#build-eta", Static).update(
+            f"elapsed {clock(progress.elapsed_s)}  ·  left {clock(progress.eta_s)}"
+        )
 
     def watch_log_line(self, line: str) -> None:
         if self.children:

@@ -104,7 +104,9 @@ class ChatScreen(Screen[None]):
     async def _trusted(self, use: bool | None) -> None:
         if use and self.trust is not None:
             self.trust.approve()
-        await self.transcript.note("workspace MCP servers: " + ("approved; starting them" if use else "not used this time"))
+        await self.transcript.note(
+            "workspace MCP servers: " + ("approved; starting them" if use else "not used this time")
+        )
         self._load()
 
     def on_unmount(self) -> None:

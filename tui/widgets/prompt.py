@@ -30,8 +30,7 @@ class PromptInput(TextArea):
             return self.prompt
 
     def __init__(self, *, id: str | None = None, placeholder: str = "", commands: Sequence[Command] = ()) -> None:
-        super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
-                         placeholder=placeholder)
+        super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False, placeholder=placeholder)
         self.commands = commands  # the slash commands Tab completes
         self.sent: list[str] = []
         self._browsing: int | None = None  # index into history while Up/Down browse it

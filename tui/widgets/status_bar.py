@@ -38,7 +38,9 @@ class StatusBar(Static):
         return [self._show_state(), self.model, self.mix, self._show_mtp(), self._show_speed(), self._show_context()]
 
     def _show_state(self) -> str:
-        return {"loading": "◌ loading", "ready": "● ready", "generating": "◉ writing", "failed": "✗ no model"}.get(self.state, self.state)
+        return {"loading": "◌ loading", "ready": "● ready", "generating": "◉ writing", "failed": "✗ no model"}.get(
+            self.state, self.state
+        )
 
     def _show_mtp(self) -> str:
         if self.mtp is None:

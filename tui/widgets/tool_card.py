@@ -117,7 +117,11 @@ class ToolCard(Collapsible):
         self.state = "running"
 
     def rejected(self, reason: str, errors: list[str]) -> None:
-        self.detail = {"invalid": "invalid arguments", "denied": "denied by you", "repeated": "repeated a failed call"}.get(reason, reason)
+        self.detail = {
+            "invalid": "invalid arguments",
+            "denied": "denied by you",
+            "repeated": "repeated a failed call",
+        }.get(reason, reason)
         if reason == "invalid":
             self._show_outcome(Text("\n".join(errors), style="red"))
         self.state = "rejected"
@@ -132,7 +136,9 @@ class ToolCard(Collapsible):
         self.state = "approval"
 
     def decided(self, decision: str) -> None:
-        self.detail = {"once": "allowed once", "session": "allowed for the session", "deny": "denied"}.get(decision, decision)
+        self.detail = {"once": "allowed once", "session": "allowed for the session", "deny": "denied"}.get(
+            decision, decision
+        )
         if decision != "deny":
             self.state = "running"
         self._retitle()

@@ -38,9 +38,15 @@ def official(root: Path) -> dict:
         underscore_to_dot = False
 
     source = (root / "eval_checker/ast_eval/ast_checker.py").read_text()
-    source = source[source.index("#### Constants ####"):]
-    space = {"re": re, "ast": ast, "Language": Language, "MODEL_CONFIG_MAPPING": collections.defaultdict(Config),
-             "JAVA_TYPE_CONVERSION": {}, "JS_TYPE_CONVERSION": {}}
+    source = source[source.index("#### Constants ####") :]
+    space = {
+        "re": re,
+        "ast": ast,
+        "Language": Language,
+        "MODEL_CONFIG_MAPPING": collections.defaultdict(Config),
+        "JAVA_TYPE_CONVERSION": {},
+        "JS_TYPE_CONVERSION": {},
+    }
     exec(compile(source, "ast_checker.py", "exec"), space)
     utils = (root / "model_handler/utils.py").read_text()
     tree = ast.parse(utils)
@@ -159,9 +165,11 @@ def mutations(entry: dict, truth: list) -> list[tuple[str, list]]:
 
 def sample(entries: list[dict]) -> list[dict]:
     """Entries with the rarer parameter types first, then an even spread of the rest."""
+
     def rare(entry):
         kinds = {t for f in entry["function"] for t in types_of(f).values()}
         return bool(kinds & {"tuple", "dict", "float", "any"})
+
     chosen = [e for e in entries if rare(e)][: PER_CATEGORY // 2]
     rest = [e for e in entries if e not in chosen]
     step = max(1, len(rest) // (PER_CATEGORY - len(chosen)))
@@ -172,18 +180,38 @@ def main(root: Path) -> None:
     space = official(root)
     for category in CATEGORIES:
         entries = [json.loads(line) for line in (root / f"data/BFCL_v4_{category}.json").open()]
-        truths = {e["id"]: e["ground_truth"] for e in map(json.loads, (root / f"data/possible_answer/BFCL_v4_{category}.json").open())}
+        truths = {
+            e["id"]: e["ground_truth"]
+            for e in map(json.loads, (root / f"data/possible_answer/BFCL_v4_{category}.json").open())
+        }
         for entry in sample(entries):
             truth = truths[entry["id"]]
             cases = []
             for label, calls in mutations(entry, truth):
                 answer = answer_text(calls)
                 decoded = decode(space, answer)
-                verdict = space["ast_checker"](entry["function"], decoded, truth, space["Language_"].PYTHON, category, "local")
-                cases.append({"case": label, "answer": answer, "valid": verdict["valid"],
-                              "error_type": None if verdict["valid"] else verdict["error_type"]})
-            print(json.dumps({"id": entry["id"], "category": category, "functions": entry["function"],
-                              "ground_truth": truth, "cases": cases}))
+                verdict = space["ast_checker"](
+                    entry["function"], decoded, truth, space["Language_"].PYTHON, category, "local"
+                )
+                cases.append(
+                    {
+                        "case": label,
+                        "answer": answer,
+                        "valid": verdict["valid"],
+                        "error_type": None if verdict["valid"] else verdict["error_type"],
+                    }
+                )
+            print(
+                json.dumps(
+                    {
+                        "id": entry["id"],
+                        "category": category,
+                        "functions": entry["function"],
+                        "ground_truth": truth,
+                        "cases": cases,
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":
