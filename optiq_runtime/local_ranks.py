@@ -37,8 +37,9 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM)
 def run_ranks(argv: list[str], count: int, label: str = "optiq") -> int:
     """Run ``argv`` as ``count`` ring ranks on this machine; rank 0's exit status (128 + N when signal N ended it)."""
     with _hostfile(count) as hostfile:
-        ranks = _Ranks([_start(argv, rank, count, hostfile) for rank in range(count)], label)
-        with _forwarding(ranks):
+        ranks = _Ranks(label)
+        with _forwarding(ranks):  # before any rank starts: a signal that comes while they start is not lost
+            ranks.start([_start(argv, rank, count, hostfile) for rank in range(count)])
             codes = ranks.wait()
     return _exit_status(codes[0])
 
@@ -76,13 +77,21 @@ def _start(argv: list[str], rank: int, count: int, hostfile: Path) -> subprocess
 class _Ranks:
     """The running ranks: their stderr copied here, their exit codes collected, signals sent to those still running."""
 
-    def __init__(self, processes: list[subprocess.Popen], label: str):
-        self.processes, self.label = processes, label
+    def __init__(self, label: str):
+        self.processes: list[subprocess.Popen] = []
+        self.label = label
         self.stopping = False
+        self._received: int | None = None  # a signal forwarded before every rank had started
         self._finished: queue.Queue[tuple[int, int]] = queue.Queue()
         self._lock = threading.Lock()
+
+    def start(self, processes: list[subprocess.Popen]) -> None:
+        """Watch the started ranks; a signal received while they started is sent to them now."""
+        self.processes = processes
         for rank in range(len(processes)):
             threading.Thread(target=self._relay, args=(rank,), daemon=True).start()
+        if self._received is not None:
+            self.signal(self._received)
 
     def _relay(self, rank: int) -> None:
         """Copy the rank's stderr lines (those of ranks other than 0 prefixed), then report its exit code."""
@@ -114,6 +123,7 @@ class _Ranks:
     def signal(self, signum: int) -> None:
         """Send ``signum`` to every rank still running; no rank failing after it is reported as the first."""
         self.stopping = True
+        self._received = signum
         for process in self.running():
             try:
                 process.send_signal(signum)

@@ -235,7 +235,8 @@ def test_idle_keep_alive_connections_are_closed(engine):
 def test_metrics_report_speed_and_mtp_acceptance(engine):
     with Server(engine, ServeConfig(port=0)) as server:
         client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=60)
-        for question in ("Write a story about a dragon.", "Explain hash maps."):
+        # requests tiny-agent answers in several tokens (a reply of one token has no decode speed)
+        for question in ("Say hello to me in a long friendly sentence.", "hello"):
             client.chat.completions.create(
                 model="tiny-agent", messages=[{"role": "user", "content": question}], max_tokens=24, temperature=0
             )
