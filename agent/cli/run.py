@@ -1,8 +1,7 @@
 """`optiq run`: run the agent headless on one prompt and print the answer."""
 
-import argparse
-
 from agent.cli.mtp_flags import add_mtp_arguments, mtp_mode
+from agent.cli.session_flags import add_session_arguments
 
 HELP = "Run the agent headless on one prompt and print the answer."
 
@@ -23,26 +22,9 @@ def add_arguments(parser):
         help="answer to approvals: all, none, or shell (shell commands only); approvals cover "
         "write/edit, shell commands and MCP servers set to ask (default none)",
     )
-    parser.add_argument(
-        "--allow-unconfined-shell",
-        action="store_true",
-        help="let run_shell run commands even where the OS sandbox is missing",
-    )
     parser.add_argument("--workspace", help="folder the file tools may touch (default: the current folder)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout, the last being 'done'")
-    parser.add_argument("--tools", help="a Python file declaring more tools (Tool objects or a TOOLS list)")
-    parser.add_argument(
-        "--mcp",
-        action="append",
-        metavar="FILE",
-        help='an MCP servers file ({"mcpServers": ...}) whose tools join the others; repeatable',
-    )
-    parser.add_argument(
-        "--guide-calls",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="limit tool-call function and parameter names to the offered tools (default on)",
-    )
+    add_session_arguments(parser)
 
 
 def run(args) -> int:
