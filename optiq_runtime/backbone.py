@@ -7,10 +7,10 @@ modules. Attention in that graph writes into the KV cache's preallocated buffer 
 offset given as an array, so one graph serves every position; only the buffer's capacity
 (doubled when full) and the number of tokens make new graphs. Prefill runs mlx-lm's
 modules as they are, except that off Metal the Gated DeltaNet recurrence runs in its
-chunked matmul form (``optiq_runtime.deltanet``), not token by token. A model with layers
-that multiply on the host (``optiq_runtime.qmatmul``) runs every pass that way: such a
-layer cannot be part of a compiled graph: its short passes run as compiled segments between
-the host products (``optiq_runtime.host_pass``).
+chunked matmul form (``optiq_runtime.deltanet``), not token by token. A model whose short
+passes multiply on the host (``optiq_runtime.qmatmul``) cannot run them as one compiled graph:
+they run as compiled segments between the host products (``optiq_runtime.host_pass``). Layers
+that use the host kernel for prefill only leave the short passes compiled.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from mlx_lm.models.gated_delta import gated_delta_update
 from mlx_lm.models.qwen3_5 import TextModelArgs
 
 from optiq_runtime.attention import gated_attention, reserve, shape_attention, written
+from optiq_runtime.cpuplan import short_passes_on_host
 from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer, projected_inputs
 from optiq_runtime.host_pass import HostPass
 from optiq_runtime.host_pass import supported as host_pass_supported
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
-from optiq_runtime.qmatmul import runs_on_host
 
 # Passes of at most this many tokens run compiled (one graph per length and buffer size).
 MAX_FAST_TOKENS = 16
@@ -67,7 +67,7 @@ class Backbone:
         self._fa_idx = kinds.index(False) if False in kinds else None
         self._ssm_idx = kinds.index(True) if True in kinds else None
         self.rollback = "positions"  # or "replay": how a verification's rejected tail is taken back
-        self._on_host = runs_on_host(model)
+        self._on_host = short_passes_on_host(model)  # a prefill-only kernel layer leaves short passes compiled
         self._host_pass = HostPass(self.layers) if self._on_host and host_pass_supported(self.layers) else None
         # mlx-lm steps the DeltaNet recurrence token by token off Metal; the chunked form is matmuls.
         self.chunked_deltanet = not (mx.metal.is_available() and mx.default_device() == mx.gpu)
@@ -88,6 +88,11 @@ class Backbone:
     def host_pass(self) -> HostPass | None:
         """The compiled segments a model with host products runs its short passes through (None without them)."""
         return self._host_pass
+
+    @property
+    def on_host(self) -> bool:
+        """Whether short passes multiply on the host (the kernel): each is computed before it returns."""
+        return self._on_host
 
     @property
     def compiled(self) -> bool:

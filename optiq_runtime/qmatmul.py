@@ -278,11 +278,6 @@ def host_product(module: nn.Module) -> bool:
     return isinstance(module, (KernelLinear, KernelEmbedding))
 
 
-def runs_on_host(module: nn.Module) -> bool:
-    """Whether some layer of ``module`` multiplies through the kernel, so that its passes cannot be compiled."""
-    return any(host_product(m) for _, m in module.named_modules())
-
-
 class KernelEmbedding(nn.Module):
     """A quantized embedding whose ``as_linear`` (a tied output layer) goes through the kernel for short passes."""
 
