@@ -134,18 +134,21 @@ class Backbone:
         """
         if rewind is not None:
             rewind.fed = tokens.shape[-1]
+        count = tokens.shape[-1]
+        positions = rewind is not None and self.rollback == "positions" and count > 1
         if not self._fits_graph(tokens, cache):
             record = None if rewind is None else rewind.inputs
             if self._fits_host_pass(tokens, cache):
-                hidden = self._host_pass(self.embed(tokens[None]), cache.main, record)
+                kept = rewind.positions if positions and rewind is not None else None
+                hidden = self._host_pass(
+                    self.embed(tokens[None]), cache.main, None if kept is not None else record, kept
+                )
             else:
                 hidden = self.forward(tokens[None], cache, record)
             return hidden, self.logits(hidden)
-        count = tokens.shape[-1]
         kv_caches = [cache.main[i] for i in cache.kv_ids]
         offset = kv_caches[0].offset if kv_caches else 0
         kv = [reserve(c, offset + count) for c in kv_caches]
-        positions = rewind is not None and self.rollback == "positions" and count > 1
         graph = self._step_positions if positions else self._step
         hidden, logits, linear, kv, inputs = graph(tokens[None], cache.linear_state(), kv, mx.array(offset))
         for i, arrays in zip(cache.linear_ids, linear):
