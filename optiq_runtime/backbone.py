@@ -7,10 +7,10 @@ modules. Attention in that graph writes into the KV cache's preallocated buffer 
 offset given as an array, so one graph serves every position; only the buffer's capacity
 (doubled when full) and the number of tokens make new graphs. Prefill runs mlx-lm's
 modules as they are, except that off Metal the Gated DeltaNet recurrence runs in its
-chunked matmul form (``optiq_runtime.deltanet``), not token by token. A model with layers
-that multiply on the host (``optiq_runtime.qmatmul``) runs every pass that way: such a
-layer cannot be part of a compiled graph: its short passes run as compiled segments between
-the host products (``optiq_runtime.host_pass``).
+chunked matmul form (``optiq_runtime.deltanet``), not token by token. A model whose short
+passes multiply on the host (``optiq_runtime.qmatmul``) cannot run them as one compiled graph:
+they run as compiled segments between the host products (``optiq_runtime.host_pass``). Layers
+that use the host kernel for prefill only leave the short passes compiled.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from mlx_lm.models.gated_delta import gated_delta_update
 from mlx_lm.models.qwen3_5 import TextModelArgs
 
 from optiq_runtime.attention import gated_attention, reserve, shape_attention, written
+from optiq_runtime.cpuplan import short_passes_on_host
 from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer, projected_inputs
 from optiq_runtime.host_pass import HostPass
 from optiq_runtime.host_pass import supported as host_pass_supported
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
 from optiq_runtime.mtp import MTPHead
-from optiq_runtime.qmatmul import runs_on_host
 
 # Passes of at most this many tokens run compiled (one graph per length and buffer size).
 MAX_FAST_TOKENS = 16
@@ -67,7 +67,7 @@ class Backbone:
         self._fa_idx = kinds.index(False) if False in kinds else None
         self._ssm_idx = kinds.index(True) if True in kinds else None
         self.rollback = "positions"  # or "replay": how a verification's rejected tail is taken back
-        self._on_host = runs_on_host(model)
+        self._on_host = short_passes_on_host(model)  # a prefill-only kernel layer leaves short passes compiled
         self._host_pass = HostPass(self.layers) if self._on_host and host_pass_supported(self.layers) else None
         # mlx-lm steps the DeltaNet recurrence token by token off Metal; the chunked form is matmuls.
         self.chunked_deltanet = not (mx.metal.is_available() and mx.default_device() == mx.gpu)
@@ -88,6 +88,11 @@ class Backbone:
     def host_pass(self) -> HostPass | None:
         """The compiled segments a model with host products runs its short passes through (None without them)."""
         return self._host_pass
+
+    @property
+    def on_host(self) -> bool:
+        """Whether short passes multiply on the host (the kernel): each is computed before it returns."""
+        return self._on_host
 
     @property
     def compiled(self) -> bool:
@@ -129,18 +134,21 @@ class Backbone:
         """
         if rewind is not None:
             rewind.fed = tokens.shape[-1]
+        count = tokens.shape[-1]
+        positions = rewind is not None and self.rollback == "positions" and count > 1
         if not self._fits_graph(tokens, cache):
             record = None if rewind is None else rewind.inputs
             if self._fits_host_pass(tokens, cache):
-                hidden = self._host_pass(self.embed(tokens[None]), cache.main, record)
+                kept = rewind.positions if positions and rewind is not None else None
+                hidden = self._host_pass(
+                    self.embed(tokens[None]), cache.main, None if kept is not None else record, kept
+                )
             else:
                 hidden = self.forward(tokens[None], cache, record)
             return hidden, self.logits(hidden)
-        count = tokens.shape[-1]
         kv_caches = [cache.main[i] for i in cache.kv_ids]
         offset = kv_caches[0].offset if kv_caches else 0
         kv = [reserve(c, offset + count) for c in kv_caches]
-        positions = rewind is not None and self.rollback == "positions" and count > 1
         graph = self._step_positions if positions else self._step
         hidden, logits, linear, kv, inputs = graph(tokens[None], cache.linear_state(), kv, mx.array(offset))
         for i, arrays in zip(cache.linear_ids, linear):

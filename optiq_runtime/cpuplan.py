@@ -28,12 +28,12 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_unflatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 from optiq_runtime.fastcpu import blas_library, set_blas_threads
 from optiq_runtime.home import cache_home
 from optiq_runtime.machine import available_memory, cpu_name
-from optiq_runtime.qmatmul import KernelEmbedding, KernelLinear, KernelMLP, supports, supports_here
+from optiq_runtime.qmatmul import KernelEmbedding, KernelLinear, KernelMLP, host_product, supports, supports_here
 from optiq_runtime.qmatmul import status as kernel_status
 
 PLAN_FILE = "cpuplan.json"
@@ -335,6 +335,20 @@ def short_pass_form(layer: nn.Module) -> nn.Module:
     if isinstance(layer, KernelEmbedding):
         return layer.layer
     return layer
+
+
+def short_passes_on_host(module: nn.Module) -> bool:
+    """Whether some layer that ``module``'s short passes run through multiplies on the host (the kernel).
+
+    A ``DualLinear`` whose long form only is the kernel's (prefill on the kernel, decoding on float32
+    copies or MLX's kernels) leaves short passes free to run as compiled graphs.
+    """
+    if host_product(module):
+        return True
+    if isinstance(module, DualLinear):
+        return short_passes_on_host(module.short)
+    children = tree_flatten(module.children(), is_leaf=lambda m: isinstance(m, nn.Module))
+    return any(short_passes_on_host(child) for _, child in children if isinstance(child, nn.Module))
 
 
 def apply_plan(module: nn.Module, plan: CpuPlan, short_tokens: int) -> None:

@@ -19,7 +19,9 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 
+from optiq_runtime.cpuplan import short_pass_form
 from optiq_runtime.errors import BadInputError
+from optiq_runtime.qmatmul import kernel_rows
 
 DRAFT_VOCAB_FILE = "optiq/draft_vocab.json"
 MIN_VOCAB = 65536  # smaller vocabularies draft over all their tokens
@@ -74,14 +76,25 @@ def read_draft_vocab(folder: Path) -> list[int] | None:
 
 
 class DraftProjection:
-    """The backbone's output projection restricted to ``tokens``: logits over the full vocabulary, -inf elsewhere."""
+    """The backbone's output projection restricted to ``tokens``: logits over the full vocabulary, -inf elsewhere.
+
+    ``output`` is the output layer as the model runs it: when the host kernel serves its short
+    passes (``optiq_runtime.qmatmul``), the reduced projection goes through the kernel too;
+    otherwise through the form short passes use (float32 copy or MLX's quantized matmul).
+    """
 
     def __init__(self, output: nn.Module, tokens: list[int], vocab_size: int):
         if not tokens or max(tokens) >= vocab_size or min(tokens) < 0:
             raise BadInputError(f"draft vocabulary tokens must lie in [0, {vocab_size}); got {len(tokens)} tokens")
         self.ids = mx.array(tokens, dtype=mx.int32)
         self.vocab_size = vocab_size
-        self.quantized = hasattr(output, "scales")
+        self.host = kernel_rows(output, self.ids)  # (a Module is a dict: test for None, not truth)
+        output = short_pass_form(output)
+        if self.host is None:
+            self.host = kernel_rows(output, self.ids)
+        self.quantized = self.host is None and hasattr(output, "scales")
+        if self.host is not None:
+            return
         self.weight = output.weight[self.ids]
         if self.quantized:
             self.scales = output.scales[self.ids]
@@ -100,6 +113,8 @@ class DraftProjection:
 
     def reduced(self, normed: mx.array) -> mx.array:
         """Logits over the draft tokens only (``[..., K]``)."""
+        if self.host is not None:
+            return self.host(normed)
         if self.quantized:
             return mx.quantized_matmul(
                 normed,

@@ -20,7 +20,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from optiq_runtime.backbone import Backbone, Drafter, text_args
-from optiq_runtime.cpuplan import CpuPlan, apply_plan, plan_for, quantized_layers, short_pass_form
+from optiq_runtime.cpuplan import CpuPlan, apply_plan, plan_for, quantized_layers
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.fused import FusedRounds
 from optiq_runtime.guide import CallGuide
@@ -117,7 +117,7 @@ class Engine:
         projection = None
         if tokens is not None:
             output = self.backbone.lm_head if self.backbone.lm_head is not None else self.backbone.body.embed_tokens
-            projection = DraftProjection(short_pass_form(output), tokens, self.backbone.args.vocab_size)
+            projection = DraftProjection(output, tokens, self.backbone.args.vocab_size)
         self.draft_tokens = tokens
         self.drafter = Drafter(self.head, self.backbone, projection)
         # Greedy MTP rounds as one graph each (engine.fuse_rounds False: drafts, verification and catch-up apart).
@@ -135,8 +135,13 @@ class Engine:
         """What identifies this model build as the engine runs it (for the MTP cost cache)."""
         from optiq_runtime.mtp_cost import model_fingerprint
 
+        plan = self.cpu_plan  # its key names the machine, the BLAS and the kernel's build; a new one measures again
         return model_fingerprint(
-            self.model_path, self.dequantized, self.fuse_rounds and self.backbone.compiled, len(self.draft_tokens or ())
+            self.model_path,
+            self.dequantized,
+            self.fuse_rounds and self.backbone.compiled,
+            len(self.draft_tokens or ()),
+            plan and (plan.key, plan.decode, plan.decode_threads, plan.prefill, plan.prefill_threads),
         )
 
     @property

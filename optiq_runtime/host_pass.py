@@ -13,7 +13,9 @@ are one host round trip, not one each.
 
 The computation is mlx-lm's (``DecoderLayer``, ``GatedDeltaNet``) with the recurrence stepped
 as mlx-lm steps it for a few tokens, and attention over a preallocated KV buffer written at an
-array offset as the backbone's compiled graphs do.
+array offset as the backbone's compiled graphs do. A verification pass may keep each DeltaNet
+layer's caches after every position (``positions``), so that taking back its rejected tail is
+picking one, not replaying the kept tokens through the layer's products again.
 """
 
 from __future__ import annotations
@@ -48,20 +50,27 @@ class HostPass:
             mx.compile(partial(_deltanet_core if layer.is_linear else _attention_core, _mixer(layer)))
             for layer in layers
         ]
+        self._positions = [
+            mx.compile(partial(_deltanet_core_positions, layer.linear_attn)) if layer.is_linear else None
+            for layer in layers
+        ]
         self._after_mixer = [mx.compile(partial(_residual_norm, layer.post_attention_layernorm)) for layer in layers]
         self._after_mlp = [mx.compile(partial(_residual_norm, layer.input_layernorm)) for layer in layers]
 
-    def __call__(self, h: mx.array, caches: list, record: dict | None = None) -> mx.array:
+    def __call__(
+        self, h: mx.array, caches: list, record: dict | None = None, positions: dict | None = None
+    ) -> mx.array:
         """Hidden states after every layer for the embedded tokens ``h`` ``[1, S, D]``, updating ``caches``.
 
-        ``record`` gets each DeltaNet layer's input by layer index (as ``Backbone.forward`` records it).
+        ``record`` gets each DeltaNet layer's input by layer index (as ``Backbone.forward`` records it);
+        ``positions`` each DeltaNet layer's ``(conv, state)`` after every position (as ``Backbone.step`` does).
         """
         normed = self.layers[0].input_layernorm(h)
         last = len(self.layers) - 1
         for i, (layer, cache) in enumerate(zip(self.layers, caches)):
             if record is not None and layer.is_linear:
                 record[i] = h
-            mixed = self._mix(i, layer, normed, cache)
+            mixed = self._mix(i, layer, normed, cache, positions)
             h, normed = self._after_mixer[i](h, mixed)
             out = layer.mlp(normed)
             if i == last:
@@ -69,13 +78,17 @@ class HostPass:
             h, normed = self._after_mlp[i + 1](h, out)
         return h
 
-    def _mix(self, i: int, layer, normed: mx.array, cache) -> mx.array:
+    def _mix(self, i: int, layer, normed: mx.array, cache, positions: dict | None) -> mx.array:
         """The layer's token mixer (DeltaNet or attention) over its normed input, its cache updated."""
         count = normed.shape[1]
         if layer.is_linear:
             attn = layer.linear_attn
             products = _products((attn.in_proj_qkv, attn.in_proj_z, attn.in_proj_b, attn.in_proj_a), normed)
-            out, cache[0], cache[1] = self._cores[i](*products, cache[0], cache[1])
+            if positions is not None:
+                out, positions[i] = self._positions[i](*products, cache[0], cache[1])
+                cache[0], cache[1] = positions[i][-1]
+            else:
+                out, cache[0], cache[1] = self._cores[i](*products, cache[0], cache[1])
             cache.advance(count)
             return attn.out_proj(out)
         attn = layer.self_attn
@@ -110,6 +123,37 @@ def _deltanet_core(attn, qkv, z, b, a, conv, state):
     q, k, v = normalized_qkv(attn, nn.silu(depthwise_conv(attn.conv1d, window)))
     out, state = gated_delta_update(q, k, v, a, b, attn.A_log, attn.dt_bias, state, None, use_kernel=not attn.training)
     return attn.norm(out, z).reshape(batch, length, -1), conv, state
+
+
+def _deltanet_core_positions(attn, qkv, z, b, a, conv, state):
+    """``_deltanet_core`` with the recurrence stepped one token at a time: ``(out, [(conv, state)] per position)``.
+
+    Each step is mlx-lm's own for one token, so every position computes what a one-token pass
+    from its predecessor's caches would.
+    """
+    batch, length, _ = qkv.shape
+    z = z.reshape(batch, length, attn.num_v_heads, attn.head_v_dim)
+    window = mx.concatenate([conv, qkv], axis=1)
+    kept = attn.conv_kernel_size - 1
+    q, k, v = normalized_qkv(attn, nn.silu(depthwise_conv(attn.conv1d, window)))
+    outs, caches = [], []
+    for t in range(length):
+        step = slice(t, t + 1)
+        y, state = gated_delta_update(
+            q[:, step],
+            k[:, step],
+            v[:, step],
+            a[:, step],
+            b[:, step],
+            attn.A_log,
+            attn.dt_bias,
+            state,
+            None,
+            use_kernel=not attn.training,
+        )
+        outs.append(y)
+        caches.append((mx.contiguous(window[:, t + 1 : t + 1 + kept, :]), state))
+    return attn.norm(mx.concatenate(outs, axis=1), z).reshape(batch, length, -1), caches
 
 
 def _attention_core(attn, q, k, v, keys_buffer, values_buffer, offset):

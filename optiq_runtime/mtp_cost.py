@@ -1,14 +1,19 @@
 """What MTP decoding costs and yields on one model build and one machine, measured once and cached.
 
-The cost model holds, per depth, a round's cost in plain decode steps (median round time over
-median step time, so a load spike from another process spoils a few samples, not the model)
-and the tokens a round yields on the shipped held-out agent turns, rendered as the agent
-renders them; their ratio (against a plain step's tokens, which also pays for the end-of-turn
-token) is the predicted speed-up. Runs are greedy. The whole measurement keeps to one budget
-(``MEASURE_BUDGET_S``, every run stops when it is spent): times come from short runs after a
-median-length turn cut to what a tenth of the budget prefills (a big model's long prefill would
-take most of it), and the acceptance from as many turns as fit in the rest. A depth the budget left untimed is missing from the
-model (the policy does not choose it; the next load measures again).
+The cost model predicts, per depth, the speed-up ``optiq bench decode`` measures on the shipped
+held-out agent turns (rendered as the agent renders them): the median over turns of a turn's
+plain decode time over its MTP decode time. A turn's time in each mode is a fixed cost per run
+(a first step or round that nothing was started ahead of, the one started ahead at the end and
+discarded) plus its steps or rounds times the median step or round (a load spike from another
+process spoils a few samples, not the model); its steps and rounds are counted on that very turn
+at that very depth (greedy: the count the benchmark's run will see). Acceptance differs with the
+depth (a round starts after its last kept token, so the depth decides which positions are
+drafted), so each depth is measured on its own runs. Runs are greedy. The whole measurement keeps
+to one budget (``MEASURE_BUDGET_S``, every run stops when it is spent): times come from short runs
+after a median-length turn cut to what a tenth of the budget prefills (a big model's long prefill
+would take most of it), then the turns that fit in the rest are decoded in every mode. A depth the
+budget left untimed is missing from the model (the policy does not choose it; the next load
+measures again).
 
 The result is cached beside the build (``optiq/mtp_costs.json``), or in the cache folder when
 the model folder cannot be written (the embedded base), keyed by the model's files and by the
@@ -33,21 +38,20 @@ from optiq_runtime.sampling import Sampling
 
 log = logging.getLogger("optiq")
 
-COST_VERSION = 2
+COST_VERSION = 3  # 3: per-turn times with a fixed cost per run, acceptance measured at each depth
 DEPTHS = (1, 2, 3)
 COSTS_FILE = "mtp_costs.json"
 MEASURE_BUDGET_S = 60.0  # the whole measurement: every run stops when it is spent
 BUDGET_ENV = "OPTIQ_MTP_BUDGET_S"  # ... or this many seconds
 TIMING_SHARE = 0.6  # of it the timing runs may take; the rest, and what they leave, measures acceptance
 TIMING_RUN = (2, 5)  # timed steps or rounds per timing run (after its untimed first): first cycle, later cycles
-TIMED_WANTED = 30  # timed steps or rounds of each mode the timing runs stop at
+TIMED_WANTED = 12  # timed steps or rounds of each mode the timing runs stop at (the turns time the rest)
 TIMING_PROMPT_TOKENS = 16  # timing runs continue at least the last this many tokens of a median-length turn
 PREFILL_SHARE = 0.1  # ... and at most as many as this share of the budget prefills
 TIMING_TOKENS = 64  # tokens per timing run at most (it stops after TIMING_RUN timed steps or rounds)
-MEASURE_TOKENS = 64  # tokens per held-out turn at most (agent turns are short)
+MEASURE_TOKENS = 128  # tokens per held-out turn at most (optiq bench decode's default)
 MEASURE_PROMPTS = 24  # held-out turns measured at most (optiq bench decode's default turns)
-TIMED_TURNS = 6  # held-out turns also measured at every depth, for round times in real contexts
-MIN_ROUNDS = 10  # rounds of a depth on the turns that make its cost (fewer: the timing runs' cost)
+MIN_ROUNDS = 10  # steps or rounds of a mode on the turns that make its times (fewer: the timing runs' times)
 TURN_MIN_TOKENS = 8  # a turn is measured only when its prefill and this many tokens each way fit in the time left
 HEAD_CATCH_UP = 0.25  # the MTP head's catch-up over a prompt, as a share of its prefill (one layer of many; generous)
 
@@ -78,6 +82,7 @@ class CostModel:
     measured_s: float = 0.0
     runs: int = 0
     turns: int = 0  # held-out turns the acceptance was measured on (0: only the timing runs' short turn)
+    turn_tokens: float = 0.0  # a typical turn's decode tokens, for the depths no whole turn was decoded at
 
     def best_depth(self) -> int | None:
         """The depth predicted fastest (None: no depth was measured in the budget)."""
@@ -103,6 +108,7 @@ class CostModel:
             data.get("measured_s", 0.0),
             data.get("runs", 0),
             data.get("turns", 0),
+            data.get("turn_tokens", 0.0),
         )
 
 
@@ -242,9 +248,9 @@ def measure(
     Timing runs continue the end of a median-length turn (``_timing_prompt``) past the end of the
     turn (a step's or a round's time depends on the context's length, hardly on its text), a few
     steps per run, the modes in alternating order; they may take
-    ``TIMING_SHARE`` of the budget. Acceptance runs decode held-out turns plainly and at the
-    deepest depth (greedy acceptance at a position does not depend on the depth); a turn whose
-    prefill would not fit in the time left is skipped. Every run stops at the deadline.
+    ``TIMING_SHARE`` of the budget. Then held-out turns are decoded plainly and at every depth (what a
+    round yields depends on the depth); a turn whose prefill would not fit in the time left is
+    skipped. Every run stops at the deadline.
     """
     policy = engine.policy
     saved = policy.mode, policy.depth, policy.guard_enabled
@@ -257,7 +263,7 @@ def measure(
         turns = _run_turns(engine, prompts, tokens, depths, clock, _Rates.of(timing, prefill))
     finally:
         policy.mode, policy.depth, policy.guard_enabled = saved
-    return _model(engine, timing, turns, max(depths), time.perf_counter() - started)
+    return _model(engine, timing, turns, tokens, time.perf_counter() - started)
 
 
 def _timing_prompt(engine, prompts: list[list[int]], budget_s: float) -> tuple[list[int], float]:
@@ -332,29 +338,33 @@ class _Rates:
         return runs * (tokens * self.prefill * (1 + HEAD_CATCH_UP) + TURN_MIN_TOKENS * max(self.step, self.round))
 
 
-def _run_turns(
-    engine, prompts: list[list[int]], tokens: int, depths, clock: Deadline, rates: _Rates
-) -> dict[int | None, list]:
-    """Each held-out turn whose prefill fits in the time left, plainly and at the deepest depth (the first
-    ``TIMED_TURNS`` measured at every depth, for their round times), in alternating order.
+def _run_turns(engine, prompts: list[list[int]], tokens: int, depths, clock: Deadline, rates: _Rates) -> list[dict]:
+    """Each held-out turn whose prefill fits in the time left, plainly and at every depth, in alternating order:
+    one ``{mode: stats}`` per turn (mode None: plain).
 
     Every run starts from empty caches, as ``optiq bench decode`` runs them: on a small model a
-    plain step after a fresh prefill is measurably slower than after a reused one.
+    plain step after a fresh prefill is measurably slower than after a reused one. A run may take
+    its share of the time left (the time left over the turn's runs still to go), so that a slow
+    model decodes some of a turn in every mode rather than the whole turn in one.
     """
-    runs: dict[int | None, list] = {mode: [] for mode in (None, *depths)}
-    measured = 0
+    modes = (None, *depths)
+    turns: list[dict] = []
     for index, prompt in enumerate(prompts):
-        order = (None, *depths) if measured < TIMED_TURNS else (None, max(depths))
-        if rates.turn_s(len(prompt), len(order)) > clock.left():
+        if rates.turn_s(len(prompt), len(modes)) > clock.left():
             continue
-        for depth in order if index % 2 == 0 else order[::-1]:
+        turn: dict = {}
+        order = modes if index % 2 == 0 else modes[::-1]
+        for position, mode in enumerate(order):
+            if clock.passed():  # a prefill cannot be stopped: none starts after the deadline
+                break
+            share = Deadline(clock.left() / (len(order) - position), clock)
             engine.reset()
-            runs[depth].append(stats := _run(engine, prompt, tokens, depth, clock.passed))
+            turn[mode] = stats = _run(engine, prompt, tokens, mode, share.passed)
             rates.saw_prefill(stats)
-        measured += 1
+        turns.append(turn)
         if clock.passed():
             break
-    return runs
+    return turns
 
 
 def _run(engine, prompt: list[int], tokens: int, depth: int | None, should_stop):
@@ -364,60 +374,115 @@ def _run(engine, prompt: list[int], tokens: int, depth: int | None, should_stop)
     return engine.last_stats
 
 
-def _cost(timing: dict, turns: dict, depth: int) -> float | None:
-    """A round's median time at ``depth`` over a plain step's (None: no round was timed), from the held-out
-    turns when they hold ``MIN_ROUNDS`` rounds (the contexts the agent decodes in), else from the timing runs.
+@dataclass
+class _Mode:
+    """How long a run of one mode (plain, or MTP at one depth) takes: a fixed cost, then each step or round.
 
-    Each time is a decode loop's whole iteration (the step or round, then the detokenizing and the
-    caller's work until the next), as a real run pays it: on a small model that work is a good part
-    of a plain step, and on a busy machine so is waiting for the CPU after each step.
+    ``iteration_s`` is the median step's or round's whole loop iteration (the step or round,
+    then the detokenizing and the caller's work until the next): on a small model that work is a
+    good part of a plain step, and on a busy machine so is waiting for the CPU after each step.
+    ``fixed_s`` is the median over runs of what a run took beyond its steps at that time: its
+    first step or round (started after the prefill, not ahead) and the one started ahead at the
+    end and discarded.
     """
-    for source in (turns, timing):
-        rounds = [s for run in source.get(depth, []) for s in run.round_iteration_s]
-        steps = [s for run in source.get(None, []) for s in run.plain_iteration_s]
-        if rounds and steps and (len(rounds) >= MIN_ROUNDS or source is timing) and statistics.median(steps) > 0:
-            return statistics.median(rounds) / statistics.median(steps)
+
+    iteration_s: float
+    fixed_s: float
+    tokens_per_step: float
+
+    @classmethod
+    def of(cls, runs: list, plain: bool) -> _Mode | None:
+        times = [s for r in runs for s in (r.plain_iteration_s if plain else r.round_iteration_s)]
+        if not times:
+            return None
+        iteration = statistics.median(times)
+        fixed = statistics.median(r.decode_s - r.steps * iteration for r in runs if r.steps)
+        steps = _total(runs, "steps")
+        return cls(iteration, fixed, _total(runs, "decode_tokens") / steps if steps else 1.0)
+
+    def run_s(self, steps: float) -> float:
+        return max(self.fixed_s + steps * self.iteration_s, self.iteration_s)
+
+
+def _modes(timing: dict, turns: list[dict], depth: int) -> tuple[_Mode, _Mode] | None:
+    """Plain and ``depth``'s times, from the held-out turns when they hold ``MIN_ROUNDS`` steps and rounds
+    (the contexts the agent decodes in), else from the timing runs (None: no round was timed)."""
+    for runs in (_by_mode(turns), timing):
+        plain, rounds = runs.get(None, []), runs.get(depth, [])
+        if runs is not timing and min(_timed(plain), _timed(rounds)) < MIN_ROUNDS:
+            continue
+        plain_mode, round_mode = _Mode.of(plain, True), _Mode.of(rounds, False)
+        if plain_mode is not None and round_mode is not None:
+            return plain_mode, round_mode
     return None
 
 
-def _model(engine, timing: dict, turns: dict, deepest: int, seconds: float) -> CostModel:
-    """Medians of step and round times (a load spike spoils a few samples, not the model), from the turns or the
-    timing runs (``_cost``); tokens per round from the acceptance on the held-out turns (on the timing runs when
-    no turn fitted).
+def _by_mode(turns: list[dict]) -> dict:
+    runs: dict = {}
+    for turn in turns:
+        for mode, stats in turn.items():
+            runs.setdefault(mode, []).append(stats)
+    return runs
 
-    A round at depth ``d`` yields ``1 + a_1 + .. + a_d`` tokens (``a_i``: the first ``i`` drafts
-    accepted), less what the run's last round loses at the end of the turn, as the deepest runs lost it.
+
+def _whole(stats) -> bool:
+    """Whether a run decoded its turn to the end (or to the token limit), not stopped by the deadline."""
+    return stats.finish_reason in ("eos", "length")
+
+
+def _speedup(plain: _Mode, mtp: _Mode, turns: list[dict], depth: int, typical: float) -> float:
+    """The median over turns decoded whole in both modes of the plain run's predicted time over the MTP run's,
+    with each run's own steps and rounds; with none, a typical turn's at the measured tokens per step and round."""
+    ratios = [
+        plain.run_s(t[None].steps) / mtp.run_s(t[depth].steps) * t[depth].decode_tokens / max(1, t[None].decode_tokens)
+        for t in turns
+        if None in t and depth in t and _whole(t[None]) and _whole(t[depth]) and t[None].decode_tokens
+    ]
+    if ratios:
+        return statistics.median(ratios)
+    return plain.run_s(typical / plain.tokens_per_step) / mtp.run_s(typical / mtp.tokens_per_step)
+
+
+def _model(engine, timing: dict, turns: list[dict], tokens: int, seconds: float) -> CostModel:
+    """Each timed depth's round cost (median round over median step), the tokens a round yields (on the held-out
+    turns at that depth, else on its timing runs), and the predicted speed-up (``_speedup``).
+
     A depth with no timed round is left out (the policy then does not choose it).
     """
+    by_mode = _by_mode(turns)
     steps = [s for run in timing[None] for s in run.plain_step_s] or [
-        s for run in turns[None] for s in run.plain_step_s
+        s for run in by_mode.get(None, []) for s in run.plain_step_s
     ]
-    plain_step = statistics.median(steps or [float("inf")])
-    plain, mtp = turns[None], turns[deepest]
-    plain_per_step = (_total(plain, "decode_tokens") / max(1, _total(plain, "steps"))) or 1.0
-    drafted, accepted = _positions(mtp)
-    if not sum(drafted):
-        drafted, accepted = _positions([r for d, rs in timing.items() if d is not None for r in rs])
-    acceptance = [a / d if d else 0.0 for a, d in zip(accepted, drafted)]
-    measured = _total(mtp, "decode_tokens") / max(1, _total(mtp, "steps"))
-    ending = measured / (1 + sum(acceptance)) if acceptance and measured else 1.0
+    plain_turns = by_mode.get(None, [])
+    plain_per_step = (_total(plain_turns, "decode_tokens") / max(1, _total(plain_turns, "steps"))) or 1.0
+    whole = [r.decode_tokens for r in plain_turns if _whole(r)]
+    typical = statistics.median(whole) if whole else float(tokens)
     depths = {}
     for depth in (d for d in timing if d is not None):
-        cost = _cost(timing, turns, depth)
-        if cost is None or len(acceptance) < depth:
+        modes = _modes(timing, turns, depth)
+        if modes is None:
             continue
-        per_round = (1 + sum(acceptance[:depth])) * ending
-        depths[depth] = DepthCost(cost, per_round, per_round / plain_per_step / cost, acceptance[:depth])
-    runs = sum(len(r) for r in timing.values()) + sum(len(r) for r in turns.values())
+        plain, mtp = modes
+        runs = by_mode.get(depth) or timing[depth]
+        drafted, accepted = _positions(runs)
+        per_round = _total(runs, "decode_tokens") / max(1, _total(runs, "steps")) or 1.0
+        plain.tokens_per_step, mtp.tokens_per_step = plain_per_step, per_round
+        depths[depth] = DepthCost(
+            mtp.iteration_s / plain.iteration_s,
+            per_round,
+            _speedup(plain, mtp, turns, depth, typical),
+            [a / d if d else 0.0 for a, d in zip(accepted, drafted)],
+        )
     return CostModel(
         machine_key(engine.blas_threads),
         engine.fingerprint,
-        plain_step,
+        statistics.median(steps or [float("inf")]),
         plain_per_step,
         depths,
         round(seconds, 2),
-        runs,
-        len(plain),
+        sum(len(r) for r in timing.values()) + sum(len(t) for t in turns),
+        len(plain_turns),
+        typical,
     )
 
 

@@ -252,6 +252,12 @@ class KernelLinear(nn.Module):
             layer.weight, layer.scales, getattr(layer, "biases", None), layer.group_size, layer.bits
         )
 
+    def rows(self, ids: mx.array) -> KernelLinear:
+        """The product over the output rows ``ids`` only (a reduced output layer), on the same threads; no bias."""
+        layer, biases = self.layer, getattr(self.layer, "biases", None)
+        subset = _Rows(layer.weight[ids], layer.scales[ids], None if biases is None else biases[ids])
+        return KernelLinear(subset.quantized_as(layer), self._threads)
+
     def host(self, x: np.ndarray) -> np.ndarray:
         """The product of a host array (float32) without the layer's bias: ``[tokens, out]``."""
         return _multiply(self._library, x, self._weights, self._threads)
@@ -265,6 +271,26 @@ class KernelLinear(nn.Module):
         return out if bias is None else out + bias
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Some output rows of a quantized layer: its packed weight, scales and biases, and (once set) its format."""
+
+    weight: mx.array
+    scales: mx.array
+    biases: mx.array | None
+    group_size: int = 0
+    bits: int = 0
+
+    def quantized_as(self, layer) -> _Rows:
+        return _Rows(self.weight, self.scales, self.biases, layer.group_size, layer.bits)
+
+
+def kernel_rows(module: nn.Module, ids: mx.array) -> KernelLinear | None:
+    """A kernel product over the output rows ``ids`` of a layer whose short passes the kernel serves, else None."""
+    product = module._product if isinstance(module, KernelEmbedding) else module
+    return product.rows(ids) if isinstance(product, KernelLinear) else None
+
+
 def shared_products(products: list[KernelLinear], x: mx.array) -> list[mx.array]:
     """Several bias-free kernel products of one input, with one host round trip: ``[*x.shape[:-1], out]`` each."""
     x = x if x.dtype == mx.float32 else x.astype(mx.float32)
@@ -276,11 +302,6 @@ def shared_products(products: list[KernelLinear], x: mx.array) -> list[mx.array]
 def host_product(module: nn.Module) -> bool:
     """Whether ``module`` multiplies through the kernel (a host round trip, never inside a compiled graph)."""
     return isinstance(module, (KernelLinear, KernelEmbedding))
-
-
-def runs_on_host(module: nn.Module) -> bool:
-    """Whether some layer of ``module`` multiplies through the kernel, so that its passes cannot be compiled."""
-    return any(host_product(m) for _, m in module.named_modules())
 
 
 class KernelEmbedding(nn.Module):

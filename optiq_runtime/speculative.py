@@ -102,6 +102,9 @@ class Decoder:
         """Feed ``last`` and return the next token; the following step is started ahead (cancel with ``cancel_ahead``).
 
         ``allowed`` (a boolean mask over the vocabulary) limits the token chosen after ``last``.
+        A model whose short passes multiply on the host computes a pass before it returns, so
+        nothing is started ahead there: it would overlap nothing, and the run's last one would
+        be a whole step computed for nothing.
         """
         if self._ahead is not None and self._ahead.token == last:
             nxt, logits, hidden = self._ahead.next, self._ahead.logits, self._ahead.hidden
@@ -113,6 +116,8 @@ class Decoder:
             nxt = self._pick(logits, allowed)[0]
         self.cache.append_tail(hidden)
         self.cache.tokens.append(last)
+        if self.backbone.on_host:
+            return nxt.item()
         before = self.cache.linear_state()
         after, after_logits, after_hidden = self._plain_forward(nxt)
         mx.async_eval(after)
@@ -155,10 +160,24 @@ class Decoder:
         """Run the MTP head over the hidden states it has not seen (the prompt's), drafting for ``last``.
 
         Called after the prefill so the head's catch-up over the prompt is prefill work, not
-        the first round's.
+        the first round's. Rounds that are not fused draft in the round, so here the head
+        catches up over every position but the last (the one ``last`` follows).
         """
         if self.fused is not None:
             self.fused.prime(last, depth)
+        else:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Feed the MTP head the tail's positions whose following token is known, keeping the last one in the tail."""
+        cache = self.cache
+        if sum(chunk.shape[1] for chunk in cache.tail) < 2:
+            return
+        tail = cache.take_tail()
+        following = cache.tokens[len(cache.tokens) - tail.shape[1] + 1 :]
+        self._head()(mx.array(following), tail[:, :-1], cache.head)
+        mx.eval(cache.head.keys, cache.head.values)
+        cache.append_tail(tail[:, -1:])
 
     def _fresh_drafts(self, last: int, depth: int) -> list[int]:
         """Drafts after ``last`` from the head's catch-up over the tail; chained entries are taken back."""

@@ -462,6 +462,7 @@ class BenchReport:
                 "plain_step_s": round(self.costs.plain_step_s, 5),
                 "measured_s": self.costs.measured_s,
                 "turns": self.costs.turns,
+                "turn_tokens": self.costs.turn_tokens,
             }
         return data
 

@@ -133,3 +133,50 @@ def test_the_budget_can_be_set_and_a_bad_one_is_refused(monkeypatch):
         monkeypatch.setenv("OPTIQ_MTP_BUDGET_S", bad)
         with pytest.raises(BadInputError, match="OPTIQ_MTP_BUDGET_S"):
             measure_budget()
+
+
+def test_each_depth_is_measured_on_its_own_runs(engine):
+    """What a round yields depends on the depth (a round starts after its last kept token, so the depth decides which
+    positions are drafted): each depth's acceptance and tokens per round are those of greedy runs at that depth."""
+    from optiq_runtime.mtp_cost import heldout_prompts
+
+    prompts = sorted(heldout_prompts(engine.tokenizer), key=len)[:3]
+    model = measure(engine, (1, 2), prompts=prompts, tokens=16, budget_s=60.0)
+    assert model.turns == len(prompts)
+    saved, engine.auto_fallback = engine.policy.depth, False
+    try:
+        for depth, cost in model.depths.items():
+            engine.mtp_depth, drafted, accepted, tokens, rounds = depth, [0] * depth, [0] * depth, 0, 0
+            for prompt in prompts:
+                engine.reset()
+                engine.generate(prompt, Sampling(max_tokens=16))
+                stats = engine.last_stats
+                drafted = [a + b for a, b in zip(drafted, stats.drafted)]
+                accepted = [a + b for a, b in zip(accepted, stats.accepted)]
+                tokens, rounds = tokens + stats.decode_tokens, rounds + stats.steps
+            assert cost.acceptance == [a / d for a, d in zip(accepted, drafted)]
+            assert cost.tokens_per_round == tokens / rounds
+    finally:
+        engine.auto_fallback, engine.policy.depth = True, saved
+
+
+def test_a_turns_predicted_time_is_a_fixed_cost_and_its_steps(engine):
+    """A run's time is its mode's fixed cost plus its steps at the median step; the speed-up is the median over
+    turns of the plain run's time over the MTP run's, with each run's own steps and rounds."""
+    from optiq_runtime.mtp_cost import _Mode, _speedup
+    from optiq_runtime.stats import GenerationStats
+
+    def run(steps: int, step_s: float, fixed_s: float, tokens: int) -> GenerationStats:
+        times = [step_s] * (steps - 2)
+        stats = GenerationStats(decode_s=fixed_s + steps * step_s, decode_tokens=tokens, steps=steps)
+        stats.plain_iteration_s, stats.round_iteration_s, stats.finish_reason = times, times, "eos"
+        return stats
+
+    turns = [{None: run(n, 0.01, 0.03, n - 1), 1: run(r, 0.015, 0.005, n - 1)} for n, r in ((9, 5), (21, 11), (41, 22))]
+    plain, mtp = _Mode.of([t[None] for t in turns], True), _Mode.of([t[1] for t in turns], False)
+    assert plain.fixed_s == pytest.approx(0.03) and mtp.iteration_s == pytest.approx(0.015)
+    expected = (0.03 + 21 * 0.01) / (0.005 + 11 * 0.015)  # the median turn's
+    assert _speedup(plain, mtp, turns, 1, typical=0.0) == pytest.approx(expected)
+    assert _speedup(plain, mtp, [], 1, typical=20.0) == pytest.approx(
+        (0.03 + 20 / plain.tokens_per_step * 0.01) / (0.005 + 20 / mtp.tokens_per_step * 0.015)
+    )
