@@ -12,6 +12,11 @@ saves at Qwen3.5-0.8B's shape: a depth-1 round's cost in plain steps with the he
 the whole 248,320-token vocabulary and over the K most frequent calibration tokens, alternating
 in one run. ``--model DIR`` takes a built model of that shape (default: a random 0.8B-shaped
 checkpoint written and uniformly quantized to 4 bits in a temporary folder, which takes minutes).
+Beside the measured cut it prints the bound (optiq_runtime.round_bytes): the bytes each part of a
+depth-1 round reads, counted from the loaded arrays, and the largest cut the draft vocabulary could
+give if every pass ran at the memory-read limit; and the measured times against that limit's times,
+at this machine's read bandwidth measured in the same run (optiq_runtime.roofline, as
+bench/cpu_real_shape.py's read limit).
 """
 
 from __future__ import annotations
@@ -94,15 +99,42 @@ def draft_vocab_costs(model: Path, tokens: int, repeat: int) -> dict:
     step = statistics.median(steps)
     costs = {name: [r / step for r in times] for name, times in rounds.items()}
     full, draft = (statistics.median(costs[n]) if costs[n] else None for n in ("full", "draft"))
+    full_s, draft_s = (statistics.median(rounds[n]) if rounds[n] else None for n in ("full", "draft"))
     return {
         "vocab_size": vocab,
         "k": len(top),
+        "round_s_full": full_s,
+        "round_s_draft_vocab": draft_s,
         "round_cost_full": full,
         "round_cost_draft_vocab": draft,
         "cut": 1 - draft / full if full and draft else None,
         "identical": identical,
         "plain_step_s": step,
         "rounds": {n: len(v) for n, v in costs.items()},
+    }
+
+
+def byte_bound(model: Path, k: int, measured: dict) -> dict:
+    """The bytes each part of a depth-1 round reads, the cut they bound, and the read-limit times beside the measured ones."""
+    from optiq_runtime.backbone import text_args
+    from optiq_runtime.load import load_model
+    from optiq_runtime.mtp import load_mtp_head
+    from optiq_runtime.roofline import measure_limits
+    from optiq_runtime.round_bytes import round_bytes
+
+    loaded = load_model(model)  # as loaded, no CPU plan: lazily, its arrays are never read here
+    parts = round_bytes(loaded.model, load_mtp_head(loaded.path, text_args(loaded.model)))
+    read = measure_limits().read_bytes_s
+    limit = {
+        "plain_step_s": parts.verify / read,
+        "round_s_full": parts.round() / read,
+        "round_s_draft_vocab": parts.round(k) / read,
+    }
+    return {
+        "bytes": parts.report(k),
+        "read_gb_s": round(read / 1e9, 2),
+        "read_limit_s": limit,
+        "share_of_read_limit": {n: limit[n] / measured[n] if measured.get(n) else None for n in limit},
     }
 
 
@@ -121,6 +153,7 @@ def main_draft_vocab(args) -> int:
     with tempfile.TemporaryDirectory() as work:
         model = Path(args.model) if args.model else quantized_real_shape(Path(work))
         result = draft_vocab_costs(model, args.tokens, args.repeat)
+        result["bound"] = byte_bound(model, result["k"], result)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -130,7 +163,33 @@ def main_draft_vocab(args) -> int:
         f"{result['round_cost_draft_vocab']:.2f} over the draft vocabulary: {result['cut']:.0%} cheaper"
     )
     print(f"greedy outputs identical to plain decoding: {'yes' if result['identical'] else 'NO'}")
+    print(bound_text(result["bound"], result["cut"]))
     return 0
+
+
+def bound_text(bound: dict, measured_cut: float | None) -> str:
+    b, mb = bound["bytes"], 1e6
+    limit, share = bound["read_limit_s"], bound["share_of_read_limit"]
+    lines = [
+        f"bytes read: verification {b['verify'] / mb:.1f} MB (backbone {b['backbone'] / mb:.1f}, "
+        f"output layer {b['output'] / mb:.1f}); draft {b['draft_full'] / mb:.1f} MB over the whole vocabulary "
+        f"(MTP layer {b['mtp_layer'] / mb:.1f}, fc {b['fc'] / mb:.1f}, output {b['output'] / mb:.1f}), "
+        f"{b['draft_k'] / mb:.1f} MB over K rows (output {b['draft_output_k'] / mb:.1f})",
+        f"depth-1 round: {b['round_full'] / mb:.1f} MB whole vocabulary, {b['round_k'] / mb:.1f} MB K rows: "
+        f"at the read limit the draft vocabulary cuts a round by at most {b['bound_cut']:.1%} "
+        f"(measured {measured_cut:.1%}; goal a third)",
+        f"at the read limit ({bound['read_gb_s']} GB/s) / measured: "
+        + ", ".join(
+            f"{label} {limit[name] * 1e3:.1f} / {limit[name] / share[name] * 1e3:.1f} ms ({share[name]:.0%})"
+            for name, label in (
+                ("plain_step_s", "plain step"),
+                ("round_s_full", "round, whole vocabulary"),
+                ("round_s_draft_vocab", "round, K rows"),
+            )
+            if share[name]
+        ),
+    ]
+    return "\n".join(lines)
 
 
 def main() -> int:
