@@ -173,10 +173,10 @@ def test_written_files_come_from_a_space_too_large_to_memorise():
 def test_the_shipped_weights_load_back_for_fine_tuning():
     from safetensors.torch import load_file
 
-    from training.arch import Shape
     from training.export import checkpoint_tensors, load_exported
+    from training.grow import shape_from_config
 
     shipped = load_file(str(embedded_base_path() / "model.safetensors"))
-    again = checkpoint_tensors(load_exported(embedded_base_path(), Shape()))
+    again = checkpoint_tensors(load_exported(embedded_base_path(), shape_from_config(embedded_base_path())))
     assert set(again) == set(shipped)
     assert all(torch.equal(again[k], shipped[k]) for k in shipped)
