@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 
 from training.arch import Shape, TinyAgent
 from training.export import export, load_exported
+from training.grow import grow, save_shape, shape_from_config, workdir_shape
 from training.probe import make_probe
 from training.tokenizer import save_tokenizer, train_tokenizer
 from training.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
@@ -71,16 +72,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lr", type=float, default=None, help="peak learning rate (default 3e-3; 1e-3 suits fine-tuning)"
     )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=None,
+        help="with --init: grow the model to this many layers (new layers start as identities)",
+    )
     args = parser.parse_args(argv)
+    if args.layers is not None and args.init is None:
+        parser.error("--layers needs --init (it grows a trained model)")
 
-    shape = Shape()
+    shape = workdir_shape(args.workdir) or Shape()
     init = None
     if args.init is not None and not (args.workdir / "last.pt").exists():
         if not (args.init / "model.safetensors").is_file():
             print(f"error: no model.safetensors in {args.init}", file=sys.stderr)
             return 2
+        shape = shape_from_config(args.init)
         init = load_exported(args.init, shape)
+        if args.layers is not None:
+            try:
+                init, shape = grow(init, shape, args.layers, seed=args.seed)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
         args.workdir.mkdir(parents=True, exist_ok=True)
+        save_shape(args.workdir, shape)
         if not (args.workdir / "tokenizer.json").exists():  # the same token ids as the weights
             (args.workdir / "tokenizer.json").write_bytes((args.init / "tokenizer.json").read_bytes())
     tokenizer = workdir_tokenizer(args.workdir, args.seed)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from training.arch import Shape, TinyAgent
+from training.grow import workdir_shape
 
 GOALS = {
     "builtin_first_call": ("first call right, built-in tools", ">= 0.90"),
@@ -145,7 +146,7 @@ def _scores_table(scores: dict | None) -> str:
 
 
 def model_card(workdir: Path, scores: dict | None, notes: str = "", size_bytes: int | None = None) -> str:
-    shape = Shape()
+    shape = workdir_shape(workdir) or Shape()
     backbone, mtp = _params(shape)
     run = run_summary(workdir)
     size = f"{size_bytes / 1e6:.1f} MB" if size_bytes else "about 3.4 MB"
@@ -161,7 +162,7 @@ built-in tools, BFCL-style function calls, a few dozen facts and little else.
 
 | field | value |
 | --- | --- |
-| layers | {shape.num_hidden_layers} (Gated DeltaNet x3, full attention every 4th) |
+| layers | {shape.num_hidden_layers} (Gated DeltaNet x3 : full attention x1) |
 | hidden / intermediate | {shape.hidden_size} / {shape.intermediate_size} |
 | full attention | {shape.num_attention_heads} heads x {shape.head_dim}, {shape.num_key_value_heads} KV head, output gate, partial RoPE 0.25 |
 | Gated DeltaNet | {shape.linear_num_key_heads} key heads x {shape.linear_key_head_dim}, {shape.linear_num_value_heads} value heads x {shape.linear_value_head_dim}, conv kernel 4 |

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from training import words as W
 from training.corpus import assistant, assistant_calls, call, pseudo_word, tool_result, user
+from training.english import common_word, common_words
 from training.numbers import OPERATOR_WORDS, say_number
 
 STEMS = """
@@ -51,6 +52,10 @@ class Workspace:
 
 
 def stem(rng: random.Random) -> str:
+    if rng.random() < 0.4:  # any everyday word: the name is in the request, not in the model's memory
+        word = common_word(rng, 3)
+        roll = rng.random()
+        return word if roll < 0.8 else f"{word}_{common_word(rng, 3)}" if roll < 0.9 else f"{word}{rng.randint(1, 99)}"
     roll = rng.random()
     if roll < 0.55:
         return rng.choice(STEMS)
@@ -76,6 +81,9 @@ def new_path(rng: random.Random, ws: Workspace | None = None, folder: float = 0.
 
 def phrase(rng: random.Random) -> str:
     """A short text worth writing to a file."""
+    if rng.random() < 0.3:
+        words = common_words(rng, 1, 4)
+        return words if rng.random() < 0.7 else f"{words.capitalize()}{rng.choice(['.', '!'])}"
     roll = rng.random()
     if roll < 0.35:
         return rng.choice(PHRASES)
@@ -432,7 +440,11 @@ def file_content(rng: random.Random) -> tuple[str, str, str]:
     roll = rng.randrange(5)
     if roll == 0:
         key = rng.choice(["port", "host", "user", "mode", "level", "timeout", "color", "theme", "version", "limit"])
-        value = str(rng.randint(1, 9999)) if key in ("port", "timeout", "limit", "level") else pseudo_word(rng)
+        value = (
+            str(rng.randint(1, 9999))
+            if key in ("port", "timeout", "limit", "level")
+            else rng.choice([pseudo_word(rng), common_word(rng, 3)])
+        )
         other = rng.choice(["name", "debug", "retries", "path"])
         lines = [
             f"{key} = {value}",
@@ -586,7 +598,12 @@ def turn_write(rng: random.Random, ws: Workspace, content: str | None = None) ->
 
 def _swap(rng: random.Random) -> tuple[str, str, str]:
     """File text and an (old, new) pair where old occurs once in it."""
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
+    if kind == 6:  # one everyday word for another, inside a line of text
+        old, new = common_word(rng, 3), common_word(rng, 3)
+        while new == old:
+            new = common_word(rng, 3)
+        return f"{common_words(rng, 0, 2)} {old} {common_words(rng, 0, 2)}".strip() + "\n", old, new
     if kind == 0:
         key = rng.choice(["verbose", "cache", "dark_mode", "enabled", "logging"])
         old, new = rng.sample(["true", "false"], 2)
@@ -598,6 +615,7 @@ def _swap(rng: random.Random) -> tuple[str, str, str]:
     if kind == 2:
         good = rng.choice(
             ["garden", "world", "thanks", "because", "receive", "friend", "address", "schedule", "tomorrow"]
+            + [common_word(rng, 5)] * 9
         )
         i = rng.randrange(1, len(good) - 1)
         typo = good[:i] + good[i + 1 :]
@@ -656,6 +674,8 @@ def turn_search(rng: random.Random, ws: Workspace) -> list[dict]:
         [
             rng.choice([n for n in W.NOUNS if n != "invoice"]),
             pseudo_word(rng),
+            common_word(rng, 4),
+            common_word(rng, 4),
             rng.choice(
                 ["FIXME", "XXX", "secret_key", "error", "important", "due date", "password", "cancelled", "import os"]
             ),
@@ -958,7 +978,7 @@ def turn_edit_it(rng: random.Random, ws: Workspace) -> list[dict]:
     if not words:
         return turn_edit(rng, ws)
     old = rng.choice(words)
-    new = rng.choice([pseudo_word(rng), rng.choice(PHRASES).split()[0], str(rng.randint(0, 999))])
+    new = rng.choice([pseudo_word(rng), rng.choice(PHRASES).split()[0], str(rng.randint(0, 999)), common_word(rng, 3)])
     o, n = in_quotes(rng, old, 0.4), in_quotes(rng, new, 0.4)
     ref = rng.choice(["it", file_ref(rng, path)])
     ask = rng.choice(

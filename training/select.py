@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from optiq_runtime import embedded_base_path
 from training.arch import Shape
 from training.export import export
+from training.grow import workdir_shape
 from training.quality import MAX_TOKENS, quality_sets, score_set
 from training.train import BadCheckpoint, load_checkpoint
 
@@ -31,7 +32,7 @@ def validation_scores(checkpoint: Path, tokenizer: Tokenizer, count: int) -> dic
     """First-call and no-tool scores of ``checkpoint`` on the validation prompts."""
     import mlx_lm
 
-    shape = Shape()
+    shape = workdir_shape(checkpoint.parent) or Shape()
     trained, step = load_checkpoint(checkpoint, shape)
     with tempfile.TemporaryDirectory() as folder:
         export(trained, shape, tokenizer, Path(folder))

@@ -261,4 +261,6 @@ def train(
         if since_ckpt >= cfg.checkpoint_seconds or state["seconds"] >= cfg.seconds:
             since_ckpt = 0.0
             save_checkpoint(last, model, opt, state)
+    if not last.exists():  # a run with no time left (``--minutes 0``) still leaves its starting point
+        save_checkpoint(last, model, opt, state)
     return model

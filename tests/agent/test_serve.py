@@ -559,8 +559,9 @@ def called_names(client) -> list[str]:
 
 
 def test_call_names_are_guided_to_the_request_tools_unless_turned_off(client, engine):
-    assert called_names(client) == ["zq_frobnicate"]
+    guided = called_names(client)
+    assert guided and set(guided) == {"zq_frobnicate"}  # one call or several, every name an offered one
     with Server(engine, ServeConfig(port=0, guide_calls=False)) as unguided:
         free = openai.OpenAI(base_url=unguided.url, api_key="unused", max_retries=0, timeout=60)
         # tiny-agent left alone writes a function name it remembers.
-        assert called_names(free) != ["zq_frobnicate"]
+        assert set(called_names(free)) != {"zq_frobnicate"}

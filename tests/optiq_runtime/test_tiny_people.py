@@ -152,13 +152,31 @@ def test_requests_say_values_several_ways():
     assert any(re.search(r"\b(twenty|thirty|forty|fifty|hundred)", s) for s in said)
 
 
+def test_written_files_come_from_a_space_too_large_to_memorise():
+    """File names and texts are drawn from everyday words too, so a request is the only place to find them."""
+    from training import people as P
+    from training.english import COMMON
+
+    paths, texts = set(), set()
+    for chat in _chats(400, "spread"):
+        for message in chat.messages:
+            for call in message.get("tool_calls") or []:
+                if call["function"]["name"] == "write_file":
+                    args = call["function"]["arguments"]
+                    paths.add(args["path"])
+                    texts.add(args["content"])
+    stems = {p.rsplit("/", 1)[-1].split(".")[0] for p in paths}
+    assert len(stems & (set(COMMON) - set(P.STEMS) - set(W.NOUNS))) > 30  # none before training/english.py
+    assert len(stems) > 0.7 * len(paths) and len(texts) > 0.7 * len(paths)
+
+
 def test_the_shipped_weights_load_back_for_fine_tuning():
     from safetensors.torch import load_file
 
-    from training.arch import Shape
     from training.export import checkpoint_tensors, load_exported
+    from training.grow import shape_from_config
 
     shipped = load_file(str(embedded_base_path() / "model.safetensors"))
-    again = checkpoint_tensors(load_exported(embedded_base_path(), Shape()))
+    again = checkpoint_tensors(load_exported(embedded_base_path(), shape_from_config(embedded_base_path())))
     assert set(again) == set(shipped)
     assert all(torch.equal(again[k], shipped[k]) for k in shipped)

@@ -1,0 +1,78 @@
+"""Growing tiny-agent deeper (issue #20): the grown model computes what the trained one did, and runs in optiq."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+from optiq_runtime import embedded_base_path  # noqa: E402
+from training import build  # noqa: E402
+from training.export import load_exported  # noqa: E402
+from training.grow import SHAPE_FILE, grow, shape_from_config, workdir_shape  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    shape = shape_from_config(embedded_base_path())
+    return load_exported(embedded_base_path(), shape).eval(), shape
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        pre_norm, post_norm, rope = model(ids)
+        return model.logits(post_norm), model.logits(model.mtp_hidden(ids, pre_norm, rope))
+
+
+def test_grown_model_computes_the_trained_models_logits_and_mtp_drafts(shipped):
+    model, shape = shipped
+    big, big_shape = grow(model, shape, shape.num_hidden_layers + 4, seed=1)
+    assert big_shape.num_hidden_layers == shape.num_hidden_layers + 4
+    assert sum(p.numel() for p in big.parameters()) > sum(p.numel() for p in model.parameters())
+    ids = torch.randint(3, shape.vocab_size, (1, 96), generator=torch.Generator().manual_seed(0))
+    for small, grown in zip(_logits(model, ids), _logits(big.eval(), ids)):
+        assert torch.equal(small, grown)
+    # The new layers are real layers, not copies: only their residual writers start at zero.
+    new = big.lm.model.layers[shape.num_hidden_layers]
+    assert new.mlp.down_proj.weight.abs().sum() == 0
+    assert new.mlp.up_proj.weight.abs().sum() > 0
+
+
+def test_grow_refuses_fewer_layers(shipped):
+    model, shape = shipped
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow(model, shape, shape.num_hidden_layers - 1)
+
+
+def test_build_refuses_layers_without_init(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w"), "--layers", "8"])
+    assert exit_info.value.code == 2
+    assert "--layers needs --init" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_grown_export_loads_in_optiq_with_the_trained_models_tokens(tmp_path):
+    """A 0-minute grow run exports an 8-layer checkpoint that optiq's engine decodes exactly as it decodes the shipped one."""
+    from optiq_runtime.engine import Engine
+    from optiq_runtime.sampling import Sampling
+
+    workdir, out = tmp_path / "w", tmp_path / "out"
+    argv = ["--out", str(out), "--workdir", str(workdir), "--minutes", "0", "--no-measure"]
+    assert build.main([*argv, "--init", str(embedded_base_path()), "--layers", "8", "--which", "last"]) == 0
+    assert workdir_shape(workdir).num_hidden_layers == 8
+    assert json.loads((workdir / SHAPE_FILE).read_text())["num_hidden_layers"] == 8
+    config = json.loads((out / "config.json").read_text())["text_config"]
+    assert config["num_hidden_layers"] == 8 and config["layer_types"][-1] == "full_attention"
+    tokens = []
+    for folder in (embedded_base_path(), out):
+        engine = Engine.load(folder, mtp="off")
+        prompt = engine.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "What is 37 * 91? Use Python."}], add_generation_prompt=True, tokenize=True
+        )
+        tokens.append(engine.generate(list(prompt), Sampling(max_tokens=24)))
+    assert len(tokens[0]) > 3 and tokens[0] == tokens[1]

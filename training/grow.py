@@ -1,0 +1,64 @@
+"""A deeper tiny-agent from a trained one: new layers appended as identities (issue #20).
+
+Training a bigger shape from scratch costs CPU days; growing keeps what the trained model knows.
+The grown model has the same layer types at the old positions (``full_attention_interval`` is
+unchanged) and new layers after them whose output projections are zero, so each new layer adds
+nothing to the residual stream at first: the grown model computes what the old one did, token
+for token, and training then puts the new layers to use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from training.arch import Shape, TinyAgent, text_config
+
+SHAPE_FILE = "shape.json"
+# The projections that write a layer's output into the residual stream.
+RESIDUAL_WRITERS = ("linear_attn.out_proj.weight", "self_attn.o_proj.weight", "mlp.down_proj.weight")
+
+
+def deeper(shape: Shape, layers: int) -> Shape:
+    """``shape`` with ``layers`` layers; the old layers keep their types at their positions."""
+    if layers < shape.num_hidden_layers:
+        raise ValueError(f"cannot grow {shape.num_hidden_layers} layers to {layers}")
+    return dataclasses.replace(shape, num_hidden_layers=layers)
+
+
+def grow(model: TinyAgent, shape: Shape, layers: int, seed: int = 0) -> tuple[TinyAgent, Shape]:
+    """``model`` (of ``shape``) with layers appended up to ``layers``; it computes the same logits."""
+    big_shape = deeper(shape, layers)
+    old_types = text_config(shape)["layer_types"]
+    if text_config(big_shape)["layer_types"][: len(old_types)] != old_types:
+        raise ValueError("the grown shape would change the old layers' types")
+    big = TinyAgent(big_shape, seed=seed)
+    state = big.state_dict()
+    for key, value in model.state_dict().items():
+        state[key] = value.clone()
+    for index in range(shape.num_hidden_layers, layers):
+        for writer in RESIDUAL_WRITERS:
+            key = f"lm.model.layers.{index}.{writer}"
+            if key in state:
+                state[key].zero_()
+    state["lm.lm_head.weight"] = state["lm.model.embed_tokens.weight"]
+    big.load_state_dict(state)
+    return big, big_shape
+
+
+def shape_from_config(folder: Path) -> Shape:
+    """The Shape of an exported checkpoint, read from its ``config.json``."""
+    config = json.loads((folder / "config.json").read_text())["text_config"]
+    names = {f.name for f in dataclasses.fields(Shape)}
+    return Shape(**{key: value for key, value in config.items() if key in names})
+
+
+def save_shape(workdir: Path, shape: Shape) -> None:
+    (workdir / SHAPE_FILE).write_text(json.dumps(dataclasses.asdict(shape), indent=2) + "\n")
+
+
+def workdir_shape(workdir: Path) -> Shape | None:
+    """The shape a workdir's checkpoints have, when it recorded one (older workdirs: the default)."""
+    path = workdir / SHAPE_FILE
+    return Shape(**json.loads(path.read_text())) if path.exists() else None
