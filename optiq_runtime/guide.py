@@ -6,7 +6,8 @@ generated text; inside ``<function=`` it allows only tokens that continue the na
 function up to its ``>``, and inside ``<parameter=`` only the parameters of the function being
 called that the call has not named yet; a parameter whose schema closes its values (an enum, a
 boolean) takes one of them. Between parameters, while the schema's required ones are
-not all given, the call cannot close: the next parameter to open is a missing required one.
+not all given, the call cannot close: the next parameter to open is a missing required one; once
+every parameter is given, the call closes (no parameter the function lacks can open).
 In a Hermes JSON call only the function's name is guided. Everywhere else (values, prose,
 pythonic calls) the model is free. The engine applies it as a mask over the logits, so greedy decoding takes
 the model's best allowed token and sampling draws from its distribution renormalised on them.
@@ -23,6 +24,7 @@ from typing import Any
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 FUNCTION_OPEN, PARAMETER_OPEN, PARAMETER_CLOSE = "<function=", "<parameter=", "</parameter>"
+FUNCTION_CLOSE = "</function>"
 _NAMED_PARAMETER = re.compile(r"<parameter=([^>\n]+)>")
 # A Hermes JSON call (Qwen2.5, Qwen3) whose name is being written: <tool_call>\n{"name": "get_we
 _HERMES_NAME = re.compile(r'\s*\{\s*"name"\s*:\s*"([^"\\]*)\Z')
@@ -159,13 +161,16 @@ def _value(opened: str, signature: Signature) -> Slot | None:
 
 
 def _next_parameter(body: str, signature: Signature, given: set[str]) -> Slot | None:
-    """Between parameters (or right after the function's name): a missing required parameter opens next."""
+    """Between parameters (or right after the function's name): a missing required parameter opens next,
+    and with every parameter given the call closes."""
     end = body.rfind(PARAMETER_CLOSE)
-    missing = [p for p in signature.required if p not in given]
-    if not missing:
-        return None
     between = body[end + len(PARAMETER_CLOSE) :] if end >= 0 else body
-    return Slot(between, tuple("\n" + PARAMETER_OPEN + p for p in missing))
+    missing = [p for p in signature.required if p not in given]
+    if missing:
+        return Slot(between, tuple("\n" + PARAMETER_OPEN + p for p in missing))
+    if signature.params and set(signature.params) <= given:
+        return Slot(between, ("\n" + FUNCTION_CLOSE,), end="")
+    return None
 
 
 class CallGuide:

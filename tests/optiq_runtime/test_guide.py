@@ -42,6 +42,12 @@ def tool(name: str, *params: str, required: tuple[str, ...] = ()) -> dict:
         ("<tool_call>\n<function=set_wolf>", Slot("", ("\n<parameter=name", "\n<parameter=age"))),
         ("<tool_call>\n<function=set_wolf>\n<", Slot("\n<", ("\n<parameter=name", "\n<parameter=age"))),
         ("<tool_call>\n<function=set_wolf>\n<parameter=name>\nRex\n</parameter>\n", Slot("\n", ("\n<parameter=age",))),
+        # every parameter given: the call closes (an 8-layer tiny-agent opened a parameter the function lacks)
+        ("<tool_call>\n<function=get_sugar>\n<parameter=amount>\n1\n</parameter>", Slot("", ("\n</function>",), "")),
+        (
+            "<tool_call>\n<function=get_sugar>\n<parameter=amount>\n1\n</parameter>\n<",
+            Slot("\n<", ("\n</function>",), ""),
+        ),
         # a value from a closed set
         (
             "<tool_call>\n<function=set_mode>\n<parameter=mode>\nf",
