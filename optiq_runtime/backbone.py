@@ -23,12 +23,11 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask, create_ssm_mask, gather_last_axis
 from mlx_lm.models.cache import ArraysCache, KVCache
-from mlx_lm.models.gated_delta import gated_delta_update
 from mlx_lm.models.qwen3_5 import TextModelArgs
 
 from optiq_runtime.attention import gated_attention, reserve, shape_attention, written
 from optiq_runtime.cpuplan import short_passes_on_host
-from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer, projected_inputs
+from optiq_runtime.deltanet import normalized_qkv, prefill_linear_layer, projected_inputs, stepped_delta
 from optiq_runtime.host_pass import HostPass
 from optiq_runtime.host_pass import supported as host_pass_supported
 from optiq_runtime.hybrid_cache import HybridCache, Rewind
@@ -269,24 +268,8 @@ def _linear_layer_positions(layer, x, conv, state):
     convs = [window[:, t + 1 : t + 1 + kept] for t in range(length)]
     mixed = nn.silu(attn.conv1d(window))
     q, k, v = normalized_qkv(attn, mixed)
-    outs, states = [], []
-    for t in range(length):
-        step = slice(t, t + 1)
-        y, state = gated_delta_update(
-            q[:, step],
-            k[:, step],
-            v[:, step],
-            a[:, step],
-            b[:, step],
-            attn.A_log,
-            attn.dt_bias,
-            state,
-            None,
-            use_kernel=not attn.training,
-        )
-        outs.append(y)
-        states.append(state)
-    out = attn.out_proj(attn.norm(mx.concatenate(outs, axis=1), z).reshape(batch, length, -1))
+    out, states = stepped_delta(attn, q, k, v, a, b, state)
+    out = attn.out_proj(attn.norm(out, z).reshape(batch, length, -1))
     if attn.sharding_group is not None:  # tensor parallel: each rank holds some heads (mlx-lm's ``shard``)
         out = mx.distributed.all_sum(out, group=attn.sharding_group)
     h = x + out

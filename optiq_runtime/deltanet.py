@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.gated_delta import normalize_qk
+from mlx_lm.models.gated_delta import gated_delta_update, normalize_qk
 
 CHUNK = 64
 
@@ -100,6 +100,32 @@ def normalized_qkv(attn, mixed: mx.array) -> tuple[mx.array, mx.array, mx.array]
     )
     q, k = normalize_qk(q, k, inv_scale=attn.head_k_dim**-0.5, eps=1e-6)
     return q, k, v
+
+
+def stepped_delta(attn, q, k, v, a, b, state) -> tuple[mx.array, list[mx.array]]:
+    """mlx-lm's recurrence one token at a time: the outputs of every position and the state after each.
+
+    Each step is mlx-lm's own for one token, so a position's state is what a one-token pass from
+    its predecessor's would leave (MTP verification keeps the one at the last accepted token).
+    """
+    outs, states = [], []
+    for t in range(q.shape[1]):
+        step = slice(t, t + 1)
+        y, state = gated_delta_update(
+            q[:, step],
+            k[:, step],
+            v[:, step],
+            a[:, step],
+            b[:, step],
+            attn.A_log,
+            attn.dt_bias,
+            state,
+            None,
+            use_kernel=not attn.training,
+        )
+        outs.append(y)
+        states.append(state)
+    return mx.concatenate(outs, axis=1), states
 
 
 def prefill_linear_layer(layer, x: mx.array, cache) -> mx.array:

@@ -28,7 +28,7 @@ from mlx_lm.models.gated_delta import gated_delta_update
 
 from optiq_runtime.attention import gated_attention, reserve, shape_attention, written
 from optiq_runtime.cpuplan import short_pass_form
-from optiq_runtime.deltanet import depthwise_conv, normalized_qkv
+from optiq_runtime.deltanet import depthwise_conv, normalized_qkv, stepped_delta
 from optiq_runtime.qmatmul import KernelLinear, shared_products
 
 
@@ -136,24 +136,9 @@ def _deltanet_core_positions(attn, qkv, z, b, a, conv, state):
     window = mx.concatenate([conv, qkv], axis=1)
     kept = attn.conv_kernel_size - 1
     q, k, v = normalized_qkv(attn, nn.silu(depthwise_conv(attn.conv1d, window)))
-    outs, caches = [], []
-    for t in range(length):
-        step = slice(t, t + 1)
-        y, state = gated_delta_update(
-            q[:, step],
-            k[:, step],
-            v[:, step],
-            a[:, step],
-            b[:, step],
-            attn.A_log,
-            attn.dt_bias,
-            state,
-            None,
-            use_kernel=not attn.training,
-        )
-        outs.append(y)
-        caches.append((mx.contiguous(window[:, t + 1 : t + 1 + kept, :]), state))
-    return attn.norm(mx.concatenate(outs, axis=1), z).reshape(batch, length, -1), caches
+    out, states = stepped_delta(attn, q, k, v, a, b, state)
+    caches = [(mx.contiguous(window[:, t + 1 : t + 1 + kept, :]), s) for t, s in enumerate(states)]
+    return attn.norm(out, z).reshape(batch, length, -1), caches
 
 
 def _attention_core(attn, q, k, v, keys_buffer, values_buffer, offset):
