@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 
 from training.arch import Shape, TinyAgent
 from training.export import export, load_exported
-from training.grow import grow, save_shape, shape_from_config, workdir_shape
+from training.grow import grow, save_shape, shape_from_config, widen_attention, workdir_shape
 from training.probe import make_probe
 from training.tokenizer import save_tokenizer, train_tokenizer
 from training.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
@@ -78,9 +78,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="with --init: grow the model to this many layers (new layers start as identities)",
     )
+    parser.add_argument(
+        "--heads",
+        type=int,
+        nargs=2,
+        metavar=("QUERY", "KV"),
+        default=None,
+        help="with --init: widen every attention layer to QUERY query and KV key/value heads",
+    )
     args = parser.parse_args(argv)
-    if args.layers is not None and args.init is None:
-        parser.error("--layers needs --init (it grows a trained model)")
+    for flag, value in (("--layers", args.layers), ("--heads", args.heads)):
+        if value is not None and args.init is None:
+            parser.error(f"{flag} needs --init (it grows a trained model)")
 
     shape = workdir_shape(args.workdir) or Shape()
     init = None
@@ -90,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         shape = shape_from_config(args.init)
         init = load_exported(args.init, shape)
-        if args.layers is not None:
-            try:
+        try:
+            if args.layers is not None:
                 init, shape = grow(init, shape, args.layers, seed=args.seed)
-            except ValueError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+            if args.heads is not None:
+                init, shape = widen_attention(init, shape, *args.heads, seed=args.seed)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         args.workdir.mkdir(parents=True, exist_ok=True)
         save_shape(args.workdir, shape)
         if not (args.workdir / "tokenizer.json").exists():  # the same token ids as the weights

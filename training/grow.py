@@ -1,10 +1,12 @@
-"""A deeper tiny-agent from a trained one: new layers appended as identities (issue #20).
+"""A bigger tiny-agent from a trained one: layers appended, attention heads added (issue #20).
 
 Training a bigger shape from scratch costs CPU days; growing keeps what the trained model knows.
-The grown model has the same layer types at the old positions (``full_attention_interval`` is
-unchanged) and new layers after them whose output projections are zero, so each new layer adds
-nothing to the residual stream at first: the grown model computes what the old one did, token
-for token, and training then puts the new layers to use.
+Deeper: the grown model has the same layer types at the old positions (``full_attention_interval``
+is unchanged) and new layers after them whose output projections are zero. Wider attention: every
+full-attention layer (the MTP head's too) gets new query heads and key/value heads after the old
+ones, the old query heads still reading the old key/value heads, and the output projection's new
+columns are zero. Either way nothing new writes to the residual stream at first: the grown model
+computes what the old one did, token for token, and training then puts the new parts to use.
 """
 
 from __future__ import annotations
@@ -42,6 +44,40 @@ def grow(model: TinyAgent, shape: Shape, layers: int, seed: int = 0) -> tuple[Ti
             key = f"lm.model.layers.{index}.{writer}"
             if key in state:
                 state[key].zero_()
+    state["lm.lm_head.weight"] = state["lm.model.embed_tokens.weight"]
+    big.load_state_dict(state)
+    return big, big_shape
+
+
+def wider(shape: Shape, heads: int, kv_heads: int) -> Shape:
+    """``shape`` with ``heads`` query and ``kv_heads`` key/value heads per attention layer."""
+    old_heads, old_kv = shape.num_attention_heads, shape.num_key_value_heads
+    if heads < old_heads or kv_heads < old_kv:
+        raise ValueError(f"cannot shrink attention from {old_heads}/{old_kv} heads to {heads}/{kv_heads}")
+    if heads % kv_heads or heads // kv_heads != old_heads // old_kv:
+        # A query head h reads key/value head h // (heads / kv_heads); the old heads must keep theirs.
+        raise ValueError(f"{heads}/{kv_heads} heads would move the old query heads to other key/value heads")
+    return dataclasses.replace(shape, num_attention_heads=heads, num_key_value_heads=kv_heads)
+
+
+def widen_attention(
+    model: TinyAgent, shape: Shape, heads: int, kv_heads: int, seed: int = 0
+) -> tuple[TinyAgent, Shape]:
+    """``model`` with ``heads``/``kv_heads`` attention heads; it computes the same logits."""
+    big_shape = wider(shape, heads, kv_heads)
+    big = TinyAgent(big_shape, seed=seed)
+    state, old = big.state_dict(), model.state_dict()
+    for key, value in old.items():
+        target = state[key]
+        if target.shape == value.shape:
+            state[key] = value.clone()
+        elif key.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight")):
+            target[: value.shape[0]] = value  # old heads first; new heads keep their fresh init
+        elif key.endswith("o_proj.weight"):
+            target.zero_()
+            target[:, : value.shape[1]] = value
+        else:
+            raise ValueError(f"unexpected shape change in {key}: {tuple(value.shape)} -> {tuple(target.shape)}")
     state["lm.lm_head.weight"] = state["lm.model.embed_tokens.weight"]
     big.load_state_dict(state)
     return big, big_shape

@@ -1,4 +1,4 @@
-"""Growing tiny-agent deeper (issue #20): the grown model computes what the trained one did, and runs in optiq."""
+"""Growing tiny-agent deeper or its attention wider (issue #20): the grown model computes what the trained one did, and runs in optiq."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytest.importorskip("tokenizers")
 from optiq_runtime import embedded_base_path  # noqa: E402
 from training import build  # noqa: E402
 from training.export import load_exported  # noqa: E402
-from training.grow import SHAPE_FILE, grow, shape_from_config, workdir_shape  # noqa: E402
+from training.grow import SHAPE_FILE, grow, shape_from_config, widen_attention, workdir_shape  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +42,63 @@ def test_grown_model_computes_the_trained_models_logits_and_mtp_drafts(shipped):
     assert new.mlp.up_proj.weight.abs().sum() > 0
 
 
+def test_wider_attention_computes_the_trained_models_logits_and_mtp_drafts(shipped):
+    model, shape = shipped
+    heads, kv = 2 * shape.num_attention_heads, 2 * shape.num_key_value_heads
+    big, big_shape = widen_attention(model, shape, heads, kv, seed=1)
+    assert (big_shape.num_attention_heads, big_shape.num_key_value_heads) == (heads, kv)
+    ids = torch.randint(3, shape.vocab_size, (1, 96), generator=torch.Generator().manual_seed(0))
+    for small, grown in zip(_logits(model, ids), _logits(big.eval(), ids)):
+        assert torch.equal(small, grown)
+    # The new heads are real heads: fresh queries and keys, only the output projection's new columns at zero.
+    attention = big.mtp.layers[0].self_attn
+    old_width = shape.num_attention_heads * shape.head_dim
+    assert attention.o_proj.weight[:, old_width:].abs().sum() == 0
+    assert attention.o_proj.weight[:, :old_width].abs().sum() > 0
+    assert attention.q_proj.weight[2 * old_width :].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv", "error"),
+    [(1, 1, "cannot shrink"), (4, 1, "other key/value heads"), (6, 4, "other key/value heads")],
+)
+def test_widen_refuses_shrinking_or_regrouping_the_old_heads(shipped, heads, kv, error):
+    model, shape = shipped
+    with pytest.raises(ValueError, match=error):
+        widen_attention(model, shape, heads, kv)
+
+
 def test_grow_refuses_fewer_layers(shipped):
     model, shape = shipped
     with pytest.raises(ValueError, match="cannot grow"):
         grow(model, shape, shape.num_hidden_layers - 1)
 
 
-def test_build_refuses_layers_without_init(tmp_path, capsys):
+@pytest.mark.parametrize("flags", [["--layers", "8"], ["--heads", "4", "2"]])
+def test_build_refuses_growing_without_init(tmp_path, capsys, flags):
     with pytest.raises(SystemExit) as exit_info:
-        build.main(["--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w"), "--layers", "8"])
+        build.main(["--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w"), *flags])
     assert exit_info.value.code == 2
-    assert "--layers needs --init" in capsys.readouterr().err
+    assert f"{flags[0]} needs --init" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_grown_export_loads_in_optiq_with_the_trained_models_tokens(tmp_path):
-    """A 0-minute grow run exports an 8-layer checkpoint that optiq's engine decodes exactly as it decodes the shipped one."""
+    """A 0-minute run growing 4 more layers and twice the heads exports a checkpoint that optiq's engine decodes exactly as the shipped one."""
     from optiq_runtime.engine import Engine
     from optiq_runtime.sampling import Sampling
 
     workdir, out = tmp_path / "w", tmp_path / "out"
-    argv = ["--out", str(out), "--workdir", str(workdir), "--minutes", "0", "--no-measure"]
-    assert build.main([*argv, "--init", str(embedded_base_path()), "--layers", "8", "--which", "last"]) == 0
-    assert workdir_shape(workdir).num_hidden_layers == 8
-    assert json.loads((workdir / SHAPE_FILE).read_text())["num_hidden_layers"] == 8
+    old = shape_from_config(embedded_base_path())
+    layers, heads, kv = old.num_hidden_layers + 4, 2 * old.num_attention_heads, 2 * old.num_key_value_heads
+    argv = ["--out", str(out), "--workdir", str(workdir), "--minutes", "0", "--no-measure", "--which", "last"]
+    grow_flags = ["--layers", str(layers), "--heads", str(heads), str(kv)]
+    assert build.main([*argv, "--init", str(embedded_base_path()), *grow_flags]) == 0
+    assert workdir_shape(workdir).num_hidden_layers == layers
+    assert json.loads((workdir / SHAPE_FILE).read_text())["num_attention_heads"] == heads
     config = json.loads((out / "config.json").read_text())["text_config"]
-    assert config["num_hidden_layers"] == 8 and config["layer_types"][-1] == "full_attention"
+    assert config["num_hidden_layers"] == layers and config["layer_types"][-1] == "full_attention"
+    assert (config["num_attention_heads"], config["num_key_value_heads"]) == (heads, kv)
     tokens = []
     for folder in (embedded_base_path(), out):
         engine = Engine.load(folder, mtp="off")
