@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.layers is not None:
                 init, shape = grow(init, shape, args.layers, seed=args.seed)
             if args.heads is not None:
-                init, shape = widen_attention(init, shape, *args.heads, seed=args.seed)
+                init, shape = widen_attention(init, shape, args.heads[0], args.heads[1], seed=args.seed)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
