@@ -996,3 +996,42 @@ def turn_edit_it(rng: random.Random, ws: Workspace) -> list[dict]:
         tool_result(f"edited {path}: replaced 1 occurrence"),
         assistant(f"Done: `{old}` is now `{new}`."),
     ]
+
+
+# ---------------------------------------------------------------- the space-to-no-space bridge
+
+
+def _listable(rng: random.Random) -> str:
+    """A word or file name as a request would say it bare."""
+    roll = rng.random()
+    if roll < 0.5:
+        return common_word(rng, 2)
+    if roll < 0.8:
+        return new_path(rng, folder=0.1)
+    if roll < 0.9:
+        return stem(rng)
+    return pseudo_word(rng)
+
+
+def word_list_chat(rng: random.Random) -> list[dict]:
+    """Words said after a space, written back one per line: the tokens a value starts with.
+
+    Under Qwen3.5's pre-tokenizer a word after a space (`` year``) is other tokens than the same
+    word at the start of a value (``year`` after ``<parameter=path>`` and a newline), so every bare
+    name in a request must be mapped to its unspaced spelling. The people sessions teach that for
+    one value per request behind a 925-token tools block; this drill teaches it for a handful of
+    words in a few dozen tokens.
+    """
+    items = [_listable(rng) for _ in range(rng.randint(2, 7))]
+    joiner = rng.choice([" ", ", ", " and "]) if len(items) == 2 else rng.choice([" ", ", "])
+    said = joiner.join(items)
+    ask = rng.choice(
+        [
+            f"Write each of these on its own line: {said}",
+            f"One per line, please: {said}",
+            f"List these, one per line: {said}",
+            f"Put {said} in a column.",
+            f"Split this into lines: {said}",
+        ]
+    )
+    return [user(ask), assistant("\n".join(items))]

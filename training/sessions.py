@@ -54,7 +54,12 @@ def people_mix():
         (C.long_copy_chat, 1.5),
         (C.copy_chat, 0.5),
         (C.domain_chat, 0.2),
+        (word_list_chat, 6),  # ~40 tokens each, no tools block: under 1% of the compute
     ]
+
+
+def word_list_chat(rng: random.Random) -> Chat:
+    return Chat("word_list", P.word_list_chat(rng))
 
 
 def _ready(ws: P.Workspace, needs: str | None) -> bool:
