@@ -1027,11 +1027,12 @@ def word_list_chat(rng: random.Random) -> list[dict]:
     said = joiner.join(items)
     ask = rng.choice(
         [
-            f"Write each of these on its own line: {said}",
-            f"One per line, please: {said}",
-            f"List these, one per line: {said}",
-            f"Put {said} in a column.",
+            # No "write" or "put": those ask for write_file, and this drill answers in the chat.
+            f"Repeat these one per line: {said}",
+            f"Say these back, one per line: {said}",
+            f"Echo each of these on its own line: {said}",
             f"Split this into lines: {said}",
+            f"Reply with these words, one per line: {said}",
         ]
     )
     return [user(ask), assistant("\n".join(items))]
