@@ -164,7 +164,7 @@ built-in tools, BFCL-style function calls, a few dozen facts and little else.
 | --- | --- |
 | layers | {shape.num_hidden_layers} (Gated DeltaNet x3 : full attention x1) |
 | hidden / intermediate | {shape.hidden_size} / {shape.intermediate_size} |
-| full attention | {shape.num_attention_heads} heads x {shape.head_dim}, {shape.num_key_value_heads} KV head{'s' if shape.num_key_value_heads > 1 else ''}, output gate, partial RoPE 0.25 |
+| full attention | {shape.num_attention_heads} heads x {shape.head_dim}, {shape.num_key_value_heads} KV head{"s" if shape.num_key_value_heads > 1 else ""}, output gate, partial RoPE 0.25 |
 | Gated DeltaNet | {shape.linear_num_key_heads} key heads x {shape.linear_key_head_dim}, {shape.linear_num_value_heads} value heads x {shape.linear_value_head_dim}, conv kernel 4 |
 | vocabulary | {shape.vocab_size} (byte-level BPE) |
 | parameters | {backbone:,} backbone (tied head) + {mtp:,} MTP head |

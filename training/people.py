@@ -215,7 +215,10 @@ def _many(rng: random.Random) -> Sum:
     listed = ", ".join(str(n) for n in nums[:-1]) + rng.choice([" and ", ", ", " and "]) + str(nums[-1])
     kind = rng.randrange(3)
     if kind == 0:
-        return Sum(f"the sum of {listed}", " + ".join(map(str, nums)), sum(nums))
+        said = rng.choice(
+            [f"the sum of {listed}", f"the total of {listed}", f"{listed} added up", f"{listed} added together"]
+        )
+        return Sum(said, " + ".join(map(str, nums)), sum(nums))
     if kind == 1:
         code = " + ".join(map(str, nums))
         return Sum(f"the average of {listed}", f"({code}) / {len(nums)}", eval(f"({code}) / {len(nums)}"))  # noqa: S307
@@ -265,6 +268,8 @@ def _story(rng: random.Random) -> Sum:
         (f"I had {a + b} {thing} and gave away {b}. How many are left", f"{a + b} - {b}", a),
         (f"My phone plan costs {a} a week. What is that over 52 weeks", f"{a} * 52", a * 52),
         (f"There are {a} {thing} on each shelf and {b} shelves. What is the total", f"{a} * {b}", a * b),
+        (f"One of the {thing} costs {a}. What do {b} of them cost", f"{a} * {b}", a * b),
+        (f"Each box weighs {a} grams. How heavy are {b} boxes", f"{a} * {b}", a * b),
     ]
     said, code, value = rng.choice(stories)
     return Sum(said, code, value)

@@ -54,7 +54,7 @@ def people_mix():
         (C.long_copy_chat, 1.5),
         (C.copy_chat, 0.5),
         (C.domain_chat, 0.2),
-        (word_list_chat, 6),  # ~40 tokens each, no tools block: under 1% of the compute
+        (word_list_chat, 20),  # ~40 tokens each, no tools block: a few % of the compute
     ]
 
 
