@@ -51,8 +51,10 @@ def people_mix():
         (people_chat, 10),
         (C.agent_chat, 5),
         (C.bfcl_chat, 10),
-        (C.long_copy_chat, 1.5),
-        (C.copy_chat, 0.5),
+        # Copy drills are a few dozen tokens each, without the tools block: in session 8 the 8-layer
+        # model still garbled copied names and tool results, so they are drawn 4-6x as often as before.
+        (C.long_copy_chat, 6),
+        (C.copy_chat, 3),
         (C.domain_chat, 0.2),
         (word_list_chat, 20),  # ~40 tokens each, no tools block: a few % of the compute
     ]
