@@ -59,11 +59,18 @@ def test_wider_attention_computes_the_trained_models_logits_and_mtp_drafts(shipp
 
 
 @pytest.mark.parametrize(
-    ("heads", "kv", "error"),
-    [(1, 1, "cannot shrink"), (4, 1, "other key/value heads"), (6, 4, "other key/value heads")],
+    ("scale", "error"),
+    [
+        ((1, 1, -1, 0), "cannot shrink"),
+        ((2, 1, 0, 0), "other key/value heads"),
+        ((3, 2, 0, 0), "other key/value heads"),
+    ],
 )
-def test_widen_refuses_shrinking_or_regrouping_the_old_heads(shipped, heads, kv, error):
+def test_widen_refuses_shrinking_or_regrouping_the_old_heads(shipped, scale, error):
+    """``scale`` = (query factor, kv factor, query offset, kv offset) applied to the shipped head counts."""
     model, shape = shipped
+    heads = scale[0] * shape.num_attention_heads + scale[2]
+    kv = scale[1] * shape.num_key_value_heads + scale[3]
     with pytest.raises(ValueError, match=error):
         widen_attention(model, shape, heads, kv)
 
