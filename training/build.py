@@ -86,7 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="with --init: widen every attention layer to QUERY query and KV key/value heads",
     )
+    parser.add_argument(
+        "--copy-weight",
+        type=float,
+        default=1.0,
+        help="loss weight of reply tokens that copy (argument values, tool results in answers); default 1",
+    )
     args = parser.parse_args(argv)
+    if args.copy_weight <= 0:
+        parser.error("--copy-weight must be positive")
     for flag, value in (("--layers", args.layers), ("--heads", args.heads)):
         if value is not None and args.init is None:
             parser.error(f"{flag} needs --init (it grows a trained model)")
@@ -117,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
 
         write_datasets(args.data)
     if not args.export_only:
-        cfg = TrainConfig(seed=args.seed, seconds=args.minutes * 60, threads=args.threads, mix=args.mix)
+        cfg = TrainConfig(
+            seed=args.seed,
+            seconds=args.minutes * 60,
+            threads=args.threads,
+            mix=args.mix,
+            copy_weight=args.copy_weight,
+        )
         if args.lr is not None:
             cfg.lr = args.lr
         train(

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,19 +48,25 @@ class TrainConfig:
     # "curriculum": the four phases of PHASE_MIXES (training from scratch); "people": one phase of
     # sessions.people_mix() (fine-tuning the shipped model on people's requests, issue #20).
     mix: str = "curriculum"
+    # Loss weight of the reply tokens that copy: call argument values, and answer words that repeat
+    # the last tool result. Issue #20's misses are mostly garbled copies (`memo.txt` -> `mo.txt`),
+    # a few tokens among many easy template tokens; 1.0 weighs every reply token alike.
+    copy_weight: float = 1.0
 
 
 class Encoder:
     """Renders chats and marks the tokens the model is trained to produce."""
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, copy_weight: float = 1.0):
         self.tokenizer = tokenizer
+        self.copy_weight = copy_weight
         self.think_end = tokenizer.token_to_id("</think>")
         self.im_end = tokenizer.token_to_id("<|im_end|>")
         self.pad = tokenizer.token_to_id("<|endoftext|>")
 
-    def encode(self, chat: Chat) -> tuple[list[int], list[int]]:
-        """Token ids and a 0/1 mask: 1 on each assistant reply that follows an empty think block.
+    def encode(self, chat: Chat) -> tuple[list[int], list[float]]:
+        """Token ids and a loss-weight mask: 0 on context, 1 on each assistant reply that follows an
+        empty think block, ``copy_weight`` on the reply tokens that copy (see ``copy_positions``).
 
         Those replies are exactly what the model produces after ``enable_thinking=False``'s
         generation prompt; the prompt side (tools, user turns, tool results) is context only.
@@ -70,7 +77,15 @@ class Encoder:
             text = render_session(chat.messages, chat.tools)
         else:
             text = render(chat.messages, chat.tools)
-        ids = self.tokenizer.encode(text).ids
+        encoding = self.tokenizer.encode(text)
+        mask = self.reply_mask(encoding.ids)
+        if self.copy_weight != 1.0:
+            for i in copy_positions(text, encoding, mask):
+                mask[i] = self.copy_weight
+        return encoding.ids, mask
+
+    def reply_mask(self, ids: list[int]) -> list[float]:
+        """1 on every token of the assistant replies, 0 elsewhere."""
         mask = [0] * len(ids)
         i = 0
         while i < len(ids):
@@ -83,13 +98,41 @@ class Encoder:
                 i += 1
                 if ids[i - 1] == self.im_end:
                     break
-        return ids, mask
+        return mask
+
+
+_ARGUMENT_VALUE = re.compile(r"<parameter=[^>\n]*>\n(.*?)\n</parameter>", re.DOTALL)
+_TOOL_RESPONSE = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.DOTALL)
+_TOOL_CALL = re.compile(r"<tool_call>.*?</tool_call>", re.DOTALL)
+
+
+def copy_positions(text: str, encoding, mask: list[float]) -> list[int]:
+    """Reply tokens that copy: every token of a call's argument values, and each answer token
+    (outside calls) with letters or digits whose id occurs in the latest tool result before it."""
+    values = [m.span(1) for m in _ARGUMENT_VALUE.finditer(text)]
+    calls = [m.span() for m in _TOOL_CALL.finditer(text)]
+    responses = [(m.start(1), m.end(1)) for m in _TOOL_RESPONSE.finditer(text)]
+    response_ids: list[set[int]] = [set() for _ in responses]
+    positions = []
+    for i, ((start, end), token) in enumerate(zip(encoding.offsets, encoding.ids)):
+        for k, (lo, hi) in enumerate(responses):
+            if lo <= start and end <= hi:
+                response_ids[k].add(token)
+        if not mask[i]:
+            continue
+        if any(lo <= start and end <= hi for lo, hi in values):
+            positions.append(i)
+        elif not any(lo <= start < hi for lo, hi in calls) and any(c.isalnum() for c in encoding.tokens[i]):
+            latest = [k for k, (lo, _) in enumerate(responses) if lo < start]
+            if latest and token in response_ids[latest[-1]]:
+                positions.append(i)
+    return positions
 
 
 def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: int, mixes: dict = PHASE_MIXES):
     """``rows`` rows of whole conversations (never split), padded; returns ids and mask tensors."""
     ids = torch.full((rows, seq_len), encoder.pad, dtype=torch.long)
-    mask = torch.zeros((rows, seq_len), dtype=torch.long)
+    mask = torch.zeros((rows, seq_len), dtype=torch.float32)
     for r in range(rows):
         used, misses = 0, 0
         while misses < 3:
@@ -104,12 +147,17 @@ def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: i
 
 
 def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token loss and MTP (t+2) loss, both only where the target is an assistant token."""
+    """Next-token loss and MTP (t+2) loss, both only where the target is an assistant token.
+
+    The next-token loss is the mean weighted by ``mask`` (copy tokens may weigh more); the MTP
+    loss weighs every reply token alike, since its acceptance counts on every token."""
     pre_norm, post_norm, rope = model(ids)
-    target = mask[:, 1:].bool()
+    target = mask[:, 1:] > 0
+    weights = mask[:, 1:][target].float()
     logits = model.logits(post_norm[:, :-1][target])
-    main = F.cross_entropy(logits.float(), ids[:, 1:][target])
-    mtp_target = mask[:, 2:].bool()
+    per_token = F.cross_entropy(logits.float(), ids[:, 1:][target], reduction="none")
+    main = (per_token * weights).sum() / weights.sum()
+    mtp_target = mask[:, 2:] > 0
     mtp_hidden = model.mtp_hidden(ids, pre_norm, rope)[:, :-1]
     mtp_logits = model.logits(mtp_hidden[mtp_target])
     mtp = F.cross_entropy(mtp_logits.float(), ids[:, 2:][mtp_target])
@@ -208,7 +256,7 @@ def train(
         opt.load_state_dict(saved["opt"])
         state.update(saved["state"])
         log(f"resumed at step {state['step']} ({state['seconds']:.0f}s, {state['tokens']} tokens)")
-    encoder = Encoder(tokenizer)
+    encoder = Encoder(tokenizer, cfg.copy_weight)
     logfile = (workdir / "log.jsonl").open("a")
     since_ckpt = since_eval = 0.0
     model.train()

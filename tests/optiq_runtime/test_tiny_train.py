@@ -76,6 +76,39 @@ def test_loss_mask_covers_exactly_the_assistant_replies(encoder):
     )
 
 
+def test_copy_weight_falls_on_argument_values_and_echoed_results(encoder):
+    chat = corpus.Chat(
+        "t",
+        [
+            corpus.user("What does memo.txt say?"),
+            corpus.assistant_calls(corpus.call("read_file", path="memo.txt")),
+            corpus.tool_result("Call the bank"),
+            corpus.assistant("It says: Call the bank."),
+        ],
+    )
+    weighted = Encoder(encoder.tokenizer, copy_weight=3.0)
+    ids, mask = weighted.encode(chat)
+    plain_ids, plain_mask = encoder.encode(chat)
+    assert ids == plain_ids and [m > 0 for m in mask] == [m > 0 for m in plain_mask]
+    copied = encoder.tokenizer.decode([t for t, m in zip(ids, mask) if m == 3.0])
+    # the path's tokens, and the answer's words that the tool result holds ("It says:" and "." are not copies)
+    assert copied.replace(" ", "") == "memo.txtCallthebank"
+    assert set(mask) == {0, 1, 3.0}
+
+
+def test_copy_weight_weighs_the_next_token_loss():
+    model = TinyAgent(SMALL, seed=0)
+    ids = torch.randint(0, SMALL.vocab_size, (1, 12))
+    plain = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0]], dtype=torch.float32)
+    weighted = plain.clone()
+    weighted[0, 5:8] = 4.0
+    with torch.no_grad():
+        main_plain, mtp_plain = losses(model, ids, plain)
+        main_weighted, mtp_weighted = losses(model, ids, weighted)
+    assert torch.equal(mtp_plain, mtp_weighted)  # the MTP loss weighs every reply token alike
+    assert not torch.isclose(main_plain, main_weighted)
+
+
 def test_values_tokenize_the_same_in_request_and_call(encoder):
     tok = encoder.tokenizer
     request = tok.encode("Read `notes/kelomi_42.txt` please").ids
