@@ -18,7 +18,7 @@ from training.arch import Shape, TinyAgent
 from training.export import export, load_exported
 from training.grow import grow, save_shape, shape_from_config, widen_attention, workdir_shape
 from training.probe import make_probe
-from training.tokenizer import save_tokenizer, train_tokenizer
+from training.tokenizer import save_tokenizer, train_tokenizer, without_space_word_merges
 from training.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
 
 
@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --init: widen every attention layer to QUERY query and KV key/value heads",
     )
     parser.add_argument(
+        "--no-space-merges",
+        action="store_true",
+        help="with --init: drop the tokenizer's merges that join a space to a letter (token ids are kept)",
+    )
+    parser.add_argument(
         "--copy-weight",
         type=float,
         default=1.0,
@@ -95,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.copy_weight <= 0:
         parser.error("--copy-weight must be positive")
-    for flag, value in (("--layers", args.layers), ("--heads", args.heads)):
+    grows = (("--layers", args.layers), ("--heads", args.heads), ("--no-space-merges", args.no_space_merges or None))
+    for flag, value in grows:
         if value is not None and args.init is None:
-            parser.error(f"{flag} needs --init (it grows a trained model)")
+            parser.error(f"{flag} needs --init (it changes a trained model)")
 
     shape = workdir_shape(args.workdir) or Shape()
     init = None
@@ -118,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
         save_shape(args.workdir, shape)
         if not (args.workdir / "tokenizer.json").exists():  # the same token ids as the weights
-            (args.workdir / "tokenizer.json").write_bytes((args.init / "tokenizer.json").read_bytes())
+            tokenizer = Tokenizer.from_file(str(args.init / "tokenizer.json"))
+            if args.no_space_merges:
+                tokenizer = without_space_word_merges(tokenizer)
+            tokenizer.save(str(args.workdir / "tokenizer.json"))
     tokenizer = workdir_tokenizer(args.workdir, args.seed)
     if args.data is not None:
         from training.datasets import write_datasets

@@ -7,9 +7,14 @@ written in backticks or quotes after a space (`` `notes.txt` ``) is cut into the
 as after the newline of ``<parameter=path>``: the corpus quotes its values that way, which is
 what lets a small model learn to copy arguments.
 
-The merges are learned under a stricter split that never joins punctuation to letters, so
-that at run time ``=path`` (from ``<parameter=path>``) and ``"path"`` (in the tools JSON) both
-end in the token ``path``: names and values read the same wherever the template puts them.
+The merges are learned under a stricter split that never joins punctuation or a space to
+letters, so that at run time ``=path`` (from ``<parameter=path>``) and ``"path"`` (in the tools
+JSON) both end in the token ``path``, and a bare word after a space (`` memo.txt``) is a space token
+and then exactly the tokens of ``memo.txt`` at the start of a value: names and values read the same
+wherever the template or the user puts them. Until session 9 the merges could join a space to the
+letters after it (`` memo`` was ``Ġmem o``, ``memo`` was ``m emo``) and copying a bare name into a
+call meant respelling it; ``without_space_word_merges`` takes those merges out of a trained
+tokenizer and keeps every token id, which is how the shipped weights moved over.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ SPLIT_PATTERN = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*"""
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
-# Merges are learned with this split: like SPLIT_PATTERN, but only a space may lead a letter run.
-TRAIN_PATTERN = SPLIT_PATTERN.replace(r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+", r" ?[\p{L}\p{M}]+")
+# Merges are learned with this split: like SPLIT_PATTERN, but nothing leads a letter run.
+TRAIN_PATTERN = SPLIT_PATTERN.replace(r"[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+", r"[\p{L}\p{M}]+")
 
 
 def train_tokenizer(seed: int = 0, samples: int = 20000, vocab_size: int = VOCAB_SIZE) -> Tokenizer:
@@ -53,6 +58,27 @@ def train_tokenizer(seed: int = 0, samples: int = 20000, vocab_size: int = VOCAB
             f"BPE stopped at {tokenizer.get_vocab_size()} tokens; expected {vocab_size}: the corpus is too small"
         )
     return tokenizer
+
+
+def without_space_word_merges(tokenizer: Tokenizer) -> Tokenizer:
+    """``tokenizer`` without the merges that join a space to a letter; every token keeps its id.
+
+    Under Qwen3.5's split `` memo`` stays one piece; with these merges gone it becomes ``Ġ`` and then
+    the tokens of ``memo`` alone. The space-led word tokens stay in the vocabulary, never produced.
+    """
+    spec = json.loads(tokenizer.to_str())
+    merges = spec["model"]["merges"]
+    spec["model"]["merges"] = [m for m in merges if not _joins_space_to_letter(*_pair(m))]
+    return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+
+
+def _pair(merge: str | list[str]) -> list[str]:
+    return merge.split(" ") if isinstance(merge, str) else merge
+
+
+def _joins_space_to_letter(left: str, right: str) -> bool:
+    joined = left + right  # byte-level: "Ġ" is the space
+    return joined.startswith("Ġ") and len(joined) > 1 and joined[1].isalpha()
 
 
 def _pre_tokenizer(pattern: str) -> pre_tokenizers.PreTokenizer:

@@ -81,7 +81,7 @@ def test_grow_refuses_fewer_layers(shipped):
         grow(model, shape, shape.num_hidden_layers - 1)
 
 
-@pytest.mark.parametrize("flags", [["--layers", "8"], ["--heads", "4", "2"]])
+@pytest.mark.parametrize("flags", [["--layers", "8"], ["--heads", "4", "2"], ["--no-space-merges"]])
 def test_build_refuses_growing_without_init(tmp_path, capsys, flags):
     with pytest.raises(SystemExit) as exit_info:
         build.main(["--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w"), *flags])

@@ -118,6 +118,36 @@ def test_values_tokenize_the_same_in_request_and_call(encoder):
     assert as_text(value) in as_text(request) and as_text(value) in as_text(call)
 
 
+def test_without_space_word_merges_keeps_every_id_and_splits_the_space_off():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from training.tokenizer import without_space_word_merges
+
+    vocab = {t: i for i, t in enumerate(["Ġ", "m", "e", "o", "'", "Ġm", "em", "emo", "Ġmem", "Ġ'"])}
+    merges = [("e", "m"), ("Ġ", "m"), ("em", "o"), ("Ġm", "em"), ("Ġ", "'")]
+    spaced = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    spaced.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    spaced.decoder = decoders.ByteLevel()
+    assert spaced.encode(" memo").tokens == ["Ġm", "emo"]  # not "Ġ" + the tokens of "memo"
+    split = without_space_word_merges(spaced)
+    assert split.get_vocab() == spaced.get_vocab()
+    assert split.encode(" memo").tokens == ["Ġ", "m", "emo"] and split.encode("memo").tokens == ["m", "emo"]
+    assert split.encode(" '").tokens == ["Ġ'"]  # a space before punctuation keeps its merge
+    assert split.decode(split.encode(" memo").ids) == " memo"
+
+
+@pytest.mark.slow
+def test_a_tokenizer_trained_from_scratch_never_joins_a_space_to_a_letter():
+    import json
+
+    from training.tokenizer import train_tokenizer
+
+    merges = json.loads(train_tokenizer(0, samples=1500, vocab_size=800).to_str())["model"]["merges"]
+    joined = ["".join(m if isinstance(m, list) else m.split(" ")) for m in merges]
+    assert any(j.startswith("Ġ") for j in joined)  # space + punctuation merges remain
+    assert not [j for j in joined if j.startswith("Ġ") and j[1:2].isalpha()]
+
+
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss(encoder):
     torch.manual_seed(0)
