@@ -1021,11 +1021,11 @@ def _listable(rng: random.Random) -> str:
 def word_list_chat(rng: random.Random) -> list[dict]:
     """Words said after a space, written back one per line: the tokens a value starts with.
 
-    Under Qwen3.5's pre-tokenizer a word after a space (`` year``) is other tokens than the same
-    word at the start of a value (``year`` after ``<parameter=path>`` and a newline), so every bare
-    name in a request must be mapped to its unspaced spelling. The people sessions teach that for
-    one value per request behind a 925-token tools block; this drill teaches it for a handful of
-    words in a few dozen tokens.
+    Written (session 8) when a word after a space (`` year``) was other tokens than the same word
+    at the start of a value (``year`` after ``<parameter=path>`` and a newline), to train that
+    mapping. Since session 9 the tokenizer has no merge joining a space to a letter, so `` year`` is
+    the space token and then ``year``'s own tokens, and this is a plain copy drill: a handful of
+    words in a few dozen tokens, without the sessions' 925-token tools block.
     """
     items = [_listable(rng) for _ in range(rng.randint(2, 7))]
     joiner = rng.choice([" ", ", ", " and "]) if len(items) == 2 else rng.choice([" ", ", "])

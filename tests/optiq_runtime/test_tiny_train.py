@@ -118,6 +118,18 @@ def test_values_tokenize_the_same_in_request_and_call(encoder):
     assert as_text(value) in as_text(request) and as_text(value) in as_text(call)
 
 
+def test_a_bare_name_after_a_space_is_a_space_and_the_values_tokens(encoder):
+    # Issue #20: `memo.txt` said after a space was `Ġmem o . txt` and in a call `m emo . txt`, a
+    # respelling the model garbled (`mo.txt`); the shipped tokenizer has no merge joining a space to a letter.
+    tok = encoder.tokenizer
+    space = tok.token_to_id("Ġ")
+    for name in ("memo.txt", "away.txt", "info.txt", "colors.txt", "plans/week.md"):
+        request = tok.encode(f"What's written in {name}?").ids
+        value = tok.encode(name).ids
+        as_text = lambda ids: "," + ",".join(map(str, ids)) + ","  # noqa: E731
+        assert as_text([space, *value]) in as_text(request), name
+
+
 def test_without_space_word_merges_keeps_every_id_and_splits_the_space_off():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
