@@ -100,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.copy_weight <= 0:
         parser.error("--copy-weight must be positive")
-    grows = (("--layers", args.layers), ("--heads", args.heads), ("--no-space-merges", args.no_space_merges or None))
-    for flag, value in grows:
-        if value is not None and args.init is None:
+    changes_init = {"--layers": args.layers is not None, "--heads": args.heads is not None}
+    changes_init["--no-space-merges"] = args.no_space_merges
+    for flag, given in changes_init.items():
+        if given and args.init is None:
             parser.error(f"{flag} needs --init (it changes a trained model)")
 
     shape = workdir_shape(args.workdir) or Shape()

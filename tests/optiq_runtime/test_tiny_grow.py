@@ -82,7 +82,7 @@ def test_grow_refuses_fewer_layers(shipped):
 
 
 @pytest.mark.parametrize("flags", [["--layers", "8"], ["--heads", "4", "2"], ["--no-space-merges"]])
-def test_build_refuses_growing_without_init(tmp_path, capsys, flags):
+def test_build_refuses_changing_a_model_without_init(tmp_path, capsys, flags):
     with pytest.raises(SystemExit) as exit_info:
         build.main(["--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w"), *flags])
     assert exit_info.value.code == 2
