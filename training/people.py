@@ -98,9 +98,10 @@ def phrase(rng: random.Random) -> str:
     if roll < 0.85:
         return f"print('{rng.choice(PHRASES)}')"
     if roll < 0.92:
-        return ", ".join(
-            rng.sample(["eggs", "milk", "rice", "bread", "tea", "apples", "soap", "pasta", "beans"], rng.randint(2, 4))
-        )
+        items = ["eggs", "milk", "rice", "bread", "tea", "apples", "soap", "pasta", "beans"]
+        if rng.random() < 0.5:  # any short words, listed: colours, names, everyday words
+            items = [common_word(rng, 3) for _ in range(5)]
+        return ", ".join(dict.fromkeys(rng.sample(items, rng.randint(2, 4))))
     return f"{pseudo_word(rng)} {rng.randint(1, 999)}"
 
 
@@ -188,6 +189,8 @@ class Sum:
     said: str
     code: str
     value: int | float
+    # The same calculation as an imperative ("Multiply 64 by 38"), where there is one.
+    order: str | None = None
 
     @property
     def shown(self) -> str:
@@ -206,8 +209,20 @@ def _binary(rng: random.Random) -> Sum:
     if rng.random() < 0.1 and op in "+-*":
         a = round(rng.uniform(1, 100), 1)
     word = rng.choice(OPERATOR_WORDS[op])
-    said = f"{say_number(rng, a) if isinstance(a, int) else a} {word} {say_number(rng, b)}"
-    return Sum(said, f"{a} {op} {b}", eval(f"{a} {op} {b}"))  # noqa: S307 - two numbers and one operator
+    sa, sb = say_number(rng, a) if isinstance(a, int) else str(a), say_number(rng, b)
+    order = rng.choice(_ORDERS.get(op, [None])) if rng.random() < 0.35 else None
+    value = eval(f"{a} {op} {b}")  # noqa: S307 - two numbers and one operator
+    return Sum(f"{sa} {word} {sb}", f"{a} {op} {b}", value, order.format(a=sa, b=sb) if order else None)
+
+
+# Imperatives for a op b; each says a before b or names the operands unambiguously.
+_ORDERS = {
+    "+": ["Add {a} and {b}", "Add {b} to {a}", "Sum {a} and {b}"],
+    "-": ["Subtract {b} from {a}", "Take {b} away from {a}", "Take {b} off {a}"],
+    "*": ["Multiply {a} by {b}", "Multiply {a} and {b}"],
+    "/": ["Divide {a} by {b}", "Split {a} into {b} equal parts, how big is each"],
+    "**": ["Raise {a} to the power of {b}"],
+}
 
 
 def _many(rng: random.Random) -> Sum:
@@ -218,7 +233,8 @@ def _many(rng: random.Random) -> Sum:
         said = rng.choice(
             [f"the sum of {listed}", f"the total of {listed}", f"{listed} added up", f"{listed} added together"]
         )
-        return Sum(said, " + ".join(map(str, nums)), sum(nums))
+        order = rng.choice([f"Add up {listed}", f"Add {listed} together", f"Sum {listed}", f"Total up {listed}"])
+        return Sum(said, " + ".join(map(str, nums)), sum(nums), order if rng.random() < 0.5 else None)
     if kind == 1:
         code = " + ".join(map(str, nums))
         return Sum(f"the average of {listed}", f"({code}) / {len(nums)}", eval(f"({code}) / {len(nums)}"))  # noqa: S307
@@ -301,6 +317,19 @@ def ask_sum(rng: random.Random, s: Sum) -> str:
     """One way to ask for a calculation; most name Python, as people using a Python tool do."""
     e, py, py_in = s.said, rng.choice(_PY), rng.choice(_PY_IN)
     verb = rng.choice(["calculate", "compute", "work out", "figure out", "find", "evaluate", "get"])
+    if s.order:
+        o = s.order
+        return rng.choice(
+            [
+                f"{o} {py_in}.",
+                f"{o}. {py}",
+                f"Can you {_lower_first(o)} {py_in}?",
+                f"Please {_lower_first(o)} {py_in}.",
+                f"{o}, {py_in}, and tell me the result.",
+                f"{cap(py_in)}: {_lower_first(o)}.",
+                f"{o}? {py}",
+            ]
+        )
     if s.said[:1].isupper():  # a word problem: a sentence of its own
         return rng.choice([f"{e}? {py}", f"{e}? Work it out {py_in}.", f"{py_in.capitalize()}: {e}?", f"{e}? {py}"])
     return rng.choice(
@@ -525,6 +554,11 @@ def turn_read(rng: random.Random, ws: Workspace) -> list[dict]:
             f"Check {ref}: what is the {key}?",
             f"I need the {key}. It's in {ref}.",
             f"Look in {ref} and find the {key}.",
+            f"My {key} is saved in {ref}. What is it?",
+            f"The {key} is in {ref}, can you tell me what it is?",
+            f"{cap(ref)} has the {key} in it. What is the {key}?",
+            f"I wrote the {key} down in {ref}. Remind me what it is?",
+            f"I forgot the {key}. I think it's in {ref}.",
         ]
     )
     if rng.random() < 0.35:
@@ -701,6 +735,9 @@ def turn_search(rng: random.Random, ws: Workspace) -> list[dict]:
     ask = rng.choice(
         [
             f"Which file mentions {p}?",
+            f"Which file talks about {p}?",
+            f"What file has {p} in it?",
+            f"Look through my files{where} for the word {p}.",
             f"Search for {p}{where}.",
             f"Find {p}{where}.",
             f"Where does {p} appear{where}?",
@@ -760,6 +797,14 @@ def turn_list(rng: random.Random, ws: Workspace) -> list[dict]:
                 "List everything in the workspace.",
                 "What do we have in here?",
                 "list files",
+                "Can I get a list of what is here?",
+                "Show me what files there are.",
+                "What files are there?",
+                "Can you list the files here?",
+                "Tell me which files exist.",
+                "What's in this workspace?",
+                "Which files do we have?",
+                "Any files here?",
             ]
         )
     else:
@@ -826,9 +871,36 @@ CHAT = [
 ]
 
 
+_HELLO = ["Hi", "Hello", "Hey", "Hi there", "Hello there", "Good morning", "Hey there", "Greetings"]
+_SMALL_TALK = [
+    "pleased to meet you",
+    "how's it going",
+    "how are you today",
+    "I'm new here",
+    "just saying hi",
+    "hope you're well",
+    "glad you're here",
+    "long day today",
+]
+
+
+def small_talk(rng: random.Random) -> tuple[str, str]:
+    """A greeting with a bit of small talk, which needs no tool."""
+    talk = rng.choice(_SMALL_TALK)
+    said = f"{rng.choice(_HELLO)}, {talk}{rng.choice(['.', '!', '', '?' if talk.startswith('how') else '.'])}"
+    replies = ["Hello! How can I help?", "Hi! What do you need?", "Hi! What can I do for you?"]
+    if talk == "pleased to meet you":
+        replies = ["Nice to meet you too! What can I do for you?", "Likewise! How can I help?"]
+    reply = rng.choice(replies)
+    return said if rng.random() < 0.7 else said.lower(), reply
+
+
 def turn_chat(rng: random.Random, ws: Workspace) -> list[dict]:
-    if rng.random() < 0.3:
+    roll = rng.random()
+    if roll < 0.3:
         question, answer = rng.choice(W.FACTS)
+    elif roll < 0.5:
+        question, answer = small_talk(rng)
     else:
         question, answer = rng.choice(CHAT)
     return [user(question), assistant(answer)]
