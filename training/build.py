@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 
 from training.arch import Shape, TinyAgent
 from training.export import export, load_exported
-from training.grow import grow, save_shape, shape_from_config, widen_attention, workdir_shape
+from training.grow import grow, save_shape, shape_from_config, widen_attention, widen_hidden, workdir_shape
 from training.probe import make_probe
 from training.tokenizer import save_tokenizer, train_tokenizer, without_space_word_merges
 from training.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
@@ -97,10 +97,18 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="loss weight of reply tokens that copy (argument values, tool results in answers); default 1",
     )
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs=2,
+        metavar=("HIDDEN", "INTERMEDIATE"),
+        help="with --init: widen the residual stream to HIDDEN and every MLP to INTERMEDIATE (new dims start at zero)",
+    )
     args = parser.parse_args(argv)
     if args.copy_weight <= 0:
         parser.error("--copy-weight must be positive")
     changes_init = {"--layers": args.layers is not None, "--heads": args.heads is not None}
+    changes_init["--hidden"] = args.hidden is not None
     changes_init["--no-space-merges"] = args.no_space_merges
     for flag, given in changes_init.items():
         if given and args.init is None:
@@ -119,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 init, shape = grow(init, shape, args.layers, seed=args.seed)
             if args.heads is not None:
                 init, shape = widen_attention(init, shape, args.heads[0], args.heads[1], seed=args.seed)
+            if args.hidden is not None:
+                init, shape = widen_hidden(init, shape, args.hidden[0], args.hidden[1], seed=args.seed)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

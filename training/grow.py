@@ -5,8 +5,10 @@ Deeper: the grown model has the same layer types at the old positions (``full_at
 is unchanged) and new layers after them whose output projections are zero. Wider attention: every
 full-attention layer (the MTP head's too) gets new query heads and key/value heads after the old
 ones, the old query heads still reading the old key/value heads, and the output projection's new
-columns are zero. Either way nothing new writes to the residual stream at first: the grown model
-computes what the old one did, token for token, and training then puts the new parts to use.
+columns are zero. Wider residual stream and MLPs: new dimensions start at zero and the norms are
+rescaled for them. Either way nothing new writes to the residual stream at first: the grown model
+computes what the old one did (to the norms' epsilon, when the stream widens), and training then
+puts the new parts to use.
 """
 
 from __future__ import annotations
@@ -78,6 +80,57 @@ def widen_attention(
             target[:, : value.shape[1]] = value
         else:
             raise ValueError(f"unexpected shape change in {key}: {tuple(value.shape)} -> {tuple(target.shape)}")
+    state["lm.lm_head.weight"] = state["lm.model.embed_tokens.weight"]
+    big.load_state_dict(state)
+    return big, big_shape
+
+
+def broader(shape: Shape, hidden: int, intermediate: int) -> Shape:
+    """``shape`` with a ``hidden``-wide residual stream and ``intermediate``-wide MLPs."""
+    if hidden < shape.hidden_size or intermediate < shape.intermediate_size:
+        raise ValueError(
+            f"cannot shrink hidden/intermediate {shape.hidden_size}/{shape.intermediate_size} to {hidden}/{intermediate}"
+        )
+    return dataclasses.replace(shape, hidden_size=hidden, intermediate_size=intermediate)
+
+
+# The modules that write into the residual stream, the MTP head's input projection among them.
+_HIDDEN_WRITERS = RESIDUAL_WRITERS + ("mtp.fc.weight",)
+
+
+def widen_hidden(
+    model: TinyAgent, shape: Shape, hidden: int, intermediate: int, seed: int = 0
+) -> tuple[TinyAgent, Shape]:
+    """``model`` with a wider residual stream and MLPs; it computes the same logits.
+
+    The old values sit in the first rows and columns; the new residual dimensions start at zero
+    (zero embedding columns, zero rows in every projection that writes to the stream) and the new
+    MLP units write nothing (zero columns in ``down_proj``). Zeros in the stream shrink each RMS by
+    ``sqrt(old / new)``, so every hidden-size norm's scale (``1 + weight``) shrinks by as much. The
+    new input columns keep their fresh init: they read zeros now and pass gradient to the new dims.
+    """
+    big_shape = broader(shape, hidden, intermediate)
+    big = TinyAgent(big_shape, seed=seed)
+    state, old_hidden = big.state_dict(), shape.hidden_size
+    shrink = (old_hidden / hidden) ** 0.5
+    for key, value in model.state_dict().items():
+        target = state[key]
+        if target.shape == value.shape:
+            state[key] = value.clone()
+        elif value.ndim == 1:  # a norm over the residual stream: weights are offsets from 1
+            target.fill_(shrink - 1.0)
+            target[:old_hidden] = (1.0 + value) * shrink - 1.0
+        elif key == "mtp.fc.weight":  # reads [embedding norm, hidden norm]: two blocks of hidden
+            target[:old_hidden, :old_hidden] = value[:, :old_hidden]
+            target[:old_hidden, hidden : hidden + old_hidden] = value[:, old_hidden:]
+        else:
+            target[: value.shape[0], : value.shape[1]] = value
+        if key.endswith(_HIDDEN_WRITERS):
+            target[old_hidden:] = 0.0
+        if key.endswith("mlp.down_proj.weight"):
+            target[:, value.shape[1] :] = 0.0
+        if key == "lm.model.embed_tokens.weight":
+            target[:, old_hidden:] = 0.0
     state["lm.lm_head.weight"] = state["lm.model.embed_tokens.weight"]
     big.load_state_dict(state)
     return big, big_shape

@@ -13,7 +13,14 @@ pytest.importorskip("tokenizers")
 from optiq_runtime import embedded_base_path  # noqa: E402
 from training import build  # noqa: E402
 from training.export import load_exported  # noqa: E402
-from training.grow import SHAPE_FILE, grow, shape_from_config, widen_attention, workdir_shape  # noqa: E402
+from training.grow import (  # noqa: E402
+    SHAPE_FILE,
+    grow,
+    shape_from_config,
+    widen_attention,
+    widen_hidden,
+    workdir_shape,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +65,37 @@ def test_wider_attention_computes_the_trained_models_logits_and_mtp_drafts(shipp
     assert attention.q_proj.weight[2 * old_width :].abs().sum() > 0
 
 
+def test_wider_residual_stream_computes_the_trained_models_logits_and_mtp_drafts(shipped):
+    """Zero-padded dimensions change each norm's mean square; the rescaled norms undo that up to their epsilon."""
+    model, shape = shipped
+    hidden, intermediate = 2 * shape.hidden_size, 2 * shape.intermediate_size - 128
+    big, big_shape = widen_hidden(model, shape, hidden, intermediate, seed=1)
+    assert (big_shape.hidden_size, big_shape.intermediate_size) == (hidden, intermediate)
+    ids = torch.randint(3, shape.vocab_size, (1, 96), generator=torch.Generator().manual_seed(0))
+    for small, wide in zip(_logits(model, ids), _logits(big.eval(), ids)):
+        assert (small - wide).abs().max() < 0.05 * small.abs().max()
+        assert (small.argmax(-1) == wide.argmax(-1)).float().mean() >= 0.95  # random tokens: some near-ties
+    for norm in big.modules():  # with each epsilon scaled as the mean square was, the logits are the same
+        if type(norm).__name__ == "Qwen3_5RMSNorm" and norm.weight.shape[0] == hidden:
+            norm.eps *= shape.hidden_size / hidden
+    for small, wide in zip(_logits(model, ids), _logits(big.eval(), ids)):
+        assert (small - wide).abs().max() < 1e-3
+    # The new dimensions are real: fresh readers, and writers at zero only where they would write.
+    old = shape.hidden_size
+    layer = big.lm.model.layers[0]
+    assert big.lm.model.embed_tokens.weight[:, old:].abs().sum() == 0
+    assert layer.mlp.down_proj.weight[old:].abs().sum() == 0
+    assert layer.mlp.down_proj.weight[:, shape.intermediate_size :].abs().sum() == 0
+    assert layer.mlp.up_proj.weight[:, old:].abs().sum() > 0
+    assert big.mtp.fc.weight[:, hidden + old :].abs().sum() > 0
+
+
+def test_wider_residual_stream_refuses_shrinking(shipped):
+    model, shape = shipped
+    with pytest.raises(ValueError, match="cannot shrink"):
+        widen_hidden(model, shape, shape.hidden_size - 64, shape.intermediate_size)
+
+
 @pytest.mark.parametrize(
     ("scale", "error"),
     [
@@ -81,7 +119,9 @@ def test_grow_refuses_fewer_layers(shipped):
         grow(model, shape, shape.num_hidden_layers - 1)
 
 
-@pytest.mark.parametrize("flags", [["--layers", "8"], ["--heads", "4", "2"], ["--no-space-merges"]])
+@pytest.mark.parametrize(
+    "flags", [["--layers", "8"], ["--heads", "4", "2"], ["--hidden", "256", "512"], ["--no-space-merges"]]
+)
 def test_build_refuses_changing_a_model_without_init(tmp_path, capsys, flags):
     with pytest.raises(SystemExit) as exit_info:
         build.main(["--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w"), *flags])
