@@ -69,7 +69,8 @@ def test_chat_passes_the_call_guide_setting_to_its_agent(tmp_path):
     from optiq_runtime.embedded import embedded_base_path
 
     for flags, guided in (([], True), (["--no-guide-calls"], False)):
-        args = build_parser().parse_args(["chat", "--model", str(embedded_base_path()), *flags])
+        # --mtp off: the guide setting is what this checks, not the MTP cost measurement a fresh home would run.
+        args = build_parser().parse_args(["chat", "--model", str(embedded_base_path()), "--mtp", "off", *flags])
         agent = _launcher(args, plan_tools(None, None, tmp_path), tmp_path)(None, None, None)
         try:
             assert agent.sampling.guide_calls is guided

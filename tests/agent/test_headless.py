@@ -1,6 +1,7 @@
 """`optiq run`: JSON events, exit statuses, bad arguments; on the real embedded model."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,7 +21,22 @@ def optiq_run(*args: str, home, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
-def test_json_mode_prints_one_event_per_line_ending_with_done(tmp_path):
+@pytest.fixture(scope="module")
+def measured_home(tmp_path_factory):
+    """A home where `optiq run` has measured the embedded model's MTP costs once (a minute on this machine)."""
+    home = tmp_path_factory.mktemp("measured-home")
+    result = optiq_run("hi", "--model", MODEL, "--max-tokens", "1", "--workspace", str(home), home=home)
+    assert list((home / "mtp_costs").glob("*.json")), result.stderr
+    return home
+
+
+def home_measured_in(measured_home, tmp_path):
+    """A fresh home that shares only the measured MTP costs (its sessions stay its own)."""
+    shutil.copytree(measured_home / "mtp_costs", tmp_path / "mtp_costs")
+    return tmp_path
+
+
+def test_json_mode_prints_one_event_per_line_ending_with_done(tmp_path, measured_home):
     result = optiq_run(
         "Say hi.",
         "--model",
@@ -32,7 +48,7 @@ def test_json_mode_prints_one_event_per_line_ending_with_done(tmp_path):
         "--json",
         "--workspace",
         str(tmp_path),
-        home=tmp_path,
+        home=home_measured_in(measured_home, tmp_path),
     )
     events = [TypeAdapter(AgentEvent).validate_json(line) for line in result.stdout.splitlines()]
     assert events[0].type == "user" and events[-1].type == "done"
@@ -60,9 +76,10 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
     assert result.stdout == ""
 
 
-def test_a_limit_stop_exits_1_and_says_why_on_stderr(tmp_path):
+def test_a_limit_stop_exits_1_and_says_why_on_stderr(tmp_path, measured_home):
+    home = home_measured_in(measured_home, tmp_path)
     result = optiq_run(
-        "Write a long poem.", "--model", MODEL, "--max-tokens", "2", "--workspace", str(tmp_path), home=tmp_path
+        "Write a long poem.", "--model", MODEL, "--max-tokens", "2", "--workspace", str(tmp_path), home=home
     )
     if result.returncode == 1:
         assert "optiq run: stopped (" in result.stderr

@@ -123,13 +123,14 @@ def test_greedy_mtp_matches_plain_on_built_model(built_folder, depth):
 def test_cpu_backend_runs_quantized_models_as_the_measured_plan_says(built_folder):
     import mlx.nn as nn
 
-    planned = Engine.load(built_folder)
+    # MTP off: each load would otherwise measure its MTP costs (the three run the weights three ways).
+    planned = Engine.load(built_folder, mtp="off")
     assert planned.cpu_plan is not None and planned.dequantized == planned.cpu_plan.dense
-    engine = Engine.load(built_folder, dequantize=True)
+    engine = Engine.load(built_folder, mtp="off", dequantize=True)
     assert engine.dequantized
     assert not any(isinstance(m, nn.QuantizedLinear) for _, m in engine.model.named_modules())
     assert not any(isinstance(m, nn.QuantizedLinear) for _, m in engine.head.named_modules())
-    kept = Engine.load(built_folder, dequantize=False)
+    kept = Engine.load(built_folder, mtp="off", dequantize=False)
     assert not kept.dequantized and any(isinstance(m, nn.QuantizedLinear) for _, m in kept.model.named_modules())
     # The same weights, so the same greedy tokens.
     tokens = engine.generate(PROMPT, Sampling(max_tokens=24))

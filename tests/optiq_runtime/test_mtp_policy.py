@@ -102,6 +102,7 @@ def test_measuring_keeps_to_its_budget(engine):
 
 def test_load_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTIQ_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OPTIQ_MTP_BUDGET_S", "8")  # a short measurement is still measured and cached
     folder = write_random_checkpoint(tmp_path / "model", seed=5)
     first = Engine.load(folder)
     file = folder / "optiq" / "mtp_costs.json"

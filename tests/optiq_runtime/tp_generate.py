@@ -66,7 +66,7 @@ def main(path: str) -> None:
         if engine is None:
             return
     else:
-        engine = Engine.load(path, dequantize=False)
+        engine = Engine.load(path, mtp="on", dequantize=False)  # the runs turn MTP off and on; no cost measurement
         engine.auto_fallback = False  # as under tensor parallelism: MTP rounds whenever it is on
     print(json.dumps(runs(engine)), flush=True)
 
