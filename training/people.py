@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from training import words as W
 from training.corpus import assistant, assistant_calls, call, pseudo_word, tool_result, user
 from training.english import common_word, common_words
-from training.numbers import OPERATOR_WORDS, say_number
+from training.numbers import OPERATOR_WORDS, number_words, say_number
 
 STEMS = """
 plan report summary budget ideas output results journal diary recipe recipes list groceries
@@ -101,7 +101,7 @@ def phrase(rng: random.Random) -> str:
         items = ["eggs", "milk", "rice", "bread", "tea", "apples", "soap", "pasta", "beans"]
         if rng.random() < 0.5:  # any short words, listed: colours, names, everyday words
             items = [common_word(rng, 3) for _ in range(5)]
-        return ", ".join(dict.fromkeys(rng.sample(items, rng.randint(2, 4))))
+        return ", ".join(dict.fromkeys(rng.sample(items, rng.randint(2, 5))))
     return f"{pseudo_word(rng)} {rng.randint(1, 999)}"
 
 
@@ -210,6 +210,8 @@ def _binary(rng: random.Random) -> Sum:
         a = round(rng.uniform(1, 100), 1)
     word = rng.choice(OPERATOR_WORDS[op])
     sa, sb = say_number(rng, a) if isinstance(a, int) else str(a), say_number(rng, b)
+    if isinstance(a, int) and a < 1000 and b < 1000 and rng.random() < 0.12:  # "twenty-six times fourteen"
+        sa, sb = number_words(a), number_words(b)
     order = rng.choice(_ORDERS.get(op, [None])) if rng.random() < 0.35 else None
     value = eval(f"{a} {op} {b}")  # noqa: S307 - two numbers and one operator
     return Sum(f"{sa} {word} {sb}", f"{a} {op} {b}", value, order.format(a=sa, b=sb) if order else None)
@@ -343,6 +345,7 @@ def ask_sum(rng: random.Random, s: Sum) -> str:
             f"{cap(py_in)}, what is {e}?",
             f"python: {e}",
             f"{e} in python",
+            f"{e} {py_in}.",
             f"{e} = ? {py}",
             f"How much is {e}? {py}",
             f"Please {verb} {e} {py_in}.",
@@ -545,6 +548,11 @@ def turn_read(rng: random.Random, ws: Workspace) -> list[dict]:
             f"Have a look at {ref}.",
             f"I'd like to see {ref}.",
             f"What is written in {ref}?",
+            f"Tell me what {ref} says.",
+            f"Tell me what's in {ref}.",
+            f"What does {ref} contain?",
+            f"I want to know what {ref} says.",
+            f"Let me see what is in {ref}.",
         ]
     )
     pointed = rng.choice(
@@ -602,6 +610,10 @@ def ask_write(rng: random.Random, ref: str, content: str) -> str:
         f"Make a file {ref} containing: {content}",
         f"New file {ref}, text: {content}",
         f"Save the following in {ref}: {content}",
+        f"Make a file called {ref} with the text: {content}",
+        f"Create a file named {ref} with this text: {content}",
+        f"Create {ref} containing {q}.",
+        f"Write a file {ref} that says {q}.",
         f"{ref}: {content}",
     ]
     if content.isdigit():
@@ -747,6 +759,10 @@ def turn_search(rng: random.Random, ws: Workspace) -> list[dict]:
             f"Which of my files{where} has {p} in it?",
             f"Can you find the word {p}{where}?",
             f"Search{where or ' the project'} for {p}.",
+            f"Find the word {p} in my files{where}.",
+            f"Search my files{where} for {p}.",
+            f"Look for the word {p}{where}.",
+            f"Find {p} in my files.",
         ]
     )
     args = {"pattern": pattern, **({"path": folder} if folder else {})}
@@ -1113,3 +1129,28 @@ def word_list_chat(rng: random.Random) -> list[dict]:
         ]
     )
     return [user(ask), assistant("\n".join(items))]
+
+
+def number_words_chat(rng: random.Random) -> list[dict]:
+    """Numbers said in words written back in digits: "twenty-six times fourteen" -> ``26 * 14``.
+
+    Added in session 13, when round 9 computed ``22 * 45`` for "twenty-six times fourteen" (a
+    dev-set miss): a few dozen tokens each, without the tools block, like the word-list drill.
+    """
+    nums = [rng.randint(0, 999) if rng.random() < 0.6 else rng.randint(0, 99) for _ in range(rng.choice([1, 2, 2]))]
+    if len(nums) == 1:
+        said, digits = number_words(nums[0]), str(nums[0])
+    else:
+        op = rng.choice(["+", "-", "*", "/"])
+        word = rng.choice([w for w in OPERATOR_WORDS[op] if w.isalpha() or " " in w])
+        said, digits = f"{number_words(nums[0])} {word} {number_words(nums[1])}", f"{nums[0]} {op} {nums[1]}"
+    ask = rng.choice(
+        [
+            f"Write {said} in digits.",
+            f"{cap(said)} in digits, please.",
+            f"How do you write {said} with digits?",
+            f"Digits only: {said}",
+            f"Turn this into digits: {said}",
+        ]
+    )
+    return [user(ask), assistant(digits)]

@@ -10,7 +10,11 @@ Every assistant reply follows an empty think block, so the loss covers all of th
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import random
+from pathlib import Path
 
 from training import people as P
 from training import words as W
@@ -57,11 +61,45 @@ def people_mix():
         (C.copy_chat, 3),
         (C.domain_chat, 0.2),
         (word_list_chat, 20),  # ~40 tokens each, no tools block: a few % of the compute
+        (number_words_chat, 6),  # session 13: number words to digits, as cheap as the word lists
     ]
 
 
 def word_list_chat(rng: random.Random) -> Chat:
     return Chat("word_list", P.word_list_chat(rng))
+
+
+def number_words_chat(rng: random.Random) -> Chat:
+    return Chat("number_words", P.number_words_chat(rng))
+
+
+# How a later request in a session may start ("Finally, 99 - 9 with Python.").
+_FOLLOW_ON = ["Now ", "Next, ", "Finally, ", "Also, ", "And ", "Then ", "OK, now ", "One more: "]
+
+
+def _follow_on(rng: random.Random, turn: list[dict]) -> list[dict]:
+    """The turn with its request, sometimes, said as the next step of a session."""
+    request = turn[0]
+    if rng.random() >= 0.2 or request["role"] != "user" or not isinstance(request.get("content"), str):
+        return turn
+    text = request["content"]
+    lead = rng.choice(_FOLLOW_ON)
+    first = text[:1].lower() if text[1:2].islower() else text[:1]
+    return [{**request, "content": lead + first + text[1:]}, *turn[1:]]
+
+
+@functools.cache
+def held_out_requests() -> frozenset[str]:
+    """Every request of the people suite (held out) and the dev suite (tuning): never trained on verbatim."""
+    from optiq_runtime.calibration import DATA_DIR
+
+    said: set[str] = set()
+    for path in (DATA_DIR / "people_suite.jsonl", Path(__file__).with_name("dev_suite.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                task = json.loads(line)
+                said |= {task["prompt"], *task.get("before", [])}
+    return frozenset(said)
 
 
 def _ready(ws: P.Workspace, needs: str | None) -> bool:
@@ -71,13 +109,24 @@ def _ready(ws: P.Workspace, needs: str | None) -> bool:
     return value is not None and (needs not in ("path", "hit") or value in ws.files)
 
 
+def _next_turn(rng: random.Random, ws: P.Workspace, first: bool) -> tuple[list[dict], P.Workspace]:
+    """One more request and its replies, and the workspace after it; never a held-out request verbatim."""
+    makers = FIRST_TURNS + ([] if first else [m for m in FOLLOW_UPS if _ready(ws, m[2])])
+    weights = [m[1] * (2.5 if m in FOLLOW_UPS else 1) for m in makers]
+    while True:  # a held-out request is composed by chance about once in 95,000: draw again
+        after = copy.deepcopy(ws)
+        turn = rng.choices([m[0] for m in makers], weights=weights)[0](rng, after)
+        if not first:
+            turn = _follow_on(rng, turn)
+        if turn[0].get("content") not in held_out_requests():
+            return turn, after
+
+
 def session_messages(rng: random.Random, requests: int) -> list[dict]:
     """``requests`` turns over one workspace; later turns may refer back to earlier ones."""
     ws, messages = P.Workspace(), []
     for i in range(requests):
-        makers = FIRST_TURNS + ([m for m in FOLLOW_UPS if _ready(ws, m[2])] if i else [])
-        maker = rng.choices([m[0] for m in makers], weights=[m[1] * (2.5 if m in FOLLOW_UPS else 1) for m in makers])[0]
-        turn = maker(rng, ws)
+        turn, ws = _next_turn(rng, ws, first=i == 0)
         if (
             i
             and sum(len(str(m.get("content", ""))) + len(str(m.get("tool_calls", ""))) for m in messages + turn)

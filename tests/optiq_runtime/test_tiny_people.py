@@ -125,6 +125,18 @@ def test_the_held_out_sets_are_never_generated():
     assert not said & held_out
 
 
+def test_a_request_that_equals_a_held_out_one_is_drawn_again(monkeypatch):
+    from training import sessions
+
+    first = people_chat(random.Random("clash")).messages[0]["content"]
+    assert first not in sessions.held_out_requests()
+    assert {"Find the word FIXME in my files.", "Tell me what info.txt says."} <= sessions.held_out_requests()
+    monkeypatch.setattr(sessions, "held_out_requests", lambda: frozenset({first}))
+    again = people_chat(random.Random("clash"))
+    assert first not in {m["content"] for m in again.messages if m["role"] == "user"}
+    assert again.messages[0]["role"] == "user"
+
+
 def test_the_dev_suite_is_not_the_people_suite():
     assert not _suite_requests(DEV_SUITE) & _suite_requests(DATA_DIR / "people_suite.jsonl")
 
@@ -150,6 +162,36 @@ def test_requests_say_values_several_ways():
     assert any(re.search(r" '[^']+'", s) for s in said)
     assert any(re.search(r": [a-z]", s) for s in said)
     assert any(re.search(r"\b(twenty|thirty|forty|fifty|hundred)", s) for s in said)
+
+
+def test_number_word_drills_answer_the_digits_of_the_words_said():
+    from training.numbers import OPERATOR_WORDS
+    from training.people import number_words_chat
+
+    for seed in range(300):
+        request, reply = (m["content"] for m in number_words_chat(random.Random(seed)))
+        parts = reply.split(" ")
+        assert all(p.isdigit() for p in parts[::2]) and len(parts) in (1, 3)
+        words = re.sub(r"[.,?:]", " ", request.lower()) + " "
+        assert all(f" {number_words(int(p))} " in f" {words}" for p in parts[::2])
+        if len(parts) == 3:
+            assert any(f" {word} " in request for word in OPERATOR_WORDS[parts[1]] if word != parts[1])
+            assert parts[1] not in request.split()  # the operator is said in words, written as the symbol
+
+
+def test_later_requests_of_a_session_sometimes_say_they_follow_on():
+    from training.sessions import _FOLLOW_ON
+
+    firsts, laters = [], []
+    for chat in _chats(1500, "follow-on"):
+        said = [m["content"] for m in chat.messages if m["role"] == "user"]
+        firsts.append(said[0])
+        laters += said[1:]
+    leads = tuple(_FOLLOW_ON)
+    assert not any(s.startswith(leads) for s in firsts)
+    led = [s for s in laters if s.startswith(leads)]
+    assert 0.1 * len(laters) < len(led) < 0.3 * len(laters)
+    assert not any(re.match(r"(Now|Next,|Finally,|Also,|And|Then) [A-Z][a-z]", s) for s in led)
 
 
 def test_written_files_come_from_a_space_too_large_to_memorise():
