@@ -88,13 +88,18 @@ def _follow_on(rng: random.Random, turn: list[dict]) -> list[dict]:
     return [{**request, "content": lead + first + text[1:]}, *turn[1:]]
 
 
+# Hand-written tuning sets: dev (session 7) guided corpus changes; dev2 (session 13) was written after
+# round 10's corpus and never guided it.
+DEV_SUITES = (Path(__file__).with_name("dev_suite.jsonl"), Path(__file__).with_name("dev2_suite.jsonl"))
+
+
 @functools.cache
 def held_out_requests() -> frozenset[str]:
-    """Every request of the people suite (held out) and the dev suite (tuning): never trained on verbatim."""
+    """Every request of the people suite (held out) and the two dev suites (tuning): never trained on verbatim."""
     from optiq_runtime.calibration import DATA_DIR
 
     said: set[str] = set()
-    for path in (DATA_DIR / "people_suite.jsonl", Path(__file__).with_name("dev_suite.jsonl")):
+    for path in (DATA_DIR / "people_suite.jsonl", *DEV_SUITES):
         for line in path.read_text().splitlines():
             if line.strip():
                 task = json.loads(line)

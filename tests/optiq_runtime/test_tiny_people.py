@@ -23,6 +23,7 @@ from training.sessions import people_chat, render_session  # noqa: E402
 from training.train import Encoder  # noqa: E402
 
 DEV_SUITE = Path(__file__).resolve().parents[2] / "training" / "dev_suite.jsonl"
+DEV2 = DEV_SUITE.with_name("dev2_suite.jsonl")
 
 
 def _chats(count: int, seed: str = "test") -> list:
@@ -120,7 +121,7 @@ def test_answers_use_the_tools_result():
 
 
 def test_the_held_out_sets_are_never_generated():
-    held_out = _suite_requests(DATA_DIR / "people_suite.jsonl") | _suite_requests(DEV_SUITE)
+    held_out = _suite_requests(DATA_DIR / "people_suite.jsonl") | _suite_requests(DEV_SUITE) | _suite_requests(DEV2)
     said = {m["content"] for c in _chats(3000, "held-out") for m in c.messages if m["role"] == "user"}
     assert not said & held_out
 
@@ -130,15 +131,22 @@ def test_a_request_that_equals_a_held_out_one_is_drawn_again(monkeypatch):
 
     first = people_chat(random.Random("clash")).messages[0]["content"]
     assert first not in sessions.held_out_requests()
-    assert {"Find the word FIXME in my files.", "Tell me what info.txt says."} <= sessions.held_out_requests()
+    assert {
+        "Find the word FIXME in my files.",
+        "Tell me what info.txt says.",
+        "Take that and multiply it by 3 in Python.",
+    } <= sessions.held_out_requests()
     monkeypatch.setattr(sessions, "held_out_requests", lambda: frozenset({first}))
     again = people_chat(random.Random("clash"))
     assert first not in {m["content"] for m in again.messages if m["role"] == "user"}
     assert again.messages[0]["role"] == "user"
 
 
-def test_the_dev_suite_is_not_the_people_suite():
-    assert not _suite_requests(DEV_SUITE) & _suite_requests(DATA_DIR / "people_suite.jsonl")
+def test_the_dev_suites_are_not_the_people_suite_nor_each_other():
+    people = _suite_requests(DATA_DIR / "people_suite.jsonl")
+    assert not _suite_requests(DEV_SUITE) & people
+    assert not _suite_requests(DEV2) & people
+    assert not _suite_requests(DEV2) & _suite_requests(DEV_SUITE)
 
 
 @pytest.mark.parametrize(
@@ -241,3 +249,13 @@ def test_the_shipped_weights_load_back_for_fine_tuning():
     again = checkpoint_tensors(load_exported(embedded_base_path(), shape_from_config(embedded_base_path())))
     assert set(again) == set(shipped)
     assert all(torch.equal(again[k], shipped[k]) for k in shipped)
+
+
+@pytest.mark.parametrize("path", [DEV_SUITE, DEV2], ids=["dev", "dev2"])
+def test_the_dev_suites_are_agent_suites_optiq_eval_reads(path):
+    from agent.suite import load_suite
+
+    tasks = load_suite(path)
+    assert len(tasks) == 40
+    assert sorted({t.category for t in tasks}) == ["first", "second"]
+    assert all(bool(t.before) == (t.category == "second") for t in tasks)
