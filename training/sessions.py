@@ -98,6 +98,7 @@ def held_out_requests() -> frozenset[str]:
     """Every request of the people suite (held out) and the two dev suites (tuning): never trained on verbatim."""
     from optiq_runtime.calibration import DATA_DIR
 
+    # Read here, not with agent.suite.load_suite: training may not depend on agent (ARCHITECTURE.md).
     said: set[str] = set()
     for path in (DATA_DIR / "people_suite.jsonl", *DEV_SUITES):
         for line in path.read_text().splitlines():
