@@ -26,6 +26,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from optiq_runtime import fp8
 from optiq_runtime.allocate import allocate
 from optiq_runtime.build_choices import Log, measure_sensitivity, uniform_choices
 from optiq_runtime.build_folder import write_folder
@@ -59,9 +60,10 @@ def build(options: BuildOptions, progress: ProgressCallback | None = None, log: 
     check_options(options)
     out = Path(options.out).expanduser().absolute()
     checkpoint = open_base(options.base)
-    if "quantization" in checkpoint.config or "quantization_config" in checkpoint.config:
+    quantized = "quantization" in checkpoint.config or "quantization_config" in checkpoint.config
+    if quantized and fp8.block_size(checkpoint.config) is None:  # block fp8 dequantizes exactly at load
         raise BadInputError(
-            f"base {str(checkpoint.path)!r} is already quantized; give an unquantized (bf16) checkpoint"
+            f"base {str(checkpoint.path)!r} is already quantized; give an unquantized (bf16) or block-scaled fp8 checkpoint"
         )
     check_memory(checkpoint, options.method)
     if options.calibration is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from optiq_runtime import fp8
 from optiq_runtime.checkpoint import Checkpoint
 
 
@@ -20,6 +21,7 @@ def write_mtp(checkpoint: Checkpoint, folder: Path, bits: int, group_size: int) 
     tensors: dict[str, mx.array] = {}
     for file in checkpoint.weight_files:
         tensors.update({k: v for k, v in mx.load(str(file)).items() if k.startswith("mtp.")})
+    tensors = fp8.dequantize(tensors, fp8.block_size(checkpoint.config))
     out: dict[str, mx.array] = {}
     for name, value in sorted(tensors.items()):
         value = value.astype(mx.bfloat16) if mx.issubdtype(value.dtype, mx.floating) else value

@@ -12,6 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_map
 
+from optiq_runtime import fp8
 from optiq_runtime.checkpoint import inspect_checkpoint, resolve_base
 from optiq_runtime.errors import BadInputError
 
@@ -54,7 +55,9 @@ def load_network(path: str | os.PathLike, *, upcast: bool | None = None, lazy: b
 
     checkpoint = inspect_checkpoint(path)
     try:
-        model, config = mlx_load_model(checkpoint.path, lazy=True)
+        model, config = mlx_load_model(
+            checkpoint.path, lazy=True, get_model_classes=_dequantizing_classes(fp8.block_size(checkpoint.config))
+        )
     except ValueError as error:
         raise BadInputError(f"cannot load {checkpoint.path}: {error}") from error
     if cpu_backend() if upcast is None else upcast:
@@ -62,6 +65,24 @@ def load_network(path: str | os.PathLike, *, upcast: bool | None = None, lazy: b
     if not lazy:
         mx.eval(model.parameters())
     return model, config
+
+
+def _dequantizing_classes(block: tuple[int, int] | None):
+    """mlx-lm's model classes, whose ``sanitize`` first dequantizes fp8 weights (``optiq_runtime.fp8``)."""
+    from mlx_lm.utils import _get_classes
+
+    def classes(config: dict):
+        model_class, args_class = _get_classes(config)
+        if block is None:
+            return model_class, args_class
+
+        def sanitize(self, weights):
+            weights = fp8.dequantize(weights, block)
+            return model_class.sanitize(self, weights) if hasattr(model_class, "sanitize") else weights
+
+        return type(model_class.__name__, (model_class,), {"sanitize": sanitize}), args_class
+
+    return classes
 
 
 def load_tokenizer(path: str | os.PathLike, config: dict | None = None):

@@ -22,6 +22,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.qwen3_5 import DecoderLayer, TextModelArgs
 
+from optiq_runtime import fp8
 from optiq_runtime.checkpoint import read_safetensors_header
 from optiq_runtime.errors import BadInputError
 from optiq_runtime.load import cpu_backend, upcast_floats
@@ -72,6 +73,7 @@ def read_mtp_weights(folder: Path, *, exact_norms: bool = False) -> dict[str, mx
     weights: dict[str, mx.array] = {}
     for file in mtp_sources(folder):
         weights.update({k[len(PREFIX) :]: v for k, v in mx.load(str(file)).items() if k.startswith(PREFIX)})
+    weights = fp8.dequantize(weights, fp8.folder_block_size(folder))
     for name, value in weights.items():
         if _is_norm(name):
             shifted = value.astype(mx.float32) + 1.0

@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("HIDDEN", "INTERMEDIATE"),
         help="with --init: widen the residual stream to HIDDEN and every MLP to INTERMEDIATE (new dims start at zero)",
     )
+    parser.add_argument(
+        "--fp8",
+        action="store_true",
+        help="export matrices in block-scaled fp8 (Qwen's FP8 format, half of bf16's bytes) instead of bf16",
+    )
     args = parser.parse_args(argv)
     if args.copy_weight <= 0:
         parser.error("--copy-weight must be positive")
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadCheckpoint as exc:
         print(f"error: {exc}".splitlines()[0], file=sys.stderr)
         return 2
-    export(model, shape, tokenizer, args.out)
+    export(model, shape, tokenizer, args.out, fp8=args.fp8)
     scores = None
     if not args.no_measure:
         from training.quality import measure
