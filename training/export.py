@@ -107,14 +107,20 @@ def export(
     return out
 
 
-def load_exported(folder: Path, shape: Shape) -> TinyAgent:
-    """The TinyAgent whose exported checkpoint is in ``folder`` (the inverse of ``checkpoint_tensors``)."""
+def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """An exported checkpoint's tensors under their stored names, fp8 matrices dequantized to float32."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(folder / "model.safetensors"))
     for key in [k for k in tensors if k.endswith("_scale_inv")]:
         weight = key.removesuffix("_scale_inv")
         tensors[weight] = from_fp8(tensors[weight], tensors.pop(key))
+    return tensors
+
+
+def load_exported(folder: Path, shape: Shape) -> TinyAgent:
+    """The TinyAgent whose exported checkpoint is in ``folder`` (the inverse of ``checkpoint_tensors``)."""
+    tensors = read_tensors(folder)
     model = TinyAgent(shape)
     state = model.state_dict()
     for key, value in tensors.items():
