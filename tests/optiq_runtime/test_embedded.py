@@ -61,8 +61,11 @@ def tensors(folder):
 
 @pytest.fixture(scope="module")
 def loaded(folder):
-    mlx_lm = pytest.importorskip("mlx_lm")
-    return mlx_lm.load(str(folder))
+    """mlx-lm's own Qwen3.5 model and tokenizer, loaded through optiq (which dequantizes an fp8 base first)."""
+    from optiq_runtime.load import load_model
+
+    model = load_model(folder, upcast=False)
+    return model.model, model.tokenizer
 
 
 def test_folder_is_package_data_named_tiny_agent(folder):
@@ -100,11 +103,16 @@ def test_every_linear_input_dim_is_a_multiple_of_64(text_config, tensors):
             assert shape[-1] % 64 == 0, (key, shape)
 
 
-def test_weights_use_qwen35_names_in_bf16(tensors, text_config):
-    assert {k for k in tensors if k.startswith("mtp.")} == MTP_KEYS
+def test_weights_use_qwen35_names_in_bf16_or_block_fp8(tensors, text_config, folder):
+    names = {k for k in tensors if not k.endswith("_scale_inv")}
+    assert {k for k in names if k.startswith("mtp.")} == MTP_KEYS
     assert not any(k.startswith("lm_head") for k in tensors)
     assert all(k.startswith(("model.language_model.", "mtp.")) for k in tensors)
-    assert {t.get_dtype() for t in tensors.values()} == {"BF16"}
+    fp8 = {k for k, t in tensors.items() if t.get_dtype() == "F8_E4M3"}
+    assert {k + "_scale_inv" for k in fp8} == set(tensors) - names  # every fp8 matrix has its block scales
+    assert {tensors[k].get_dtype() for k in names - fp8} == {"BF16"}
+    config = json.loads((folder / "config.json").read_text())
+    assert ("quantization_config" in config) == bool(fp8)
     conv = tensors["model.language_model.layers.0.linear_attn.conv1d.weight"].get_shape()
     assert conv[1:] == [1, text_config["linear_conv_kernel_dim"]]
 
@@ -118,7 +126,7 @@ def test_tokenizer_has_qwen35_chat_specials(folder, loaded):
     assert len(vocab) % 64 == 0
 
 
-def test_stock_mlx_lm_loads_and_generates_what_the_engine_does(folder, loaded):
+def test_mlx_lms_model_generates_what_the_engine_does(folder, loaded):
     import mlx_lm
 
     from optiq_runtime.engine import Engine
