@@ -35,12 +35,12 @@ CONVERT = """
 import json, shutil, sys
 from pathlib import Path
 from safetensors.torch import load_file, save_file
-from training.export import FP8_BLOCK, fp8_tensors
+from training.export import FP8_CONFIG, fp8_tensors
 src, dst = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.copytree(src, dst)
 save_file(fp8_tensors(load_file(str(src / "model.safetensors"))), str(dst / "model.safetensors"), metadata={"format": "pt"})
 config = json.loads((src / "config.json").read_text())
-config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": list(FP8_BLOCK)}
+config["quantization_config"] = FP8_CONFIG
 (dst / "config.json").write_text(json.dumps(config))
 """
 FORWARD = """

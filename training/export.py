@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from optiq_runtime.fp8 import SCALE_SUFFIX
 from training.arch import SPECIAL_IDS, Shape, TinyAgent, text_config
 from training.tokenizer import save_tokenizer
 
@@ -16,6 +17,12 @@ MODEL_NAME = "tiny-agent"
 # Qwen's *-FP8 checkpoints: e4m3 matrices, one float32 scale per 128x128 block (``optiq_runtime.fp8`` reads them).
 FP8_BLOCK = (128, 128)
 FP8_MAX = 448.0  # the largest finite e4m3 value
+FP8_CONFIG = {
+    "quant_method": "fp8",
+    "fmt": "e4m3",
+    "activation_scheme": "dynamic",
+    "weight_block_size": list(FP8_BLOCK),
+}
 
 
 def checkpoint_tensors(model: TinyAgent) -> dict[str, torch.Tensor]:
@@ -57,7 +64,7 @@ def fp8_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in tensors.items():
         if value.ndim == 2 and not key.endswith("embed_tokens.weight"):
-            out[key], out[key + "_scale_inv"] = to_fp8(value)
+            out[key], out[key + SCALE_SUFFIX] = to_fp8(value)
         else:
             out[key] = value
     return out
@@ -72,12 +79,7 @@ def config_json(shape: Shape, fp8: bool = False) -> dict:
         "torch_dtype": "bfloat16",
     }
     if fp8:
-        config["quantization_config"] = {
-            "quant_method": "fp8",
-            "fmt": "e4m3",
-            "activation_scheme": "dynamic",
-            "weight_block_size": list(FP8_BLOCK),
-        }
+        config["quantization_config"] = dict(FP8_CONFIG)
     return config
 
 
@@ -112,8 +114,8 @@ def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     tensors = load_file(str(folder / "model.safetensors"))
-    for key in [k for k in tensors if k.endswith("_scale_inv")]:
-        weight = key.removesuffix("_scale_inv")
+    for key in [k for k in tensors if k.endswith(SCALE_SUFFIX)]:
+        weight = key.removesuffix(SCALE_SUFFIX)
         tensors[weight] = from_fp8(tensors[weight], tensors.pop(key))
     return tensors
 

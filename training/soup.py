@@ -38,12 +38,11 @@ def average(models: list[Path]) -> dict:
     fp8 matrices (``training.export --fp8``) are averaged as the weights they encode, then stored
     as fp8 again with fresh block scales."""
     import torch
-    from safetensors.torch import load_file
 
+    from optiq_runtime.fp8 import folder_block_size
     from training.export import fp8_tensors, read_tensors
 
     loaded = [read_tensors(m) for m in models]
-    dtypes = {k: t.dtype for k, t in load_file(str(models[0] / WEIGHTS)).items()}
     keys = set(loaded[0])
     for model, tensors in zip(models, loaded, strict=True):
         if set(tensors) != keys:
@@ -52,9 +51,9 @@ def average(models: list[Path]) -> dict:
             if tensors[key].shape != loaded[0][key].shape:
                 raise SoupError(f"{key} has shape {tuple(tensors[key].shape)} in {model}: not one lineage")
     mean = {k: sum(t[k].float() for t in loaded) / len(loaded) for k in sorted(keys)}
-    if any(k.endswith("_scale_inv") for k in dtypes):
+    if folder_block_size(models[0]) is not None:  # one lineage: every model is fp8 (same config.json)
         return fp8_tensors({k: v.to(torch.bfloat16) for k, v in mean.items()})
-    return {k: v.to(dtypes[k]) for k, v in mean.items()}
+    return {k: v.to(loaded[0][k].dtype) for k, v in mean.items()}
 
 
 def write_soup(models: list[Path], out: Path) -> None:
