@@ -7,16 +7,21 @@ Such a checkpoint stores a Linear weight ``X.weight`` as float8 e4m3 and beside 
 other fp8 checkpoint is expected to be dequantized by the model's own ``sanitize``, which Qwen3.5's
 does not do. optiq dequantizes to bf16 before the model sees the weights, so a base in this format
 loads, quantizes and decodes like its bf16 original.
+
+MLX is imported where weights are dequantized, not at import: the training side writes this format
+from its names alone, where MLX is not installed (a lent GPU machine).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import mlx.core as mx
+from typing import TYPE_CHECKING
 
 from optiq_runtime.errors import BadInputError
+
+if TYPE_CHECKING:
+    import mlx.core as mx
 
 SCALE_SUFFIX = "_scale_inv"  # ``X.weight`` -> ``X.weight_scale_inv``
 
@@ -41,6 +46,8 @@ def folder_block_size(folder: Path) -> tuple[int, int] | None:
 
 def dequantize_block(weight: mx.array, scale: mx.array, block: tuple[int, int]) -> mx.array:
     """The bf16 weight of one fp8 tensor (stored as uint8 bytes) and its per-block scales."""
+    import mlx.core as mx
+
     rows, cols = weight.shape
     if scale.shape != (-(-rows // block[0]), -(-cols // block[1])):
         raise ValueError(f"scales of shape {tuple(scale.shape)} do not tile a {rows}x{cols} weight in {block} blocks")
@@ -53,6 +60,8 @@ def dequantize(weights: dict[str, mx.array], block: tuple[int, int] | None) -> d
     scales = [name for name in weights if name.endswith(SCALE_SUFFIX)]
     if not scales:
         return weights
+    import mlx.core as mx
+
     if block is None:
         raise BadInputError(f"{scales[0]} is an fp8 scale, but config.json declares no fp8 quantization_config")
     out = {name: value for name, value in weights.items() if not name.endswith(SCALE_SUFFIX)}

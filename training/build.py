@@ -39,6 +39,40 @@ def workdir_tokenizer(workdir: Path, seed: int) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
 
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where training runs, and how its rows are made (a lent GPU wants many rows and data workers)."""
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="train on the CPU or a CUDA GPU (bf16 autocast); auto: the GPU when torch sees one",
+    )
+    parser.add_argument("--rows", type=_count(1), default=0, help="rows per step (default: the mix's own, 2-3)")
+    parser.add_argument(
+        "--data-workers", type=_count(0), default=0, help="processes that write rows ahead of training (default 0)"
+    )
+
+
+def _count(least: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
+    import torch
+
+    available = torch.cuda.is_available()
+    if name == "cuda" and not available:
+        raise ValueError("--device cuda: torch sees no CUDA GPU on this machine")
+    return "cuda" if name == "auto" and available else ("cpu" if name == "auto" else name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
@@ -109,9 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="export matrices in block-scaled fp8 (Qwen's FP8 format, half of bf16's bytes) instead of bf16",
     )
+    add_device_arguments(parser)
     args = parser.parse_args(argv)
     if args.copy_weight <= 0:
         parser.error("--copy-weight must be positive")
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(str(exc))
     changes_init = {"--layers": args.layers is not None, "--heads": args.heads is not None}
     changes_init["--hidden"] = args.hidden is not None
     changes_init["--no-space-merges"] = args.no_space_merges
@@ -156,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             mix=args.mix,
             copy_weight=args.copy_weight,
+            device=args.device,
+            rows=args.rows,
+            data_workers=args.data_workers,
         )
         if args.lr is not None:
             cfg.lr = args.lr

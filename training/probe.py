@@ -50,11 +50,12 @@ def teacher_forced_scores(model: TinyAgent, encoder: Encoder, sets: dict[str, li
     """
     scores, accepted, drafted = {}, 0, 0
     tool_call = encoder.tokenizer.token_to_id("<tool_call>")
+    device = next(model.parameters()).device
     for name, chats in sets.items():
         exact = 0
         for chat in chats:
             ids, mask = encoder.encode(chat)
-            x = torch.tensor([ids])
+            x = torch.tensor([ids], device=device)
             pre, post, rope = model(x)
             pred = model.logits(post)[0].argmax(-1)
             span = _first_reply_span(ids, mask)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from training.arch import Shape, TinyAgent
+from training.batches import Batches, BatchSpec
 from training.corpus import PHASE_MIXES, Chat, training_chat
 from training.template import render
 
@@ -52,6 +53,12 @@ class TrainConfig:
     # the last tool result. Issue #20's misses are mostly garbled copies (`memo.txt` -> `mo.txt`),
     # a few tokens among many easy template tokens; 1.0 weighs every reply token alike.
     copy_weight: float = 1.0
+    # "cpu" or "cuda" (a lent GPU: bf16 autocast); checkpoints load onto it and are read back anywhere.
+    device: str = "cpu"
+    # Rows per step; 0 keeps the mix's own (3 rows of 1024, or 2 of 2048 for "people"). A GPU wants more.
+    rows: int = 0
+    # Processes that write the rows ahead of the trainer (0: the trainer writes them itself).
+    data_workers: int = 0
 
 
 class Encoder:
@@ -164,9 +171,9 @@ def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
     return main, mtp
 
 
-def run_mixes(cfg: TrainConfig) -> dict:
-    """The phase mixes of the run's ``mix``."""
-    if cfg.mix == "people":
+def run_mixes(mix: str) -> dict:
+    """The phase mixes of a run's ``mix`` ("curriculum" or "people")."""
+    if mix == "people":
         from training.sessions import people_mix
 
         return {PEOPLE_PHASE: people_mix()}
@@ -214,7 +221,7 @@ class BadCheckpoint(Exception):
 def load_checkpoint(path: Path, shape: Shape) -> tuple[TinyAgent, int | None]:
     """The model saved in a ``last.pt``/``best.pt`` (eval mode), and the training step it was saved at."""
     try:
-        saved = torch.load(path, weights_only=False)
+        saved = torch.load(path, weights_only=False, map_location="cpu")
         if not isinstance(saved, dict) or "model" not in saved:
             raise ValueError("no model state in it")
         model = TinyAgent(shape)
@@ -243,72 +250,88 @@ def train(
     workdir.mkdir(parents=True, exist_ok=True)
     if cfg.mix == "people":  # the agent's seven tools alone are 925 tokens: a session needs a longer row
         cfg.seq_len, cfg.batch_rows = PEOPLE_ROWS
+    cfg.batch_rows = cfg.rows or cfg.batch_rows
+    device = torch.device(cfg.device)
     model = TinyAgent(shape, seed=cfg.seed)
     if init is not None:
         model.load_state_dict(init.state_dict())
+    model.to(device)
     opt = make_optimizer(model, cfg)
-    mixes = run_mixes(cfg)
     state = {"step": 0, "seconds": 0.0, "tokens": 0, "best": -1.0, "config": asdict(cfg)}
     last = workdir / "last.pt"
     if last.exists():
-        saved = torch.load(last, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        state.update(saved["state"])
+        restore(last, model, opt, state, device)
         log(f"resumed at step {state['step']} ({state['seconds']:.0f}s, {state['tokens']} tokens)")
-    encoder = Encoder(tokenizer, cfg.copy_weight)
+    pad = tokenizer.token_to_id("<|endoftext|>")
+    spec = BatchSpec(tokenizer.to_str(), cfg.copy_weight, cfg.mix, cfg.seed, cfg.batch_rows, cfg.seq_len)
     logfile = (workdir / "log.jsonl").open("a")
     since_ckpt = since_eval = 0.0
     model.train()
-    while state["seconds"] < cfg.seconds:
-        start = time.time()
-        progress = state["seconds"] / cfg.seconds
-        phase = training_phase(cfg, progress)
-        rng = random.Random(f"{cfg.seed}:{state['step']}")
-        ids, mask = pack(encoder, rng, phase, cfg.batch_rows, cfg.seq_len, mixes)
-        lr = learning_rate(cfg, state["step"], progress)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        main, mtp = losses(model, ids, mask)
-        loss = main + cfg.mtp_weight * mtp
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        elapsed = time.time() - start
-        state["step"] += 1
-        state["tokens"] += int((ids != encoder.pad).sum())
-        since_ckpt += elapsed
-        since_eval += elapsed
-        if state["step"] % 10 == 0:
-            record = {
-                "step": state["step"],
-                "seconds": round(state["seconds"], 1),
-                "tokens": state["tokens"],
-                "phase": phase,
-                "lr": round(lr, 6),
-                "loss": round(main.item(), 4),
-                "mtp_loss": round(mtp.item(), 4),
-                "tok_per_s": round(ids.numel() / elapsed),
-            }
-            logfile.write(json.dumps(record) + "\n")
-            logfile.flush()
-            log(json.dumps(record))
-        if evaluate is not None and (since_eval >= cfg.eval_seconds or state["seconds"] + elapsed >= cfg.seconds):
-            since_eval = 0.0
-            model.eval()
-            scores = evaluate(model, state)
-            model.train()
-            logfile.write(json.dumps({"step": state["step"], "eval": scores}) + "\n")
-            logfile.flush()
-            log(json.dumps({"step": state["step"], "eval": scores}))
-            if scores.get("score", -1) >= state["best"]:
-                state["best"] = scores["score"]
-                save_checkpoint(workdir / "best.pt", model, opt, state)
-        state["seconds"] += time.time() - start  # the budget is wall time, evaluation included
-        if since_ckpt >= cfg.checkpoint_seconds or state["seconds"] >= cfg.seconds:
-            since_ckpt = 0.0
-            save_checkpoint(last, model, opt, state)
+    with Batches(spec, cfg.data_workers) as batches:
+        while state["seconds"] < cfg.seconds:
+            start = time.time()
+            progress = state["seconds"] / cfg.seconds
+            phase = training_phase(cfg, progress)
+            ids, mask = (t.to(device) for t in batches.get(state["step"], phase))
+            lr = learning_rate(cfg, state["step"], progress)
+            main, mtp = step(model, opt, ids, mask, lr, cfg)
+            elapsed = time.time() - start
+            state["step"] += 1
+            state["tokens"] += int((ids != pad).sum())
+            since_ckpt += elapsed
+            since_eval += elapsed
+            if state["step"] % 10 == 0:
+                record = {
+                    "step": state["step"],
+                    "seconds": round(state["seconds"], 1),
+                    "tokens": state["tokens"],
+                    "phase": phase,
+                    "lr": round(lr, 6),
+                    "loss": round(main.item(), 4),
+                    "mtp_loss": round(mtp.item(), 4),
+                    "tok_per_s": round(ids.numel() / elapsed),
+                }
+                logfile.write(json.dumps(record) + "\n")
+                logfile.flush()
+                log(json.dumps(record))
+            if evaluate is not None and (since_eval >= cfg.eval_seconds or state["seconds"] + elapsed >= cfg.seconds):
+                since_eval = 0.0
+                model.eval()
+                scores = evaluate(model, state)
+                model.train()
+                logfile.write(json.dumps({"step": state["step"], "eval": scores}) + "\n")
+                logfile.flush()
+                log(json.dumps({"step": state["step"], "eval": scores}))
+                if scores.get("score", -1) >= state["best"]:
+                    state["best"] = scores["score"]
+                    save_checkpoint(workdir / "best.pt", model, opt, state)
+            state["seconds"] += time.time() - start  # the budget is wall time, evaluation included
+            if since_ckpt >= cfg.checkpoint_seconds or state["seconds"] >= cfg.seconds:
+                since_ckpt = 0.0
+                save_checkpoint(last, model, opt, state)
     if not last.exists():  # a run with no time left (``--minutes 0``) still leaves its starting point
         save_checkpoint(last, model, opt, state)
     return model
+
+
+def restore(path: Path, model: TinyAgent, opt: torch.optim.Optimizer, state: dict, device: torch.device) -> None:
+    """Resume from a ``last.pt``: weights, optimizer and run state, onto ``device``."""
+    saved = torch.load(path, weights_only=False, map_location=device)
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["opt"])
+    state.update(saved["state"])
+
+
+def step(model: TinyAgent, opt, ids: torch.Tensor, mask: torch.Tensor, lr: float, cfg: TrainConfig):
+    """One optimizer step at ``lr``; returns the next-token and MTP losses. On a GPU the forward
+    pass runs under bf16 autocast (weights and optimizer stay float32)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=ids.device.type == "cuda"):
+        main, mtp = losses(model, ids, mask)
+    loss = main + cfg.mtp_weight * mtp
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return main, mtp
