@@ -21,6 +21,12 @@ LR=${LR:-1e-3}
 SEED=${SEED:-20}
 DEVICE=${DEVICE:-cuda}
 WORKDIR=${WORKDIR:-$(mktemp -d)}
+# Wheels carried in .whl (the device README says how) replace the image's: carry this machine's
+# transformers to train with the very model code the CPU rounds used (the image's is older).
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv >"$OUT/gpu.txt" 2>&1 || echo "no nvidia-smi" >"$OUT/gpu.txt"
 PYTHONUNBUFFERED=1 python3 -m training.build --workdir "$WORKDIR" --out "$OUT/model" --init "$INIT" \
   --mix people --lr "$LR" --minutes "$MINUTES" --seed "$SEED" --device "$DEVICE" --rows "$ROWS" \
