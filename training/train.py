@@ -264,10 +264,9 @@ def train(
         log(f"resumed at step {state['step']} ({state['seconds']:.0f}s, {state['tokens']} tokens)")
     pad = tokenizer.token_to_id("<|endoftext|>")
     spec = BatchSpec(tokenizer.to_str(), cfg.copy_weight, cfg.mix, cfg.seed, cfg.batch_rows, cfg.seq_len)
-    logfile = (workdir / "log.jsonl").open("a")
     since_ckpt = since_eval = 0.0
     model.train()
-    with Batches(spec, cfg.data_workers) as batches:
+    with (workdir / "log.jsonl").open("a") as logfile, Batches(spec, cfg.data_workers) as batches:
         while state["seconds"] < cfg.seconds:
             start = time.time()
             progress = state["seconds"] / cfg.seconds
@@ -281,30 +280,11 @@ def train(
             since_ckpt += elapsed
             since_eval += elapsed
             if state["step"] % 10 == 0:
-                record = {
-                    "step": state["step"],
-                    "seconds": round(state["seconds"], 1),
-                    "tokens": state["tokens"],
-                    "phase": phase,
-                    "lr": round(lr, 6),
-                    "loss": round(main.item(), 4),
-                    "mtp_loss": round(mtp.item(), 4),
-                    "tok_per_s": round(ids.numel() / elapsed),
-                }
-                logfile.write(json.dumps(record) + "\n")
-                logfile.flush()
-                log(json.dumps(record))
+                write_log(logfile, log, step_record(state, phase, lr, main, mtp, ids.numel() / elapsed))
             if evaluate is not None and (since_eval >= cfg.eval_seconds or state["seconds"] + elapsed >= cfg.seconds):
                 since_eval = 0.0
-                model.eval()
-                scores = evaluate(model, state)
-                model.train()
-                logfile.write(json.dumps({"step": state["step"], "eval": scores}) + "\n")
-                logfile.flush()
-                log(json.dumps({"step": state["step"], "eval": scores}))
-                if scores.get("score", -1) >= state["best"]:
-                    state["best"] = scores["score"]
-                    save_checkpoint(workdir / "best.pt", model, opt, state)
+                scores = evaluate_and_keep_best(evaluate, model, opt, state, workdir / "best.pt")
+                write_log(logfile, log, {"step": state["step"], "eval": scores})
             state["seconds"] += time.time() - start  # the budget is wall time, evaluation included
             if since_ckpt >= cfg.checkpoint_seconds or state["seconds"] >= cfg.seconds:
                 since_ckpt = 0.0
@@ -312,6 +292,39 @@ def train(
     if not last.exists():  # a run with no time left (``--minutes 0``) still leaves its starting point
         save_checkpoint(last, model, opt, state)
     return model
+
+
+def write_log(logfile, log, record: dict) -> None:
+    """One JSON line in the run's ``log.jsonl``, and the same line to ``log``."""
+    line = json.dumps(record)
+    logfile.write(line + "\n")
+    logfile.flush()
+    log(line)
+
+
+def step_record(state: dict, phase: int, lr: float, main, mtp, tokens_per_second: float) -> dict:
+    """The log line of a step."""
+    return {
+        "step": state["step"],
+        "seconds": round(state["seconds"], 1),
+        "tokens": state["tokens"],
+        "phase": phase,
+        "lr": round(lr, 6),
+        "loss": round(main.item(), 4),
+        "mtp_loss": round(mtp.item(), 4),
+        "tok_per_s": round(tokens_per_second),
+    }
+
+
+def evaluate_and_keep_best(evaluate, model: TinyAgent, opt, state: dict, best: Path) -> dict:
+    """Score the model; save it as ``best`` when its ``score`` is the run's best so far."""
+    model.eval()
+    scores = evaluate(model, state)
+    model.train()
+    if scores.get("score", -1) >= state["best"]:
+        state["best"] = scores["score"]
+        save_checkpoint(best, model, opt, state)
+    return scores
 
 
 def restore(path: Path, model: TinyAgent, opt: torch.optim.Optimizer, state: dict, device: torch.device) -> None:
