@@ -68,9 +68,11 @@ def resolve_device(name: str) -> str:
     import torch
 
     available = torch.cuda.is_available()
+    if name == "auto":
+        return "cuda" if available else "cpu"
     if name == "cuda" and not available:
         raise ValueError("--device cuda: torch sees no CUDA GPU on this machine")
-    return "cuda" if name == "auto" and available else ("cpu" if name == "auto" else name)
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
