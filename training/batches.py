@@ -1,4 +1,5 @@
-"""Each training step's rows, made in the trainer or ahead of it by worker processes.
+"""Each training step's rows: conversations rendered with their loss masks (``Encoder``), packed
+whole into rows (``pack``), made in the trainer or ahead of it by worker processes (``Batches``).
 
 Step k's rows come from ``Random(f"{seed}:{k}")`` and the step's curriculum phase alone, so a
 worker makes exactly the rows the trainer would have made: a run with workers sees the same
@@ -11,11 +12,119 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import re
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
 
 import torch
 from tokenizers import Tokenizer
+
+from training.corpus import PHASE_MIXES, Chat, training_chat
+from training.template import render
+
+
+class Encoder:
+    """Renders chats and marks the tokens the model is trained to produce."""
+
+    def __init__(self, tokenizer: Tokenizer, copy_weight: float = 1.0):
+        self.tokenizer = tokenizer
+        self.copy_weight = copy_weight
+        self.think_end = tokenizer.token_to_id("</think>")
+        self.im_end = tokenizer.token_to_id("<|im_end|>")
+        self.pad = tokenizer.token_to_id("<|endoftext|>")
+
+    def encode(self, chat: Chat) -> tuple[list[int], list[float]]:
+        """Token ids and a loss-weight mask: 0 on context, 1 on each assistant reply that follows an
+        empty think block, ``copy_weight`` on the reply tokens that copy (see ``copy_positions``).
+
+        Those replies are exactly what the model produces after ``enable_thinking=False``'s
+        generation prompt; the prompt side (tools, user turns, tool results) is context only.
+        """
+        if chat.session:
+            from training.sessions import render_session
+
+            text = render_session(chat.messages, chat.tools)
+        else:
+            text = render(chat.messages, chat.tools)
+        encoding = self.tokenizer.encode(text)
+        mask = self.reply_mask(encoding.ids)
+        if self.copy_weight != 1.0:
+            for i in copy_positions(text, encoding, mask):
+                mask[i] = self.copy_weight
+        return encoding.ids, mask
+
+    def reply_mask(self, ids: list[int]) -> list[float]:
+        """1 on every token of the assistant replies, 0 elsewhere."""
+        mask = [0] * len(ids)
+        i = 0
+        while i < len(ids):
+            if ids[i] != self.think_end:
+                i += 1
+                continue
+            i += 2  # skip "</think>" and the "\n\n" after it: both are the generation prompt
+            while i < len(ids):
+                mask[i] = 1
+                i += 1
+                if ids[i - 1] == self.im_end:
+                    break
+        return mask
+
+
+_ARGUMENT_VALUE = re.compile(r"<parameter=[^>\n]*>\n(.*?)\n</parameter>", re.DOTALL)
+_TOOL_RESPONSE = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.DOTALL)
+_TOOL_CALL = re.compile(r"<tool_call>.*?</tool_call>", re.DOTALL)
+
+
+def copy_positions(text: str, encoding, mask: list[float]) -> list[int]:
+    """Reply tokens that copy: every token of a call's argument values, and each answer token
+    (outside calls) with letters or digits whose id occurs in the latest tool result before it."""
+    values = [m.span(1) for m in _ARGUMENT_VALUE.finditer(text)]
+    calls = [m.span() for m in _TOOL_CALL.finditer(text)]
+    responses = [(m.start(1), m.end(1)) for m in _TOOL_RESPONSE.finditer(text)]
+    response_ids: list[set[int]] = [set() for _ in responses]
+    positions = []
+    for i, ((start, end), token) in enumerate(zip(encoding.offsets, encoding.ids)):
+        for k, (lo, hi) in enumerate(responses):
+            if lo <= start and end <= hi:
+                response_ids[k].add(token)
+        if not mask[i]:
+            continue
+        if any(lo <= start and end <= hi for lo, hi in values):
+            positions.append(i)
+        elif not any(lo <= start < hi for lo, hi in calls) and any(c.isalnum() for c in encoding.tokens[i]):
+            latest = [k for k, (lo, _) in enumerate(responses) if lo < start]
+            if latest and token in response_ids[latest[-1]]:
+                positions.append(i)
+    return positions
+
+
+def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: int, mixes: dict = PHASE_MIXES):
+    """``rows`` rows of whole conversations (never split), padded; returns ids and mask tensors."""
+    ids = torch.full((rows, seq_len), encoder.pad, dtype=torch.long)
+    mask = torch.zeros((rows, seq_len), dtype=torch.float32)
+    for r in range(rows):
+        used, misses = 0, 0
+        while misses < 3:
+            sample_ids, sample_mask = encoder.encode(training_chat(rng, phase, mixes))
+            if used + len(sample_ids) > seq_len:
+                misses += 1
+                continue
+            ids[r, used : used + len(sample_ids)] = torch.tensor(sample_ids)
+            mask[r, used : used + len(sample_ids)] = torch.tensor(sample_mask)
+            used += len(sample_ids)
+    return ids, mask
+
+
+def run_mixes(mix: str) -> dict:
+    """The phase mixes of a run's ``mix`` ("curriculum" or "people")."""
+    if mix == "people":
+        from training.sessions import people_mix
+
+        return {PEOPLE_PHASE: people_mix()}
+    return PHASE_MIXES
+
+
+PEOPLE_PHASE = 5
 
 
 @dataclass(frozen=True)
@@ -34,15 +143,11 @@ class _Maker:
     """The encoder and mixes of a spec, built once per process."""
 
     def __init__(self, spec: BatchSpec):
-        from training.train import Encoder, run_mixes
-
         self.spec = spec
         self.encoder = Encoder(Tokenizer.from_str(spec.tokenizer_json), spec.copy_weight)
         self.mixes = run_mixes(spec.mix)
 
     def batch(self, step: int, phase: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from training.train import pack
-
         rng = random.Random(f"{self.spec.seed}:{step}")
         return pack(self.encoder, rng, phase, self.spec.rows, self.spec.seq_len, self.mixes)
 

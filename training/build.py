@@ -15,11 +15,12 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from training.arch import Shape, TinyAgent
+from training.batches import Encoder
 from training.export import export, load_exported
 from training.grow import grow, save_shape, shape_from_config, widen_attention, widen_hidden, workdir_shape
 from training.probe import make_probe
 from training.tokenizer import save_tokenizer, train_tokenizer, without_space_word_merges
-from training.train import BadCheckpoint, Encoder, TrainConfig, load_checkpoint, train
+from training.train import BadCheckpoint, TrainConfig, load_checkpoint, train
 
 
 def load_trained(workdir: Path, shape: Shape, which: str = "best") -> TinyAgent:

@@ -7,8 +7,8 @@ import random
 import torch
 
 from training.arch import TinyAgent
+from training.batches import Encoder
 from training.corpus import Chat, agent_chat, bfcl_chat, copy_chat
-from training.train import Encoder
 
 
 def probe_chats(count: int = 32) -> dict[str, list[Chat]]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,9 +19,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from training.arch import Shape, TinyAgent
-from training.batches import Batches, BatchSpec
-from training.corpus import PHASE_MIXES, Chat, training_chat
-from training.template import render
+from training.batches import PEOPLE_PHASE, Batches, BatchSpec
 
 
 @dataclass
@@ -61,98 +57,6 @@ class TrainConfig:
     data_workers: int = 0
 
 
-class Encoder:
-    """Renders chats and marks the tokens the model is trained to produce."""
-
-    def __init__(self, tokenizer: Tokenizer, copy_weight: float = 1.0):
-        self.tokenizer = tokenizer
-        self.copy_weight = copy_weight
-        self.think_end = tokenizer.token_to_id("</think>")
-        self.im_end = tokenizer.token_to_id("<|im_end|>")
-        self.pad = tokenizer.token_to_id("<|endoftext|>")
-
-    def encode(self, chat: Chat) -> tuple[list[int], list[float]]:
-        """Token ids and a loss-weight mask: 0 on context, 1 on each assistant reply that follows an
-        empty think block, ``copy_weight`` on the reply tokens that copy (see ``copy_positions``).
-
-        Those replies are exactly what the model produces after ``enable_thinking=False``'s
-        generation prompt; the prompt side (tools, user turns, tool results) is context only.
-        """
-        if chat.session:
-            from training.sessions import render_session
-
-            text = render_session(chat.messages, chat.tools)
-        else:
-            text = render(chat.messages, chat.tools)
-        encoding = self.tokenizer.encode(text)
-        mask = self.reply_mask(encoding.ids)
-        if self.copy_weight != 1.0:
-            for i in copy_positions(text, encoding, mask):
-                mask[i] = self.copy_weight
-        return encoding.ids, mask
-
-    def reply_mask(self, ids: list[int]) -> list[float]:
-        """1 on every token of the assistant replies, 0 elsewhere."""
-        mask = [0] * len(ids)
-        i = 0
-        while i < len(ids):
-            if ids[i] != self.think_end:
-                i += 1
-                continue
-            i += 2  # skip "</think>" and the "\n\n" after it: both are the generation prompt
-            while i < len(ids):
-                mask[i] = 1
-                i += 1
-                if ids[i - 1] == self.im_end:
-                    break
-        return mask
-
-
-_ARGUMENT_VALUE = re.compile(r"<parameter=[^>\n]*>\n(.*?)\n</parameter>", re.DOTALL)
-_TOOL_RESPONSE = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.DOTALL)
-_TOOL_CALL = re.compile(r"<tool_call>.*?</tool_call>", re.DOTALL)
-
-
-def copy_positions(text: str, encoding, mask: list[float]) -> list[int]:
-    """Reply tokens that copy: every token of a call's argument values, and each answer token
-    (outside calls) with letters or digits whose id occurs in the latest tool result before it."""
-    values = [m.span(1) for m in _ARGUMENT_VALUE.finditer(text)]
-    calls = [m.span() for m in _TOOL_CALL.finditer(text)]
-    responses = [(m.start(1), m.end(1)) for m in _TOOL_RESPONSE.finditer(text)]
-    response_ids: list[set[int]] = [set() for _ in responses]
-    positions = []
-    for i, ((start, end), token) in enumerate(zip(encoding.offsets, encoding.ids)):
-        for k, (lo, hi) in enumerate(responses):
-            if lo <= start and end <= hi:
-                response_ids[k].add(token)
-        if not mask[i]:
-            continue
-        if any(lo <= start and end <= hi for lo, hi in values):
-            positions.append(i)
-        elif not any(lo <= start < hi for lo, hi in calls) and any(c.isalnum() for c in encoding.tokens[i]):
-            latest = [k for k, (lo, _) in enumerate(responses) if lo < start]
-            if latest and token in response_ids[latest[-1]]:
-                positions.append(i)
-    return positions
-
-
-def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: int, mixes: dict = PHASE_MIXES):
-    """``rows`` rows of whole conversations (never split), padded; returns ids and mask tensors."""
-    ids = torch.full((rows, seq_len), encoder.pad, dtype=torch.long)
-    mask = torch.zeros((rows, seq_len), dtype=torch.float32)
-    for r in range(rows):
-        used, misses = 0, 0
-        while misses < 3:
-            sample_ids, sample_mask = encoder.encode(training_chat(rng, phase, mixes))
-            if used + len(sample_ids) > seq_len:
-                misses += 1
-                continue
-            ids[r, used : used + len(sample_ids)] = torch.tensor(sample_ids)
-            mask[r, used : used + len(sample_ids)] = torch.tensor(sample_mask)
-            used += len(sample_ids)
-    return ids, mask
-
-
 def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token loss and MTP (t+2) loss, both only where the target is an assistant token.
 
@@ -171,16 +75,6 @@ def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
     return main, mtp
 
 
-def run_mixes(mix: str) -> dict:
-    """The phase mixes of a run's ``mix`` ("curriculum" or "people")."""
-    if mix == "people":
-        from training.sessions import people_mix
-
-        return {PEOPLE_PHASE: people_mix()}
-    return PHASE_MIXES
-
-
-PEOPLE_PHASE = 5
 PEOPLE_ROWS = (2048, 2)  # (seq_len, rows per step) of the people mix
 
 

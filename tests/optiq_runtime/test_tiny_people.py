@@ -18,9 +18,9 @@ tokenizers = pytest.importorskip("tokenizers")
 from optiq_runtime import embedded_base_path  # noqa: E402
 from optiq_runtime.calibration import DATA_DIR  # noqa: E402
 from training import words as W  # noqa: E402
+from training.batches import Encoder  # noqa: E402
 from training.numbers import number_words  # noqa: E402
 from training.sessions import people_chat, render_session  # noqa: E402
-from training.train import Encoder  # noqa: E402
 
 DEV_SUITE = Path(__file__).resolve().parents[2] / "training" / "dev_suite.jsonl"
 DEV2 = DEV_SUITE.with_name("dev2_suite.jsonl")

@@ -14,9 +14,10 @@ tokenizers = pytest.importorskip("tokenizers")
 from optiq_runtime import embedded_base_path  # noqa: E402
 from training import corpus  # noqa: E402
 from training.arch import Shape, TinyAgent  # noqa: E402
+from training.batches import Encoder, pack  # noqa: E402
 from training.export import checkpoint_tensors, config_json  # noqa: E402
 from training.template import render  # noqa: E402
-from training.train import Encoder, TrainConfig, losses, make_optimizer, pack  # noqa: E402
+from training.train import TrainConfig, losses, make_optimizer  # noqa: E402
 
 SMALL = Shape(
     vocab_size=4096,
