@@ -14,22 +14,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from tiny_shape import SMALL  # noqa: E402
+
 from optiq_runtime import embedded_base_path  # noqa: E402
 from training import build  # noqa: E402
-from training.arch import Shape  # noqa: E402
 from training.batches import Batches, BatchSpec  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
-
-SMALL = Shape(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=4,
-    num_attention_heads=1,
-    head_dim=64,
-    linear_num_key_heads=1,
-    linear_num_value_heads=1,
-    linear_key_head_dim=32,
-)
 
 
 @pytest.fixture(scope="module")

@@ -11,25 +11,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from tiny_shape import SMALL  # noqa: E402
+
 from optiq_runtime import embedded_base_path  # noqa: E402
 from training import corpus  # noqa: E402
-from training.arch import Shape, TinyAgent  # noqa: E402
+from training.arch import TinyAgent  # noqa: E402
 from training.batches import Encoder, pack  # noqa: E402
 from training.export import checkpoint_tensors, config_json  # noqa: E402
 from training.template import render  # noqa: E402
 from training.train import TrainConfig, losses, make_optimizer  # noqa: E402
-
-SMALL = Shape(
-    vocab_size=4096,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=4,
-    num_attention_heads=1,
-    head_dim=64,
-    linear_num_key_heads=1,
-    linear_num_value_heads=1,
-    linear_key_head_dim=32,
-)
 
 
 @pytest.fixture(scope="module")
