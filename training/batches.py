@@ -115,6 +115,9 @@ def pack(encoder: Encoder, rng: random.Random, phase: int, rows: int, seq_len: i
     return ids, mask
 
 
+PEOPLE_PHASE = 5  # the phase number of the people mix
+
+
 def run_mixes(mix: str) -> dict:
     """The phase mixes of a run's ``mix`` ("curriculum" or "people")."""
     if mix == "people":
@@ -122,9 +125,6 @@ def run_mixes(mix: str) -> dict:
 
         return {PEOPLE_PHASE: people_mix()}
     return PHASE_MIXES
-
-
-PEOPLE_PHASE = 5
 
 
 @dataclass(frozen=True)
