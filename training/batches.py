@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 import re
+import time
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
 
@@ -172,6 +173,7 @@ class Batches:
         self._local: _Maker | None = None
         self._ahead = ahead if ahead is not None else 2 * workers
         self._pending: dict[int, tuple[int, AsyncResult]] = {}
+        self._abandoned: list[AsyncResult] = []  # made ahead, not wanted, maybe still running
         self._pool = None
         if workers > 0:  # spawn: a forked child of a process that set up CUDA cannot use it safely
             context = multiprocessing.get_context("spawn")
@@ -184,17 +186,29 @@ class Batches:
             if ahead not in self._pending:
                 self._pending[ahead] = (phase, self._pool.apply_async(_worker_batch, (ahead, phase)))
         for stale in [k for k in self._pending if k < step]:
-            del self._pending[stale]
+            self._abandoned.append(self._pending.pop(stale)[1])
+        self._abandoned = [result for result in self._abandoned if not result.ready()]
         made_phase, result = self._pending.pop(step)
-        return result.get() if made_phase == phase else self._made_here(step, phase)
+        if made_phase == phase:
+            return result.get()
+        self._abandoned.append(result)
+        return self._made_here(step, phase)
 
     def _made_here(self, step: int, phase: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._local is None:
             self._local = _Maker(self.spec)
         return self._local.batch(step, phase)
 
-    def close(self) -> None:
+    def close(self, drain_s: float = 30.0) -> None:
+        """Stop the workers, after letting the batches still in flight finish (``drain_s`` at most).
+
+        Terminating a pool with results outstanding can race its result thread into an AssertionError
+        (seen in CI); a batch takes well under a second, so waiting for them costs little.
+        """
         if self._pool is not None:
+            deadline = time.monotonic() + drain_s
+            for result in [result for _, result in self._pending.values()] + self._abandoned:
+                result.wait(max(0.0, deadline - time.monotonic()))
             self._pool.terminate()
             self._pool.join()
             self._pool = None
