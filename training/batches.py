@@ -48,27 +48,41 @@ class Encoder:
         else:
             text = render(chat.messages, chat.tools)
         encoding = self.tokenizer.encode(text)
-        mask = self.reply_mask(encoding.ids)
+        mask = self.reply_mask(encoding.ids, untrained_replies(chat.messages, chat.session))
         if self.copy_weight != 1.0:
             for i in copy_positions(text, encoding, mask):
                 mask[i] = self.copy_weight
         return encoding.ids, mask
 
-    def reply_mask(self, ids: list[int]) -> list[float]:
-        """1 on every token of the assistant replies, 0 elsewhere."""
+    def reply_mask(self, ids: list[int], untrained: frozenset[int] = frozenset()) -> list[float]:
+        """1 on every token of the assistant replies but the ``untrained`` ones (counted from 0), 0 elsewhere."""
         mask = [0] * len(ids)
-        i = 0
+        i, reply = 0, -1
         while i < len(ids):
             if ids[i] != self.think_end:
                 i += 1
                 continue
             i += 2  # skip "</think>" and the "\n\n" after it: both are the generation prompt
+            reply += 1
             while i < len(ids):
-                mask[i] = 1
+                mask[i] = 0 if reply in untrained else 1
                 i += 1
                 if ids[i - 1] == self.im_end:
                     break
         return mask
+
+
+def untrained_replies(messages: list[dict], session: bool) -> frozenset[int]:
+    """Which rendered replies (those after an empty think block, counted in order) are marked ``untrained``.
+
+    A session renders every assistant turn after its think block; the chat template only those after
+    the last request.
+    """
+    if not any(m.get("untrained") for m in messages):
+        return frozenset()
+    start = 0 if session else max(i for i, m in enumerate(messages) if m["role"] == "user")
+    replies = [m for m in messages[start:] if m["role"] == "assistant"]
+    return frozenset(k for k, m in enumerate(replies) if m.get("untrained"))
 
 
 _ARGUMENT_VALUE = re.compile(r"<parameter=[^>\n]*>\n(.*?)\n</parameter>", re.DOTALL)

@@ -19,6 +19,7 @@ from pathlib import Path
 from training import people as P
 from training import words as W
 from training.corpus import Chat
+from training.retries import with_a_wrong_try
 from training.template import render
 
 # (turn maker, weight, what the session must already hold for it)
@@ -42,6 +43,9 @@ FOLLOW_UPS = [
     (P.turn_copy_it, 1, "path"),
     (P.turn_edit_it, 1, "path"),
 ]
+# Session 17: a turn's call first goes wrong and is retried (``retries``); most turns have no retry-able
+# call (a sum, a write, a chat), so about 6% of turns carry one.
+WRONG_TRY_SHARE = 0.15
 MAX_TURN_CHARS = 2400  # with the seven tools' block (925 tokens), a session fits a 2048-token row
 
 
@@ -124,6 +128,8 @@ def _next_turn(rng: random.Random, ws: P.Workspace, first: bool) -> tuple[list[d
         turn = rng.choices([m[0] for m in makers], weights=weights)[0](rng, after)
         if not first:
             turn = _follow_on(rng, turn)
+        if rng.random() < WRONG_TRY_SHARE:
+            turn = with_a_wrong_try(rng, turn, after.files)
         if turn[0].get("content") not in held_out_requests():
             return turn, after
 
