@@ -93,7 +93,7 @@ def _follow_on(rng: random.Random, turn: list[dict]) -> list[dict]:
 
 
 # Hand-written tuning sets: dev (session 7) guided corpus changes; dev2 (session 13) was written after
-# round 10's corpus and never guided it.
+# round 10's corpus and guided none until session 17's retries (its wrong-path misses among dev's).
 DEV_SUITES = (Path(__file__).with_name("dev_suite.jsonl"), Path(__file__).with_name("dev2_suite.jsonl"))
 
 
