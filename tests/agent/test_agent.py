@@ -114,7 +114,9 @@ def test_every_call_the_model_makes_gets_exactly_one_result(engine, tmp_path, pr
     calls = [e.call.id for e in events if e.type == "tool_call"]
     results = [e.call_id for e in events if e.type == "tool_result"]
     malformed = [e for e in events if e.type == "error"]
-    assert len(results) == len(calls) + len(malformed)
+    # An output cut off by max_tokens ends the turn ("length"): its unfinished call is not answered.
+    unanswered = 1 if events[-1].stop_reason == "length" and malformed else 0
+    assert len(results) == len(calls) + len(malformed) - unanswered
     assert set(calls) <= set(results)
     validated = [e.call for e in events if e.type == "tool_validated"]
     side_effects = [c.id for c in validated if agent.registry.get(c.name).side_effects]
