@@ -21,6 +21,7 @@ import torch
 from tokenizers import Tokenizer
 
 from training.corpus import PHASE_MIXES, Chat, training_chat
+from training.retries import UNTRAINED
 from training.template import render
 
 
@@ -78,11 +79,11 @@ def untrained_replies(messages: list[dict], session: bool) -> frozenset[int]:
     A session renders every assistant turn after its think block; the chat template only those after
     the last request.
     """
-    if not any(m.get("untrained") for m in messages):
+    if not any(m.get(UNTRAINED) for m in messages):
         return frozenset()
     start = 0 if session else max(i for i, m in enumerate(messages) if m["role"] == "user")
     replies = [m for m in messages[start:] if m["role"] == "assistant"]
-    return frozenset(k for k, m in enumerate(replies) if m.get("untrained"))
+    return frozenset(k for k, m in enumerate(replies) if m.get(UNTRAINED))
 
 
 _ARGUMENT_VALUE = re.compile(r"<parameter=[^>\n]*>\n(.*?)\n</parameter>", re.DOTALL)

@@ -5,7 +5,7 @@ request ("Tell me what info.txt says." read ``what``) or a garbled copy; the too
 and the model then described the error instead of trying again. Here the mistaken call comes first, the
 tool refuses it exactly as the built-in tools do (``tools/builtin/files.py``), and the model calls again
 with what the request (or the session) said. The mistaken call is marked ``untrained``: the encoder gives
-it no loss (``template.Encoder``), so the model learns the retry, never the slip.
+it no loss (``batches.Encoder``), so the model learns the retry, never the slip.
 
 A real missing file (``people.turn_read_missing``) stays as it was: the call names what the user said, so
 the answer is that it does not exist. A retry follows only a call that named something else.
@@ -44,6 +44,11 @@ def _slip(rng: random.Random, request: str, value: str) -> str | None:
     return slip if slip and slip != value else None
 
 
+def _any_word(rng: random.Random, request: str, avoid: str) -> str | None:
+    words = _request_words(request, avoid)
+    return rng.choice(words) if words else None
+
+
 def _no_such_path(slip: str | None, files: dict[str, str]) -> str | None:
     """``slip`` if no file or folder of the workspace has that name (so the tool refuses it)."""
     if slip is None or slip in files or any(p.startswith(slip.rstrip("/") + "/") for p in files):
@@ -68,11 +73,6 @@ def _refused(rng: random.Random, request: str, call: dict, files: dict[str, str]
             refusal = f"error: the text to replace was not found in '{args['path']}'; read the file and copy it exactly"
             return {**args, "old": slip}, refusal
     return None
-
-
-def _any_word(rng: random.Random, request: str, avoid: str) -> str | None:
-    words = _request_words(request, avoid)
-    return rng.choice(words) if words else None
 
 
 def with_a_wrong_try(rng: random.Random, turn: list[dict], files: dict[str, str]) -> list[dict]:
