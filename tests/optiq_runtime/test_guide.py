@@ -168,7 +168,7 @@ def offered_names_only(text: str, tools: list[dict]) -> bool:
     )
 
 
-def names_only_offered(text: str, tools: list[dict]) -> bool:
+def named_so_far_are_offered(text: str, tools: list[dict]) -> bool:
     """Every function and parameter the text names is offered, the parameters by the function before them;
     unlike ``offered_names_only`` this judges a call that ``max_tokens`` cut off too."""
     functions = tool_parameters(tools)
@@ -193,7 +193,7 @@ def test_guided_calls_name_only_offered_functions_and_parameters(engine):
     ]
     # The premise: left alone, tiny-agent misnames something in some of these calls.
     assert not all(offered_names_only(text, c.tools) for text, c in zip(unguided, chats))
-    assert all(names_only_offered(text, c.tools) for text, c in zip(guided, chats)), guided
+    assert all(named_so_far_are_offered(text, c.tools) for text, c in zip(guided, chats)), guided
     # Finished calls also hold every required parameter (round 14's weights spin one value past max_tokens).
     assert sum(offered_names_only(text, c.tools) for text, c in zip(guided, chats)) >= 10, guided
 

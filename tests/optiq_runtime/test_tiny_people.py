@@ -20,6 +20,7 @@ from optiq_runtime.calibration import DATA_DIR  # noqa: E402
 from training import words as W  # noqa: E402
 from training.batches import Encoder  # noqa: E402
 from training.numbers import number_words  # noqa: E402
+from training.retries import UNTRAINED  # noqa: E402
 from training.sessions import people_chat, render_session  # noqa: E402
 
 DEV_SUITE = Path(__file__).resolve().parents[2] / "training" / "dev_suite.jsonl"
@@ -74,7 +75,7 @@ def test_every_reply_of_a_session_is_trained():
     encoder = Encoder(tokenizers.Tokenizer.from_file(str(embedded_base_path() / "tokenizer.json")))
     chat = next(c for c in _chats(20) if c.kind == "people_session")
     ids, mask = encoder.encode(chat)
-    replies = sum(m["role"] == "assistant" and not m.get("untrained") for m in chat.messages)
+    replies = sum(m["role"] == "assistant" and not m.get(UNTRAINED) for m in chat.messages)
     starts = [i for i in range(1, len(mask)) if mask[i] and not mask[i - 1]]
     ends = [i for i in range(len(mask) - 1) if mask[i] and not mask[i + 1]]
     assert len(starts) == len(ends) == replies
