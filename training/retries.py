@@ -7,6 +7,10 @@ tool refuses it exactly as the built-in tools do (``tools/builtin/files.py``), a
 with what the request (or the session) said. The mistaken call is marked ``untrained``: the encoder gives
 it no loss (``batches.Encoder``), so the model learns the retry, never the slip.
 
+An edit that is refused is retried, about half the time, after reading the file: the refusal says "read
+the file and copy it exactly", and the file's text in the context is a nearer, exact source for the old
+text than the request's words (on the tuning sets a refused edit's retry garbled the text again).
+
 A real missing file (``people.turn_read_missing``) stays as it was: the call names what the user said, so
 the answer is that it does not exist. A retry follows only a call that named something else.
 """
@@ -16,7 +20,10 @@ from __future__ import annotations
 import random
 import re
 
+from training.corpus import assistant_calls, call, tool_result
+
 UNTRAINED = "untrained"
+REREAD_SHARE = 0.5
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_.-]*")
 
@@ -75,6 +82,24 @@ def _refused(rng: random.Random, request: str, call: dict, files: dict[str, str]
     return None
 
 
+def _file_before_edit(args: dict, files: dict[str, str]) -> str | None:
+    """The edited file as it was before the edit, where the workspace after it tells that unambiguously."""
+    after = files.get(args["path"])
+    if after is None or not args["new"] or after.count(args["new"]) != 1:
+        return None
+    return after.replace(args["new"], args["old"], 1)
+
+
+def _reread(rng: random.Random, function: dict, files: dict[str, str]) -> list[dict]:
+    """For a refused edit, sometimes: read the file (a trained call) and its text, before the retry."""
+    if function["name"] != "edit_file" or rng.random() >= REREAD_SHARE:
+        return []
+    text = _file_before_edit(function["arguments"], files)
+    if text is None:
+        return []
+    return [assistant_calls(call("read_file", path=function["arguments"]["path"])), tool_result(text)]
+
+
 def with_a_wrong_try(rng: random.Random, turn: list[dict], files: dict[str, str]) -> list[dict]:
     """``turn`` (a request, one call, its result, the answer) with a refused mistaken call before the call.
 
@@ -90,4 +115,5 @@ def with_a_wrong_try(rng: random.Random, turn: list[dict], files: dict[str, str]
     wrong_args, error = refused
     wrong = {"role": "assistant", "content": "", UNTRAINED: True}
     wrong["tool_calls"] = [{"type": "function", "function": {"name": function["name"], "arguments": wrong_args}}]
-    return [turn[0], wrong, {"role": "tool", "content": error}, *turn[1:]]
+    recovery = _reread(rng, function, files)
+    return [turn[0], wrong, tool_result(error), *recovery, *turn[1:]]

@@ -42,10 +42,15 @@ def _workspace(root, files: dict[str, str]) -> None:
         (root / path).write_text(text)
 
 
+def _arguments(message: dict) -> dict:
+    return message["tool_calls"][0]["function"]["arguments"]
+
+
 def test_the_real_tools_refuse_the_slip_as_the_corpus_says_and_accept_the_retry(tmp_path):
-    tools = Registry(builtin_tools())
+    tools, rereads = Registry(builtin_tools()), 0
     for n, (after, turn) in enumerate(_retried_turns(60)):
-        request, wrong, refusal, right = turn[:4]
+        request, wrong, refusal, *recovery = turn[:-2]
+        right = recovery.pop()
         assert wrong[UNTRAINED] and UNTRAINED not in right
         name = right["tool_calls"][0]["function"]["name"]
         assert wrong["tool_calls"][0]["function"]["name"] == name
@@ -53,14 +58,21 @@ def test_the_real_tools_refuse_the_slip_as_the_corpus_says_and_accept_the_retry(
         root.mkdir()
         files = dict(after.files)
         if name == "edit_file":  # the edited file as it was before the edit
-            args = right["tool_calls"][0]["function"]["arguments"]
+            args = _arguments(right)
             files[args["path"]] = after.files[args["path"]].replace(args["new"], args["old"], 1)
         _workspace(root, files)
         runner = ToolRunner(root)
-        said, ok = runner.execute(tools[name], wrong["tool_calls"][0]["function"]["arguments"])
+        said, ok = runner.execute(tools[name], _arguments(wrong))
         assert (said, ok) == (refusal["content"], False), request["content"]
-        _, ok = runner.execute(tools[name], right["tool_calls"][0]["function"]["arguments"])
+        if recovery:  # a refused edit read the file first: the corpus shows exactly what the tool returns
+            read, text = recovery
+            assert name == "edit_file" and _arguments(read) == {"path": _arguments(right)["path"]}
+            assert runner.execute(tools["read_file"], _arguments(read)) == (text["content"], True)
+            assert _arguments(right)["old"] in text["content"]
+            rereads += 1
+        _, ok = runner.execute(tools[name], _arguments(right))
         assert ok, request["content"]
+    assert rereads >= 3
 
 
 def test_a_turn_without_a_call_to_retry_is_left_as_it_is():
