@@ -12,6 +12,8 @@ the ranks inherit stdout (only rank 0 prints there) and read no stdin; one threa
 its stderr line by line with blocking reads, then waits for it. Like ``mlx.launch``, when a rank
 exits with an error the others get SIGTERM. SIGINT and SIGTERM sent to the launcher go to every
 rank (each rank is its own process group, so a terminal's Ctrl-C reaches them once, through here).
+A rank still running ``STOP_GRACE_S`` after it was told to stop (one that ignores the signal, or
+hangs while it exits) is killed, so a stopped run always ends.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,12 +35,14 @@ from pathlib import Path
 # Set in every rank this launcher starts (to the number of ranks): a rank can tell it was started here, not by mlx.launch.
 LAUNCHED_HERE = "OPTIQ_LOCAL_RANKS"
 FORWARDED = (signal.SIGINT, signal.SIGTERM)
+STOP_GRACE_S = 20.0
+POLL_S = 0.25
 
 
-def run_ranks(argv: list[str], count: int, label: str = "optiq") -> int:
+def run_ranks(argv: list[str], count: int, label: str = "optiq", stop_grace_s: float = STOP_GRACE_S) -> int:
     """Run ``argv`` as ``count`` ring ranks on this machine; rank 0's exit status (128 + N when signal N ended it)."""
     with _hostfile(count) as hostfile:
-        ranks = _Ranks(label)
+        ranks = _Ranks(label, stop_grace_s)
         with _forwarding(ranks):  # before any rank starts: a signal that comes while they start is not lost
             ranks.start([_start(argv, rank, count, hostfile) for rank in range(count)])
             codes = ranks.wait()
@@ -77,10 +82,12 @@ def _start(argv: list[str], rank: int, count: int, hostfile: Path) -> subprocess
 class _Ranks:
     """The running ranks: their stderr copied here, their exit codes collected, signals sent to those still running."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, stop_grace_s: float = STOP_GRACE_S):
         self.processes: list[subprocess.Popen] = []
         self.label = label
+        self.stop_grace_s = stop_grace_s
         self.stopping = False
+        self._kill_at: float | None = None  # when ranks told to stop and still running are killed
         self._received: int | None = None  # a signal forwarded before every rank had started
         self._finished: queue.Queue[tuple[int, int]] = queue.Queue()
         self._lock = threading.Lock()
@@ -108,7 +115,12 @@ class _Ranks:
         """Each rank's exit code; a rank that fails first stops the ones still running."""
         codes: dict[int, int] = {}
         while len(codes) < len(self.processes):
-            rank, code = self._finished.get()
+            try:  # a short wait: a signal's handler runs in this thread and may set a deadline meanwhile
+                rank, code = self._finished.get(timeout=POLL_S)
+            except queue.Empty:
+                if self._kill_at is not None and time.monotonic() >= self._kill_at:
+                    self._kill_the_rest()
+                continue
             codes[rank] = code
             if code != 0 and not self.stopping and self.running():
                 with self._lock:
@@ -117,6 +129,16 @@ class _Ranks:
                 self.signal(signal.SIGTERM)
         return codes
 
+    def _kill_the_rest(self) -> None:
+        self._kill_at = None
+        with self._lock:
+            sys.stderr.write(
+                f"{self.label}: ranks still running {self.stop_grace_s:g} s after the stop; killing them\n"
+            )
+            sys.stderr.flush()
+        for process in self.running():
+            process.kill()
+
     def running(self) -> list[subprocess.Popen]:
         return [p for p in self.processes if p.poll() is None]
 
@@ -124,6 +146,8 @@ class _Ranks:
         """Send ``signum`` to every rank still running; no rank failing after it is reported as the first."""
         self.stopping = True
         self._received = signum
+        if self._kill_at is None and self.processes:
+            self._kill_at = time.monotonic() + self.stop_grace_s
         for process in self.running():
             try:
                 process.send_signal(signum)

@@ -22,13 +22,16 @@ group = mx.distributed.init()
 rank, mode = group.rank(), sys.argv[1]
 total = mx.distributed.all_sum(mx.array([rank + 1]), stream=mx.cpu).item()
 signal.signal(signal.SIGTERM, stopped)
+if mode == "deaf":  # a rank that will not stop when told
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 try:  # the line below tells the test the rank is ready for signals
     print(f"rank {rank} of {group.size()}: sum {total}, pid {os.getpid()}", file=sys.stderr, flush=True)
     if rank == 0:
         print("table from rank 0", flush=True)
     if mode == "fail" and rank == 1:
         sys.exit(3)
-    if mode in ("fail", "wait"):
+    if mode in ("fail", "wait", "deaf"):
         time.sleep(120)
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr, flush=True)
@@ -36,14 +39,15 @@ except KeyboardInterrupt:
 """
 
 LAUNCHER = (
-    "import sys; from optiq_runtime.local_ranks import run_ranks; sys.exit(run_ranks(sys.argv[2:], int(sys.argv[1])))"
+    "import sys; from optiq_runtime.local_ranks import run_ranks; "
+    "sys.exit(run_ranks(sys.argv[3:], int(sys.argv[1]), stop_grace_s=float(sys.argv[2])))"
 )
 
 
-def start(tmp_path, count, mode):
+def start(tmp_path, count, mode, stop_grace_s=20):
     script = tmp_path / "rank.py"
     script.write_text(RANK)
-    argv = [sys.executable, "-c", LAUNCHER, str(count), sys.executable, str(script), mode]
+    argv = [sys.executable, "-c", LAUNCHER, str(count), str(stop_grace_s), sys.executable, str(script), mode]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -104,3 +108,13 @@ def test_sigint_and_sigterm_sent_to_the_launcher_reach_every_rank(tmp_path):
         while not all(map(gone, pids)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert all(map(gone, pids))
+
+
+def test_ranks_that_ignore_the_stop_are_killed_once_the_grace_is_over(tmp_path):
+    launcher = start(tmp_path, 2, "deaf", stop_grace_s=1)
+    pids = wait_for_ranks(launcher, 2)
+    launcher.send_signal(signal.SIGTERM)
+    stdout, stderr = launcher.communicate(timeout=60)
+    assert "ranks still running 1 s after the stop; killing them" in stderr
+    assert launcher.returncode == 128 + signal.SIGKILL  # rank 0 was killed
+    assert all(map(gone, pids))
