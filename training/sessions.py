@@ -93,13 +93,14 @@ def _follow_on(rng: random.Random, turn: list[dict]) -> list[dict]:
 
 
 # Hand-written tuning sets: dev (session 7) guided corpus changes; dev2 (session 13) was written after
-# round 10's corpus and guided none until session 17's retries (its wrong-path misses among dev's).
-DEV_SUITES = (Path(__file__).with_name("dev_suite.jsonl"), Path(__file__).with_name("dev2_suite.jsonl"))
+# round 10's corpus and guided none until session 17's retries (its wrong-path misses among dev's);
+# dev3 (session 18) was written after round 15, so that a round is picked on 120 tasks, not 80.
+DEV_SUITES = tuple(Path(__file__).with_name(f"{name}_suite.jsonl") for name in ("dev", "dev2", "dev3"))
 
 
 @functools.cache
 def held_out_requests() -> frozenset[str]:
-    """Every request of the people suite (held out) and the two dev suites (tuning): never trained on verbatim."""
+    """Every request of the people suite (held out) and the dev suites (tuning): never trained on verbatim."""
     from optiq_runtime.calibration import DATA_DIR
 
     # Read here, not with agent.suite.load_suite: training may not depend on agent (ARCHITECTURE.md).

@@ -25,6 +25,7 @@ from training.sessions import people_chat, render_session  # noqa: E402
 
 DEV_SUITE = Path(__file__).resolve().parents[2] / "training" / "dev_suite.jsonl"
 DEV2 = DEV_SUITE.with_name("dev2_suite.jsonl")
+DEV3 = DEV_SUITE.with_name("dev3_suite.jsonl")
 
 
 def _chats(count: int, seed: str = "test") -> list:
@@ -122,7 +123,8 @@ def test_answers_use_the_tools_result():
 
 
 def test_the_held_out_sets_are_never_generated():
-    held_out = _suite_requests(DATA_DIR / "people_suite.jsonl") | _suite_requests(DEV_SUITE) | _suite_requests(DEV2)
+    held_out = _suite_requests(DATA_DIR / "people_suite.jsonl")
+    held_out |= _suite_requests(DEV_SUITE) | _suite_requests(DEV2) | _suite_requests(DEV3)
     said = {m["content"] for c in _chats(3000, "held-out") for m in c.messages if m["role"] == "user"}
     assert not said & held_out
 
@@ -148,6 +150,7 @@ def test_the_dev_suites_are_not_the_people_suite_nor_each_other():
     assert not _suite_requests(DEV_SUITE) & people
     assert not _suite_requests(DEV2) & people
     assert not _suite_requests(DEV2) & _suite_requests(DEV_SUITE)
+    assert not _suite_requests(DEV3) & (people | _suite_requests(DEV_SUITE) | _suite_requests(DEV2))
 
 
 @pytest.mark.parametrize(
@@ -250,7 +253,7 @@ def test_the_shipped_weights_load_back_for_fine_tuning():
     assert all(torch.equal(again[k], shipped[k].to(torch.bfloat16)) for k in shipped)
 
 
-@pytest.mark.parametrize("path", [DEV_SUITE, DEV2], ids=["dev", "dev2"])
+@pytest.mark.parametrize("path", [DEV_SUITE, DEV2, DEV3], ids=["dev", "dev2", "dev3"])
 def test_the_dev_suites_are_agent_suites_optiq_eval_reads(path):
     from agent.suite import load_suite
 
