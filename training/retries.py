@@ -113,7 +113,6 @@ def with_a_wrong_try(rng: random.Random, turn: list[dict], files: dict[str, str]
     if refused is None:
         return turn
     wrong_args, error = refused
-    wrong = {"role": "assistant", "content": "", UNTRAINED: True}
-    wrong["tool_calls"] = [{"type": "function", "function": {"name": function["name"], "arguments": wrong_args}}]
+    wrong = {**assistant_calls(call(function["name"], wrong_args)), UNTRAINED: True}
     recovery = _reread(rng, function, files)
     return [turn[0], wrong, tool_result(error), *recovery, *turn[1:]]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -21,11 +21,9 @@ from training import words as W  # noqa: E402
 from training.batches import Encoder  # noqa: E402
 from training.numbers import number_words  # noqa: E402
 from training.retries import UNTRAINED  # noqa: E402
-from training.sessions import people_chat, render_session  # noqa: E402
+from training.sessions import DEV_SUITES, people_chat, render_session  # noqa: E402
 
-DEV_SUITE = Path(__file__).resolve().parents[2] / "training" / "dev_suite.jsonl"
-DEV2 = DEV_SUITE.with_name("dev2_suite.jsonl")
-DEV3 = DEV_SUITE.with_name("dev3_suite.jsonl")
+PEOPLE_SUITE = DATA_DIR / "people_suite.jsonl"
 
 
 def _chats(count: int, seed: str = "test") -> list:
@@ -123,8 +121,7 @@ def test_answers_use_the_tools_result():
 
 
 def test_the_held_out_sets_are_never_generated():
-    held_out = _suite_requests(DATA_DIR / "people_suite.jsonl")
-    held_out |= _suite_requests(DEV_SUITE) | _suite_requests(DEV2) | _suite_requests(DEV3)
+    held_out = set().union(*map(_suite_requests, (PEOPLE_SUITE, *DEV_SUITES)))
     said = {m["content"] for c in _chats(3000, "held-out") for m in c.messages if m["role"] == "user"}
     assert not said & held_out
 
@@ -146,11 +143,12 @@ def test_a_request_that_equals_a_held_out_one_is_drawn_again(monkeypatch):
 
 
 def test_the_dev_suites_are_not_the_people_suite_nor_each_other():
-    people = _suite_requests(DATA_DIR / "people_suite.jsonl")
-    assert not _suite_requests(DEV_SUITE) & people
-    assert not _suite_requests(DEV2) & people
-    assert not _suite_requests(DEV2) & _suite_requests(DEV_SUITE)
-    assert not _suite_requests(DEV3) & (people | _suite_requests(DEV_SUITE) | _suite_requests(DEV2))
+    for one, other in itertools.combinations((PEOPLE_SUITE, *DEV_SUITES), 2):
+        assert not _suite_requests(one) & _suite_requests(other), (one.name, other.name)
+
+
+def test_every_dev_suite_in_training_is_kept_out_of_the_corpus():
+    assert sorted(DEV_SUITES) == sorted(DEV_SUITES[0].parent.glob("dev*_suite.jsonl"))
 
 
 @pytest.mark.parametrize(
@@ -253,7 +251,7 @@ def test_the_shipped_weights_load_back_for_fine_tuning():
     assert all(torch.equal(again[k], shipped[k].to(torch.bfloat16)) for k in shipped)
 
 
-@pytest.mark.parametrize("path", [DEV_SUITE, DEV2, DEV3], ids=["dev", "dev2", "dev3"])
+@pytest.mark.parametrize("path", DEV_SUITES, ids=lambda path: path.name.split("_")[0])
 def test_the_dev_suites_are_agent_suites_optiq_eval_reads(path):
     from agent.suite import load_suite
 
