@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from training import words as W
 from training.corpus import assistant, assistant_calls, call, pseudo_word, tool_result, user
 from training.english import common_word, common_words
-from training.numbers import OPERATOR_WORDS, number_words, say_number
+from training.numbers import OPERATOR_WORDS, number_words, say_number, spoken_number
 
 STEMS = """
 plan report summary budget ideas output results journal diary recipe recipes list groceries
@@ -210,7 +210,10 @@ def _binary(rng: random.Random) -> Sum:
         a = round(rng.uniform(1, 100), 1)
     word = rng.choice(OPERATOR_WORDS[op])
     sa, sb = say_number(rng, a) if isinstance(a, int) else str(a), say_number(rng, b)
-    if isinstance(a, int) and a < 1000 and b < 1000 and rng.random() < 0.12:  # "twenty-six times fourteen"
+    if op in ("+", "-", "*") and rng.random() < 0.1:  # "nineteen times twelve": both in words, teens often
+        a, b = spoken_number(rng), spoken_number(rng)
+        sa, sb = number_words(a), number_words(b)
+    elif isinstance(a, int) and a < 1000 and b < 1000 and rng.random() < 0.12:  # "twenty-six times fourteen"
         sa, sb = number_words(a), number_words(b)
     order = rng.choice(_ORDERS.get(op, [None])) if rng.random() < 0.35 else None
     value = eval(f"{a} {op} {b}")  # noqa: S307 - two numbers and one operator
@@ -1137,7 +1140,7 @@ def number_words_chat(rng: random.Random) -> list[dict]:
     Added in session 13, when round 9 computed ``22 * 45`` for "twenty-six times fourteen" (a
     dev-set miss): a few dozen tokens each, without the tools block, like the word-list drill.
     """
-    nums = [rng.randint(0, 999) if rng.random() < 0.6 else rng.randint(0, 99) for _ in range(rng.choice([1, 2, 2]))]
+    nums = [spoken_number(rng) if rng.random() < 0.6 else rng.randint(0, 999) for _ in range(rng.choice([1, 2, 2]))]
     if len(nums) == 1:
         said, digits = number_words(nums[0]), str(nums[0])
     else:

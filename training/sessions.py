@@ -65,7 +65,7 @@ def people_mix():
         (C.copy_chat, 3),
         (C.domain_chat, 0.2),
         (word_list_chat, 20),  # ~40 tokens each, no tools block: a few % of the compute
-        (number_words_chat, 6),  # session 13: number words to digits, as cheap as the word lists
+        (number_words_chat, 10),  # session 13: number words to digits (session 19: teens a third, 6 -> 10)
     ]
 
 

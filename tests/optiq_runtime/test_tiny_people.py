@@ -259,3 +259,20 @@ def test_the_dev_suites_are_agent_suites_optiq_eval_reads(path):
     assert len(tasks) == 40
     assert sorted({t.category for t in tasks}) == ["first", "second"]
     assert all(bool(t.before) == (t.category == "second") for t in tasks)
+
+
+def test_numbers_said_in_words_are_often_teens():
+    """The dev sets' number-word misses were teens ("nineteen" -> 9): the drills and sums say them often."""
+    from training.people import _binary, number_words_chat
+
+    teens = {number_words(n) for n in range(10, 20)}
+    drills = [number_words_chat(random.Random(seed))[0]["content"] for seed in range(400)]
+    with_teen = sum(any(re.search(rf"\b{t}\b", d) for t in teens) for d in drills)
+    assert with_teen > 0.3 * len(drills)
+    sums = [_binary(random.Random(seed)) for seed in range(3000)]
+    spoken = [s for s in sums if any(re.search(rf"\b{t}\b", s.said) for t in teens)]
+    assert len(spoken) > 60
+    for s in spoken:  # each operand is said, in words or digits, and the code computes the value
+        assert eval(s.code) == s.value  # noqa: S307 - two numbers and an operator
+        for operand in s.code.split(" ")[::2]:
+            assert f" {operand} " in f" {s.said} " or number_words(int(operand)) in s.said
