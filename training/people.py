@@ -1138,7 +1138,8 @@ def number_words_chat(rng: random.Random) -> list[dict]:
     """Numbers said in words written back in digits: "twenty-six times fourteen" -> ``26 * 14``.
 
     Added in session 13, when round 9 computed ``22 * 45`` for "twenty-six times fourteen" (a
-    dev-set miss): a few dozen tokens each, without the tools block, like the word-list drill.
+    dev-set miss): a few dozen tokens each, without the tools block, like the word-list drill. Since
+    session 19 most of the numbers are ``spoken_number``'s, a third of them teens.
     """
     nums = [spoken_number(rng) if rng.random() < 0.6 else rng.randint(0, 999) for _ in range(rng.choice([1, 2, 2]))]
     if len(nums) == 1:

@@ -268,7 +268,7 @@ def test_numbers_said_in_words_are_often_teens():
     teens = {number_words(n) for n in range(10, 20)}
     drills = [number_words_chat(random.Random(seed))[0]["content"] for seed in range(400)]
     with_teen = sum(any(re.search(rf"\b{t}\b", d) for t in teens) for d in drills)
-    assert with_teen > 0.3 * len(drills)
+    assert with_teen > 0.2 * len(drills)  # ~32% now; ~7% when numbers were drawn uniformly
     sums = [_binary(random.Random(seed)) for seed in range(3000)]
     spoken = [s for s in sums if any(re.search(rf"\b{t}\b", s.said) for t in teens)]
     assert len(spoken) > 60
