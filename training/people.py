@@ -210,7 +210,9 @@ def _binary(rng: random.Random) -> Sum:
         a = round(rng.uniform(1, 100), 1)
     word = rng.choice(OPERATOR_WORDS[op])
     sa, sb = say_number(rng, a) if isinstance(a, int) else str(a), say_number(rng, b)
-    if op in ("+", "-", "*") and rng.random() < 0.1:  # "nineteen times twelve": both in words, teens often
+    # "nineteen times twelve": both in words, teens often. 0.1 until session 20: the number-word drill
+    # alone taught the mapping, but sums inside agent turns still read "nineteen" as 9.
+    if op in ("+", "-", "*") and rng.random() < 0.3:
         a, b = spoken_number(rng), spoken_number(rng)
         sa, sb = number_words(a), number_words(b)
     elif isinstance(a, int) and a < 1000 and b < 1000 and rng.random() < 0.12:  # "twenty-six times fourteen"
@@ -293,6 +295,8 @@ def _story(rng: random.Random) -> Sum:
         (f"Each box weighs {a} grams. How heavy are {b} boxes", f"{a} * {b}", a * b),
     ]
     said, code, value = rng.choice(stories)
+    if rng.random() < 0.25:  # "in nine buses": the smaller number said in words, as people often do
+        said = said.replace(f" {b} ", f" {number_words(b)} ", 1)
     return Sum(said, code, value)
 
 
@@ -618,6 +622,10 @@ def ask_write(rng: random.Random, ref: str, content: str) -> str:
         f"Create {ref} containing {q}.",
         f"Write a file {ref} that says {q}.",
         f"{ref}: {content}",
+        f"Could you make {ref} with: {content}",
+        f"Make {ref} with {q}.",
+        f"Record {q} in {ref}.",
+        f"Keep {q} in {ref}.",
     ]
     if content.isdigit():
         forms += [f"Put the number {content} in {ref}.", f"Write {content} to {ref}."]

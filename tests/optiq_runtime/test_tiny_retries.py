@@ -88,7 +88,10 @@ def _trained_spans(mask: list[float]) -> int:
 def test_the_mistaken_call_gets_no_loss_and_the_retry_does():
     encoder = Encoder(tokenizers.Tokenizer.from_file(str(embedded_base_path() / "tokenizer.json")))
     rng = random.Random("loss")
-    chat = next(c for c in (people_chat(rng) for _ in range(500)) if any(m.get(UNTRAINED) for m in c.messages))
+    # a session with exactly one mistaken call (a longer session may hold one per turn)
+    chat = next(
+        c for c in (people_chat(rng) for _ in range(500)) if sum(bool(m.get(UNTRAINED)) for m in c.messages) == 1
+    )
     ids, mask = encoder.encode(chat)
     trained = encoder.tokenizer.decode([i for i, w in zip(ids, mask) if w], skip_special_tokens=False)
     unmarked = [{k: v for k, v in m.items() if k != UNTRAINED} for m in chat.messages]
