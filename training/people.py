@@ -295,7 +295,7 @@ def _story(rng: random.Random) -> Sum:
         (f"Each box weighs {a} grams. How heavy are {b} boxes", f"{a} * {b}", a * b),
     ]
     said, code, value = rng.choice(stories)
-    if rng.random() < 0.25:  # "in nine buses": the smaller number said in words, as people often do
+    if rng.random() < 0.25:  # "in nine crates": the count (b, at most 60) said in words, as people often do
         said = said.replace(f" {b} ", f" {number_words(b)} ", 1)
     return Sum(said, code, value)
 
