@@ -13,6 +13,7 @@ Nothing here is taken from the hand-written people suite (``data/people_suite.js
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 from training import words as W
@@ -629,6 +630,10 @@ def ask_write(rng: random.Random, ref: str, content: str) -> str:
     ]
     if content.isdigit():
         forms += [f"Put the number {content} in {ref}.", f"Write {content} to {ref}."]
+    if re.fullmatch(r"[A-Za-z]+( [A-Za-z]+){0,2}", content):  # a few plain words, said bare between words
+        forms += [f"Write {content} to {ref}", f"Save {content} in {ref}.", f"Put {content} into {ref}."]
+        if " " not in content:
+            forms += [f"Put the word {content} into {ref}.", f"Write the word {content} to {ref}."]
     if " " in content and content[0].isupper() and "," not in content and "=" not in content:
         forms += [f"Write my name, {content}, to {ref}.", f"Save the name {content} in {ref}."]
     if content.startswith("print("):
@@ -689,7 +694,18 @@ def _swap(rng: random.Random) -> tuple[str, str, str]:
         old, new = rng.sample([n for n in W.NAMES if n != "Bob"], 2)
         return f"{rng.choice(W.NAMES[:3])}\n{old}\n" if old not in W.NAMES[:3] else f"{old}\n", old, new
     a, b, c = rng.randint(2, 9), rng.randint(0, 20), rng.randint(0, 9)
+    if rng.random() < 0.5:  # major.minor
+        return f"version {a}.{b}\n", f"{a}.{b}", f"{a}.{b + 1}"
     return f"version {a}.{b}.{c}\n", f"{a}.{b}.{c}", f"{a}.{b + 1}.0"
+
+
+def _named_edits(old: str, o: str, n: str, ref: str) -> list[str]:
+    """Edit requests that name what the old value is, a lead word the call must not copy."""
+    if re.fullmatch(r"\d+(\.\d+)+", old):
+        return [f"Change version {o} to {n} in {ref}.", f"In {ref}, bump version {o} to {n}."]
+    if re.fullmatch(r"[A-Za-z]+", old):
+        return [f"Change the word {o} to {n} in {ref}.", f"In {ref}, replace the word {o} with {n}."]
+    return []
 
 
 def turn_edit(rng: random.Random, ws: Workspace) -> list[dict]:
@@ -713,7 +729,11 @@ def turn_edit(rng: random.Random, ws: Workspace) -> list[dict]:
             f"Rename {o} to {n} in {ref}.",
             f"{ref}: replace {o} with {n}",
             f"There's a mistake in {ref}, {o} should say {n}. Fix it please.",
+            # the new value first
+            f"In {ref}, put {n} instead of {o}.",
+            f"Set {n} instead of {o} in {ref}.",
         ]
+        + _named_edits(old, o, n, ref)
     )
     answer = rng.choice(
         [

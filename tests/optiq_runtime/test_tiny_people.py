@@ -304,3 +304,44 @@ def test_word_problems_that_say_a_number_in_words_still_compute_it():
         assert eval(s.code) == s.value  # noqa: S307 - numbers and one operator
         for operand in re.findall(r"\d+", s.code):
             assert re.search(rf"\b{operand}\b", s.said) or number_words(int(operand)) in s.said
+
+
+def _first_request_and_call(turn: list[dict]) -> tuple[str, dict]:
+    return turn[0]["content"], turn[1]["tool_calls"][0]["function"]["arguments"]
+
+
+def test_write_requests_say_plain_words_bare_between_words_and_the_call_copies_only_them():
+    """Until session 21 a value said mid-sentence was always quoted; "Write hello world to greeting.txt"
+    (no quotes, the value bounded only by the words around it) was missed by every candidate."""
+    from training.people import Workspace, turn_write
+
+    bare = []
+    for seed in range(3000):
+        ws = Workspace()
+        request, args = _first_request_and_call(turn_write(random.Random(seed), ws))
+        value = args["content"]
+        if re.search(rf"(Write|Save|Put)( the word)? {re.escape(value)} (to|in|into) ", request):
+            bare.append((request, args))
+    assert len(bare) > 30
+    assert any(" the word " in r for r, _ in bare)
+    assert all(not re.search(r"['`\"]", a["content"]) and a["path"] in r for r, a in bare)
+
+
+def test_edit_requests_put_the_new_value_first_or_name_the_old_one():
+    """Requests that say "set X instead of Y" name the new value first; "version 1.2", "the word blue" lead the old value
+    with a word the call must not copy. Every such request's call still replaces old with new."""
+    from training.people import Workspace, turn_edit
+
+    forms = {"instead of": 0, "version ": 0, "the word ": 0}
+    for seed in range(3000):
+        ws = Workspace()
+        turn = turn_edit(random.Random(seed), ws)
+        request, args = _first_request_and_call(turn)
+        for form in forms:
+            forms[form] += form in request
+        if "instead of" in request:
+            new, old = re.escape(args["new"]), re.escape(args["old"])
+            assert re.search(rf"{new}['`\"]? instead of ['`\"]?{old}", request)
+        if "version " in request:
+            assert re.fullmatch(r"\d+(\.\d+)+", args["old"]) and "version" not in args["old"]
+    assert all(n > 20 for n in forms.values()), forms
