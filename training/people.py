@@ -20,6 +20,7 @@ from training import words as W
 from training.corpus import assistant, assistant_calls, call, pseudo_word, tool_result, user
 from training.english import common_word, common_words
 from training.numbers import OPERATOR_WORDS, number_words, say_number, spoken_number
+from training.pieces import piece_word
 
 STEMS = """
 plan report summary budget ideas output results journal diary recipe recipes list groceries
@@ -52,7 +53,19 @@ class Workspace:
 # ---------------------------------------------------------------- values and how they are said
 
 
+def short_stem(rng: random.Random) -> str:
+    """A name of one or two characters, as scratch files are called: ``a``, ``c``, ``x2``, ``f``."""
+    letter = rng.choice("abcdefghijklmnopqrstuvwxyz")
+    roll = rng.random()
+    return letter if roll < 0.6 else f"{letter}{rng.randint(1, 9)}" if roll < 0.85 else letter + rng.choice("abcxyz")
+
+
 def stem(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.06:  # scratch names: "Read c.txt." had no file like it to follow
+        return short_stem(rng)
+    if roll < 0.14:  # every letter piece of the vocabulary, as often as any other
+        return piece_word(rng)
     if rng.random() < 0.4:  # any everyday word: the name is in the request, not in the model's memory
         word = common_word(rng, 3)
         roll = rng.random()
@@ -1128,11 +1141,13 @@ def turn_edit_it(rng: random.Random, ws: Workspace) -> list[dict]:
 def _listable(rng: random.Random) -> str:
     """A word or file name as a request would say it bare."""
     roll = rng.random()
-    if roll < 0.5:
+    if roll < 0.35:  # session 22: the vocabulary's letter pieces, each as often as any other
+        return piece_word(rng)
+    if roll < 0.6:
         return common_word(rng, 2)
-    if roll < 0.8:
+    if roll < 0.85:
         return new_path(rng, folder=0.1)
-    if roll < 0.9:
+    if roll < 0.93:
         return stem(rng)
     return pseudo_word(rng)
 

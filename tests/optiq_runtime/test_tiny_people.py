@@ -346,3 +346,31 @@ def test_edit_requests_put_the_new_value_first_or_name_the_old_one():
             if lead in request:
                 assert re.search(rf"{lead}['`\"]?{old}", request) and lead.strip() not in args["old"]
     assert all(n > 20 for n in forms.values()), forms
+
+
+def test_scratch_files_of_one_or_two_characters_are_read_and_written_by_name():
+    """People call scratch files ``c.txt`` or ``x2.py``; a request naming one gets a call on exactly that path."""
+    calls = []
+    for chat in _chats(600, "scratch"):
+        for request, reply in zip(chat.messages, chat.messages[1:]):
+            for call in reply.get("tool_calls") or []:
+                path = call["function"]["arguments"].get("path", "")
+                if request["role"] == "user" and re.fullmatch(r"[a-z][a-z0-9]?\.[a-z]+", path):
+                    calls.append((call["function"]["name"], path, request["content"]))
+    assert {"read_file", "write_file"} <= {name for name, _, _ in calls}
+    assert len(calls) > 20  # none before: every stem had three letters or more
+    named = [path in said for name, path, said in calls if name in ("read_file", "write_file")]
+    assert sum(named) > 0.8 * len(named)  # the rest follow on: "Read it back to check."
+
+
+def test_word_list_replies_write_nearly_every_letter_piece_of_the_vocabulary(hf_tokenizer):
+    """Names garbled in session 21 (``wifi`` -> ``wlar``) were made of pieces replies almost never held."""
+    from training.pieces import letter_pieces
+    from training.sessions import word_list_chat
+
+    pieces, written = set(letter_pieces()), set()
+    for seed in range(3000):
+        reply = word_list_chat(random.Random(seed)).messages[1]["content"]
+        written |= set(hf_tokenizer.convert_ids_to_tokens(hf_tokenizer.encode(reply, add_special_tokens=False)))
+    assert len(pieces) > 2000
+    assert len(written & pieces) > 0.9 * len(pieces)  # 52% before pieces were drawn
