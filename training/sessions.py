@@ -94,8 +94,9 @@ def _follow_on(rng: random.Random, turn: list[dict]) -> list[dict]:
 
 # Hand-written tuning sets: dev (session 7) guided corpus changes; dev2 (session 13) was written after
 # round 10's corpus and guided none until session 17's retries (its wrong-path misses among dev's);
-# dev3 (session 18) was written after round 15, so that a round is picked on 120 tasks, not 80.
-DEV_SUITES = tuple(Path(__file__).with_name(f"{name}_suite.jsonl") for name in ("dev", "dev2", "dev3"))
+# dev3 (session 18) was written after round 15, so that a round is picked on 120 tasks, not 80; dev4
+# (session 22) while round 19 trained, since 27 of 120 tasks flipped between siblings: rules from round 20 on.
+DEV_SUITES = tuple(Path(__file__).with_name(f"{name}_suite.jsonl") for name in ("dev", "dev2", "dev3", "dev4"))
 
 
 @functools.cache
