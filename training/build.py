@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--minutes", type=float, default=60.0, help="training time budget")
+    parser.add_argument(
+        "--steps",
+        type=_count(1),
+        default=0,
+        help="train for this many steps in all, resuming across calls; --minutes then bounds this call",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tiny-train/run"), help="checkpoints and logs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -195,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(
             seed=args.seed,
             seconds=args.minutes * 60,
+            steps=args.steps,
             threads=args.threads,
             mix=args.mix,
             copy_weight=args.copy_weight,

@@ -55,6 +55,10 @@ class TrainConfig:
     rows: int = 0
     # Processes that write the rows ahead of the trainer (0: the trainer writes them itself).
     data_workers: int = 0
+    # A run of this many steps (0: ``seconds`` of training time is the run). The schedule then follows
+    # steps, not the clock, and ``seconds`` bounds one sitting: a run that shares the CPU with other work,
+    # or is cut by the end of a session and resumed, trains exactly as one that ran alone in one go.
+    steps: int = 0
 
 
 def losses(model: TinyAgent, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +88,20 @@ def training_phase(cfg: TrainConfig, progress: float) -> int:
         return PEOPLE_PHASE
     bounds = (cfg.curriculum, cfg.copy_focus, cfg.schema_focus)
     return 1 + sum(progress >= bound for bound in bounds)
+
+
+def run_progress(cfg: TrainConfig, state: dict) -> float:
+    """How far through its run the training is (0..1): by steps when the run has a step count, else by time."""
+    return state["step"] / cfg.steps if cfg.steps else state["seconds"] / cfg.seconds
+
+
+def run_done(cfg: TrainConfig, state: dict) -> bool:
+    return state["step"] >= cfg.steps if cfg.steps else state["seconds"] >= cfg.seconds
+
+
+def sitting_done(cfg: TrainConfig, state: dict, sitting: float) -> bool:
+    """The run is done, or (a run of ``steps``) this sitting has had its ``seconds``."""
+    return run_done(cfg, state) or (cfg.steps > 0 and sitting >= cfg.seconds)
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -134,7 +152,8 @@ def train(
     log=print,
     init: TinyAgent | None = None,
 ) -> TinyAgent:
-    """Train (or resume) in ``workdir`` until ``cfg.seconds`` of training time; returns the model.
+    """Train (or resume) in ``workdir`` until ``cfg.seconds`` of training time (or ``cfg.steps``
+    steps, ``cfg.seconds`` then bounding this call); returns the model.
 
     ``evaluate(model, state)`` is called every ``cfg.eval_seconds`` and returns a dict of scores;
     its ``score`` entry picks ``best.pt``. ``init``: the weights to start from when the workdir
@@ -158,12 +177,12 @@ def train(
         log(f"resumed at step {state['step']} ({state['seconds']:.0f}s, {state['tokens']} tokens)")
     pad = tokenizer.token_to_id("<|endoftext|>")
     spec = BatchSpec(tokenizer.to_str(), cfg.copy_weight, cfg.mix, cfg.seed, cfg.batch_rows, cfg.seq_len)
-    since_ckpt = since_eval = 0.0
+    since_ckpt = since_eval = sitting = 0.0
     model.train()
     with (workdir / "log.jsonl").open("a") as logfile, Batches(spec, cfg.data_workers) as batches:
-        while state["seconds"] < cfg.seconds:
+        while not sitting_done(cfg, state, sitting):
             start = time.time()
-            progress = state["seconds"] / cfg.seconds
+            progress = run_progress(cfg, state)
             phase = training_phase(cfg, progress)
             ids, mask = (t.to(device) for t in batches.get(state["step"], phase))
             lr = learning_rate(cfg, state["step"], progress)
@@ -175,12 +194,14 @@ def train(
             since_eval += elapsed
             if state["step"] % 10 == 0:
                 write_log(logfile, log, step_record(state, phase, lr, main, mtp, ids.numel() / elapsed))
-            if evaluate is not None and (since_eval >= cfg.eval_seconds or state["seconds"] + elapsed >= cfg.seconds):
+            ending = run_done(cfg, state) or (not cfg.steps and state["seconds"] + elapsed >= cfg.seconds)
+            if evaluate is not None and (since_eval >= cfg.eval_seconds or ending):
                 since_eval = 0.0
                 scores = evaluate_and_keep_best(evaluate, model, opt, state, workdir / "best.pt")
                 write_log(logfile, log, {"step": state["step"], "eval": scores})
             state["seconds"] += time.time() - start  # the budget is wall time, evaluation included
-            if since_ckpt >= cfg.checkpoint_seconds or state["seconds"] >= cfg.seconds:
+            sitting += time.time() - start
+            if since_ckpt >= cfg.checkpoint_seconds or sitting_done(cfg, state, sitting):
                 since_ckpt = 0.0
                 save_checkpoint(last, model, opt, state)
     if not last.exists():  # a run with no time left (``--minutes 0``) still leaves its starting point

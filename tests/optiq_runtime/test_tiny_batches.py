@@ -48,6 +48,25 @@ def test_training_with_a_data_worker_and_rows_of_its_own(tmp_path, tokenizer):
     assert saved["state"]["tokens"] <= 512 * saved["state"]["step"]
 
 
+def test_a_run_of_steps_cut_short_and_resumed_trains_as_one_run_in_one_go(tmp_path, tokenizer):
+    """A run bounded by steps keeps its schedule and data when a sitting ends early (CPU shared, session over)."""
+
+    def config(seconds: float) -> TrainConfig:
+        return TrainConfig(seconds=seconds, steps=4, rows=1, seq_len=512, checkpoint_seconds=1e9, warmup_steps=2)
+
+    train(tmp_path / "whole", tokenizer, SMALL, config(1e9), log=lambda _: None)
+    train(tmp_path / "cut", tokenizer, SMALL, config(1e-9), log=lambda _: None)  # one step, then the sitting ends
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert cut["state"]["step"] == 1
+    lines: list[str] = []
+    train(tmp_path / "cut", tokenizer, SMALL, config(1e9), log=lines.append)
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert lines[0].startswith("resumed at step 1")
+    assert whole["state"]["step"] == resumed["state"]["step"] == 4
+    assert all(torch.equal(whole["model"][k], resumed["model"][k]) for k in whole["model"])
+
+
 def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
@@ -58,7 +77,7 @@ def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
     assert build.resolve_device("auto") == "cpu"
 
 
-@pytest.mark.parametrize("flag", ["--rows=0", "--data-workers=-1", "--rows=many"])
+@pytest.mark.parametrize("flag", ["--rows=0", "--data-workers=-1", "--rows=many", "--steps=0", "--steps=1.5"])
 def test_bad_row_and_worker_counts_are_refused(tmp_path, flag):
     with pytest.raises(SystemExit) as exit_info:
         build.main(["--out", str(tmp_path / "o"), flag])
