@@ -643,10 +643,13 @@ def ask_write(rng: random.Random, ref: str, content: str) -> str:
     ]
     if content.isdigit():
         forms += [f"Put the number {content} in {ref}.", f"Write {content} to {ref}."]
-    if re.fullmatch(r"[A-Za-z]+( [A-Za-z]+){0,2}", content):  # a few plain words, said bare between words
-        forms += [f"Write {content} to {ref}", f"Save {content} in {ref}.", f"Put {content} into {ref}."]
+    if re.fullmatch(r"[A-Za-z]+( [A-Za-z]+){0,2}", content) and rng.random() < 0.4:
+        # A few plain words said bare between words. One form among thirty (session 21) was too rare:
+        # round 19 still wrote "lemon tea into drink." for "Put lemon tea into drink.txt."
+        bare = [f"Write {content} to {ref}", f"Save {content} in {ref}.", f"Put {content} into {ref}."]
         if " " not in content:
-            forms += [f"Put the word {content} into {ref}.", f"Write the word {content} to {ref}."]
+            bare += [f"Put the word {content} into {ref}.", f"Write the word {content} to {ref}."]
+        return rng.choice(bare)
     if " " in content and content[0].isupper() and "," not in content and "=" not in content:
         forms += [f"Write my name, {content}, to {ref}.", f"Save the name {content} in {ref}."]
     if content.startswith("print("):
@@ -746,8 +749,10 @@ def turn_edit(rng: random.Random, ws: Workspace) -> list[dict]:
             f"In {ref}, put {n} instead of {o}.",
             f"Set {n} instead of {o} in {ref}.",
         ]
-        + _named_edits(old, o, n, ref)
     )
+    named = _named_edits(old, o, n, ref)
+    if named and rng.random() < 0.35:  # one form in fifteen (session 21) left round 19 copying "version"
+        ask = rng.choice(named)
     answer = rng.choice(
         [
             f"Done: `{old}` is now `{new}` in `{path}`.",

@@ -322,7 +322,7 @@ def test_write_requests_say_plain_words_bare_between_words_and_the_call_copies_o
         value = args["content"]
         if re.search(rf"(Write|Save|Put)( the word)? {re.escape(value)} (to|in|into) ", request):
             bare.append((request, args))
-    assert len(bare) > 30
+    assert len(bare) > 300  # 141 of 3,000 in session 21's corpus: round 19 did not learn them
     assert any(" the word " in r for r, _ in bare)
     assert all(not re.search(r"['`\"]", a["content"]) and a["path"] in r for r, a in bare)
 
@@ -346,6 +346,7 @@ def test_edit_requests_put_the_new_value_first_or_name_the_old_one():
             if lead in request:
                 assert re.search(rf"{lead}['`\"]?{old}", request) and lead.strip() not in args["old"]
     assert all(n > 20 for n in forms.values()), forms
+    assert forms["version "] > 120 and forms["the word "] > 450, forms  # 54 and 243 in session 21's corpus
 
 
 def test_scratch_files_of_one_or_two_characters_are_read_and_written_by_name():
