@@ -37,8 +37,12 @@ from optiq_runtime.ranks import barrier, broadcast_bytes, count, world
 TOKEN = "leader.token"
 
 
-class Stopped(Exception):
-    """SIGTERM: ``mlx.launch`` and ``--ranks`` stop every rank when one exits with an error."""
+class Stopped(BaseException):
+    """SIGTERM: ``mlx.launch`` and ``--ranks`` stop every rank when one exits with an error.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: a stop is not an error. As an ``Exception`` it was
+    caught by the boundary that turns a failing tool into text the model reads (``agent.toolrun``) when
+    it came while a tool ran, and rank 0 went on to the end and hung waiting for the dead rank."""
 
 
 def run_sharded(args, entries, specs, extra_tools=()) -> int:

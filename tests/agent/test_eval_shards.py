@@ -246,3 +246,27 @@ def test_with_ranks_ctrl_c_stops_every_rank_and_rank_0_merges_what_was_recorded(
     assert stdout.startswith("| model")
     assert_missing_named(out, stderr)
     assert all(map(gone, pids))  # rank 1 interrupted too (or done): test_local_ranks checks every rank gets the signal
+
+
+def test_a_stop_that_comes_while_a_tool_runs_stops_the_rank_not_the_tool(tmp_path):
+    """Session 22's CI: SIGTERM landed inside run_python, the tool boundary turned it into the tool's error,
+    and rank 0 ran its last tasks and hung on the dead rank until the launcher killed it (137, not 1)."""
+    import threading
+
+    from agent.cli.eval_ranks import Stopped, _raise_stopped
+    from agent.toolrun import ToolRunner
+    from tools.builtin import builtin_tools
+    from tools.registry import Registry
+
+    runner = ToolRunner(tmp_path)
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    stop = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        runner.execute(Registry(builtin_tools())["run_python"], {"code": "print(1)"})  # the sandbox is up
+        stop.start()
+        with pytest.raises(Stopped):
+            runner.execute(Registry(builtin_tools())["run_python"], {"code": "while True:\n    pass"})
+    finally:
+        stop.cancel()
+        signal.signal(signal.SIGTERM, previous)
+        runner.close()
