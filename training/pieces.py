@@ -13,16 +13,15 @@ import functools
 import json
 import random
 import re
-from pathlib import Path
 
 from optiq_runtime import embedded_base_path
 
 
 @functools.cache
-def letter_pieces(tokenizer_json: Path | None = None) -> tuple[str, ...]:
-    """The lowercase letter pieces (two letters or more) of a tokenizer's BPE vocabulary, shipped tiny-agent's by default."""
-    path = tokenizer_json or embedded_base_path() / "tokenizer.json"
-    vocab = json.loads(Path(path).read_text())["model"]["vocab"]
+def letter_pieces() -> tuple[str, ...]:
+    """The lowercase letter pieces (two letters or more) of the shipped tiny-agent's BPE vocabulary (the
+    rounds fine-tune it with its own tokenizer)."""
+    vocab = json.loads((embedded_base_path() / "tokenizer.json").read_text())["model"]["vocab"]
     return tuple(sorted(piece for piece in vocab if re.fullmatch(r"[a-z]{2,}", piece)))
 
 

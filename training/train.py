@@ -104,6 +104,11 @@ def sitting_done(cfg: TrainConfig, state: dict, sitting: float) -> bool:
     return run_done(cfg, state) or (cfg.steps > 0 and sitting >= cfg.seconds)
 
 
+def ends_run(cfg: TrainConfig, state: dict, elapsed: float) -> bool:
+    """The step just taken (``state`` counts it, not yet its ``elapsed`` seconds) is the run's last."""
+    return state["step"] >= cfg.steps if cfg.steps else state["seconds"] + elapsed >= cfg.seconds
+
+
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     warm = min(1.0, (step + 1) / cfg.warmup_steps)
     cosine = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
@@ -177,10 +182,11 @@ def train(
         log(f"resumed at step {state['step']} ({state['seconds']:.0f}s, {state['tokens']} tokens)")
     pad = tokenizer.token_to_id("<|endoftext|>")
     spec = BatchSpec(tokenizer.to_str(), cfg.copy_weight, cfg.mix, cfg.seed, cfg.batch_rows, cfg.seq_len)
-    since_ckpt = since_eval = sitting = 0.0
+    since_ckpt = since_eval = 0.0
+    sitting_began = state["seconds"]
     model.train()
     with (workdir / "log.jsonl").open("a") as logfile, Batches(spec, cfg.data_workers) as batches:
-        while not sitting_done(cfg, state, sitting):
+        while not sitting_done(cfg, state, state["seconds"] - sitting_began):
             start = time.time()
             progress = run_progress(cfg, state)
             phase = training_phase(cfg, progress)
@@ -194,14 +200,12 @@ def train(
             since_eval += elapsed
             if state["step"] % 10 == 0:
                 write_log(logfile, log, step_record(state, phase, lr, main, mtp, ids.numel() / elapsed))
-            ending = run_done(cfg, state) or (not cfg.steps and state["seconds"] + elapsed >= cfg.seconds)
-            if evaluate is not None and (since_eval >= cfg.eval_seconds or ending):
+            if evaluate is not None and (since_eval >= cfg.eval_seconds or ends_run(cfg, state, elapsed)):
                 since_eval = 0.0
                 scores = evaluate_and_keep_best(evaluate, model, opt, state, workdir / "best.pt")
                 write_log(logfile, log, {"step": state["step"], "eval": scores})
             state["seconds"] += time.time() - start  # the budget is wall time, evaluation included
-            sitting += time.time() - start
-            if since_ckpt >= cfg.checkpoint_seconds or sitting_done(cfg, state, sitting):
+            if since_ckpt >= cfg.checkpoint_seconds or sitting_done(cfg, state, state["seconds"] - sitting_began):
                 since_ckpt = 0.0
                 save_checkpoint(last, model, opt, state)
     if not last.exists():  # a run with no time left (``--minutes 0``) still leaves its starting point

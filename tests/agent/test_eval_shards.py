@@ -258,14 +258,14 @@ def test_a_stop_that_comes_while_a_tool_runs_stops_the_rank_not_the_tool(tmp_pat
     from tools.builtin import builtin_tools
     from tools.registry import Registry
 
-    runner = ToolRunner(tmp_path)
+    runner, run_python = ToolRunner(tmp_path), Registry(builtin_tools())["run_python"]
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
     stop = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
     try:
-        runner.execute(Registry(builtin_tools())["run_python"], {"code": "print(1)"})  # the sandbox is up
+        runner.execute(run_python, {"code": "print(1)"})  # the sandbox is up
         stop.start()
         with pytest.raises(Stopped):
-            runner.execute(Registry(builtin_tools())["run_python"], {"code": "while True:\n    pass"})
+            runner.execute(run_python, {"code": "while True:\n    pass"})
     finally:
         stop.cancel()
         signal.signal(signal.SIGTERM, previous)
