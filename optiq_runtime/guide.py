@@ -7,7 +7,8 @@ function up to its ``>``, and inside ``<parameter=`` only the parameters of the 
 called that the call has not named yet; a parameter whose schema closes its values (an enum, a
 boolean) takes one of them. Between parameters, while the schema's required ones are
 not all given, the call cannot close: the next parameter to open is a missing required one; once
-every parameter is given, the call closes (no parameter the function lacks can open).
+every parameter is given, the call closes (no parameter the function lacks can open), and after
+``</function>`` only ``</tool_call>`` follows (a sampled call cannot trail off into prose unclosed).
 In a Hermes JSON call only the function's name is guided. Everywhere else (values, prose,
 pythonic calls) the model is free. The engine applies it as a mask over the logits, so greedy decoding takes
 the model's best allowed token and sampling draws from its distribution renormalised on them.
@@ -162,9 +163,11 @@ def _value(opened: str, signature: Signature) -> Slot | None:
 
 def _next_parameter(body: str, signature: Signature, given: set[str]) -> Slot | None:
     """Between parameters (or right after the function's name): a missing required parameter opens next,
-    and with every parameter given the call closes."""
+    with every parameter given the function closes, and once it has closed only the call's end follows."""
     end = body.rfind(PARAMETER_CLOSE)
     between = body[end + len(PARAMETER_CLOSE) :] if end >= 0 else body
+    if FUNCTION_CLOSE in between:
+        return Slot(between.split(FUNCTION_CLOSE, 1)[1], ("\n" + CALL_CLOSE,), end="")
     missing = [p for p in signature.required if p not in given]
     if missing:
         return Slot(between, tuple("\n" + PARAMETER_OPEN + p for p in missing))

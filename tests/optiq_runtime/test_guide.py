@@ -49,6 +49,12 @@ def tool(name: str, *params: str, required: tuple[str, ...] = ()) -> dict:
             "<tool_call>\n<function=get_sugar>\n<parameter=amount>\n1\n</parameter>\n<",
             Slot("\n<", ("\n</function>",), ""),
         ),
+        # the function has closed: only the call's end follows (sampling wrote stray text here, unclosed)
+        (
+            "<tool_call>\n<function=get_sugar>\n<parameter=amount>\n1\n</parameter>\n</function>",
+            Slot("", ("\n</tool_call>",), ""),
+        ),
+        ("<tool_call>\n<function=list_river>\n</function>\n", Slot("\n", ("\n</tool_call>",), "")),
         # a value from a closed set
         (
             "<tool_call>\n<function=set_mode>\n<parameter=mode>\nf",
@@ -77,6 +83,7 @@ def test_a_name_being_written_opens_a_slot_of_the_names_left(text, slot):
         "<tool_call>\n<function=set_wolf>\n<parameter=age>\n3\n</parameter>\n<parameter=name>\nRex\n</parameter>\n",
         "<tool_call>\n<function=get_size>\n",  # nothing required
         "<tool_call>\n<function=set_mode>\n<parameter=note>\nanything",  # an open value
+        "<tool_call>\n<function=set_mode>\n<parameter=note>\n</function>",  # a value may hold the tag
         '<tool_call>\n{"name": "get_size", "arguments": {"kis',  # Hermes arguments are not guided
         '<tool_call>\n{"arguments": {}, "name": "get',
     ],
