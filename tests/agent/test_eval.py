@@ -248,10 +248,11 @@ def test_guided_and_unguided_runs_are_scored_apart(engine, tmp_path):
     results = ResultsFile(tmp_path / "r.jsonl")
     evaluate(load_suite(suite), specs, results, sampling=Sampling(max_tokens=128))
     verdicts = {r["model"]: r for r in results.read()}
-    # tiny-agent names a function it remembers, unguided; guided, it can only write the offered one.
+    # Unguided, tiny-agent does not write the offered name (it writes one it remembers, or the offered
+    # one inside other words); guided, it can only write the offered one.
     assert verdicts["tiny"]["passed"], verdicts["tiny"]["detail"]
     assert not verdicts["tiny (unguided)"]["passed"]
-    assert "zq_frobnicate" not in verdicts["tiny (unguided)"]["trace"][0]["text"]
+    assert "<function=zq_frobnicate>" not in verdicts["tiny (unguided)"]["trace"][0]["text"]
 
 
 def test_the_eval_command_labels_unguided_runs(tmp_path):
