@@ -10,7 +10,16 @@ from checkpoints import write_random_checkpoint
 from optiq_runtime.embedded import embedded_base_path
 from optiq_runtime.engine import Engine
 from optiq_runtime.errors import BadInputError
-from optiq_runtime.mtp_cost import CostModel, DepthCost, costs_file, machine_key, measure, read_costs, write_costs
+from optiq_runtime.mtp_cost import (
+    CostModel,
+    DepthCost,
+    costs_file,
+    heldout_prompts,
+    machine_key,
+    measure,
+    read_costs,
+    write_costs,
+)
 from optiq_runtime.mtp_policy import MIN_SPEEDUP, MtpPolicy
 from optiq_runtime.sampling import Sampling
 
@@ -116,7 +125,9 @@ def test_load_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
 def test_policy_owns_its_history(engine):
     engine.reset(mtp_history=True)
     assert len(engine.policy.history.speedups) == 0
-    engine.generate(engine.tokenizer.encode("Count: one two three"), Sampling(max_tokens=24))
+    # an agent turn, which the model answers at length (a bare "Count: one two three" now ends at once)
+    engine.generate(heldout_prompts(engine.tokenizer)[0], Sampling(max_tokens=24))
+    assert engine.last_stats.tokens > 8
     assert engine.last_stats.mtp_used and engine.last_stats.round_s
     stats = engine.last_stats  # each timed round's whole loop iteration, closed when the next step starts
     assert len(stats.round_s) - 1 <= len(stats.round_iteration_s) <= len(stats.round_s)
@@ -139,8 +150,6 @@ def test_the_budget_can_be_set_and_a_bad_one_is_refused(monkeypatch):
 def test_each_depth_is_measured_on_its_own_runs(engine):
     """What a round yields depends on the depth (a round starts after its last kept token, so the depth decides which
     positions are drafted): each depth's acceptance and tokens per round are those of greedy runs at that depth."""
-    from optiq_runtime.mtp_cost import heldout_prompts
-
     prompts = sorted(heldout_prompts(engine.tokenizer), key=len)[:3]
     model = measure(engine, (1, 2), prompts=prompts, tokens=16, budget_s=60.0)
     assert model.turns == len(prompts)
