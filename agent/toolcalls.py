@@ -34,7 +34,10 @@ from tools.coerce import coerce_arguments
 
 FORMATS = ("auto", "qwen_xml", "hermes", "pythonic")
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-_TEXT_TAGS = (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE)
+# The XML call's inner tags: outside a <tool_call> block they are stray markup (a sampled reply that
+# closed its call and wrote on), dropped from text so that no client shows them.
+_STRAY_CALL_TAGS = ("<function=", "</function>", "<parameter=", "</parameter>")
+_TEXT_TAGS = (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE, *_STRAY_CALL_TAGS)
 _PYTHONIC_TAGS = (THINK_OPEN, THINK_CLOSE)
 _XML_NAME = re.compile(r"<function=([^>\n<]+)>")
 _JSON_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -181,8 +184,8 @@ class StreamParser:
             events.append(ReasoningEvent(text=visible))
 
     def _enter(self, tag: str) -> None:
-        """Switch mode at a tag; a stray closing tag in text is markup too, and is dropped."""
-        if self._mode == "text" and tag in (THINK_CLOSE, CALL_CLOSE):
+        """Switch mode at a tag; a stray closing tag or call tag in text is markup too, and is dropped."""
+        if self._mode == "text" and tag in (THINK_CLOSE, CALL_CLOSE, *_STRAY_CALL_TAGS):
             return
         self._text.boundary()
         self._reasoning.boundary()

@@ -125,7 +125,8 @@ def test_fuzz_no_crash_and_chunking_is_invisible(text, fmt, in_reasoning, data):
     chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
     assert stream(chunks, **options) == expected
     parsed = collect(expected)
-    markup = ("<think>", "</think>") if fmt == "pythonic" else ("<tool_call>", "</tool_call>", "<think>", "</think>")
+    call_tags = ("<tool_call>", "</tool_call>", "<function=", "</function>", "<parameter=", "</parameter>")
+    markup = ("<think>", "</think>") if fmt == "pythonic" else (*call_tags, "<think>", "</think>")
     for marker in markup:  # in pythonic answers <tool_call> is just text
         assert marker not in parsed.content
     assert all(e.raw for e in parsed.errors)
@@ -177,3 +178,15 @@ def test_nothing_is_evaluated(monkeypatch, tmp_path):
     parsed = parse_tool_calls(text, fmt="pythonic")
     assert parsed.calls == [] and len(parsed.errors) == 2
     assert not target.exists()
+
+
+def test_call_tags_written_after_a_closed_call_are_dropped_from_the_text():
+    # A reply sampled at temperature 1 (a Claude Code-shaped request to the server) closed its call, then wrote on.
+    text = (
+        "<tool_call>\n<function=Glob>\n<parameter=pattern>\n**/*.py\n</parameter>\n</function>\n</tool_call>\n"
+        "path the user\n</parameter>\n<parameter=zuma\n</parameter>\n</function>"
+    )
+    parsed = collect(at_once(text))
+    assert [c.name for c in parsed.calls] == ["Glob"] and parsed.calls[0].arguments == {"pattern": "**/*.py"}
+    assert parsed.content.split() == ["path", "the", "user", "zuma"]
+    assert stream(list(text)) == at_once(text)
