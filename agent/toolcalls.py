@@ -39,6 +39,7 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _STRAY_CALL_TAGS = ("<function=", "</function>", "<parameter=", "</parameter>")
 _TEXT_TAGS = (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE, *_STRAY_CALL_TAGS)
 _PYTHONIC_TAGS = (THINK_OPEN, THINK_CLOSE)
+_DROPPED_IN_TEXT = (THINK_CLOSE, CALL_CLOSE, *_STRAY_CALL_TAGS)  # closing or call tags with no block open
 _XML_NAME = re.compile(r"<function=([^>\n<]+)>")
 _JSON_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
@@ -185,7 +186,7 @@ class StreamParser:
 
     def _enter(self, tag: str) -> None:
         """Switch mode at a tag; a stray closing tag or call tag in text is markup too, and is dropped."""
-        if self._mode == "text" and tag in (THINK_CLOSE, CALL_CLOSE, *_STRAY_CALL_TAGS):
+        if self._mode == "text" and tag in _DROPPED_IN_TEXT:
             return
         self._text.boundary()
         self._reasoning.boundary()
